@@ -1,0 +1,40 @@
+# Thin wrapper over CMake. `make run` and `make test` are the two entry points (README.md).
+BUILD      ?= build
+STATE_DIR  ?= ./var
+LISTEN     ?= 127.0.0.1:8080
+CHALLENGE  ?=
+CMAKE_OPTS ?=
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all deps build run test test-asan bench fuzz clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_OPTS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@STATE_DIR="$(STATE_DIR)" LISTEN="$(LISTEN)" CHALLENGE="$(CHALLENGE)" BUILD="$(BUILD)" scripts/run.sh
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
+
+# Unit tests and fuzz replays under AddressSanitizer + UBSan (CI runs this too).
+test-asan: deps
+	@cmake -S . -B build-asan -DSCEPD_ASAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j 2 -L 'unit|fuzz'
+
+bench: build
+	@bench/run.sh $(if $(FULL),--full,)
+
+fuzz: deps
+	@CC=clang cmake -S . -B build-fuzz -DSCEPD_FUZZ=ON >/dev/null
+	@cmake --build build-fuzz -j $(JOBS)
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz

@@ -1,0 +1,85 @@
+/* scepd configuration: parsed once at start, immutable afterwards (the only global state).
+ *
+ * File format (INI-style, documented in docs/configuration.md and conf/scepd.conf.example):
+ *   # comment            ; comment
+ *   [section]
+ *   key = value          (whitespace around key and value is trimmed; value may be "quoted")
+ * Unknown sections or keys are errors (typos must not silently fall back to defaults).
+ * Relative paths are resolved against the directory of the configuration file.
+ */
+#ifndef SCEPD_CONFIG_H
+#define SCEPD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_PATH_MAX 1024
+
+enum config_key_mode { CONFIG_KEYS_PKCS11 = 0, CONFIG_KEYS_FILE = 1 };
+
+typedef struct config {
+    /* [server] */
+    char     listen_host[64];     /* listen = 127.0.0.1:8080 (host:port, [v6]:port)   */
+    uint16_t listen_port;
+    int      shards;              /* shards = 0 -> number of online CPUs              */
+    int      workers;             /* crypto_workers = 0 -> number of online CPUs      */
+    size_t   max_url;             /* max_url = 65534                                  */
+    size_t   max_header;          /* max_header = 16384 (header block after the URL)  */
+    size_t   max_body;            /* max_body = 262144                                */
+    int      header_timeout_ms;   /* header_timeout = 10s                             */
+    int      idle_timeout_ms;     /* idle_timeout = 60s                               */
+    int      max_conns;           /* max_connections = 4096 (per shard)               */
+    char     state_dir[CONFIG_PATH_MAX];   /* state_dir = .                           */
+    char     audit_log[CONFIG_PATH_MAX];   /* audit_log = "-" (stdout) or a path      */
+
+    /* [keys] */
+    enum config_key_mode key_mode;         /* mode = pkcs11 | file                    */
+    char     pkcs11_module[CONFIG_PATH_MAX];
+    char     token_label[64];
+    char     pin_file[CONFIG_PATH_MAX];    /* or env SCEPD_PIN when empty             */
+    char     ca_key_label[64];
+    char     ra_key_label[64];
+    char     ca_key_file[CONFIG_PATH_MAX]; /* file mode: PEM private keys             */
+    char     ra_key_file[CONFIG_PATH_MAX];
+    char     ca_cert[CONFIG_PATH_MAX];     /* PEM or DER                              */
+    char     ra_cert[CONFIG_PATH_MAX];     /* empty: the CA key decrypts and signs    */
+
+    /* [store] */
+    char     store_path[CONFIG_PATH_MAX];  /* directory of the LMDB environment       */
+    size_t   store_map_size;               /* initial map size; grows on MDB_MAP_FULL */
+    int      batch_max;                    /* group-commit batch size cap (256)       */
+
+    /* [issue] */
+    int      validity_days;                /* validity = 365                          */
+    int      backdate_s;                   /* notBefore = now - backdate (300)        */
+    char     challenge[256];               /* static challenge password               */
+    char     challenge_file[CONFIG_PATH_MAX]; /* alternative to challenge =           */
+    int      allow_sha1;                   /* allow_sha1 = no                         */
+} config;
+
+/* Fills *cfg with defaults (every field valid). */
+void config_defaults(config *cfg);
+
+/* Parses text (len bytes, need not be NUL-terminated) over the current contents of *cfg.
+ * base_dir resolves relative paths (may be NULL: paths stay as written).
+ * Returns 0, or -1 with a message "line N: reason" in err (errlen bytes, always terminated). */
+int config_parse(config *cfg, const char *text, size_t len, const char *base_dir,
+                 char *err, size_t errlen);
+
+/* Reads and parses a file (defaults first). Returns 0 or -1 with err set. */
+int config_load(config *cfg, const char *path, char *err, size_t errlen);
+
+/* Reads the PIN from pin_file, or from env SCEPD_PIN. Trailing newline stripped.
+ * Returns 0 or -1 with err set. */
+int config_read_pin(const config *cfg, char *pin, size_t pinlen, char *err, size_t errlen);
+
+/* Reads the challenge (challenge= or challenge_file=) into buf. Returns its length or -1. */
+int config_read_challenge(const config *cfg, char *buf, size_t buflen);
+
+/* Parses durations "30", "30s", "500ms", "10m", "2h", "7d" into milliseconds; -1 if bad. */
+long long config_parse_duration_ms(const char *s);
+
+/* Parses sizes "1024", "256k", "256KiB", "16m", "1g" into bytes; returns 0 or -1. */
+int config_parse_size(const char *s, size_t *out);
+
+#endif

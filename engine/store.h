@@ -1,0 +1,105 @@
+/* store: issued certificates, their indexes and (later) revocation/CRL state, in LMDB.
+ *
+ * One environment (a directory), named databases:
+ *   certs    serial(16)            -> record (status, times, key hash, subject, txid, DER)
+ *   txid     transactionID bytes   -> serial(16) + key hash(32)
+ *   subject  SHA-256(subject DER)  -> serial(16)        (MDB_DUPSORT: every cert of a subject)
+ *   revoked  serial(16)            -> time + reason     (filled by the revocation issue)
+ *   meta     name                  -> value             ("schema" = 1, later "crl_number")
+ *
+ * Exactly one thread writes: the writer started by store_writer_start() (or, when no writer
+ * runs, a caller of store_put_sync(), e.g. scepctl). It commits every queued put of a batch in
+ * one write transaction (group commit, synchronous: mdb_txn_commit returned == durable) and
+ * then hands the whole batch to the done callback. Readers are any threads, each with its own
+ * store_reader (environment opened with MDB_NOTLS). The map grows on MDB_MAP_FULL.
+ *
+ * Return convention: 0 success, STORE_* positive outcomes, negative -errno / -MDB error.
+ */
+#ifndef SCEPD_STORE_H
+#define SCEPD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_SERIAL_LEN 16
+#define STORE_HASH_LEN   32
+
+enum store_outcome {
+    STORE_OK = 0,
+    STORE_NOTFOUND = 1,     /* lookup found nothing                                         */
+    STORE_DUP_SERIAL = 2,   /* put: serial already present, nothing written for this put    */
+    STORE_DUP_TXID = 3,     /* put: txid already mapped; existing serial/key hash returned  */
+};
+
+enum store_status { STORE_CERT_VALID = 0, STORE_CERT_REVOKED = 1 };
+
+typedef struct store store;
+typedef struct store_reader store_reader;
+
+/* A certificate record. In results from a reader, every pointer points into the LMDB map:
+ * valid until store_reader_end() on that reader; do not free. */
+typedef struct store_cert {
+    uint8_t  serial[STORE_SERIAL_LEN];
+    int      status;                    /* enum store_status */
+    int64_t  not_before, not_after;     /* seconds since the epoch */
+    int64_t  issued_at;
+    uint8_t  key_hash[STORE_HASH_LEN];  /* SHA-256 of the certificate's SubjectPublicKeyInfo DER */
+    uint8_t  subject_hash[STORE_HASH_LEN]; /* SHA-256 of the subject Name DER */
+    const char *subject;  size_t subject_len;  /* one-line text form, for listings */
+    const char *txid;     size_t txid_len;     /* may be empty (scepctl-issued certs) */
+    const char *profile;  size_t profile_len;
+    const uint8_t *der;   size_t der_len;      /* the certificate */
+} store_cert;
+
+/* Opens (creating if needed) the environment in directory path (created if missing).
+ * map_size is the initial map size in bytes (0: 64 MiB). */
+int store_open(const char *path, size_t map_size, store **out);
+/* Stops the writer if running, closes the environment. Accepts NULL. */
+void store_close(store *s);
+
+/* ---- reading (any thread, one reader per thread) ---- */
+int  store_reader_create(store *s, store_reader **out);
+void store_reader_destroy(store_reader *r);      /* accepts NULL; ends an open read */
+int  store_reader_begin(store_reader *r);        /* starts (renews) a read snapshot */
+void store_reader_end(store_reader *r);          /* ends it (reset); results become invalid */
+
+int store_get_cert(store_reader *r, const uint8_t serial[STORE_SERIAL_LEN], store_cert *out);
+int store_get_txid(store_reader *r, const char *txid, size_t txid_len,
+                   uint8_t serial[STORE_SERIAL_LEN], uint8_t key_hash[STORE_HASH_LEN]);
+/* Calls cb for every certificate in serial order; stops early when cb returns non-zero
+ * (that value is returned). */
+int store_foreach_cert(store_reader *r, int (*cb)(const store_cert *c, void *arg), void *arg);
+/* Every certificate of a subject, newest first is not guaranteed: serial order. */
+int store_foreach_subject(store_reader *r, const uint8_t subject_hash[STORE_HASH_LEN],
+                          int (*cb)(const store_cert *c, void *arg), void *arg);
+int store_count(store_reader *r, size_t *n);
+
+/* ---- writing ---- */
+typedef struct store_put {
+    struct store_put *next;     /* intrusive list link, owned by whoever holds the put */
+    store_cert cert;            /* input: pointers valid until the done callback returns */
+    int result;                 /* output: STORE_OK, STORE_DUP_SERIAL, STORE_DUP_TXID, <0 */
+    uint8_t existing_serial[STORE_SERIAL_LEN];   /* output for STORE_DUP_TXID */
+    uint8_t existing_key_hash[STORE_HASH_LEN];   /* output for STORE_DUP_TXID */
+} store_put;
+
+/* Called on the writer thread once per committed batch (list linked by ->next, in submit
+ * order), after the transaction is durable. A put whose result is not STORE_OK wrote nothing.
+ * If the commit itself failed, every put carries the negative error. */
+typedef void (*store_done_fn)(store_put *batch, void *arg);
+
+int  store_writer_start(store *s, int batch_max, store_done_fn done, void *arg);
+void store_writer_stop(store *s);                 /* drains the queue, joins */
+/* Queues a list of puts (any thread): one lock and one wake-up per call. */
+void store_submit(store *s, store_put *list);
+
+/* Writes a list of puts in one transaction on the calling thread (no writer may be
+ * running). Sets each ->result. Returns 0 or the negative commit error. */
+int store_put_sync(store *s, store_put *list);
+
+/* Cheap liveness check for /healthz (a read transaction). 0 when the store answers. */
+int store_ping(store *s);
+
+const char *store_strerror(int rc);
+
+#endif
