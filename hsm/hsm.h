@@ -21,7 +21,11 @@
 typedef struct hsm_token hsm_token;
 
 /* Loads module_path (dlopen), C_Initialize (CKF_OS_LOCKING_OK), finds the token whose
- * label is token_label, logs in as CKU_USER with pin. pin is not kept after login. */
+ * label is token_label, logs in as CKU_USER with pin. pin is not kept after login nor logged.
+ * Also loads the "default" and "scepd-hsm" providers into the default OSSL_LIB_CTX (once per
+ * process; they stay loaded). A module may be opened more than once: only the handle that
+ * called C_Initialize calls C_Finalize, so close such handles in reverse order. Login state
+ * is per module, so a second open while the first is logged in does not re-check the PIN. */
 int hsm_token_open(const char *module_path, const char *token_label, const char *pin,
                    hsm_token **out);
 
@@ -30,7 +34,9 @@ int hsm_token_open(const char *module_path, const char *token_label, const char 
 void hsm_token_close(hsm_token *t);
 
 /* Opens a session for the calling thread; subsequent private-key operations on this thread
- * use it. Returns 0 or negative. hsm_thread_detach closes it (call before the thread exits). */
+ * with keys of t use it. Returns 0 or negative (also when the thread is already attached).
+ * hsm_thread_detach closes it (call before the thread exits and before hsm_token_close);
+ * detaching a thread that is not attached does nothing. */
 int hsm_thread_attach(hsm_token *t);
 void hsm_thread_detach(void);
 
@@ -42,10 +48,16 @@ void hsm_thread_detach(void);
 int hsm_key_load(hsm_token *t, const char *label, EVP_PKEY **out);
 
 /* Generates a key pair inside the token: spec "rsa:2048", "rsa:3072", "rsa:4096",
- * "ec:P-256", "ec:P-384". Private key: token object, private, sensitive, non-extractable,
- * CKA_LABEL = CKA_ID-derived label. Fails with negative if a key with that label exists.
- * On success *out (may be NULL if not wanted) is as from hsm_key_load. */
+ * "ec:P-256", "ec:P-384". Private key: token object, private, sensitive, non-extractable.
+ * Both halves get CKA_LABEL = label and the same random 16-byte CKA_ID. Fails with negative
+ * if a key with that label exists. On success *out (may be NULL if not wanted) is as from
+ * hsm_key_load. */
 int hsm_key_generate(hsm_token *t, const char *label, const char *spec, EVP_PKEY **out);
+
+/* 1 when the private key labelled label is CKA_SENSITIVE, not CKA_EXTRACTABLE and the token
+ * refuses to reveal its secret value (CKA_PRIVATE_EXPONENT / CKA_VALUE); 0 when any of that
+ * does not hold; negative when the key cannot be found or read. For audits and tests. */
+int hsm_key_is_protected(hsm_token *t, const char *label);
 
 /* Cheap liveness check for /healthz: C_GetSessionInfo on a session. 0 when the token answers. */
 int hsm_ping(hsm_token *t);

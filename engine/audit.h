@@ -1,0 +1,53 @@
+/* audit: one structured JSON line per security-relevant event, to a file or stdout.
+ *
+ * Event IDs are modelled on the Intune certificate connector's table (issue success/failure,
+ * request verified/rejected, CA unavailable); docs/events.md lists them. Lines are written
+ * with one write(2) each (O_APPEND), so concurrent writers never interleave within a line.
+ */
+#ifndef SCEPD_AUDIT_H
+#define SCEPD_AUDIT_H
+
+#include <stddef.h>
+
+/*  X(name,            id,   text) */
+#define AUDIT_EVENTS(X) \
+    X(STARTED,          100,  "scepd started") \
+    X(STOPPED,          101,  "scepd stopped") \
+    X(ISSUED,           1000, "certificate issued") \
+    X(RENEWED,          1001, "certificate renewed") \
+    X(REPLAYED,         1002, "repeated transaction answered with the certificate already issued") \
+    X(CERT_RETURNED,    1003, "certificate returned (CertPoll / GetCert)") \
+    X(REQUEST_REJECTED, 2000, "request rejected") \
+    X(HTTP_REJECTED,    2001, "HTTP request rejected") \
+    X(HSM_FAILURE,      3000, "CA unavailable: HSM operation failed") \
+    X(STORE_FAILURE,    3001, "store write failed")
+
+enum audit_event {
+#define X(name, id, text) AUDIT_##name = id,
+    AUDIT_EVENTS(X)
+#undef X
+};
+
+typedef struct audit audit;
+
+/* Fields of one event; any may be NULL/empty. */
+typedef struct audit_fields {
+    const char *diag;       /* diagnostic code (engine/reject.h) */
+    const char *txid;
+    const char *profile;
+    const char *subject;
+    const char *serial;     /* hex */
+    const char *peer;       /* ip:port */
+    const char *detail;     /* free text */
+    int         failinfo;   /* -1: none */
+    int         http_status;/* 0: none */
+} audit_fields;
+
+/* path "-" means stdout. Returns 0 or -errno. */
+int  audit_open(const char *path, audit **out);
+void audit_close(audit *a);               /* accepts NULL */
+/* Writes one event line. Never fails loudly: a write error is counted, not fatal. */
+void audit_emit(audit *a, int event, const audit_fields *f);
+const char *audit_event_name(int event);
+
+#endif

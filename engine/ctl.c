@@ -1,0 +1,368 @@
+/* scepctl: administration of a scepd installation, reading the same configuration file.
+ *
+ *   scepctl -c CONF init [--ca-subject DN] [--ca-key SPEC] [--ra-subject DN] [--no-ra]
+ *                        [--days N]
+ *   scepctl -c CONF cert list
+ *   scepctl -c CONF cert show SERIAL
+ *   scepctl -c CONF cert count
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "engine/config.h"
+#include "engine/store.h"
+#include "hsm/hsm.h"
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: scepctl -c CONF COMMAND\n"
+            "  init [--ca-subject DN] [--ca-key rsa:2048|rsa:3072|rsa:4096|ec:P-256|ec:P-384]\n"
+            "       [--ra-subject DN] [--no-ra] [--days N]\n"
+            "       create the CA key (in the token, or a PEM file in file mode), a self-signed\n"
+            "       CA certificate, the RA key and RA certificate, and the store\n"
+            "  cert list           issued certificates: serial, status, notAfter, subject\n"
+            "  cert show SERIAL    one certificate (text and PEM)\n"
+            "  cert count          number of issued certificates\n");
+}
+
+static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    int ok = e != NULL && X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    return ok;
+}
+
+static X509_NAME *parse_dn(const char *dn)
+{
+    X509_NAME *n = X509_NAME_new();
+    char *copy = strdup(dn), *save = NULL;
+    if (n == NULL || copy == NULL)
+        goto fail;
+    for (char *tok = strtok_r(copy, "/", &save); tok != NULL; tok = strtok_r(NULL, "/", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq == NULL)
+            goto fail;
+        *eq = '\0';
+        if (!X509_NAME_add_entry_by_txt(n, tok, MBSTRING_UTF8, (unsigned char *)eq + 1, -1, -1, 0))
+            goto fail;
+    }
+    if (X509_NAME_entry_count(n) == 0)
+        goto fail;
+    free(copy);
+    return n;
+fail:
+    free(copy);
+    X509_NAME_free(n);
+    return NULL;
+}
+
+/* A certificate for pub, issued by issuer/issuer_key (NULL: self-signed), with the given
+ * basicConstraints and keyUsage. */
+static X509 *make_cert(X509_NAME *subject, EVP_PKEY *pub, X509 *issuer, EVP_PKEY *issuer_key,
+                       int days, const char *bc, const char *ku)
+{
+    X509 *x = X509_new();
+    uint8_t sb[16];
+    BIGNUM *bn = NULL;
+    int ok = 0;
+
+    if (x == NULL || RAND_bytes(sb, sizeof(sb)) != 1)
+        goto out;
+    sb[0] = (uint8_t)((sb[0] & 0x3f) | 0x40);
+    bn = BN_bin2bn(sb, sizeof(sb), NULL);
+    if (bn == NULL || !X509_set_version(x, X509_VERSION_3) ||
+        BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL ||
+        !X509_set_subject_name(x, subject) ||
+        !X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : subject) ||
+        X509_gmtime_adj(X509_getm_notBefore(x), -300) == NULL ||
+        X509_time_adj_ex(X509_getm_notAfter(x), days, 0, NULL) == NULL ||
+        !X509_set_pubkey(x, pub))
+        goto out;
+    X509 *iss = issuer != NULL ? issuer : x;
+    if (!add_ext(x, iss, NID_basic_constraints, bc) || !add_ext(x, iss, NID_key_usage, ku) ||
+        !add_ext(x, iss, NID_subject_key_identifier, "hash") ||
+        !add_ext(x, iss, NID_authority_key_identifier, "keyid:always"))
+        goto out;
+    const EVP_MD *md = EVP_PKEY_get_base_id(issuer_key) == EVP_PKEY_EC &&
+                               EVP_PKEY_get_bits(issuer_key) == 384
+                           ? EVP_sha384()
+                           : EVP_sha256();
+    if (X509_sign(x, issuer_key, md) <= 0)
+        goto out;
+    ok = 1;
+out:
+    BN_free(bn);
+    if (!ok) {
+        X509_free(x);
+        x = NULL;
+    }
+    return x;
+}
+
+static int write_cert(const char *path, X509 *x)
+{
+    FILE *f = fopen(path, "w");
+    int ok = f != NULL && PEM_write_X509(f, x) == 1;
+    if (f != NULL && fclose(f) != 0)
+        ok = 0;
+    return ok ? 0 : -1;
+}
+
+/* File mode: a new key written as PEM, owner-readable only. */
+static EVP_PKEY *file_key(const char *path, const char *spec)
+{
+    EVP_PKEY *k = NULL;
+    if (strncmp(spec, "rsa:", 4) == 0)
+        k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)atoi(spec + 4));
+    else if (strcmp(spec, "ec:P-256") == 0)
+        k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    else if (strcmp(spec, "ec:P-384") == 0)
+        k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
+    if (k == NULL)
+        return NULL;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    int ok = f != NULL && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1;
+    if (f != NULL)
+        ok = fclose(f) == 0 && ok;
+    else if (fd >= 0)
+        close(fd);
+    if (!ok) {
+        EVP_PKEY_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+static int cmd_init(const config *cfg, int argc, char **argv)
+{
+    const char *ca_subject = "/CN=scepd CA", *ra_subject = NULL, *ca_spec = "rsa:2048";
+    int days = 3650, with_ra = 1, rc = 1;
+    hsm_token *tok = NULL;
+    EVP_PKEY *ca_key = NULL, *ra_key = NULL;
+    X509 *ca = NULL, *ra = NULL;
+    X509_NAME *ca_dn = NULL, *ra_dn = NULL;
+    char pin[256], err[256], ra_default[300];
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--ca-subject") == 0 && i + 1 < argc)
+            ca_subject = argv[++i];
+        else if (strcmp(argv[i], "--ra-subject") == 0 && i + 1 < argc)
+            ra_subject = argv[++i];
+        else if (strcmp(argv[i], "--ca-key") == 0 && i + 1 < argc)
+            ca_spec = argv[++i];
+        else if (strcmp(argv[i], "--days") == 0 && i + 1 < argc)
+            days = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--no-ra") == 0)
+            with_ra = 0;
+        else {
+            usage();
+            return 2;
+        }
+    }
+    if (ra_subject == NULL) {
+        snprintf(ra_default, sizeof(ra_default), "%s RA", ca_subject);
+        ra_subject = ra_default;
+    }
+    if (days <= 0 || (ca_dn = parse_dn(ca_subject)) == NULL || (ra_dn = parse_dn(ra_subject)) == NULL) {
+        fprintf(stderr, "scepctl: bad subject or validity\n");
+        goto out;
+    }
+    if (access(cfg->ca_cert, F_OK) == 0) {
+        fprintf(stderr, "scepctl: %s exists: refusing to replace a CA\n", cfg->ca_cert);
+        goto out;
+    }
+    if (with_ra && cfg->ra_cert[0] == '\0') {
+        fprintf(stderr, "scepctl: [keys] ra_cert is not set (use --no-ra for a CA-only set-up)\n");
+        goto out;
+    }
+    if (cfg->key_mode == CONFIG_KEYS_PKCS11) {
+        if (config_read_pin(cfg, pin, sizeof(pin), err, sizeof(err)) != 0) {
+            fprintf(stderr, "scepctl: %s\n", err);
+            goto out;
+        }
+        int e = hsm_token_open(cfg->pkcs11_module, cfg->token_label, pin, &tok);
+        OPENSSL_cleanse(pin, sizeof(pin));
+        if (e != 0 || hsm_key_generate(tok, cfg->ca_key_label, ca_spec, &ca_key) != 0 ||
+            (with_ra && hsm_key_generate(tok, cfg->ra_key_label, "rsa:2048", &ra_key) != 0)) {
+            fprintf(stderr, "scepctl: token: %s\n", hsm_last_error());
+            goto out;
+        }
+    } else {
+        if ((ca_key = file_key(cfg->ca_key_file, ca_spec)) == NULL ||
+            (with_ra && (ra_key = file_key(cfg->ra_key_file, "rsa:2048")) == NULL)) {
+            fprintf(stderr, "scepctl: cannot create key files\n");
+            goto out;
+        }
+    }
+    ca = make_cert(ca_dn, ca_key, NULL, ca_key, days, "critical,CA:TRUE",
+                   "critical,keyCertSign,cRLSign,digitalSignature");
+    if (ca == NULL || write_cert(cfg->ca_cert, ca) != 0) {
+        fprintf(stderr, "scepctl: cannot create the CA certificate\n");
+        goto out;
+    }
+    if (with_ra) {
+        ra = make_cert(ra_dn, ra_key, ca, ca_key, days, "critical,CA:FALSE",
+                       "critical,digitalSignature,keyEncipherment");
+        if (ra == NULL || write_cert(cfg->ra_cert, ra) != 0) {
+            fprintf(stderr, "scepctl: cannot create the RA certificate\n");
+            goto out;
+        }
+    }
+    store *s = NULL;
+    int src = store_open(cfg->store_path, cfg->store_map_size, &s);
+    store_close(s);
+    if (src != 0) {
+        fprintf(stderr, "scepctl: store %s: %s\n", cfg->store_path, store_strerror(src));
+        goto out;
+    }
+    printf("CA certificate: %s\n", cfg->ca_cert);
+    if (with_ra)
+        printf("RA certificate: %s\n", cfg->ra_cert);
+    printf("store: %s\n", cfg->store_path);
+    rc = 0;
+out:
+    ERR_print_errors_fp(stderr);
+    X509_free(ca);
+    X509_free(ra);
+    X509_NAME_free(ca_dn);
+    X509_NAME_free(ra_dn);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(ra_key);
+    hsm_token_close(tok);
+    return rc;
+}
+
+static void print_hex(FILE *f, const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%02x", b[i]);
+}
+
+static int list_one(const store_cert *c, void *arg)
+{
+    char when[32];
+    time_t t = (time_t)c->not_after;
+    struct tm tm;
+    (void)arg;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    print_hex(stdout, c->serial, STORE_SERIAL_LEN);
+    printf("  %-7s  %s  %.*s\n", c->status == STORE_CERT_REVOKED ? "revoked" : "valid", when,
+           (int)c->subject_len, c->subject);
+    return 0;
+}
+
+static int parse_serial(const char *s, uint8_t out[STORE_SERIAL_LEN])
+{
+    size_t n = strlen(s);
+    if (n != 2 * STORE_SERIAL_LEN)
+        return -1;
+    for (size_t i = 0; i < STORE_SERIAL_LEN; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+static int cmd_cert(const config *cfg, int argc, char **argv)
+{
+    store *s = NULL;
+    store_reader *r = NULL;
+    int rc = 1, e;
+
+    if (argc < 1) {
+        usage();
+        return 2;
+    }
+    if ((e = store_open(cfg->store_path, cfg->store_map_size, &s)) != 0 ||
+        (e = store_reader_create(s, &r)) != 0 || (e = store_reader_begin(r)) != 0) {
+        fprintf(stderr, "scepctl: store %s: %s\n", cfg->store_path, store_strerror(e));
+        goto out;
+    }
+    if (strcmp(argv[0], "list") == 0) {
+        e = store_foreach_cert(r, list_one, NULL);
+        rc = e < 0 ? 1 : 0;
+    } else if (strcmp(argv[0], "count") == 0) {
+        size_t n = 0;
+        if (store_count(r, &n) == 0) {
+            printf("%zu\n", n);
+            rc = 0;
+        }
+    } else if (strcmp(argv[0], "show") == 0 && argc == 2) {
+        uint8_t serial[STORE_SERIAL_LEN];
+        store_cert c;
+        if (parse_serial(argv[1], serial) != 0) {
+            fprintf(stderr, "scepctl: a serial is 32 hex digits\n");
+            rc = 2;
+            goto out;
+        }
+        e = store_get_cert(r, serial, &c);
+        if (e != STORE_OK) {
+            fprintf(stderr, "scepctl: %s: %s\n", argv[1], e == STORE_NOTFOUND ? "not found" : store_strerror(e));
+            goto out;
+        }
+        const unsigned char *p = c.der;
+        X509 *x = d2i_X509(NULL, &p, (long)c.der_len);
+        if (x == NULL)
+            goto out;
+        printf("status: %s\ntransaction: %.*s\nprofile: %.*s\n",
+               c.status == STORE_CERT_REVOKED ? "revoked" : "valid", (int)c.txid_len, c.txid,
+               (int)c.profile_len, c.profile);
+        X509_print_fp(stdout, x);
+        PEM_write_X509(stdout, x);
+        X509_free(x);
+        rc = 0;
+    } else {
+        usage();
+        rc = 2;
+    }
+out:
+    store_reader_destroy(r);
+    store_close(s);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = NULL;
+    char err[512];
+    config cfg;
+    int i = 1;
+
+    if (argc > 2 && strcmp(argv[1], "-c") == 0) {
+        conf = argv[2];
+        i = 3;
+    }
+    if (conf == NULL || i >= argc) {
+        usage();
+        return 2;
+    }
+    if (config_load(&cfg, conf, err, sizeof(err)) != 0) {
+        fprintf(stderr, "scepctl: %s: %s\n", conf, err);
+        return 1;
+    }
+    if (strcmp(argv[i], "init") == 0)
+        return cmd_init(&cfg, argc - i - 1, argv + i + 1);
+    if (strcmp(argv[i], "cert") == 0)
+        return cmd_cert(&cfg, argc - i - 1, argv + i + 1);
+    usage();
+    return 2;
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make run`: creates the state directory on first run, then runs scepd in the foreground.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+STATE_DIR=${STATE_DIR:-./var}
+LISTEN=${LISTEN:-127.0.0.1:8080}
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD="$here/$BUILD" ;; esac
+
+if [ ! -f "$STATE_DIR/scepd.conf" ]; then
+  echo "scepd: creating state directory $STATE_DIR (SoftHSM2 token, CA and RA keys, store)" >&2
+  LISTEN="$LISTEN" CHALLENGE="${CHALLENGE:-}" BUILD="$BUILD" "$here/scripts/init-state.sh" "$STATE_DIR"
+fi
+S=$(cd "$STATE_DIR" && pwd)
+listen=$(sed -n 's/^listen *= *//p' "$S/scepd.conf" | head -n1)
+url="http://$listen/scep"
+challenge=$(cat "$S/challenge")
+
+cat <<MSG
+
+  SCEP URL:   $url
+  Challenge:  $challenge
+  CA cert:    $S/ca.pem   (RA: $S/ra.pem)
+  Config:     $S/scepd.conf
+  Enroll:     scepclient -server-url $url -challenge $challenge -private-key /tmp/device.key -certificate /tmp/device.pem -cn device-1
+  Issued:     $BUILD/scepctl -c $S/scepd.conf cert list
+
+MSG
+exec "$BUILD/scepd" -c "$S/scepd.conf"
