@@ -62,18 +62,23 @@ void config_defaults(config *cfg);
 
 /* Parses text (len bytes, need not be NUL-terminated) over the current contents of *cfg.
  * base_dir resolves relative paths (may be NULL: paths stay as written).
- * Returns 0, or -1 with a message "line N: reason" in err (errlen bytes, always terminated). */
+ * Returns 0, or -1 with a message "line N: reason" in err (errlen bytes, always terminated;
+ * err may be NULL). On failure *cfg is left unchanged. */
 int config_parse(config *cfg, const char *text, size_t len, const char *base_dir,
                  char *err, size_t errlen);
 
-/* Reads and parses a file (defaults first). Returns 0 or -1 with err set. */
+/* Reads and parses a file (defaults first; relative paths against the real directory of the
+ * file). Returns 0 or -1 with err set; *cfg is written only on success. */
 int config_load(config *cfg, const char *path, char *err, size_t errlen);
 
-/* Reads the PIN from pin_file, or from env SCEPD_PIN. Trailing newline stripped.
- * Returns 0 or -1 with err set. */
+/* Reads the PIN from pin_file, or from env SCEPD_PIN when pin_file is empty. Trailing CR/LF
+ * stripped; an empty PIN, a NUL byte or a PIN longer than pinlen - 1 is refused.
+ * Returns 0 (pin NUL-terminated) or -1 with err set (err may be NULL). */
 int config_read_pin(const config *cfg, char *pin, size_t pinlen, char *err, size_t errlen);
 
-/* Reads the challenge (challenge= or challenge_file=) into buf. Returns its length or -1. */
+/* Reads the challenge (challenge= or challenge_file=, trailing CR/LF stripped) into buf,
+ * NUL-terminated. Returns its length (0 and "" when neither is set), or -1 when the file is
+ * unreadable or empty, or the challenge does not fit buflen - 1 bytes. */
 int config_read_challenge(const config *cfg, char *buf, size_t buflen);
 
 /* Parses durations "30", "30s", "500ms", "10m", "2h", "7d" into milliseconds; -1 if bad. */

@@ -31,6 +31,12 @@ enum store_outcome {
     STORE_DUP_TXID = 3,     /* put: txid already mapped; existing serial/key hash returned  */
 };
 
+/* Store-specific errors, outside both the -errno range and LMDB's MDB_* range. */
+enum store_error {
+    STORE_E_CORRUPT = -32000,   /* a record or index entry fails its length/format checks  */
+    STORE_E_SCHEMA = -32001,    /* store_open: environment has another "schema" version    */
+};
+
 enum store_status { STORE_CERT_VALID = 0, STORE_CERT_REVOKED = 1 };
 
 typedef struct store store;
@@ -51,13 +57,21 @@ typedef struct store_cert {
     const uint8_t *der;   size_t der_len;      /* the certificate */
 } store_cert;
 
-/* Opens (creating if needed) the environment in directory path (created if missing).
- * map_size is the initial map size in bytes (0: 64 MiB). */
+/* Opens (creating if needed) the environment in directory path (created if missing, one
+ * level). map_size is the initial map size in bytes (0: 64 MiB). Returns 0, STORE_E_SCHEMA
+ * when the environment was written by another schema version, or a negative error.
+ * Open an environment at most once per process (an LMDB rule). */
 int store_open(const char *path, size_t map_size, store **out);
 /* Stops the writer if running, closes the environment. Accepts NULL. */
 void store_close(store *s);
 
-/* ---- reading (any thread, one reader per thread) ---- */
+/* ---- reading (any thread, one reader per thread) ----
+ * A reader owns an LMDB reader slot from its first begin until destroy; destroy every reader
+ * before store_close. Between begin and end the reader holds a share of the resize gate, so
+ * a map resize (writer, MDB_MAP_FULL) waits until end: keep snapshots short, never hold one
+ * while waiting for the writer, and never hold two on one thread. begin on an open reader
+ * ends it first. Getters on a reader that is not begun return -EINVAL.
+ * Getters return 0, STORE_NOTFOUND, STORE_E_CORRUPT (record fails its checks) or < 0. */
 int  store_reader_create(store *s, store_reader **out);
 void store_reader_destroy(store_reader *r);      /* accepts NULL; ends an open read */
 int  store_reader_begin(store_reader *r);        /* starts (renews) a read snapshot */
@@ -88,18 +102,25 @@ typedef struct store_put {
  * If the commit itself failed, every put carries the negative error. */
 typedef void (*store_done_fn)(store_put *batch, void *arg);
 
+/* Starts the writer thread; batches hold at most batch_max puts. -EBUSY if one runs. */
 int  store_writer_start(store *s, int batch_max, store_done_fn done, void *arg);
 void store_writer_stop(store *s);                 /* drains the queue, joins */
-/* Queues a list of puts (any thread): one lock and one wake-up per call. */
+/* Queues a list of puts (any thread): one lock and one wake-up per call. Puts submitted
+ * while no writer runs wait for the next store_writer_start (store_close drops them
+ * without calling done). A put with invalid input (no DER, bad status, txid longer than
+ * LMDB's key limit) gets -EINVAL and does not affect the others of its batch. */
 void store_submit(store *s, store_put *list);
 
 /* Writes a list of puts in one transaction on the calling thread (no writer may be
- * running). Sets each ->result. Returns 0 or the negative commit error. */
+ * running: -EBUSY; the thread must not hold an open reader). Sets each ->result.
+ * Returns 0 or the negative commit error. */
 int store_put_sync(store *s, store_put *list);
 
 /* Cheap liveness check for /healthz (a read transaction). 0 when the store answers. */
 int store_ping(store *s);
 
+/* Message for any value returned here (outcomes, store errors, -errno, MDB errors);
+ * static storage. */
 const char *store_strerror(int rc);
 
 #endif
