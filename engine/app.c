@@ -2,6 +2,7 @@
 #include "engine/app.h"
 
 #include <openssl/crypto.h>
+#include <openssl/provider.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -220,7 +221,8 @@ static void on_committed(store_put *batch, void *arg)
         j->next = NULL;
         if (p->result == STORE_OK) {
             audit_fields f = {.txid = j->txkey, .profile = j->profile, .subject = j->subject,
-                              .serial = j->serial_hex, .peer = j->peer, .failinfo = -1};
+                              .serial = j->serial_hex, .peer = j->peer,
+                              .detail = j->audit_detail, .failinfo = -1};
             audit_emit(a->audit, j->audit_event, &f);
             j->next = out;
             out = j;
@@ -424,6 +426,11 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
         goto out;
     if (ca_load(cfg, pin, &a->ca, err, errlen) != 0)
         goto out;
+    /* Single DES lives in OpenSSL's legacy provider; load it only when asked to. */
+    if (cfg->allow_des_requests && OSSL_PROVIDER_load(NULL, "legacy") == NULL) {
+        snprintf(err, errlen, "allow_des_requests needs OpenSSL's legacy provider, which did not load");
+        goto out;
+    }
     if (config_read_challenge(cfg, challenge, sizeof(challenge)) < 0) {
         snprintf(err, errlen, "cannot read the challenge (challenge_file %s)", cfg->challenge_file);
         goto out;

@@ -81,6 +81,10 @@ static int load_keys(const config *cfg, const char *pin, ca_set *ca, char *err, 
         }
         return 0;
     }
+    if (config_apply_module_env(cfg) != 0) {
+        snprintf(err, errlen, "[keys] module_env must be NAME=VALUE");
+        return -1;
+    }
     if (hsm_token_open(cfg->pkcs11_module, cfg->token_label, pin, &ca->token) != 0) {
         snprintf(err, errlen, "token '%s' via %s: %s", cfg->token_label, cfg->pkcs11_module,
                  hsm_last_error());

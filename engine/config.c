@@ -62,6 +62,7 @@ static const struct cfg_key cfg_keys[] = {
     { "keys", "pkcs11_module",     T_STR,  F(pkcs11_module), 0, 0 },
     { "keys", "token_label",       T_STR,  F(token_label), 0, 0 },
     { "keys", "pin_file",          T_PATH, F(pin_file), 0, 0 },
+    { "keys", "module_env",        T_STR,  F(module_env), 0, 0 },
     { "keys", "ca_key_label",      T_STR,  F(ca_key_label), 0, 0 },
     { "keys", "ra_key_label",      T_STR,  F(ra_key_label), 0, 0 },
     { "keys", "ca_key_file",       T_PATH, F(ca_key_file), 0, 0 },
@@ -76,6 +77,8 @@ static const struct cfg_key cfg_keys[] = {
     { "issue", "challenge",        T_STR,  F(challenge), 0, 0 },
     { "issue", "challenge_file",   T_PATH, F(challenge_file), 0, 0 },
     { "issue", "allow_sha1",       T_BOOL, F(allow_sha1), 0, 0 },
+    { "issue", "allow_sha1_messages", T_BOOL, F(allow_sha1_messages), 0, 0 },
+    { "issue", "allow_des_requests", T_BOOL, F(allow_des_requests), 0, 0 },
 };
 
 static const char *const cfg_sections[] = { "server", "keys", "store", "issue" };
@@ -109,6 +112,8 @@ void config_defaults(config *cfg)
     cfg->validity_days = 365;
     cfg->backdate_s = 300;
     cfg->allow_sha1 = 0;
+    cfg->allow_sha1_messages = 0;
+    cfg->allow_des_requests = 0;
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -668,4 +673,18 @@ int config_read_challenge(const config *cfg, char *buf, size_t buflen)
         return -1;
     memcpy(buf, cfg->challenge, len + 1);
     return (int)len;
+}
+
+int config_apply_module_env(const config *cfg)
+{
+    const char *eq = strchr(cfg->module_env, '=');
+    char name[256];
+
+    if (cfg->module_env[0] == '\0')
+        return 0;
+    if (eq == NULL || eq == cfg->module_env || (size_t)(eq - cfg->module_env) >= sizeof(name))
+        return -1;
+    memcpy(name, cfg->module_env, (size_t)(eq - cfg->module_env));
+    name[eq - cfg->module_env] = '\0';
+    return setenv(name, eq + 1, 1) == 0 ? 0 : -1;
 }

@@ -37,6 +37,8 @@ typedef struct config {
     char     pkcs11_module[CONFIG_PATH_MAX];
     char     token_label[64];
     char     pin_file[CONFIG_PATH_MAX];    /* or env SCEPD_PIN when empty             */
+    char     module_env[CONFIG_PATH_MAX];  /* NAME=VALUE set before the module loads,
+                                              e.g. SOFTHSM2_CONF=/path/softhsm2.conf   */
     char     ca_key_label[64];
     char     ra_key_label[64];
     char     ca_key_file[CONFIG_PATH_MAX]; /* file mode: PEM private keys             */
@@ -54,7 +56,12 @@ typedef struct config {
     int      backdate_s;                   /* notBefore = now - backdate (300)        */
     char     challenge[256];               /* static challenge password               */
     char     challenge_file[CONFIG_PATH_MAX]; /* alternative to challenge =           */
-    int      allow_sha1;                   /* allow_sha1 = no                         */
+    int      allow_sha1;                   /* allow_sha1 = no: SHA-1 on CSRs          */
+    int      allow_sha1_messages;          /* allow_sha1_messages = no: SHA-1 on the
+                                              pkiMessage signature only              */
+    int      allow_des_requests;           /* allow_des_requests = no: accept a request
+                                              envelope in single DES (legacy clients);
+                                              replies are never single DES           */
 } config;
 
 /* Fills *cfg with defaults (every field valid). */
@@ -70,6 +77,11 @@ int config_parse(config *cfg, const char *text, size_t len, const char *base_dir
 /* Reads and parses a file (defaults first; relative paths against the real directory of the
  * file). Returns 0 or -1 with err set; *cfg is written only on success. */
 int config_load(config *cfg, const char *path, char *err, size_t errlen);
+
+/* Sets the environment variable named by module_env (NAME=VALUE) for the PKCS#11 module
+ * (SoftHSM2 finds its tokens through SOFTHSM2_CONF). Call before loading the module.
+ * Returns 0 (also when module_env is empty) or -1 when it is malformed. */
+int config_apply_module_env(const config *cfg);
 
 /* Reads the PIN from pin_file, or from env SCEPD_PIN when pin_file is empty. Trailing CR/LF
  * stripped; an empty PIN, a NUL byte or a PIN longer than pinlen - 1 is refused.

@@ -196,7 +196,8 @@ static int cmd_init(const config *cfg, int argc, char **argv)
             fprintf(stderr, "scepctl: %s\n", err);
             goto out;
         }
-        int e = hsm_token_open(cfg->pkcs11_module, cfg->token_label, pin, &tok);
+        int e = config_apply_module_env(cfg) != 0 ? -1
+                : hsm_token_open(cfg->pkcs11_module, cfg->token_label, pin, &tok);
         OPENSSL_cleanse(pin, sizeof(pin));
         if (e != 0 || hsm_key_generate(tok, cfg->ca_key_label, ca_spec, &ca_key) != 0 ||
             (with_ra && hsm_key_generate(tok, cfg->ra_key_label, "rsa:2048", &ra_key) != 0)) {

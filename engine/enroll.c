@@ -125,7 +125,10 @@ out:
  * signed (the RA key is unavailable). */
 static int fail(const enroll_ctx *ctx, job *j, const scep_request *req, int rej)
 {
-    emit(ctx, j, req, AUDIT_REQUEST_REJECTED, rej, NULL);
+    const char *detail = NULL;
+    if (rej == REJ_SIG_DIGEST && req->sig_md_nid != NID_undef)
+        detail = OBJ_nid2sn(req->sig_md_nid);
+    emit(ctx, j, req, AUDIT_REQUEST_REJECTED, rej, detail);
     if (certrep(ctx, j, req, SCEP_FAILURE, rej, NULL) != 0) {
         emit(ctx, j, req, AUDIT_HSM_FAILURE, REJ_INTERNAL, "cannot sign CertRep FAILURE");
         enroll_http_error(j, 500, "cannot sign the reply\n");
@@ -200,7 +203,7 @@ static int enroll(const enroll_ctx *ctx, job *j, scep_request *req)
     int ours = ca_issued(ctx->ca, req->signer);
     int renewal = req->msg_type == SCEP_MSG_RENEWALREQ || ours;
 
-    rej = scep_open_envelope(req, ctx->ca->ra_key, ctx->ca->ra_cert);
+    rej = scep_open_envelope(req, ctx->ca->ra_key, ctx->ca->ra_cert, ctx->cfg->allow_des_requests);
     if (rej != REJ_NONE)
         goto out;
     if (renewal) {
@@ -296,6 +299,7 @@ static int enroll(const enroll_ctx *ctx, job *j, scep_request *req)
     p->cert.der = j->cert_der;
     p->cert.der_len = j->cert_der_len;
     j->audit_event = renewal ? AUDIT_RENEWED : AUDIT_ISSUED;
+    j->audit_detail = req->cipher_nid == NID_des_cbc ? "single-DES request, DES3 reply" : NULL;
     next = JOB_COMMIT;
     rej = REJ_NONE;
 out:
@@ -312,7 +316,7 @@ static int poll(const enroll_ctx *ctx, job *j, scep_request *req)
 {
     uint8_t serial[16], key_hash[32], signer_key[32];
     X509 *cert = NULL;
-    int rej = scep_open_envelope(req, ctx->ca->ra_key, ctx->ca->ra_cert);
+    int rej = scep_open_envelope(req, ctx->ca->ra_key, ctx->ca->ra_cert, ctx->cfg->allow_des_requests);
 
     if (rej != REJ_NONE)
         goto out;
@@ -341,7 +345,7 @@ static int getcert(const enroll_ctx *ctx, job *j, scep_request *req)
     uint8_t serial[16];
     X509 *cert = NULL;
     PKCS7_ISSUER_AND_SERIAL *ias = NULL;
-    int rej = scep_open_envelope(req, ctx->ca->ra_key, ctx->ca->ra_cert);
+    int rej = scep_open_envelope(req, ctx->ca->ra_key, ctx->ca->ra_cert, ctx->cfg->allow_des_requests);
 
     if (rej != REJ_NONE)
         goto out;
@@ -373,7 +377,7 @@ int enroll_process(const enroll_ctx *ctx, job *j)
 {
     scep_request req;
     int next;
-    int rej = scep_parse(j->msg, j->msg_len, ctx->cfg->allow_sha1, &req);
+    int rej = scep_parse(j->msg, j->msg_len, ctx->cfg->allow_sha1_messages, &req);
 
     j->subject[0] = '\0';
     j->serial_hex[0] = '\0';

@@ -41,6 +41,7 @@ typedef struct job {
     char          txkey[SCEP_TXID_MAX + 40];    /* transactionID, or transactionID@signer-serial (renewal) */
     char          serial_hex[2 * STORE_SERIAL_LEN + 1];
     int           audit_event;   /* event to emit once committed */
+    const char   *audit_detail;  /* static text for that event, or NULL */
 } job;
 
 #define JOB_OF_REPLY(r) ((job *)((char *)(r) - offsetof(job, reply)))

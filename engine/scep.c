@@ -190,7 +190,7 @@ const EVP_CIPHER *scep_cipher_for_nid(int nid)
     }
 }
 
-int scep_open_envelope(scep_request *req, EVP_PKEY *ra_key, X509 *ra_cert)
+int scep_open_envelope(scep_request *req, EVP_PKEY *ra_key, X509 *ra_cert, int allow_des)
 {
     const unsigned char *p = req->envelope;
     PKCS7 *p7 = NULL;
@@ -206,7 +206,8 @@ int scep_open_envelope(scep_request *req, EVP_PKEY *ra_key, X509 *ra_cert)
         p7->d.enveloped->enc_data == NULL || p7->d.enveloped->enc_data->algorithm == NULL)
         goto out;
     req->cipher_nid = OBJ_obj2nid(p7->d.enveloped->enc_data->algorithm->algorithm);
-    if (scep_cipher_for_nid(req->cipher_nid) == NULL) {
+    if (scep_cipher_for_nid(req->cipher_nid) == NULL &&
+        !(allow_des && req->cipher_nid == NID_des_cbc)) {
         rc = REJ_CIPHER;
         goto out;
     }
@@ -299,8 +300,8 @@ static int success_envelope(const scep_request *req, STACK_OF(X509) *certs,
     int rc = -1;
     const EVP_CIPHER *cipher = scep_cipher_for_nid(req->cipher_nid);
 
-    if (cipher == NULL)
-        cipher = scep_cipher_for_nid(NID_aes_128_cbc);
+    if (cipher == NULL)     /* a legacy single-DES request: answer with DES3, never DES */
+        cipher = scep_cipher_for_nid(NID_des_ede3_cbc);
     if (scep_degenerate(certs, &deg, &deglen) != 0)
         goto out;
     recips = sk_X509_new_null();

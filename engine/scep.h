@@ -69,9 +69,11 @@ typedef struct scep_request {
  * On any return, req must be cleared with scep_request_clear(). */
 int scep_parse(const uint8_t *der, size_t len, int allow_sha1, scep_request *req);
 
-/* Decrypts req->envelope with the RA key (ra_cert identifies the recipient). Returns REJ_NONE,
+/* Decrypts req->envelope with the RA key (ra_cert identifies the recipient). allow_des accepts
+ * single DES-CBC (the caller has loaded OpenSSL's legacy provider); req->cipher_nid then says
+ * so and the reply uses DES3. Returns REJ_NONE,
  * REJ_NO_ENVELOPE, REJ_CIPHER (forbidden content cipher) or REJ_DECRYPT. */
-int scep_open_envelope(scep_request *req, EVP_PKEY *ra_key, X509 *ra_cert);
+int scep_open_envelope(scep_request *req, EVP_PKEY *ra_key, X509 *ra_cert, int allow_des);
 
 void scep_request_clear(scep_request *req);
 

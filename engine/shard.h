@@ -21,7 +21,6 @@
 #include "engine/http.h"
 
 typedef struct shard shard;
-typedef struct app app;
 
 /* Identifies one connection of one shard at one point in time. */
 typedef struct conn_ref {
@@ -51,19 +50,23 @@ typedef struct shard_reply {
 
 enum app_verdict { APP_RESPOND = 0, APP_DEFER = 1 };
 
-/* Implemented by the application (engine/app.c). Called on the shard thread for each
- * complete request; req slices and body are valid only during the call.
- * APP_RESPOND: *resp is filled; resp->body must stay valid until the next app_handle call on
+/* The application's request handler (engine/app.c), given to shard_create with its ctx.
+ * Called on the shard thread for each complete request; req slices, body and peer ("ip:port",
+ * "[v6]:port" for IPv6) are valid only during the call.
+ * APP_RESPOND: *resp is filled; resp->body must stay valid until the next handler call on
  *   this shard or until shard_run returns (static or shard-owned memory; the shard copies it
  *   into its send buffer before returning to the loop).
  * APP_DEFER: the app will call shard_deliver() later with a reply for ref; the connection
- *   reads no further request until that reply is sent. */
-int app_handle(app *a, const http_request *req, const uint8_t *body, size_t body_len,
-               conn_ref ref, const char *peer, http_response *resp);
+ *   reads no further request until that reply is sent. If the client goes away first, the
+ *   reply is released unsent when it arrives. */
+typedef int (*shard_handler_fn)(void *ctx, const http_request *req, const uint8_t *body,
+                                size_t body_len, conn_ref ref, const char *peer,
+                                http_response *resp);
 
 /* Creates the ring and the listener (SO_REUSEPORT on cfg->listen_host:listen_port).
  * Returns 0 or -errno. */
-int  shard_create(const config *cfg, uint32_t index, app *a, shard **out);
+int  shard_create(const config *cfg, uint32_t index, shard_handler_fn fn, void *ctx,
+                  shard **out);
 /* Runs the loop on the calling thread until shard_stop(). Returns 0 or -errno. */
 int  shard_run(shard *s);
 /* Asks the loop to stop (any thread, async-signal-safe: one eventfd write). */
@@ -74,5 +77,8 @@ void shard_destroy(shard *s);
 void shard_deliver(shard *s, shard_reply *list);
 /* Port the listener is bound to (useful when listen_port is 0). */
 uint16_t shard_port(const shard *s);
+/* Connections currently holding a slot (open or still closing); any thread, a snapshot for
+ * metrics and tests. */
+size_t shard_conn_count(const shard *s);
 
 #endif

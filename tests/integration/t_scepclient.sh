@@ -8,7 +8,7 @@ command -v scepclient >/dev/null || { log "scepclient missing"; exit 77; }
 init_state
 start_scepd
 
-cd "$T"
+mkdir -p "$T/device" && cd "$T/device"
 scepclient -server-url "$URL" -challenge "$CHALLENGE_VALUE" -private-key dev.key \
   -certificate dev.pem -cn device-001 -organization fleet >"$T/c1.log" 2>&1 || { cat "$T/c1.log" >&2; fail "scepclient PKCSReq"; }
 check "PKCSReq: certificate written" test -s dev.pem
@@ -32,9 +32,13 @@ check "renewal: new certificate is in the store" sh -c "'$BUILD/scepctl' -c '$CO
 check "renewal: audit event 1001" audit_has '"event":1001'
 check "store holds exactly 2 certificates" test "$("$BUILD/scepctl" -c "$CONF" cert count)" = 2
 
-# Wrong challenge from a real client: refused, nothing issued.
+# Wrong challenge from a real client: FAILURE badRequest, nothing issued. (scepclient keeps
+# its transient signer in ./self.pem, so each device gets its own directory.)
+mkdir -p "$T/intruder" && cd "$T/intruder"
 scepclient -server-url "$URL" -challenge wrong -private-key bad.key -certificate bad.pem \
-  -cn intruder >"$T/c3.log" 2>&1 && fail "wrong challenge accepted" || ok "wrong challenge refused"
+  -cn intruder >"$T/c3.log" 2>&1 || true
+check "wrong challenge: FAILURE badRequest" grep -q "failInfo: badRequest" "$T/c3.log"
 check "wrong challenge: no certificate written" test ! -s bad.pem
 check "wrong challenge: audit diag bad_challenge" audit_has '"diag":"bad_challenge"'
+check "store still holds 2 certificates" test "$("$BUILD/scepctl" -c "$CONF" cert count)" = 2
 finish
