@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include <openssl/bn.h>
+#include <openssl/cms.h>
+#include <openssl/pkcs7.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -560,6 +562,65 @@ out:
     return rc;
 }
 
+/* certmonger's scep-submit prints, after verifying the CertRep signature itself, only the
+ * pkcsPKIEnvelope (PEM "PKCS7"). Decrypt it with the saved signer key and pick the issued
+ * certificate (the one carrying our subject key) from the degenerate SignedData inside. */
+static int decode_envelope(const struct opts *o, const uint8_t *data, size_t len,
+                           const struct state *s)
+{
+    BIO *in = BIO_new_mem_buf(data, (int)len), *plain = BIO_new(BIO_s_mem());
+    CMS_ContentInfo *env = NULL;
+    PKCS7 *p7 = NULL;
+    int rc = EXIT_INVALID;
+
+    if (in == NULL || plain == NULL)
+        goto out;
+    char *pem_name = NULL, *pem_header = NULL;
+    unsigned char *pem_der = NULL;
+    long pem_len = 0;
+    if (PEM_read_bio(in, &pem_name, &pem_header, &pem_der, &pem_len) == 1) {
+        const unsigned char *d = pem_der;
+        env = d2i_CMS_ContentInfo(NULL, &d, pem_len);
+    }
+    OPENSSL_free(pem_name);
+    OPENSSL_free(pem_header);
+    OPENSSL_free(pem_der);
+    if (env == NULL || OBJ_obj2nid(CMS_get0_type(env)) != NID_pkcs7_enveloped ||
+        !CMS_decrypt(env, s->signer_key, s->signer, NULL, plain, CMS_BINARY)) {
+        printf("error=REP_DECRYPT\n");
+        goto out;
+    }
+    char *p = NULL;
+    long n = BIO_get_mem_data(plain, &p);
+    const unsigned char *q = (const unsigned char *)p;
+    p7 = n > 0 ? d2i_PKCS7(NULL, &q, n) : NULL;
+    STACK_OF(X509) *certs = p7 != NULL && PKCS7_type_is_signed(p7) ? p7->d.sign->cert : NULL;
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        X509 *c = sk_X509_value(certs, i);
+        if (EVP_PKEY_eq(X509_get0_pubkey(c), s->subject_key) != 1)
+            continue;
+        char subj[512];
+        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(c), NULL);
+        char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+        X509_NAME_oneline(X509_get_subject_name(c), subj, sizeof(subj));
+        printf("status=SUCCESS failinfo=- serial=%s subject=%s\n", hex ? hex : "-", subj);
+        OPENSSL_free(hex);
+        BN_free(bn);
+        rc = 0;
+        if (o->cert_out != NULL && scepc_write_cert(o->cert_out, c, 1) != SCEPC_OK)
+            rc = EXIT_USAGE;
+        goto out;
+    }
+    printf("error=REP_CERT_KEY\n");
+out:
+    PKCS7_free(p7);
+    CMS_ContentInfo_free(env);
+    BIO_free(in);
+    BIO_free(plain);
+    ERR_clear_error();
+    return rc;
+}
+
 static int cmd_decode(const struct opts *o, const scepc_ctx *ctx)
 {
     char path[4096];
@@ -587,7 +648,10 @@ static int cmd_decode(const struct opts *o, const scepc_ctx *ctx)
         scepc_expect exp = { .txn = &s.txn, .signer_cert = s.signer, .signer_key = s.signer_key,
                              .subject_key = s.subject_key };
         printf("txid=%s\n", s.txn.txid);
-        rc = handle_reply(o, ctx, der, len, s.ca, &exp);
+        if (len > 16 && memcmp(der, "-----BEGIN PKCS7", 16) == 0)
+            rc = decode_envelope(o, der, len, &s);
+        else
+            rc = handle_reply(o, ctx, der, len, s.ca, &exp);
     }
     scepc_free(der);
     state_free(&s);
