@@ -45,6 +45,38 @@ static X509_EXTENSION *conf_ext(X509V3_CTX *ctx, int nid, const char *value)
     return e;
 }
 
+/* AKI = the CA's subjectKeyIdentifier (or, for a CA without one, the SHA-1 of its public key
+ * bits, as RFC 5280 4.2.1.2 method 1 computes it). */
+static X509_EXTENSION *make_aki(X509 *ca)
+{
+    AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+    ASN1_OCTET_STRING *kid = NULL;
+    X509_EXTENSION *e = NULL;
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(ca);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    if (akid == NULL)
+        goto out;
+    if (ski != NULL) {
+        kid = ASN1_OCTET_STRING_dup(ski);
+    } else if (X509_pubkey_digest(ca, EVP_sha1(), md, &mdlen) == 1) {
+        kid = ASN1_OCTET_STRING_new();
+        if (kid != NULL && !ASN1_OCTET_STRING_set(kid, md, (int)mdlen)) {
+            ASN1_OCTET_STRING_free(kid);
+            kid = NULL;
+        }
+    }
+    if (kid == NULL)
+        goto out;
+    akid->keyid = kid;
+    e = X509V3_EXT_i2d(NID_authority_key_identifier, 0, akid);
+out:
+    AUTHORITY_KEYID_free(akid);
+    ERR_clear_error();
+    return e;
+}
+
 int issuer_create(const config *cfg, const ca_set *ca, const char *challenge, issuer **out)
 {
     issuer *is = calloc(1, sizeof(*is));
@@ -72,9 +104,7 @@ int issuer_create(const config *cfg, const ca_set *ca, const char *challenge, is
     is->ku_rsa = conf_ext(&ctx, NID_key_usage, "critical,digitalSignature,keyEncipherment");
     is->ku_ec = conf_ext(&ctx, NID_key_usage, "critical,digitalSignature");
     is->eku = conf_ext(&ctx, NID_ext_key_usage, "clientAuth");
-    /* AKI from the CA's SKI; a CA without SKI gets issuer+serial instead. */
-    X509V3_set_ctx(&ctx, ca->ca_cert, ca->ca_cert, NULL, NULL, 0);
-    is->aki = conf_ext(&ctx, NID_authority_key_identifier, "keyid,issuer");
+    is->aki = make_aki(ca->ca_cert);
     if (is->bc == NULL || is->ku_rsa == NULL || is->ku_ec == NULL || is->eku == NULL ||
         is->aki == NULL)
         goto out;
