@@ -26,6 +26,12 @@
 
 #define JOB_MAX_ATTEMPTS 4
 
+/* Jobs a shard collected during one batch of completions; touched only by that shard's
+ * thread, handed to the workers by on_flush. */
+typedef struct stage {
+    job *head, *tail;
+} stage;
+
 typedef struct worker {
     struct app   *app;
     pthread_t     thread;
@@ -41,6 +47,7 @@ struct app {
     uint32_t      nshards;
     shard       **shards;
     pthread_t    *shard_threads;
+    stage        *stages;          /* one per shard */
     int           nworkers;
     worker       *workers;
     int           stop_fd;         /* eventfd: app_stop -> app_run */
@@ -248,6 +255,28 @@ static void on_committed(store_put *batch, void *arg)
 
 /* ------------------------------------------------------------------ routing (shard thread) */
 
+static void stage_job(app *a, job *j)
+{
+    stage *st = &a->stages[j->reply.ref.shard];
+    j->next = NULL;
+    if (st->tail != NULL)
+        st->tail->next = j;
+    else
+        st->head = j;
+    st->tail = j;
+}
+
+/* End of a shard's completion batch: everything it staged goes to the workers at once. */
+static void on_flush(void *ctx, uint32_t shard_index)
+{
+    app *a = ctx;
+    stage *st = &a->stages[shard_index];
+    if (st->head == NULL)
+        return;
+    queue_push(a, st->head);
+    st->head = st->tail = NULL;
+}
+
 static int path_is(http_slice path, const char *s, int icase)
 {
     size_t n = strlen(s);
@@ -348,7 +377,7 @@ static int on_request(void *ctx, const http_request *req, const uint8_t *body, s
         job *j = job_new(a, JOB_HEALTH, ref, peer, "");
         if (j == NULL)
             return respond(resp, 503, CT_TEXT, "busy\n", 5);
-        queue_push(a, j);
+        stage_job(a, j);
         return APP_DEFER;
     }
     if (!scep_path(req->path, profile, sizeof(profile)))
@@ -386,7 +415,7 @@ static int on_request(void *ctx, const http_request *req, const uint8_t *body, s
     }
     j->msg = der;
     j->msg_len = len;
-    queue_push(a, j);
+    stage_job(a, j);
     return APP_DEFER;
 }
 
@@ -449,8 +478,10 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     a->nworkers = cfg->workers > 0 ? cfg->workers : online_cpus();
     a->shards = calloc(a->nshards, sizeof(*a->shards));
     a->shard_threads = calloc(a->nshards, sizeof(*a->shard_threads));
+    a->stages = calloc(a->nshards, sizeof(*a->stages));
     a->workers = calloc((size_t)a->nworkers, sizeof(*a->workers));
-    if (a->stop_fd < 0 || a->shards == NULL || a->shard_threads == NULL || a->workers == NULL) {
+    if (a->stop_fd < 0 || a->shards == NULL || a->shard_threads == NULL || a->workers == NULL ||
+        a->stages == NULL) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
@@ -463,6 +494,7 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
                      strerror(-e));
             goto out;
         }
+        shard_set_flush(a->shards[i], on_flush);
         if (i == 0)
             scfg.listen_port = shard_port(a->shards[0]);
     }
@@ -553,6 +585,7 @@ void app_destroy(app *a)
     }
     free(a->shards);
     free(a->shard_threads);
+    free(a->stages);
     free(a->workers);
     store_close(a->store);
     issuer_destroy(a->issuer);

@@ -69,6 +69,7 @@ typedef struct conn {
 struct shard {
     uint32_t          index;
     shard_handler_fn  fn;
+    shard_flush_fn    flush;
     void             *ctx;
     http_limits       lim;
     size_t            rbuf_max;
@@ -897,6 +898,11 @@ out:
     return rc;
 }
 
+void shard_set_flush(shard *s, shard_flush_fn fn)
+{
+    s->flush = fn;
+}
+
 int shard_run(shard *s)
 {
     int rc = 0;
@@ -920,6 +926,8 @@ int shard_run(shard *s)
             seen++;
         }
         io_uring_cq_advance(&s->ring, seen);
+        if (s->flush != NULL)
+            s->flush(s->ctx, s->index);
         if (atomic_load(&s->stop_req))
             s->stopping = 1;
     }

@@ -63,10 +63,17 @@ typedef int (*shard_handler_fn)(void *ctx, const http_request *req, const uint8_
                                 size_t body_len, conn_ref ref, const char *peer,
                                 http_response *resp);
 
+/* Called on the shard thread after each batch of completions has been handled: the app
+ * hands the requests it collected during the batch to other threads in one go (one lock and
+ * one wake-up per batch, not per request). */
+typedef void (*shard_flush_fn)(void *ctx, uint32_t shard_index);
+
 /* Creates the ring and the listener (SO_REUSEPORT on cfg->listen_host:listen_port).
  * Returns 0 or -errno. */
 int  shard_create(const config *cfg, uint32_t index, shard_handler_fn fn, void *ctx,
                   shard **out);
+/* Sets the end-of-batch hook (before shard_run; optional). */
+void shard_set_flush(shard *s, shard_flush_fn fn);
 /* Runs the loop on the calling thread until shard_stop(). Returns 0 or -errno. */
 int  shard_run(shard *s);
 /* Asks the loop to stop (any thread, async-signal-safe: one eventfd write). */
