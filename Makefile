@@ -5,6 +5,7 @@ LISTEN     ?= 127.0.0.1:8080
 CHALLENGE  ?=
 CMAKE_OPTS ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+MAKEFLAGS  += --no-print-directory
 
 .PHONY: all deps build run test test-asan bench fuzz clean
 
