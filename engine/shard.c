@@ -70,6 +70,7 @@ struct shard {
     uint32_t          index;
     shard_handler_fn  fn;
     shard_flush_fn    flush;
+    shard_reject_fn   on_reject;
     void             *ctx;
     http_limits       lim;
     size_t            rbuf_max;
@@ -402,6 +403,8 @@ static void send_error(shard *s, conn *c, int status)
         .body_len = strlen(text), .close = 1,
     };
     c->keep_alive = 0;
+    if (s->on_reject != NULL)
+        s->on_reject(s->ctx, status, text, c->peer);
     start_response(s, c, &r, NULL);
 }
 
@@ -901,6 +904,11 @@ out:
 void shard_set_flush(shard *s, shard_flush_fn fn)
 {
     s->flush = fn;
+}
+
+void shard_set_reject(shard *s, shard_reject_fn fn)
+{
+    s->on_reject = fn;
 }
 
 int shard_run(shard *s)

@@ -72,8 +72,14 @@ typedef void (*shard_flush_fn)(void *ctx, uint32_t shard_index);
  * Returns 0 or -errno. */
 int  shard_create(const config *cfg, uint32_t index, shard_handler_fn fn, void *ctx,
                   shard **out);
+/* Called on the shard thread when the shard itself refuses a request (400/408/413/414/431/
+ * 501/505 from the parser or a timer, 500 on an internal error), so the app can audit it. */
+typedef void (*shard_reject_fn)(void *ctx, int status, const char *reason, const char *peer);
+
 /* Sets the end-of-batch hook (before shard_run; optional). */
 void shard_set_flush(shard *s, shard_flush_fn fn);
+/* Sets the reject hook (before shard_run; optional). */
+void shard_set_reject(shard *s, shard_reject_fn fn);
 /* Runs the loop on the calling thread until shard_stop(). Returns 0 or -errno. */
 int  shard_run(shard *s);
 /* Asks the loop to stop (any thread, async-signal-safe: one eventfd write). */
