@@ -1,0 +1,197 @@
+/* Fuzz target for engine/issue.c: issue_check_csr over the whole input (initial enrollment
+ * with a challenge, and renewal with SHA-1 allowed), and issue_build for every request that
+ * passes, checking the issued certificate against the fixed profile. Mutated requests rarely
+ * keep a valid signature, so a request that parses is also re-signed with a fixed key and
+ * checked again: that reaches the extension, SAN, subject and challenge checks and the
+ * builder with fuzzed content. Violated invariants abort(), so the replay driver and
+ * libFuzzer both flag them. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+
+#include "engine/config.h"
+#include "engine/issue.h"
+#include "engine/reject.h"
+
+#define FUZZ_CHALLENGE "fuzz-challenge"   /* the seed CSRs carry it */
+
+/* Built once per process; a fuzz target has no other place to keep it. */
+static struct {
+    int ready;
+    EVP_PKEY *ca_key, *resign_key;
+    X509 *ca_cert;
+    ca_set ca;
+    issuer *initial;     /* challenge set, SHA-1 refused */
+    issuer *renewal;     /* no challenge, SHA-1 allowed */
+} G;
+
+static void init(void)
+{
+    config cfg;
+    X509_NAME *n = X509_NAME_new();
+    X509V3_CTX v3;
+    X509_EXTENSION *ski = NULL;
+
+    G.ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    G.resign_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    G.ca_cert = X509_new();
+    if (n == NULL || G.ca_key == NULL || G.resign_key == NULL || G.ca_cert == NULL ||
+        !X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"Fuzz CA",
+                                    -1, -1, 0) ||
+        !X509_set_version(G.ca_cert, X509_VERSION_3) ||
+        !ASN1_INTEGER_set(X509_get_serialNumber(G.ca_cert), 1) ||
+        !X509_set_subject_name(G.ca_cert, n) || !X509_set_issuer_name(G.ca_cert, n) ||
+        X509_gmtime_adj(X509_getm_notBefore(G.ca_cert), -3600) == NULL ||
+        X509_gmtime_adj(X509_getm_notAfter(G.ca_cert), 3650L * 86400) == NULL ||
+        !X509_set_pubkey(G.ca_cert, G.ca_key))
+        abort();
+    X509V3_set_ctx(&v3, G.ca_cert, G.ca_cert, NULL, NULL, 0);
+    ski = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_key_identifier, "hash");
+    if (ski == NULL || !X509_add_ext(G.ca_cert, ski, -1) ||
+        X509_sign(G.ca_cert, G.ca_key, EVP_sha256()) <= 0)
+        abort();
+    X509_EXTENSION_free(ski);
+    X509_NAME_free(n);
+
+    G.ca.ca_key = G.ca_key;
+    G.ca.ca_cert = G.ca_cert;
+    G.ca.ra_key = G.ca_key;
+    G.ca.ra_cert = G.ca_cert;
+    G.ca.ca_pub = X509_get0_pubkey(G.ca_cert);
+    G.ca.ca_name = X509_get_subject_name(G.ca_cert);
+    G.ca.ca_not_after = (int64_t)time(NULL) + 3650L * 86400;
+
+    config_defaults(&cfg);
+    cfg.allow_sha1 = 0;
+    if (issuer_create(&cfg, &G.ca, FUZZ_CHALLENGE, &G.initial) != 0)
+        abort();
+    cfg.allow_sha1 = 1;
+    if (issuer_create(&cfg, &G.ca, "", &G.renewal) != 0)
+        abort();
+    ERR_clear_error();
+    G.ready = 1;
+}
+
+static int allowed_ext(int nid)
+{
+    return nid == NID_basic_constraints || nid == NID_key_usage || nid == NID_ext_key_usage ||
+           nid == NID_subject_key_identifier || nid == NID_authority_key_identifier ||
+           nid == NID_subject_alt_name;
+}
+
+/* The issued certificate follows the profile whatever the request asked for. */
+static void check_cert(X509 *c, X509_REQ *req)
+{
+    const ASN1_INTEGER *sn = X509_get0_serialNumber(c);
+    if (X509_get_version(c) != X509_VERSION_3 || ASN1_STRING_type(sn) != V_ASN1_INTEGER ||
+        ASN1_STRING_length(sn) != 16 || ASN1_STRING_get0_data(sn)[0] < 0x40 ||
+        ASN1_STRING_get0_data(sn)[0] > 0x7f)
+        abort();
+    if (X509_check_ca(c) != 0 || X509_verify(c, G.ca.ca_pub) != 1 ||
+        X509_NAME_cmp(X509_get_issuer_name(c), G.ca.ca_name) != 0 ||
+        X509_NAME_cmp(X509_get_subject_name(c), X509_REQ_get_subject_name(req)) != 0 ||
+        EVP_PKEY_eq(X509_get0_pubkey(c), X509_REQ_get0_pubkey(req)) != 1)
+        abort();
+    int n = X509_get_ext_count(c);
+    if (n < 5 || n > 6)
+        abort();
+    for (int i = 0; i < n; i++) {
+        int nid = OBJ_obj2nid(X509_EXTENSION_get_object(X509_get_ext(c, i)));
+        if (!allowed_ext(nid) || X509_get_ext_by_NID(c, nid, i) != -1)
+            abort();
+    }
+    int crit = 0;
+    BASIC_CONSTRAINTS *bc = X509_get_ext_d2i(c, NID_basic_constraints, &crit, NULL);
+    if (bc == NULL || bc->ca || crit != 1)
+        abort();
+    BASIC_CONSTRAINTS_free(bc);
+    uint32_t ku = X509_get_key_usage(c);
+    if ((ku & ~(uint32_t)(KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT)) != 0)
+        abort();
+    if (X509_get_extended_key_usage(c) != XKU_SSL_CLIENT)
+        abort();
+    GENERAL_NAMES *san = X509_get_ext_d2i(c, NID_subject_alt_name, &crit, NULL);
+    for (int i = 0; i < sk_GENERAL_NAME_num(san); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(san, i);
+        if (gn->type != GEN_DNS && gn->type != GEN_EMAIL && gn->type != GEN_URI &&
+            !(gn->type == GEN_OTHERNAME && OBJ_obj2nid(gn->d.otherName->type_id) == NID_ms_upn))
+            abort();
+    }
+    GENERAL_NAMES_free(san);
+    ERR_clear_error();
+}
+
+static void run(const issuer *is, const uint8_t *der, size_t len, int need_challenge)
+{
+    X509_REQ *req = NULL;
+    X509 *cert = NULL;
+    int rc = issue_check_csr(is, der, len, need_challenge, &req);
+
+    switch (rc) {
+    case REJ_NONE:
+        if (req == NULL)
+            abort();
+        rc = issue_build(is, req, &cert);
+        if (rc == REJ_NONE) {
+            if (cert == NULL)
+                abort();
+            check_cert(cert, req);
+        } else if (rc != REJ_INTERNAL || cert != NULL) {
+            abort();
+        }
+        break;
+    case REJ_BAD_CSR:
+    case REJ_KEY_TYPE:
+    case REJ_CSR_SIG_ALG:
+    case REJ_POP:
+    case REJ_CA_REQUESTED:
+    case REJ_SAN_TYPE:
+    case REJ_EMPTY_SUBJECT:
+    case REJ_CHALLENGE:
+    case REJ_NO_CHALLENGE_SET:
+        if (req != NULL)
+            abort();
+        break;
+    default:
+        abort();
+    }
+    X509_free(cert);
+    X509_REQ_free(req);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!G.ready)
+        init();
+    /* Exact-size copy so an over-read is caught by ASan. */
+    uint8_t *buf = malloc(size ? size : 1);
+    unsigned char *der = NULL;
+    if (buf == NULL)
+        return 0;
+    if (size > 0)
+        memcpy(buf, data, size);
+
+    run(G.initial, buf, size, 1);
+    run(G.renewal, buf, size, 0);
+
+    /* Re-signed with a valid key: the request's content goes through the remaining checks. */
+    const unsigned char *p = buf;
+    X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)size);
+    if (req != NULL && X509_REQ_set_pubkey(req, G.resign_key) &&
+        X509_REQ_sign(req, G.resign_key, EVP_sha256()) > 0) {
+        int n = i2d_X509_REQ(req, &der);
+        if (n > 0) {
+            run(G.initial, der, (size_t)n, 1);
+            run(G.renewal, der, (size_t)n, 0);
+        }
+    }
+    OPENSSL_free(der);
+    X509_REQ_free(req);
+    free(buf);
+    ERR_clear_error();
+    return 0;
+}
