@@ -2,6 +2,8 @@
 #include "engine/app.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/provider.h>
 
 #include <errno.h>
@@ -11,15 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "engine/audit.h"
 #include "engine/ca.h"
+#include "engine/crl.h"
 #include "engine/enroll.h"
 #include "engine/http.h"
 #include "engine/issue.h"
 #include "engine/job.h"
+#include "engine/ocsp.h"
 #include "engine/shard.h"
 #include "engine/store.h"
 #include "hsm/hsm.h"
@@ -30,6 +35,7 @@
  * thread, handed to the workers by on_flush. */
 typedef struct stage {
     job *head, *tail;
+    char headers[256];     /* extra header lines of an immediate answer (304) */
 } stage;
 
 typedef struct worker {
@@ -48,6 +54,7 @@ struct app {
     shard       **shards;
     pthread_t    *shard_threads;
     stage        *stages;          /* one per shard */
+    OSSL_PROVIDER *legacy;         /* loaded only for allow_des_requests */
     int           nworkers;
     worker       *workers;
     int           stop_fd;         /* eventfd: app_stop -> app_run */
@@ -57,6 +64,20 @@ struct app {
     job          *q_head, *q_tail;
     size_t        q_len;
     int           q_stopping;
+    /* Revocation, CRL, OCSP. */
+    crl_signer   *crl_signer;
+    crl_cache    *crls;
+    char          crl_path[2 * CONFIG_PATH_MAX + 2];
+    ocsp_responder *ocsp;
+    uint8_t       admin_hash[32];  /* SHA-256 of the admin bearer token */
+    int           has_admin;
+    /* The CRL publisher thread: decides when to rebuild, waits for the worker's JOB_CRL. */
+    pthread_t     pub_thread;
+    int           pub_started;
+    pthread_mutex_t pub_mu;
+    pthread_cond_t  pub_cv;
+    int           pub_stop, pub_wake;
+    job          *pub_done;
 };
 
 static const char CT_TEXT[] = "text/plain";
@@ -66,6 +87,8 @@ static const char CT_TEXT[] = "text/plain";
 static void job_release(shard_reply *r)
 {
     job *j = JOB_OF_REPLY(r);
+    if (j->unhold != NULL)
+        j->unhold(j->hold);
     free(j->msg);
     free(j->body);
     free(j->cert_der);
@@ -170,6 +193,114 @@ static void health(app *a, job *j)
     j->reply.resp.close = 0;
 }
 
+static void set_body(job *j, int status, const char *ct, uint8_t *body, size_t len)
+{
+    free(j->body);
+    j->body = body;
+    j->body_len = len;
+    j->reply.resp.status = status;
+    j->reply.resp.content_type = ct;
+    j->reply.resp.body = body;
+    j->reply.resp.body_len = len;
+    j->reply.resp.extra_headers = NULL;
+    j->reply.resp.close = 0;
+}
+
+/* An OCSP request on a worker: cached answer, or the statuses from the store and one
+ * signature with the delegated key. */
+static void ocsp_job(app *a, store_reader *reader, job *j)
+{
+    uint8_t *out = NULL;
+    size_t len = 0;
+    int status = 0, cached = 0;
+    if (ocsp_respond(a->ocsp, reader, j->msg, j->msg_len, (int64_t)time(NULL), &out, &len,
+                     &status, &cached) != 0) {
+        enroll_http_error(j, 503, "busy\n");
+        return;
+    }
+    if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+        audit_fields f = {.diag = status == OCSP_RESPONSE_STATUS_MALFORMEDREQUEST ? "ocsp_malformed"
+                                : status == OCSP_RESPONSE_STATUS_UNAUTHORIZED ? "ocsp_unauthorized"
+                                : "ocsp_internal",
+                          .peer = j->peer, .failinfo = -1, .http_status = 200};
+        audit_emit(a->audit, AUDIT_OCSP_FAILED, &f);
+    }
+    set_body(j, 200, "application/ocsp-response", out, len);
+}
+
+typedef struct crl_fill {
+    crl_builder *b;
+    int rc;
+} crl_fill;
+
+static int crl_add_one(const store_revocation *rv, void *arg)
+{
+    crl_fill *f = arg;
+    f->rc = crl_builder_add(f->b, rv->serial, STORE_SERIAL_LEN, rv->revoked_at, rv->reason,
+                            rv->invalidity);
+    return f->rc;
+}
+
+static void crl_handoff(app *a, job *j)
+{
+    pthread_mutex_lock(&a->pub_mu);
+    a->pub_done = j;
+    pthread_cond_broadcast(&a->pub_cv);
+    pthread_mutex_unlock(&a->pub_mu);
+}
+
+/* The publisher's build on a worker: every revocation from one snapshot into the DER
+ * builder (the snapshot ends before the signature), one CA signature, then the new CRL
+ * number goes to the writer; the CRL is published only once that number is durable.
+ * Returns 1 when j->put must be committed, 0 when j went back to the publisher (failure). */
+static int crl_job(app *a, store_reader *reader, job *j)
+{
+    crl_builder *b = NULL;
+    uint64_t gen = 0, number = 0;
+    size_t n = 0;
+    int rc = -1;
+
+    if (store_reader_begin(reader) != 0)
+        goto out;
+    if (store_get_counters(reader, &gen, &number) == 0 && store_count_revoked(reader, &n) == 0 &&
+        crl_builder_create(n, &b) == 0) {
+        crl_fill f = {b, 0};
+        rc = store_foreach_revoked(reader, crl_add_one, &f);
+    }
+    store_reader_end(reader);
+    if (rc != 0)
+        goto out;
+    rc = -1;
+    if (number < j->crl_number)
+        number = j->crl_number;
+    number++;
+    int64_t now = (int64_t)time(NULL);
+    uint8_t *der = NULL;
+    size_t len = 0;
+    if (crl_builder_sign(b, a->crl_signer, number, now, now + a->cfg.crl_validity_s, &der,
+                         &len) != 0)
+        goto out;
+    free(j->body);
+    j->body = der;
+    j->body_len = len;
+    j->crl_number = number;
+    j->crl_rev_gen = gen;
+    j->crl_this_update = now;
+    j->crl_next_update = now + a->cfg.crl_validity_s;
+    memset(&j->put, 0, sizeof(j->put));
+    j->put.kind = STORE_PUT_CRL_NUMBER;
+    j->put.crl_number = number;
+    rc = 0;
+out:
+    crl_builder_destroy(b);
+    if (rc != 0) {
+        j->crl_ok = 0;
+        crl_handoff(a, j);
+        return 0;
+    }
+    return 1;
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -185,7 +316,7 @@ static void *worker_main(void *arg)
         fprintf(stderr, "scepd: worker cannot create a store reader\n");
         return NULL;
     }
-    enroll_ctx ctx = {&a->cfg, a->ca, a->issuer, a->audit, reader};
+    enroll_ctx ctx = {&a->cfg, a->ca, a->issuer, a->audit, reader, a->crls};
     for (;;) {
         job *batch = queue_take(a);
         if (batch == NULL)
@@ -197,6 +328,15 @@ static void *worker_main(void *arg)
             j->next = NULL;
             if (j->kind == JOB_HEALTH) {
                 health(a, j);
+            } else if (j->kind == JOB_OCSP) {
+                ocsp_job(a, reader, j);
+            } else if (j->kind == JOB_CRL) {
+                if (crl_job(a, reader, j)) {
+                    j->put.next = NULL;
+                    *ctail = &j->put;
+                    ctail = &j->put.next;
+                }
+                continue;
             } else if (enroll_process(&ctx, j) == JOB_COMMIT) {
                 j->put.next = NULL;
                 *ctail = &j->put;
@@ -216,6 +356,44 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Writer thread: the answer to POST /admin/revocations, once the revocation is durable. */
+static void revoke_committed(app *a, job *j)
+{
+    const store_revocation *rv = &j->put.rev;
+    int rc = j->put.result, status;
+    char *body = malloc(256);
+    const char *state;
+
+    switch (rc) {
+    case STORE_OK:              status = 200; state = "revoked"; break;
+    case STORE_ALREADY_REVOKED: status = 200; state = "already_revoked"; break;
+    case STORE_NOTFOUND:        status = 404; state = "unknown_serial"; break;
+    default:                    status = 503; state = "store_failure"; break;
+    }
+    audit_fields f = {.serial = j->serial_hex, .peer = j->peer, .detail = j->who,
+                      .diag = rc == STORE_OK ? NULL : state, .failinfo = -1,
+                      .http_status = status};
+    /* A repeated revocation is not a failure: the first one stands (idempotent). */
+    int ok = rc == STORE_OK || rc == STORE_ALREADY_REVOKED;
+    audit_emit(a->audit, ok ? AUDIT_REVOKED : AUDIT_REVOKE_FAILED, &f);
+    if (body == NULL) {
+        enroll_http_error(j, 503, "out of memory\n");
+        return;
+    }
+    int n = snprintf(body, 256, "{\"serial\":\"%s\",\"status\":\"%s\"", j->serial_hex, state);
+    if (rc == STORE_OK || rc == STORE_ALREADY_REVOKED)
+        n += snprintf(body + n, 256 - (size_t)n, ",\"reason\":\"%s\",\"revoked_at\":%lld",
+                      crl_reason_name(rv->reason), (long long)rv->revoked_at);
+    n += snprintf(body + n, 256 - (size_t)n, "}\n");
+    set_body(j, status, "application/json", (uint8_t *)body, (size_t)n);
+    if (rc == STORE_OK) {
+        pthread_mutex_lock(&a->pub_mu);       /* the publisher rebuilds the CRL soon */
+        a->pub_wake = 1;
+        pthread_cond_broadcast(&a->pub_cv);
+        pthread_mutex_unlock(&a->pub_mu);
+    }
+}
+
 /* Store writer thread: the batch is durable. Certificates may now leave the server. */
 static void on_committed(store_put *batch, void *arg)
 {
@@ -226,6 +404,17 @@ static void on_committed(store_put *batch, void *arg)
         n = p->next;
         job *j = JOB_OF_PUT(p);
         j->next = NULL;
+        if (j->kind == JOB_CRL) {
+            j->crl_ok = p->result == STORE_OK;
+            crl_handoff(a, j);
+            continue;
+        }
+        if (j->kind == JOB_REVOKE) {
+            revoke_committed(a, j);
+            j->next = out;
+            out = j;
+            continue;
+        }
         if (p->result == STORE_OK) {
             audit_fields f = {.txid = j->txkey, .profile = j->profile, .subject = j->subject,
                               .serial = j->serial_hex, .peer = j->peer,
@@ -306,11 +495,18 @@ static int respond(http_response *resp, int status, const char *ct, const void *
     return APP_RESPOND;
 }
 
-static int reject(app *a, http_response *resp, int status, const char *reason, const char *peer)
+/* Refusals made by the HTTP layer itself (limits, timeouts, malformed requests). */
+static void on_http_reject(void *ctx, int status, const char *reason, const char *peer)
 {
+    app *a = ctx;
     audit_fields f = {.diag = "http", .peer = peer, .detail = reason, .failinfo = -1,
                       .http_status = status};
     audit_emit(a->audit, AUDIT_HTTP_REJECTED, &f);
+}
+
+static int reject(app *a, http_response *resp, int status, const char *reason, const char *peer)
+{
+    on_http_reject(a, status, reason, peer);
     return respond(resp, status, CT_TEXT, reason, strlen(reason));
 }
 
@@ -365,6 +561,226 @@ out:
     return der;
 }
 
+static int prefix_is(http_slice path, const char *s)
+{
+    size_t n = strlen(s);
+    return path.n >= n && memcmp(path.p, s, n) == 0;
+}
+
+static void unhold_crl(void *p)
+{
+    crl_snapshot_unref(p);
+}
+
+/* GET /crl/ca.crl: the published CRL, by reference (no copy of a large CRL); 304 when the
+ * client already has it. */
+static int serve_crl(app *a, const http_request *req, conn_ref ref, const char *peer,
+                     http_response *resp)
+{
+    crl_snapshot *crl = crl_cache_get(a->crls);
+    http_slice inm;
+    if (crl == NULL)
+        return respond(resp, 503, CT_TEXT, "no CRL published yet\n", 21);
+    if (http_find_header(req, "If-None-Match", &inm) && inm.n == strlen(crl->etag) &&
+        memcmp(inm.p, crl->etag, inm.n) == 0) {
+        stage *st = &a->stages[ref.shard];
+        snprintf(st->headers, sizeof(st->headers), "%s", crl->headers);
+        crl_snapshot_unref(crl);
+        respond(resp, 304, NULL, NULL, 0);
+        resp->extra_headers = st->headers;
+        return APP_RESPOND;
+    }
+    job *j = job_new(a, JOB_HELD, ref, peer, "");
+    if (j == NULL) {
+        crl_snapshot_unref(crl);
+        return respond(resp, 503, CT_TEXT, "busy\n", 5);
+    }
+    j->hold = crl;
+    j->unhold = unhold_crl;
+    snprintf(j->headers, sizeof(j->headers), "%s", crl->headers);
+    j->reply.resp.status = 200;
+    j->reply.resp.content_type = "application/pkix-crl";
+    j->reply.resp.body = crl->der;
+    j->reply.resp.body_len = crl->len;
+    j->reply.resp.extra_headers = j->headers;
+    shard_deliver(a->shards[ref.shard], &j->reply);
+    return APP_DEFER;
+}
+
+/* /ocsp: POST with the DER request as body, or GET /ocsp/<base64, percent-encoded>. */
+static int ocsp_route(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+                      int is_get, int is_post, conn_ref ref, const char *peer, http_response *resp)
+{
+    uint8_t *der = NULL;
+    size_t len = 0;
+    if (a->ocsp == NULL)
+        return reject(a, resp, 404, "OCSP responder not configured\n", peer);
+    if (is_post && path_is(req->path, "/ocsp", 0)) {
+        if (body_len == 0)
+            return reject(a, resp, 400, "empty OCSP request\n", peer);
+        der = malloc(body_len);
+        if (der == NULL)
+            return respond(resp, 503, CT_TEXT, "busy\n", 5);
+        memcpy(der, body, body_len);
+        len = body_len;
+    } else if (is_get && req->path.n > 6) {
+        http_slice enc = {req->path.p + 6, req->path.n - 6};
+        char *txt = malloc(enc.n + 1);
+        long n = txt != NULL ? http_percent_decode(enc, txt, 0) : -1;
+        der = n > 0 ? malloc(3 * ((size_t)n / 4) + 3) : NULL;
+        long m = der != NULL ? http_base64_decode(txt, (size_t)n, der) : -1;
+        free(txt);
+        if (m <= 0) {
+            free(der);
+            return reject(a, resp, 400, "OCSP GET request is not base64\n", peer);
+        }
+        len = (size_t)m;
+    } else {
+        reject(a, resp, 405, "method not allowed\n", peer);
+        resp->extra_headers = "Allow: GET, POST\r\n";
+        return APP_RESPOND;
+    }
+    job *j = job_new(a, JOB_OCSP, ref, peer, "");
+    if (j == NULL) {
+        free(der);
+        return respond(resp, 503, CT_TEXT, "busy\n", 5);
+    }
+    j->msg = der;
+    j->msg_len = len;
+    stage_job(a, j);
+    return APP_DEFER;
+}
+
+/* The value of "key" in a flat JSON object of strings ({"serial":"..","reason":".."}) or
+ * in a form body (serial=..&reason=..). Returns 1 and a NUL-terminated copy, 0 if absent,
+ * -1 if malformed or too long. */
+static int body_field(const uint8_t *body, size_t len, const char *key, char *out, size_t outlen)
+{
+    size_t i = 0, kl = strlen(key);
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    if (i < len && body[i] == '{') {
+        for (size_t k = i; k + kl + 2 <= len; k++) {
+            if (body[k] != '"' || memcmp(body + k + 1, key, kl) != 0 || body[k + 1 + kl] != '"')
+                continue;
+            size_t v = k + kl + 2;
+            while (v < len && (body[v] == ' ' || body[v] == ':' || body[v] == '\t'))
+                v++;
+            if (v >= len || body[v] != '"')
+                return -1;
+            size_t e = ++v;
+            while (e < len && body[e] != '"' && body[e] != '\\')
+                e++;
+            if (e >= len || body[e] != '"' || e - v >= outlen)
+                return -1;
+            memcpy(out, body + v, e - v);
+            out[e - v] = '\0';
+            return 1;
+        }
+        return 0;
+    }
+    http_slice form = {(const char *)body, len}, v;
+    if (!http_query_param(form, key, &v))
+        return 0;
+    if (v.n >= outlen)
+        return -1;
+    long n = http_percent_decode(v, out, 1);
+    if (n < 0)
+        return -1;
+    out[n] = '\0';
+    return 1;
+}
+
+static int parse_serial_hex(const char *s, uint8_t out[STORE_SERIAL_LEN])
+{
+    size_t n = strlen(s);
+    uint8_t b[STORE_SERIAL_LEN] = {0};
+    if (n == 0 || n > 2 * STORE_SERIAL_LEN)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[n - 1 - i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (v < 0)
+            return -1;
+        b[STORE_SERIAL_LEN - 1 - i / 2] |= (uint8_t)(i % 2 ? v << 4 : v);
+    }
+    memcpy(out, b, sizeof(b));
+    return 0;
+}
+
+static int admin_reject(app *a, http_response *resp, int status, const char *diag,
+                        const char *text, const char *peer)
+{
+    audit_fields f = {.diag = diag, .peer = peer, .detail = text, .failinfo = -1,
+                      .http_status = status};
+    audit_emit(a->audit, AUDIT_REVOKE_FAILED, &f);
+    respond(resp, status, CT_TEXT, text, strlen(text));
+    resp->close = 0;
+    if (status == 401)
+        resp->extra_headers = "WWW-Authenticate: Bearer realm=\"scepd-admin\"\r\n";
+    return APP_RESPOND;
+}
+
+/* Bearer token check: both sides hashed, compared in constant time. */
+static int admin_authorised(const app *a, const http_request *req)
+{
+    http_slice h;
+    uint8_t got[32];
+    if (!a->has_admin || !http_find_header(req, "Authorization", &h) || h.n < 8 ||
+        strncasecmp(h.p, "Bearer ", 7) != 0)
+        return 0;
+    if (EVP_Digest(h.p + 7, h.n - 7, got, NULL, EVP_sha256(), NULL) != 1)
+        return 0;
+    return CRYPTO_memcmp(got, a->admin_hash, sizeof(got)) == 0;
+}
+
+/* POST /admin/revocations: the revocation goes straight to the store writer (no crypto);
+ * the answer is sent from the commit callback. */
+static int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+                        int is_post, conn_ref ref, const char *peer, http_response *resp)
+{
+    char serial_txt[80], reason_txt[40], inv_txt[24];
+    uint8_t serial[STORE_SERIAL_LEN];
+    int reason = 0;
+    long long inv = 0;
+
+    if (!a->has_admin)
+        return reject(a, resp, 404, "admin API disabled\n", peer);
+    if (!admin_authorised(a, req))
+        return admin_reject(a, resp, 401, "unauthorized", "missing or wrong bearer token\n", peer);
+    if (!is_post) {
+        reject(a, resp, 405, "method not allowed\n", peer);
+        resp->extra_headers = "Allow: POST\r\n";
+        return APP_RESPOND;
+    }
+    int hs = body_field(body, body_len, "serial", serial_txt, sizeof(serial_txt));
+    if (hs != 1 || parse_serial_hex(serial_txt, serial) != 0)
+        return admin_reject(a, resp, 400, "bad_serial", "serial missing or not 1-32 hex digits\n", peer);
+    int hr = body_field(body, body_len, "reason", reason_txt, sizeof(reason_txt));
+    if (hr < 0 || (hr == 1 && (reason = crl_reason_from_name(reason_txt)) < 0))
+        return admin_reject(a, resp, 400, "bad_reason", "unknown reason (RFC 5280 name, e.g. keyCompromise)\n", peer);
+    int hi = body_field(body, body_len, "invalidity_date", inv_txt, sizeof(inv_txt));
+    if (hi < 0 || (hi == 1 && (sscanf(inv_txt, "%lld", &inv) != 1 || inv <= 0)))
+        return admin_reject(a, resp, 400, "bad_invalidity", "invalidity_date must be seconds since the epoch\n", peer);
+    job *j = job_new(a, JOB_REVOKE, ref, peer, "");
+    if (j == NULL)
+        return respond(resp, 503, CT_TEXT, "busy\n", 5);
+    for (int i = 0; i < STORE_SERIAL_LEN; i++)
+        snprintf(j->serial_hex + 2 * i, 3, "%02x", serial[i]);
+    snprintf(j->who, sizeof(j->who), "admin-api %s", peer != NULL ? peer : "");
+    store_revocation *rv = &j->put.rev;
+    j->put.kind = STORE_PUT_REVOKE;
+    memcpy(rv->serial, serial, sizeof(serial));
+    rv->reason = reason;
+    rv->revoked_at = (int64_t)time(NULL);
+    rv->invalidity = (int64_t)inv;
+    rv->who = j->who;
+    rv->who_len = strlen(j->who);
+    store_submit(a->store, &j->put);
+    return APP_DEFER;
+}
+
 static int on_request(void *ctx, const http_request *req, const uint8_t *body, size_t body_len,
                       conn_ref ref, const char *peer, http_response *resp)
 {
@@ -380,6 +796,15 @@ static int on_request(void *ctx, const http_request *req, const uint8_t *body, s
         stage_job(a, j);
         return APP_DEFER;
     }
+    if (path_is(req->path, "/crl/ca.crl", 0)) {
+        if (!is_get)
+            return reject(a, resp, 405, "method not allowed\n", peer);
+        return serve_crl(a, req, ref, peer, resp);
+    }
+    if (path_is(req->path, "/ocsp", 0) || prefix_is(req->path, "/ocsp/"))
+        return ocsp_route(a, req, body, body_len, is_get, is_post, ref, peer, resp);
+    if (path_is(req->path, "/admin/revocations", 0))
+        return admin_revoke(a, req, body, body_len, is_post, ref, peer, resp);
     if (!scep_path(req->path, profile, sizeof(profile)))
         return reject(a, resp, 404, "not found\n", peer);
     if (!is_get && !is_post) {
@@ -399,8 +824,11 @@ static int on_request(void *ctx, const http_request *req, const uint8_t *body, s
         return respond(resp, 200, CT_TEXT, a->ca->caps, a->ca->caps_len);
     if (strcmp(op, "GetCACert") == 0)
         return respond(resp, 200, a->ca->cacert_type, a->ca->cacert_body, a->ca->cacert_len);
-    if (strcmp(op, "GetNextCACert") == 0)
+    if (strcmp(op, "GetNextCACert") == 0) {
+        if (a->ca->has_next)
+            return respond(resp, 200, a->ca->nextca_type, a->ca->nextca_body, a->ca->nextca_len);
         return reject(a, resp, 404, "no next CA certificate is staged\n", peer);
+    }
     if (strcmp(op, "PKIOperation") != 0)
         return reject(a, resp, 400, "unknown operation\n", peer);
 
@@ -419,6 +847,118 @@ static int on_request(void *ctx, const http_request *req, const uint8_t *body, s
     return APP_DEFER;
 }
 
+/* ------------------------------------------------------------------ CRL publisher */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Saves and publishes what a JOB_CRL produced (its number is durable by now). */
+static int crl_publish(app *a, job *j)
+{
+    crl_snapshot *snap = NULL;
+    char detail[2 * CONFIG_PATH_MAX + 128];
+    int e = crl_file_save(a->crl_path, j->body, j->body_len);
+    if (e != 0) {
+        snprintf(detail, sizeof(detail), "cannot save %s: %s", a->crl_path, strerror(-e));
+        audit_fields f = {.diag = "crl_save", .detail = detail, .failinfo = -1};
+        audit_emit(a->audit, AUDIT_CRL_FAILED, &f);
+        /* Still served: the signed CRL is good, only the copy on disk is older. */
+    }
+    if (crl_snapshot_create(j->body, j->body_len, j->crl_number, j->crl_this_update,
+                            j->crl_next_update, &snap) != 0) {
+        j->body = NULL;
+        return -1;
+    }
+    j->body = NULL;
+    crl_cache_set(a->crls, snap);
+    snprintf(detail, sizeof(detail), "crl_number=%llu bytes=%zu",
+             (unsigned long long)j->crl_number, j->body_len);
+    audit_fields f = {.detail = detail, .failinfo = -1};
+    audit_emit(a->audit, AUDIT_CRL_PUBLISHED, &f);
+    return 0;
+}
+
+/* Decides when to rebuild: when none is published, when 3/4 of its validity has passed,
+ * and rebuild_delay after the store's revocation generation moved (revocations from the
+ * admin API wake it at once; scepctl's are seen by polling once a second). Several
+ * revocations within the delay make one CRL. Building and signing run on a worker. */
+static void *publisher_main(void *arg)
+{
+    app *a = arg;
+    store_reader *reader = NULL;
+    uint64_t built_gen = UINT64_MAX;
+    int64_t change_seen = 0, retry_at = 0;
+
+    if (store_reader_create(a->store, &reader) != 0)
+        return NULL;
+    pthread_mutex_lock(&a->pub_mu);
+    while (!a->pub_stop) {
+        a->pub_wake = 0;
+        pthread_mutex_unlock(&a->pub_mu);
+        int64_t ms = now_ms(), now = ms / 1000;
+        uint64_t gen = 0, num = 0;
+        if (store_reader_begin(reader) == 0) {
+            if (store_get_counters(reader, &gen, &num) != 0)
+                gen = built_gen;
+            store_reader_end(reader);
+        }
+        crl_snapshot *cur = crl_cache_get(a->crls);
+        int stale = cur == NULL ||
+                    now >= cur->next_update - (cur->next_update - cur->this_update) / 4;
+        uint64_t cur_number = cur != NULL ? cur->number : 0;
+        crl_snapshot_unref(cur);
+        if (gen != built_gen && change_seen == 0)
+            change_seen = ms;
+        int due = stale || (gen != built_gen && ms - change_seen >= a->cfg.crl_rebuild_delay_ms);
+        if (due && ms >= retry_at) {
+            job *j = calloc(1, sizeof(*j));
+            if (j != NULL) {
+                j->owner = a;
+                j->kind = JOB_CRL;
+                j->crl_number = cur_number;
+                queue_push(a, j);
+                pthread_mutex_lock(&a->pub_mu);
+                while (a->pub_done == NULL)
+                    pthread_cond_wait(&a->pub_cv, &a->pub_mu);
+                a->pub_done = NULL;
+                pthread_mutex_unlock(&a->pub_mu);
+                if (j->crl_ok && crl_publish(a, j) == 0) {
+                    built_gen = j->crl_rev_gen;
+                    change_seen = built_gen == gen ? 0 : ms;
+                    retry_at = 0;
+                } else {
+                    audit_fields f = {.diag = "crl_build", .detail = "CRL build, signature or commit failed; retrying in 10 s",
+                                      .failinfo = -1};
+                    audit_emit(a->audit, AUDIT_CRL_FAILED, &f);
+                    retry_at = ms + 10000;
+                }
+                free(j->body);
+                free(j);
+            }
+            pthread_mutex_lock(&a->pub_mu);
+            continue;
+        }
+        pthread_mutex_lock(&a->pub_mu);
+        if (a->pub_stop || a->pub_wake)
+            continue;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long step = a->cfg.crl_rebuild_delay_ms > 0 && a->cfg.crl_rebuild_delay_ms < 1000 &&
+                    change_seen != 0 ? a->cfg.crl_rebuild_delay_ms : 1000;
+        until.tv_nsec += step * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&a->pub_cv, &a->pub_mu, &until);
+    }
+    pthread_mutex_unlock(&a->pub_mu);
+    store_reader_destroy(reader);
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ lifecycle */
 
 static int online_cpus(void)
@@ -430,6 +970,81 @@ static int online_cpus(void)
 uint16_t app_port(const app *a)
 {
     return a->nshards > 0 ? shard_port(a->shards[0]) : 0;
+}
+
+static EVP_PKEY *read_key_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    EVP_PKEY *k = f != NULL ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f != NULL)
+        fclose(f);
+    return k;
+}
+
+/* CRL signer, the last good CRL from disk, the OCSP responder, the admin token. */
+static int revocation_setup(app *a, char *err, size_t errlen)
+{
+    const config *cfg = &a->cfg;
+    char token[256];
+    X509 *ocsp_cert = NULL;
+    EVP_PKEY *ocsp_key = NULL;
+    int rc = -1;
+
+    if (crl_signer_create(a->ca->ca_key, a->ca->ca_cert, NULL, &a->crl_signer) != 0 ||
+        crl_cache_create(&a->crls) != 0) {
+        snprintf(err, errlen, "cannot prepare CRL signing for this CA");
+        goto out;
+    }
+    if (cfg->crl_file[0] == '/')
+        snprintf(a->crl_path, sizeof(a->crl_path), "%s", cfg->crl_file);
+    else
+        snprintf(a->crl_path, sizeof(a->crl_path), "%s/%s", cfg->state_dir, cfg->crl_file);
+    crl_snapshot *last = NULL;
+    if (crl_file_load(a->crl_path, a->ca->ca_pub, &last) == 0)
+        crl_cache_set(a->crls, last);      /* served until the first rebuild replaces it */
+    if (cfg->ocsp_cert[0] != '\0') {
+        if ((ocsp_cert = ca_read_cert(cfg->ocsp_cert)) == NULL) {
+            snprintf(err, errlen, "cannot read the OCSP responder certificate %s", cfg->ocsp_cert);
+            goto out;
+        }
+        if (a->ca->token != NULL) {
+            if (hsm_key_load(a->ca->token, cfg->ocsp_key_label, &ocsp_key) != 0) {
+                snprintf(err, errlen, "OCSP key '%s': %s", cfg->ocsp_key_label, hsm_last_error());
+                goto out;
+            }
+        } else if ((ocsp_key = read_key_file(cfg->ocsp_key_file)) == NULL) {
+            snprintf(err, errlen, "cannot read the OCSP key file %s", cfg->ocsp_key_file);
+            goto out;
+        }
+        if (X509_check_private_key(ocsp_cert, ocsp_key) != 1 ||
+            X509_check_issued(a->ca->ca_cert, ocsp_cert) != X509_V_OK) {
+            snprintf(err, errlen, "%s does not match its key or was not issued by the CA",
+                     cfg->ocsp_cert);
+            goto out;
+        }
+        if (ocsp_responder_create(a->ca->ca_cert, ocsp_cert, ocsp_key, cfg->ocsp_validity_s,
+                                  cfg->ocsp_nonce, &a->ocsp) != 0) {
+            snprintf(err, errlen, "cannot prepare the OCSP responder");
+            goto out;
+        }
+    }
+    int tl = config_read_admin_token(cfg, token, sizeof(token));
+    if (tl < 0) {
+        snprintf(err, errlen, "admin token_file %s: unreadable, or shorter than 16 bytes",
+                 cfg->admin_token_file);
+        goto out;
+    }
+    if (tl > 0) {
+        if (EVP_Digest(token, (size_t)tl, a->admin_hash, NULL, EVP_sha256(), NULL) != 1)
+            goto out;
+        a->has_admin = 1;
+    }
+    rc = 0;
+out:
+    OPENSSL_cleanse(token, sizeof(token));
+    X509_free(ocsp_cert);
+    EVP_PKEY_free(ocsp_key);
+    return rc;
 }
 
 int app_create(const config *cfg, app **out, char *err, size_t errlen)
@@ -446,6 +1061,8 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     a->stop_fd = -1;
     pthread_mutex_init(&a->q_mu, NULL);
     pthread_cond_init(&a->q_cv, NULL);
+    pthread_mutex_init(&a->pub_mu, NULL);
+    pthread_cond_init(&a->pub_cv, NULL);
     if (audit_open(cfg->audit_log, &a->audit) != 0) {
         snprintf(err, errlen, "cannot open audit log %s", cfg->audit_log);
         goto out;
@@ -456,7 +1073,7 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     if (ca_load(cfg, pin, &a->ca, err, errlen) != 0)
         goto out;
     /* Single DES lives in OpenSSL's legacy provider; load it only when asked to. */
-    if (cfg->allow_des_requests && OSSL_PROVIDER_load(NULL, "legacy") == NULL) {
+    if (cfg->allow_des_requests && (a->legacy = OSSL_PROVIDER_load(NULL, "legacy")) == NULL) {
         snprintf(err, errlen, "allow_des_requests needs OpenSSL's legacy provider, which did not load");
         goto out;
     }
@@ -473,6 +1090,8 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
         snprintf(err, errlen, "store %s: %s", cfg->store_path, store_strerror(src));
         goto out;
     }
+    if (revocation_setup(a, err, errlen) != 0)
+        goto out;
     a->stop_fd = eventfd(0, EFD_CLOEXEC);
     a->nshards = (uint32_t)(cfg->shards > 0 ? cfg->shards : online_cpus());
     a->nworkers = cfg->workers > 0 ? cfg->workers : online_cpus();
@@ -495,6 +1114,7 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
             goto out;
         }
         shard_set_flush(a->shards[i], on_flush);
+        shard_set_reject(a->shards[i], on_http_reject);
         if (i == 0)
             scfg.listen_port = shard_port(a->shards[0]);
     }
@@ -530,6 +1150,9 @@ int app_run(app *a)
             goto stop;
         a->workers[i].started = 1;
     }
+    if (pthread_create(&a->pub_thread, NULL, publisher_main, a) != 0)
+        goto stop;
+    a->pub_started = 1;
     for (; started_shards < a->nshards; started_shards++)
         if (pthread_create(&a->shard_threads[started_shards], NULL, shard_main,
                            a->shards[started_shards]) != 0)
@@ -549,6 +1172,14 @@ stop:
         shard_stop(a->shards[i]);
     for (uint32_t i = 0; i < started_shards; i++)
         pthread_join(a->shard_threads[i], NULL);
+    if (a->pub_started) {      /* finishes a build in flight (workers still run) */
+        pthread_mutex_lock(&a->pub_mu);
+        a->pub_stop = 1;
+        pthread_cond_broadcast(&a->pub_cv);
+        pthread_mutex_unlock(&a->pub_mu);
+        pthread_join(a->pub_thread, NULL);
+        a->pub_started = 0;
+    }
     pthread_mutex_lock(&a->q_mu);
     a->q_stopping = 1;
     pthread_cond_broadcast(&a->q_cv);
@@ -586,8 +1217,13 @@ void app_destroy(app *a)
     free(a->shards);
     free(a->shard_threads);
     free(a->stages);
+    if (a->legacy != NULL)
+        OSSL_PROVIDER_unload(a->legacy);
     free(a->workers);
     store_close(a->store);
+    crl_cache_destroy(a->crls);
+    crl_signer_destroy(a->crl_signer);
+    ocsp_responder_destroy(a->ocsp);
     issuer_destroy(a->issuer);
     ca_free(a->ca);
     audit_close(a->audit);
@@ -595,5 +1231,7 @@ void app_destroy(app *a)
         close(a->stop_fd);
     pthread_mutex_destroy(&a->q_mu);
     pthread_cond_destroy(&a->q_cv);
+    pthread_mutex_destroy(&a->pub_mu);
+    pthread_cond_destroy(&a->pub_cv);
     free(a);
 }

@@ -17,6 +17,12 @@
     X(RENEWED,          1001, "certificate renewed") \
     X(REPLAYED,         1002, "repeated transaction answered with the certificate already issued") \
     X(CERT_RETURNED,    1003, "certificate returned (CertPoll / GetCert)") \
+    X(CRL_RETURNED,     1004, "CRL returned (GetCRL)") \
+    X(REVOKED,          1100, "certificate revoked") \
+    X(REVOKE_FAILED,    1101, "revocation refused") \
+    X(CRL_PUBLISHED,    1200, "CRL published") \
+    X(CRL_FAILED,       1201, "CRL could not be built, signed or saved") \
+    X(OCSP_FAILED,      1300, "OCSP request answered with an error status") \
     X(REQUEST_REJECTED, 2000, "request rejected") \
     X(HTTP_REJECTED,    2001, "HTTP request rejected") \
     X(HSM_FAILURE,      3000, "CA unavailable: HSM operation failed") \

@@ -4,9 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <openssl/asn1.h>
+#include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include "engine/scep.h"
 
@@ -29,6 +32,94 @@ X509 *ca_read_cert(const char *path)
     fclose(f);
     ERR_clear_error();
     return x;
+}
+
+int ca_read_certs(const char *path, STACK_OF(X509) **out)
+{
+    STACK_OF(X509) *sk = sk_X509_new_null();
+    FILE *f = fopen(path, "rb");
+    X509 *x;
+    int rc = -1;
+
+    if (sk == NULL || f == NULL)
+        goto out;
+    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        if (!sk_X509_push(sk, x)) {
+            X509_free(x);
+            goto out;
+        }
+    }
+    if (sk_X509_num(sk) == 0) {
+        ERR_clear_error();
+        rewind(f);
+        x = d2i_X509_fp(f, NULL);
+        if (x == NULL || !sk_X509_push(sk, x)) {
+            X509_free(x);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (f != NULL)
+        fclose(f);
+    if (rc == 0) {
+        *out = sk;
+        sk = NULL;
+    }
+    sk_X509_pop_free(sk, X509_free);
+    ERR_clear_error();
+    return rc;
+}
+
+int ca_check_chain(X509 *cert, STACK_OF(X509) *chain, char *err, size_t errlen)
+{
+    X509 *below = cert;
+    int rc = -1;
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+        X509 *up = sk_X509_value(chain, i);
+        char name[256];
+        X509_NAME_oneline(X509_get_subject_name(up), name, sizeof(name));
+        if (X509_check_ca(up) < 1) {
+            snprintf(err, errlen, "chain certificate %d (%s) is not a CA", i + 1, name);
+            goto out;
+        }
+        if (X509_NAME_cmp(X509_get_issuer_name(below), X509_get_subject_name(up)) != 0 ||
+            X509_verify(below, X509_get0_pubkey(up)) != 1) {
+            snprintf(err, errlen, "chain certificate %d (%s) did not issue the one below it",
+                     i + 1, name);
+            goto out;
+        }
+        below = up;
+    }
+    rc = 0;
+out:
+    ERR_clear_error();
+    return rc;
+}
+
+void ca_default_path(const config *cfg, const char *name, char *out, size_t outlen)
+{
+    const char *slash = strrchr(cfg->ca_cert, '/');
+    if (slash == NULL)
+        snprintf(out, outlen, "%s", name);
+    else
+        snprintf(out, outlen, "%.*s/%s", (int)(slash - cfg->ca_cert), cfg->ca_cert, name);
+}
+
+void ca_key_label(const char *cert_path, const char *cfg_label, char *out, size_t outlen)
+{
+    char path[CONFIG_PATH_MAX + 8], line[128];
+    FILE *f;
+    snprintf(out, outlen, "%s", cfg_label);
+    if ((size_t)snprintf(path, sizeof(path), "%s.label", cert_path) >= sizeof(path) ||
+        (f = fopen(path, "r")) == NULL)
+        return;
+    if (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] != '\0')
+            snprintf(out, outlen, "%s", line);
+    }
+    fclose(f);
 }
 
 static EVP_PKEY *read_key_file(const char *path)
@@ -59,7 +150,9 @@ void ca_free(ca_set *ca)
     EVP_PKEY_free(ca->ra_key);
     X509_free(ca->ca_cert);
     X509_free(ca->ra_cert);
+    sk_X509_pop_free(ca->chain, X509_free);
     free(ca->cacert_body);
+    free(ca->nextca_body);
     hsm_token_close(ca->token);   /* after every key of the token is gone */
     free(ca);
 }
@@ -90,21 +183,80 @@ static int load_keys(const config *cfg, const char *pin, ca_set *ca, char *err, 
                  hsm_last_error());
         return -1;
     }
-    if (hsm_key_load(ca->token, cfg->ca_key_label, &ca->ca_key) != 0) {
-        snprintf(err, errlen, "CA key '%s': %s", cfg->ca_key_label, hsm_last_error());
+    char label[64];
+    ca_key_label(cfg->ca_cert, cfg->ca_key_label, label, sizeof(label));
+    if (hsm_key_load(ca->token, label, &ca->ca_key) != 0) {
+        snprintf(err, errlen, "CA key '%s': %s", label, hsm_last_error());
         return -1;
     }
-    if (ca->has_ra && hsm_key_load(ca->token, cfg->ra_key_label, &ca->ra_key) != 0) {
-        snprintf(err, errlen, "RA key '%s': %s", cfg->ra_key_label, hsm_last_error());
+    ca_key_label(cfg->ra_cert, cfg->ra_key_label, label, sizeof(label));
+    if (ca->has_ra && hsm_key_load(ca->token, label, &ca->ra_key) != 0) {
+        snprintf(err, errlen, "RA key '%s': %s", label, hsm_last_error());
         return -1;
     }
     return 0;
 }
 
+static int copy_out(const uint8_t *der, int n, uint8_t **out, size_t *outlen)
+{
+    if (n <= 0 || (*out = malloc((size_t)n)) == NULL)
+        return -1;
+    memcpy(*out, der, (size_t)n);
+    *outlen = (size_t)n;
+    return 0;
+}
+
+/* GetNextCACert (RFC 8894 4.7.1): a SignedData signed by the current CA key whose content is
+ * the degenerate certificates-only PKCS#7 of the next CA certificate(s). Built once. */
+static int build_next(ca_set *ca, const char *path, char *err, size_t errlen)
+{
+    STACK_OF(X509) *next = NULL;
+    uint8_t *inner = NULL;
+    size_t inner_len = 0;
+    BIO *in = NULL;
+    CMS_ContentInfo *cms = NULL;
+    unsigned char *der = NULL;
+    int n, rc = -1;
+
+    if (ca_read_certs(path, &next) != 0) {
+        snprintf(err, errlen, "cannot read the next CA certificate %s", path);
+        goto out;
+    }
+    if (X509_check_ca(sk_X509_value(next, 0)) < 1) {
+        snprintf(err, errlen, "%s: first certificate is not a CA", path);
+        goto out;
+    }
+    if (scep_degenerate(next, &inner, &inner_len) != 0 ||
+        (in = BIO_new_mem_buf(inner, (int)inner_len)) == NULL ||
+        (cms = CMS_sign(ca->ca_cert, ca->ca_key, NULL, in, CMS_BINARY | CMS_NOSMIMECAP)) == NULL ||
+        (n = i2d_CMS_ContentInfo(cms, &der)) <= 0 ||
+        copy_out(der, n, &ca->nextca_body, &ca->nextca_len) != 0) {
+        snprintf(err, errlen, "cannot build the GetNextCACert answer");
+        goto out;
+    }
+    ca->nextca_type = "application/x-x509-next-ca-cert";
+    ca->has_next = 1;
+    rc = 0;
+out:
+    sk_X509_pop_free(next, X509_free);
+    free(inner);
+    BIO_free(in);
+    CMS_ContentInfo_free(cms);
+    OPENSSL_free(der);
+    return rc;
+}
+
 int ca_load(const config *cfg, const char *pin, ca_set **out, char *err, size_t errlen)
+{
+    return ca_load_ex(cfg, pin, NULL, out, err, errlen);
+}
+
+int ca_load_ex(const config *cfg, const char *pin, const ca_paths *extra, ca_set **out,
+               char *err, size_t errlen)
 {
     ca_set *ca = calloc(1, sizeof(*ca));
     STACK_OF(X509) *chain = NULL;
+    char chain_path[CONFIG_PATH_MAX], next_path[CONFIG_PATH_MAX];
     int rc = -1;
 
     if (ca == NULL) {
@@ -148,10 +300,28 @@ int ca_load(const config *cfg, const char *pin, ca_set **out, char *err, size_t 
     ca->ca_name = X509_get_subject_name(ca->ca_cert);
     ca->ca_not_after = asn1_time_epoch(X509_get0_notAfter(ca->ca_cert));
 
-    if (ca->has_ra) {
+    if (extra != NULL && extra->ca_chain != NULL && extra->ca_chain[0] != '\0')
+        snprintf(chain_path, sizeof(chain_path), "%s", extra->ca_chain);
+    else
+        ca_default_path(cfg, "ca-chain.pem", chain_path, sizeof(chain_path));
+    if (access(chain_path, F_OK) == 0) {
+        if (ca_read_certs(chain_path, &ca->chain) != 0) {
+            snprintf(err, errlen, "cannot read the CA chain %s", chain_path);
+            goto out;
+        }
+        if (ca_check_chain(ca->ca_cert, ca->chain, err, errlen) != 0)
+            goto out;
+    } else if ((ca->chain = sk_X509_new_null()) == NULL) {
+        goto out;
+    }
+
+    if (ca->has_ra || sk_X509_num(ca->chain) > 0) {
         chain = sk_X509_new_null();
-        if (chain == NULL || !sk_X509_push(chain, ca->ra_cert) || !sk_X509_push(chain, ca->ca_cert) ||
-            scep_degenerate(chain, &ca->cacert_body, &ca->cacert_len) != 0) {
+        int ok = chain != NULL && (!ca->has_ra || sk_X509_push(chain, ca->ra_cert)) &&
+                 sk_X509_push(chain, ca->ca_cert);
+        for (int i = 0; ok && i < sk_X509_num(ca->chain); i++)
+            ok = sk_X509_push(chain, sk_X509_value(ca->chain, i)) > 0;
+        if (!ok || scep_degenerate(chain, &ca->cacert_body, &ca->cacert_len) != 0) {
             snprintf(err, errlen, "cannot build the GetCACert chain");
             goto out;
         }
@@ -169,8 +339,14 @@ int ca_load(const config *cfg, const char *pin, ca_set **out, char *err, size_t 
         OPENSSL_free(der);
         ca->cacert_type = "application/x-x509-ca-cert";
     }
-    memcpy(ca->caps, CA_CAPS, sizeof(CA_CAPS));
-    ca->caps_len = sizeof(CA_CAPS) - 1;
+    if (extra != NULL && extra->next_ca_cert != NULL && extra->next_ca_cert[0] != '\0')
+        snprintf(next_path, sizeof(next_path), "%s", extra->next_ca_cert);
+    else
+        ca_default_path(cfg, "next-ca.pem", next_path, sizeof(next_path));
+    if (access(next_path, F_OK) == 0 && build_next(ca, next_path, err, errlen) != 0)
+        goto out;
+    ca->caps_len = (size_t)snprintf(ca->caps, sizeof(ca->caps), "%s%s", CA_CAPS,
+                                    ca->has_next ? "GetNextCACert\n" : "");
     rc = 0;
 out:
     sk_X509_free(chain);

@@ -79,9 +79,21 @@ static const struct cfg_key cfg_keys[] = {
     { "issue", "allow_sha1",       T_BOOL, F(allow_sha1), 0, 0 },
     { "issue", "allow_sha1_messages", T_BOOL, F(allow_sha1_messages), 0, 0 },
     { "issue", "allow_des_requests", T_BOOL, F(allow_des_requests), 0, 0 },
+    { "issue", "crl_url",          T_STR,  F(crl_url), 0, 0 },
+    { "issue", "ocsp_url",         T_STR,  F(ocsp_url), 0, 0 },
+    { "crl", "validity",           T_SEC,  F(crl_validity_s), 60000, 366 * CFG_DAY_MS },
+    { "crl", "rebuild_delay",      T_MS,   F(crl_rebuild_delay_ms), 0, 3600000 },
+    { "crl", "file",               T_PATH, F(crl_file), 0, 0 },
+    { "ocsp", "cert",              T_PATH, F(ocsp_cert), 0, 0 },
+    { "ocsp", "key_label",         T_STR,  F(ocsp_key_label), 0, 0 },
+    { "ocsp", "key_file",          T_PATH, F(ocsp_key_file), 0, 0 },
+    { "ocsp", "validity",          T_SEC,  F(ocsp_validity_s), 60000, 7 * CFG_DAY_MS },
+    { "ocsp", "nonce",             T_BOOL, F(ocsp_nonce), 0, 0 },
+    { "admin", "token_file",       T_PATH, F(admin_token_file), 0, 0 },
 };
 
-static const char *const cfg_sections[] = { "server", "keys", "store", "issue" };
+static const char *const cfg_sections[] = { "server", "keys", "store", "issue", "crl", "ocsp",
+                                            "admin" };
 
 static void set_str(char *dst, size_t size, const char *src)
 {
@@ -114,6 +126,12 @@ void config_defaults(config *cfg)
     cfg->allow_sha1 = 0;
     cfg->allow_sha1_messages = 0;
     cfg->allow_des_requests = 0;
+    cfg->crl_validity_s = 86400;
+    cfg->crl_rebuild_delay_ms = 2000;
+    set_str(cfg->crl_file, sizeof(cfg->crl_file), "crl/ca.crl");
+    set_str(cfg->ocsp_key_label, sizeof(cfg->ocsp_key_label), "ocsp");
+    cfg->ocsp_validity_s = 3600;
+    cfg->ocsp_nonce = 1;
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -687,4 +705,19 @@ int config_apply_module_env(const config *cfg)
     memcpy(name, cfg->module_env, (size_t)(eq - cfg->module_env));
     name[eq - cfg->module_env] = '\0';
     return setenv(name, eq + 1, 1) == 0 ? 0 : -1;
+}
+
+int config_read_admin_token(const config *cfg, char *buf, size_t buflen)
+{
+    if (cfg->admin_token_file[0] == '\0') {
+        if (buflen > 0)
+            buf[0] = '\0';
+        return 0;
+    }
+    int n = read_secret(cfg->admin_token_file, buf, buflen, NULL, 0, "admin token");
+    if (n >= 0 && n < 16) {
+        OPENSSL_cleanse(buf, buflen);
+        return -1;
+    }
+    return n;
 }

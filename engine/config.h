@@ -62,6 +62,26 @@ typedef struct config {
     int      allow_des_requests;           /* allow_des_requests = no: accept a request
                                               envelope in single DES (legacy clients);
                                               replies are never single DES           */
+    char     crl_url[512];                 /* CDP URI in issued certs; empty: none    */
+    char     ocsp_url[512];                /* AIA OCSP URI in issued certs; empty: none */
+
+    /* [crl] */
+    int      crl_validity_s;               /* validity = 24h: nextUpdate - thisUpdate */
+    int      crl_rebuild_delay_ms;         /* rebuild_delay = 2s: coalesces revocations */
+    char     crl_file[CONFIG_PATH_MAX];    /* file = crl/ca.crl (under state_dir when
+                                              relative): last good CRL, served at start */
+
+    /* [ocsp] */
+    char     ocsp_cert[CONFIG_PATH_MAX];   /* delegated responder cert; empty: no /ocsp */
+    char     ocsp_key_label[64];           /* key_label = ocsp (pkcs11 mode)          */
+    char     ocsp_key_file[CONFIG_PATH_MAX]; /* file mode: PEM private key            */
+    int      ocsp_validity_s;              /* validity = 1h: nextUpdate of responses  */
+    int      ocsp_nonce;                   /* nonce = yes: echo a request nonce (then
+                                              the response is signed per request)    */
+
+    /* [admin] */
+    char     admin_token_file[CONFIG_PATH_MAX]; /* bearer token for /admin/...; empty:
+                                              the admin API is disabled (404)        */
 } config;
 
 /* Fills *cfg with defaults (every field valid). */
@@ -92,6 +112,11 @@ int config_read_pin(const config *cfg, char *pin, size_t pinlen, char *err, size
  * NUL-terminated. Returns its length (0 and "" when neither is set), or -1 when the file is
  * unreadable or empty, or the challenge does not fit buflen - 1 bytes. */
 int config_read_challenge(const config *cfg, char *buf, size_t buflen);
+
+/* Reads the admin bearer token (token_file, trailing CR/LF stripped; at least 16 bytes).
+ * Returns its length, 0 when no token_file is set, or -1 (unreadable, too short or too long
+ * for buflen - 1). */
+int config_read_admin_token(const config *cfg, char *buf, size_t buflen);
 
 /* Parses durations "30", "30s", "500ms", "10m", "2h", "7d" into milliseconds; -1 if bad. */
 long long config_parse_duration_ms(const char *s);

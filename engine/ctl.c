@@ -2,9 +2,11 @@
  *
  *   scepctl -c CONF init [--ca-subject DN] [--ca-key SPEC] [--ra-subject DN] [--no-ra]
  *                        [--days N]
- *   scepctl -c CONF cert list
+ *   scepctl -c CONF cert list [--revoked]
  *   scepctl -c CONF cert show SERIAL
  *   scepctl -c CONF cert count
+ *   scepctl -c CONF revoke SERIAL [--reason NAME] [--invalidity-date EPOCH_SECONDS]
+ *   scepctl -c CONF crl bench N        (not in the usage text: CRL build+sign timing)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +22,10 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "engine/ca.h"
 #include "engine/config.h"
+#include "engine/crl.h"
+#include "engine/ctl_ca.h"
 #include "engine/store.h"
 #include "hsm/hsm.h"
 
@@ -32,9 +37,16 @@ static void usage(void)
             "       [--ra-subject DN] [--no-ra] [--days N]\n"
             "       create the CA key (in the token, or a PEM file in file mode), a self-signed\n"
             "       CA certificate, the RA key and RA certificate, and the store\n"
-            "  cert list           issued certificates: serial, status, notAfter, subject\n"
+            "       with [ocsp] cert set, also the OCSP responder key ([ocsp] key_label in the\n"
+            "       token, or key_file) and its certificate (id-kp-OCSPSigning, ocsp-nocheck)\n"
+            "  cert list [--revoked]  issued certificates: serial, status, notAfter, subject;\n"
+            "                      --revoked: revocations: serial, time, reason, who, subject\n"
             "  cert show SERIAL    one certificate (text and PEM)\n"
-            "  cert count          number of issued certificates\n");
+            "  cert count          number of issued certificates\n"
+            "  revoke SERIAL [--reason NAME] [--invalidity-date EPOCH_SECONDS]\n"
+            "       revoke a certificate (idempotent). NAME: unspecified, keyCompromise,\n"
+            "       cACompromise, affiliationChanged, superseded, cessationOfOperation,\n"
+            "       privilegeWithdrawn, aACompromise. scepd publishes a new CRL within seconds.\n");
 }
 
 static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
@@ -74,7 +86,7 @@ fail:
 /* A certificate for pub, issued by issuer/issuer_key (NULL: self-signed), with the given
  * basicConstraints and keyUsage. */
 static X509 *make_cert(X509_NAME *subject, EVP_PKEY *pub, X509 *issuer, EVP_PKEY *issuer_key,
-                       int days, const char *bc, const char *ku)
+                       int days, const char *bc, const char *ku, int ocsp_signer)
 {
     X509 *x = X509_new();
     uint8_t sb[16];
@@ -97,6 +109,10 @@ static X509 *make_cert(X509_NAME *subject, EVP_PKEY *pub, X509 *issuer, EVP_PKEY
     if (!add_ext(x, iss, NID_basic_constraints, bc) || !add_ext(x, iss, NID_key_usage, ku) ||
         !add_ext(x, iss, NID_subject_key_identifier, "hash") ||
         !add_ext(x, iss, NID_authority_key_identifier, "keyid:always"))
+        goto out;
+    /* A delegated OCSP responder: RFC 6960 4.2.2.2 (EKU) and 4.2.2.2.1 (no-check). */
+    if (ocsp_signer && (!add_ext(x, iss, NID_ext_key_usage, "OCSPSigning") ||
+                        !add_ext(x, iss, NID_id_pkix_OCSP_noCheck, "ignored")))
         goto out;
     const EVP_MD *md = EVP_PKEY_get_base_id(issuer_key) == EVP_PKEY_EC &&
                                EVP_PKEY_get_bits(issuer_key) == 384
@@ -155,8 +171,9 @@ static int cmd_init(const config *cfg, int argc, char **argv)
     int days = 3650, with_ra = 1, rc = 1;
     hsm_token *tok = NULL;
     EVP_PKEY *ca_key = NULL, *ra_key = NULL;
-    X509 *ca = NULL, *ra = NULL;
-    X509_NAME *ca_dn = NULL, *ra_dn = NULL;
+    X509 *ca = NULL, *ra = NULL, *ocsp = NULL;
+    X509_NAME *ca_dn = NULL, *ra_dn = NULL, *ocsp_dn = NULL;
+    EVP_PKEY *ocsp_key = NULL;
     char pin[256], err[256], ra_default[300];
 
     for (int i = 0; i < argc; i++) {
@@ -212,16 +229,38 @@ static int cmd_init(const config *cfg, int argc, char **argv)
         }
     }
     ca = make_cert(ca_dn, ca_key, NULL, ca_key, days, "critical,CA:TRUE",
-                   "critical,keyCertSign,cRLSign,digitalSignature");
+                   "critical,keyCertSign,cRLSign,digitalSignature", 0);
     if (ca == NULL || write_cert(cfg->ca_cert, ca) != 0) {
         fprintf(stderr, "scepctl: cannot create the CA certificate\n");
         goto out;
     }
     if (with_ra) {
         ra = make_cert(ra_dn, ra_key, ca, ca_key, days, "critical,CA:FALSE",
-                       "critical,digitalSignature,keyEncipherment");
+                       "critical,digitalSignature,keyEncipherment", 0);
         if (ra == NULL || write_cert(cfg->ra_cert, ra) != 0) {
             fprintf(stderr, "scepctl: cannot create the RA certificate\n");
+            goto out;
+        }
+    }
+    if (cfg->ocsp_cert[0] != '\0') {
+        char dn[400];
+        snprintf(dn, sizeof(dn), "%s OCSP", ca_subject);
+        int kr = -1;
+        if ((ocsp_dn = parse_dn(dn)) != NULL) {
+            if (cfg->key_mode == CONFIG_KEYS_PKCS11)
+                kr = hsm_key_generate(tok, cfg->ocsp_key_label, "ec:P-256", &ocsp_key);
+            else
+                kr = (ocsp_key = file_key(cfg->ocsp_key_file, "ec:P-256")) != NULL ? 0 : -1;
+        }
+        if (kr != 0) {
+            fprintf(stderr, "scepctl: cannot create the OCSP key: %s\n",
+                    cfg->key_mode == CONFIG_KEYS_PKCS11 ? hsm_last_error() : cfg->ocsp_key_file);
+            goto out;
+        }
+        ocsp = make_cert(ocsp_dn, ocsp_key, ca, ca_key, days, "critical,CA:FALSE",
+                         "critical,digitalSignature", 1);
+        if (ocsp == NULL || write_cert(cfg->ocsp_cert, ocsp) != 0) {
+            fprintf(stderr, "scepctl: cannot create the OCSP responder certificate\n");
             goto out;
         }
     }
@@ -235,14 +274,23 @@ static int cmd_init(const config *cfg, int argc, char **argv)
     printf("CA certificate: %s\n", cfg->ca_cert);
     if (with_ra)
         printf("RA certificate: %s\n", cfg->ra_cert);
+    if (ocsp != NULL)
+        printf("OCSP responder certificate: %s\n", cfg->ocsp_cert);
     printf("store: %s\n", cfg->store_path);
     rc = 0;
 out:
-    ERR_print_errors_fp(stderr);
+    /* The PKCS#11 module may leave OpenSSL errors of its own (SoftHSM's optional rdrand
+     * engine): only a failure's errors are worth printing. */
+    if (rc != 0)
+        ERR_print_errors_fp(stderr);
+    ERR_clear_error();
     X509_free(ca);
     X509_free(ra);
+    X509_free(ocsp);
     X509_NAME_free(ca_dn);
     X509_NAME_free(ra_dn);
+    X509_NAME_free(ocsp_dn);
+    EVP_PKEY_free(ocsp_key);
     EVP_PKEY_free(ca_key);
     EVP_PKEY_free(ra_key);
     hsm_token_close(tok);
@@ -266,6 +314,28 @@ static int list_one(const store_cert *c, void *arg)
     print_hex(stdout, c->serial, STORE_SERIAL_LEN);
     printf("  %-7s  %s  %.*s\n", c->status == STORE_CERT_REVOKED ? "revoked" : "valid", when,
            (int)c->subject_len, c->subject);
+    return 0;
+}
+
+static void iso_time(int64_t t, char *out, size_t outlen)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* One revocation: serial, time, reason, who, and the certificate's subject. */
+static int list_revoked(const store_revocation *rv, void *arg)
+{
+    store_reader *r = arg;
+    store_cert c;
+    char when[32];
+    iso_time(rv->revoked_at, when, sizeof(when));
+    int have = store_get_cert(r, rv->serial, &c) == STORE_OK;
+    print_hex(stdout, rv->serial, STORE_SERIAL_LEN);
+    printf("  %s  %-20s  %.*s  %.*s\n", when, crl_reason_name(rv->reason), (int)rv->who_len,
+           rv->who, have ? (int)c.subject_len : 1, have ? c.subject : "?");
     return 0;
 }
 
@@ -298,7 +368,10 @@ static int cmd_cert(const config *cfg, int argc, char **argv)
         fprintf(stderr, "scepctl: store %s: %s\n", cfg->store_path, store_strerror(e));
         goto out;
     }
-    if (strcmp(argv[0], "list") == 0) {
+    if (strcmp(argv[0], "list") == 0 && argc == 2 && strcmp(argv[1], "--revoked") == 0) {
+        e = store_foreach_revoked(r, list_revoked, r);
+        rc = e != 0 ? 1 : 0;
+    } else if (strcmp(argv[0], "list") == 0 && argc == 1) {
         e = store_foreach_cert(r, list_one, NULL);
         rc = e < 0 ? 1 : 0;
     } else if (strcmp(argv[0], "count") == 0) {
@@ -341,6 +414,135 @@ out:
     return rc;
 }
 
+/* Revokes one certificate directly in the store (LMDB serialises this writer with scepd's;
+ * scepd notices the new revocation generation and rebuilds its CRL). */
+static int cmd_revoke(const config *cfg, int argc, char **argv)
+{
+    uint8_t serial[STORE_SERIAL_LEN];
+    int reason = 0, rc = 1;
+    long long inv = 0;
+    char who[160], when[32];
+    store *s = NULL;
+
+    if (argc < 1 || parse_serial(argv[0], serial) != 0) {
+        fprintf(stderr, "scepctl: revoke needs a serial of 32 hex digits\n");
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--reason") == 0 && i + 1 < argc) {
+            if ((reason = crl_reason_from_name(argv[++i])) < 0) {
+                fprintf(stderr, "scepctl: unknown reason '%s' (RFC 5280 names, e.g. keyCompromise)\n", argv[i]);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--invalidity-date") == 0 && i + 1 < argc) {
+            char *end = NULL;
+            inv = strtoll(argv[++i], &end, 10);
+            if (end == argv[i] || *end != '\0' || inv <= 0) {
+                fprintf(stderr, "scepctl: --invalidity-date takes seconds since the epoch\n");
+                return 2;
+            }
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    const char *user = getenv("USER");
+    snprintf(who, sizeof(who), "scepctl uid=%u%s%s", (unsigned)getuid(), user ? " user=" : "",
+             user ? user : "");
+    int e = store_open(cfg->store_path, cfg->store_map_size, &s);
+    if (e != 0) {
+        fprintf(stderr, "scepctl: store %s: %s\n", cfg->store_path, store_strerror(e));
+        goto out;
+    }
+    store_put p;
+    memset(&p, 0, sizeof(p));
+    p.kind = STORE_PUT_REVOKE;
+    memcpy(p.rev.serial, serial, sizeof(serial));
+    p.rev.reason = reason;
+    p.rev.revoked_at = (int64_t)time(NULL);
+    p.rev.invalidity = (int64_t)inv;
+    p.rev.who = who;
+    p.rev.who_len = strlen(who);
+    e = store_put_sync(s, &p);
+    if (e != 0 || p.result < 0 || p.result == STORE_E_CORRUPT) {
+        fprintf(stderr, "scepctl: revoke %s: %s\n", argv[0], store_strerror(e != 0 ? e : p.result));
+        goto out;
+    }
+    if (p.result == STORE_NOTFOUND) {
+        fprintf(stderr, "scepctl: %s: no certificate with this serial\n", argv[0]);
+        goto out;
+    }
+    iso_time(p.rev.revoked_at, when, sizeof(when));
+    printf("%s %s %s %s\n", argv[0], p.result == STORE_ALREADY_REVOKED ? "already-revoked" : "revoked",
+           when, crl_reason_name(p.rev.reason));
+    rc = 0;
+out:
+    store_close(s);
+    return rc;
+}
+
+static double secs_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* crl bench N: N synthetic revocations through the same builder and the CA key scepd uses. */
+static int cmd_crl(const config *cfg, int argc, char **argv)
+{
+    char pin[256] = "", err[256];
+    ca_set *ca = NULL;
+    crl_signer *sg = NULL;
+    crl_builder *b = NULL;
+    uint8_t *der = NULL;
+    size_t len = 0;
+    int rc = 1;
+
+    if (argc != 2 || strcmp(argv[0], "bench") != 0 || atol(argv[1]) <= 0) {
+        usage();
+        return 2;
+    }
+    size_t n = (size_t)atol(argv[1]);
+    if (cfg->key_mode == CONFIG_KEYS_PKCS11 && config_read_pin(cfg, pin, sizeof(pin), err, sizeof(err)) != 0) {
+        fprintf(stderr, "scepctl: %s\n", err);
+        return 1;
+    }
+    int e = ca_load(cfg, pin, &ca, err, sizeof(err));
+    OPENSSL_cleanse(pin, sizeof(pin));
+    if (e != 0) {
+        fprintf(stderr, "scepctl: %s\n", err);
+        goto out;
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (crl_signer_create(ca->ca_key, ca->ca_cert, NULL, &sg) != 0 || crl_builder_create(n, &b) != 0)
+        goto out;
+    uint8_t serial[16];
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; i < n; i++) {
+        if (RAND_bytes(serial, sizeof(serial)) != 1)
+            goto out;
+        serial[0] = (uint8_t)((serial[0] & 0x3f) | 0x40);
+        if (crl_builder_add(b, serial, sizeof(serial), now - (int64_t)(i % 86400), (int)(i % 6),
+                            i % 10 == 0 ? now - 86400 : 0) != 0)
+            goto out;
+    }
+    double t_build = secs_since(&t0);
+    if (crl_builder_sign(b, sg, 1, now, now + 86400, &der, &len) != 0)
+        goto out;
+    double t_total = secs_since(&t0);
+    printf("entries=%zu bytes=%zu encode_s=%.3f sign_s=%.3f total_s=%.3f\n", n, len, t_build,
+           t_total - t_build, t_total);
+    rc = 0;
+out:
+    free(der);
+    crl_builder_destroy(b);
+    crl_signer_destroy(sg);
+    ca_free(ca);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *conf = NULL;
@@ -364,6 +566,12 @@ int main(int argc, char **argv)
         return cmd_init(&cfg, argc - i - 1, argv + i + 1);
     if (strcmp(argv[i], "cert") == 0)
         return cmd_cert(&cfg, argc - i - 1, argv + i + 1);
+    if (strcmp(argv[i], "ca") == 0 || strcmp(argv[i], "ra") == 0)
+        return ctl_ca_main(&cfg, argc - i, argv + i);
+    if (strcmp(argv[i], "revoke") == 0)
+        return cmd_revoke(&cfg, argc - i - 1, argv + i + 1);
+    if (strcmp(argv[i], "crl") == 0)
+        return cmd_crl(&cfg, argc - i - 1, argv + i + 1);
     usage();
     return 2;
 }

@@ -6,12 +6,14 @@
 #include <string.h>
 #include <time.h>
 #include <openssl/bn.h>
+#include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/pkcs7.h>
 #include <openssl/x509.h>
 
 #include "engine/reject.h"
 #include "engine/scep.h"
+#include "engine/scep_oid.h"
 
 static const char PKI_MESSAGE_TYPE[] = "application/x-pki-message";
 
@@ -373,6 +375,121 @@ out:
     return rej != REJ_NONE ? fail(ctx, j, req, rej) : JOB_DELIVER;
 }
 
+/* ------------------------------------------------------------------ GetCRL
+ *
+ * scep_certrep() only carries certificates; a GetCRL answer carries the CRL in the
+ * degenerate SignedData's crls field. The CRL may be megabytes (a million entries), so the
+ * SignedData is written as DER around the published bytes instead of parsing them into an
+ * X509_CRL, and the CertRep around it is signed here the way scep_certrep signs its own. */
+
+static const uint8_t OID_SIGNED_DATA[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02 };
+static const uint8_t OID_DATA[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01 };
+
+static size_t hdr_len(size_t n)
+{
+    return n < 0x80 ? 2 : n <= 0xff ? 3 : n <= 0xffff ? 4 : n <= 0xffffff ? 5 : 6;
+}
+
+static uint8_t *put_hdr(uint8_t *p, uint8_t tag, size_t n)
+{
+    size_t h = hdr_len(n);
+    *p++ = tag;
+    if (h == 2) {
+        *p++ = (uint8_t)n;
+        return p;
+    }
+    *p++ = (uint8_t)(0x80 | (h - 2));
+    for (size_t i = h - 2; i > 0; i--)
+        *p++ = (uint8_t)(n >> (8 * (i - 1)));
+    return p;
+}
+
+/* ContentInfo { signedData, [0] SignedData { 1, {}, { data }, [1] { crl }, {} } } */
+static uint8_t *degenerate_crl(const uint8_t *crl, size_t crl_len, size_t *outlen)
+{
+    size_t crls = hdr_len(crl_len) + crl_len;
+    size_t sd_inner = 3 + 2 + (2 + sizeof(OID_DATA)) + crls + 2;
+    size_t sd = hdr_len(sd_inner) + sd_inner;
+    size_t ci_inner = sizeof(OID_SIGNED_DATA) + hdr_len(sd) + sd;
+    size_t total = hdr_len(ci_inner) + ci_inner;
+    uint8_t *out = malloc(total), *p = out;
+    if (out == NULL)
+        return NULL;
+    p = put_hdr(p, 0x30, ci_inner);
+    memcpy(p, OID_SIGNED_DATA, sizeof(OID_SIGNED_DATA));
+    p += sizeof(OID_SIGNED_DATA);
+    p = put_hdr(p, 0xa0, sd);
+    p = put_hdr(p, 0x30, sd_inner);
+    *p++ = 0x02; *p++ = 0x01; *p++ = 0x01;          /* version 1 */
+    *p++ = 0x31; *p++ = 0x00;                       /* digestAlgorithms {} */
+    p = put_hdr(p, 0x30, sizeof(OID_DATA));          /* encapContentInfo { data } */
+    memcpy(p, OID_DATA, sizeof(OID_DATA));
+    p += sizeof(OID_DATA);
+    p = put_hdr(p, 0xa1, crl_len);                  /* crls [1] */
+    memcpy(p, crl, crl_len);
+    p += crl_len;
+    *p++ = 0x31; *p++ = 0x00;                       /* signerInfos {} */
+    *outlen = (size_t)(p - out);
+    return out;
+}
+
+/* CertRep SUCCESS whose pkcsPKIEnvelope encrypts content (DER) to the requester. */
+static int certrep_content(const enroll_ctx *ctx, job *j, const scep_request *req,
+                           const uint8_t *content, size_t content_len)
+{
+    uint8_t *der = NULL;
+    size_t len = 0;
+    if (scep_certrep_content(req, SCEP_SUCCESS, 0, NULL, content, content_len, ctx->ca->ra_key,
+                             ctx->ca->ra_cert, &der, &len) != 0)
+        return -1;
+    set_pki_reply(j, der, len);
+    return 0;
+}
+
+/* GetCRL: IssuerAndSerialNumber of a certificate we issued -> the current CRL. */
+static int getcrl(const enroll_ctx *ctx, job *j, scep_request *req)
+{
+    uint8_t serial[16], *deg = NULL;
+    size_t deg_len = 0;
+    X509 *cert = NULL;
+    PKCS7_ISSUER_AND_SERIAL *ias = NULL;
+    crl_snapshot *crl = NULL;
+    int rej = scep_open_envelope(req, ctx->ca->ra_key, ctx->ca->ra_cert, ctx->cfg->allow_des_requests);
+
+    if (rej != REJ_NONE)
+        goto out;
+    const unsigned char *p = req->inner;
+    ias = d2i_PKCS7_ISSUER_AND_SERIAL(NULL, &p, (long)req->inner_len);
+    rej = REJ_BAD_QUERY;
+    if (ias == NULL)
+        goto out;
+    rej = REJ_UNKNOWN_CERT;
+    if (X509_NAME_cmp(ias->issuer, ctx->ca->ca_name) != 0 ||
+        serial_bytes(ias->serial, serial) != 0 ||
+        stored_cert(ctx, serial, &cert, NULL) != STORE_OK)
+        goto out;
+    hex(serial, 16, j->serial_hex);
+    rej = REJ_NO_CRL;
+    crl = ctx->crls != NULL ? crl_cache_get(ctx->crls) : NULL;
+    if (crl == NULL)
+        goto out;
+    rej = REJ_INTERNAL;
+    if ((deg = degenerate_crl(crl->der, crl->len, &deg_len)) == NULL ||
+        certrep_content(ctx, j, req, deg, deg_len) != 0)
+        goto out;
+    char detail[48];
+    snprintf(detail, sizeof(detail), "crl_number=%llu", (unsigned long long)crl->number);
+    emit(ctx, j, req, AUDIT_CRL_RETURNED, REJ_NONE, detail);
+    rej = REJ_NONE;
+out:
+    free(deg);
+    crl_snapshot_unref(crl);
+    X509_free(cert);
+    PKCS7_ISSUER_AND_SERIAL_free(ias);
+    ERR_clear_error();
+    return rej != REJ_NONE ? fail(ctx, j, req, rej) : JOB_DELIVER;
+}
+
 int enroll_process(const enroll_ctx *ctx, job *j)
 {
     scep_request req;
@@ -402,7 +519,7 @@ int enroll_process(const enroll_ctx *ctx, job *j)
             next = getcert(ctx, j, &req);
             break;
         case SCEP_MSG_GETCRL:
-            next = fail(ctx, j, &req, REJ_GETCRL);
+            next = getcrl(ctx, j, &req);
             break;
         default:
             next = fail(ctx, j, &req, REJ_UNKNOWN_TYPE);

@@ -8,6 +8,7 @@
 #include "engine/audit.h"
 #include "engine/ca.h"
 #include "engine/config.h"
+#include "engine/crl.h"
 #include "engine/issue.h"
 #include "engine/job.h"
 #include "engine/store.h"
@@ -18,6 +19,7 @@ typedef struct enroll_ctx {
     const issuer *issuer;
     audit        *audit;
     store_reader *reader;      /* this worker's own reader */
+    crl_cache    *crls;        /* the published CRL, for GetCRL (may be NULL: none) */
 } enroll_ctx;
 
 /* Processes j (a JOB_PKIOPERATION). Always leaves j->reply.resp ready to send (a CertRep, or

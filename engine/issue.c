@@ -23,6 +23,7 @@ struct issuer {
     int has_challenge;
     const EVP_MD *sign_md;
     X509_EXTENSION *bc, *ku_rsa, *ku_ec, *eku, *aki;   /* constant for this CA */
+    X509_EXTENSION *cdp, *aia;     /* [issue] crl_url / ocsp_url; NULL when not set */
 };
 
 void issuer_destroy(issuer *is)
@@ -34,6 +35,8 @@ void issuer_destroy(issuer *is)
     X509_EXTENSION_free(is->ku_ec);
     X509_EXTENSION_free(is->eku);
     X509_EXTENSION_free(is->aki);
+    X509_EXTENSION_free(is->cdp);
+    X509_EXTENSION_free(is->aia);
     OPENSSL_cleanse(is->challenge_hash, sizeof(is->challenge_hash));
     free(is);
 }
@@ -108,6 +111,18 @@ int issuer_create(const config *cfg, const ca_set *ca, const char *challenge, is
     if (is->bc == NULL || is->ku_rsa == NULL || is->ku_ec == NULL || is->eku == NULL ||
         is->aki == NULL)
         goto out;
+    /* Where relying parties find revocation status (RFC 5280 4.2.1.13, 4.2.2.1). */
+    char v[600];
+    if (cfg->crl_url[0] != '\0') {
+        snprintf(v, sizeof(v), "URI:%s", cfg->crl_url);
+        if ((is->cdp = conf_ext(&ctx, NID_crl_distribution_points, v)) == NULL)
+            goto out;
+    }
+    if (cfg->ocsp_url[0] != '\0') {
+        snprintf(v, sizeof(v), "OCSP;URI:%s", cfg->ocsp_url);
+        if ((is->aia = conf_ext(&ctx, NID_info_access, v)) == NULL)
+            goto out;
+    }
     rc = 0;
 out:
     if (rc == 0) {
@@ -332,11 +347,16 @@ int issue_build(const issuer *is, X509_REQ *csr, X509 **out)
     X509_EXTENSION *ku = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA ? is->ku_rsa : is->ku_ec;
     if (!X509_add_ext(x, is->bc, -1) || !X509_add_ext(x, ku, -1) ||
         !X509_add_ext(x, is->eku, -1) || !X509_add_ext(x, ski, -1) ||
-        !X509_add_ext(x, is->aki, -1))
+        !X509_add_ext(x, is->aki, -1) ||
+        (is->cdp != NULL && !X509_add_ext(x, is->cdp, -1)) ||
+        (is->aia != NULL && !X509_add_ext(x, is->aia, -1)))
         goto out;
     san = requested_san(csr);
     if (san != NULL && sk_GENERAL_NAME_num(san) > 0 &&
-        X509_add1_ext_i2d(x, NID_subject_alt_name, san, 0, X509V3_ADD_DEFAULT) != 1)
+        X509_add1_ext_i2d(x, NID_subject_alt_name, san,
+                          /* RFC 5280 4.2.1.6: critical when the subject is empty */
+                          X509_NAME_entry_count(X509_get_subject_name(x)) == 0,
+                          X509V3_ADD_DEFAULT) != 1)
         goto out;
     if (X509_sign(x, is->ca->ca_key, is->sign_md) <= 0)
         goto out;

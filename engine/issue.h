@@ -4,7 +4,8 @@
  * random positive serial, basicConstraints CA:FALSE (critical), keyUsage digitalSignature
  * (+ keyEncipherment for RSA keys, critical), extendedKeyUsage clientAuth, SKI and AKI, the
  * request's subject, and from its extensionRequest only subjectAltName entries of the allowed
- * types (DNS, email, URI, UPN). Validity never exceeds the CA's notAfter.
+ * types (DNS, email, URI, UPN). Validity never exceeds the CA's notAfter. With [issue]
+ * crl_url / ocsp_url set, also a CRL Distribution Point and an AIA OCSP URI.
  */
 #ifndef SCEPD_ISSUE_H
 #define SCEPD_ISSUE_H

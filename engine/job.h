@@ -13,7 +13,16 @@
 #include "engine/shard.h"
 #include "engine/store.h"
 
-enum job_kind { JOB_PKIOPERATION = 0, JOB_HEALTH = 1 };
+enum job_kind {
+    JOB_PKIOPERATION = 0,
+    JOB_HEALTH = 1,
+    JOB_OCSP = 2,       /* msg = OCSPRequest DER: answered on a worker (cache or sign)       */
+    JOB_CRL = 3,        /* no connection: the CRL publisher's build; worker builds and signs,
+                           the writer commits crl_number, the publisher saves and publishes  */
+    JOB_REVOKE = 4,     /* POST /admin/revocations: put (STORE_PUT_REVOKE) straight to the
+                           writer, answered from the commit callback                        */
+    JOB_HELD = 5,       /* a ready answer whose body is held by reference (a published CRL) */
+};
 
 /* What a worker decided for a job. */
 enum job_next {
@@ -42,6 +51,15 @@ typedef struct job {
     char          serial_hex[2 * STORE_SERIAL_LEN + 1];
     int           audit_event;   /* event to emit once committed */
     const char   *audit_detail;  /* static text for that event, or NULL */
+    /* A body held by reference (JOB_HELD): unhold(hold) when the job is released. */
+    void         *hold;
+    void        (*unhold)(void *hold);
+    char          headers[256];  /* extra response header lines of this job, if any */
+    char          who[160];      /* JOB_REVOKE: who revoked (for the store and the audit) */
+    /* JOB_CRL: what the worker built (body = the signed CRL DER). */
+    uint64_t      crl_number, crl_rev_gen;
+    int64_t       crl_this_update, crl_next_update;
+    int           crl_ok;
 } job;
 
 #define JOB_OF_REPLY(r) ((job *)((char *)(r) - offsetof(job, reply)))

@@ -35,7 +35,7 @@
     X(UNKNOWN_TXN,        BADCERTID,       "unknown_transaction",  "no certificate for this transaction") \
     X(UNKNOWN_CERT,       BADCERTID,       "unknown_certificate",  "no certificate with this issuer and serial") \
     X(BAD_QUERY,          BADREQUEST,      "bad_query",            "GetCert/CertPoll content does not parse") \
-    X(GETCRL,             BADREQUEST,      "getcrl_unsupported",   "GetCRL is not offered by this server") \
+    X(NO_CRL,             BADREQUEST,      "no_crl",               "no CRL has been published yet") \
     X(INTERNAL,           BADREQUEST,      "internal_error",       "internal error while processing the request")
 
 enum scep_reject {

@@ -288,25 +288,21 @@ static int add_string_attr(CMS_SignerInfo *si, int nid, const char *s, size_t le
     return CMS_signed_add1_attr_by_NID(si, nid, V_ASN1_PRINTABLESTRING, s, (int)len) == 1;
 }
 
-/* The envelope of a SUCCESS: degenerate SignedData with certs, encrypted to the requester. */
-static int success_envelope(const scep_request *req, STACK_OF(X509) *certs,
-                            uint8_t **out, size_t *outlen)
+/* The pkcsPKIEnvelope of a SUCCESS: content (a degenerate SignedData) encrypted to the
+ * requester's signer certificate with the client's cipher (DES3 for a single-DES request). */
+static int encrypt_to_requester(const scep_request *req, const uint8_t *content, size_t len,
+                                uint8_t **out, size_t *outlen)
 {
-    uint8_t *deg = NULL;
-    size_t deglen = 0;
     BIO *in = NULL;
     CMS_ContentInfo *env = NULL;
-    STACK_OF(X509) *recips = NULL;
+    STACK_OF(X509) *recips = sk_X509_new_null();
     int rc = -1;
     const EVP_CIPHER *cipher = scep_cipher_for_nid(req->cipher_nid);
 
-    if (cipher == NULL)     /* a legacy single-DES request: answer with DES3, never DES */
+    if (cipher == NULL)
         cipher = scep_cipher_for_nid(NID_des_ede3_cbc);
-    if (scep_degenerate(certs, &deg, &deglen) != 0)
-        goto out;
-    recips = sk_X509_new_null();
-    in = BIO_new_mem_buf(deg, (int)deglen);
-    if (recips == NULL || in == NULL || !sk_X509_push(recips, req->signer))
+    in = BIO_new_mem_buf(content, (int)len);
+    if (recips == NULL || in == NULL || req->signer == NULL || !sk_X509_push(recips, req->signer))
         goto out;
     env = CMS_encrypt(recips, in, cipher, CMS_BINARY);
     if (env == NULL)
@@ -316,13 +312,28 @@ out:
     CMS_ContentInfo_free(env);
     BIO_free(in);
     sk_X509_free(recips);
-    free(deg);
     return rc;
 }
 
 int scep_certrep(const scep_request *req, int status, int failinfo, const char *failtext,
                  STACK_OF(X509) *certs, EVP_PKEY *signer_key, X509 *signer_cert,
                  uint8_t **out, size_t *outlen)
+{
+    uint8_t *deg = NULL;
+    size_t deglen = 0;
+    int rc;
+
+    if (status == SCEP_SUCCESS && scep_degenerate(certs, &deg, &deglen) != 0)
+        return -1;
+    rc = scep_certrep_content(req, status, failinfo, failtext, deg, deglen, signer_key,
+                              signer_cert, out, outlen);
+    free(deg);
+    return rc;
+}
+
+int scep_certrep_content(const scep_request *req, int status, int failinfo,
+                         const char *failtext, const uint8_t *content, size_t content_len,
+                         EVP_PKEY *signer_key, X509 *signer_cert, uint8_t **out, size_t *outlen)
 {
     const scep_oids *oids = scep_oid_get();
     uint8_t *envelope = NULL, sender_nonce[SCEP_NONCE_LEN];
@@ -334,7 +345,8 @@ int scep_certrep(const scep_request *req, int status, int failinfo, const char *
 
     if (oids == NULL)
         goto out;
-    if (status == SCEP_SUCCESS && success_envelope(req, certs, &envelope, &envelope_len) != 0)
+    if (status == SCEP_SUCCESS &&
+        (content == NULL || encrypt_to_requester(req, content, content_len, &envelope, &envelope_len) != 0))
         goto out;
 
     /* Reply with the client's digest when it is a strong one; SHA-256 otherwise. */

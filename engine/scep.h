@@ -91,6 +91,12 @@ int scep_certrep(const scep_request *req, int status, int failinfo, const char *
                  STACK_OF(X509) *certs, EVP_PKEY *signer_key, X509 *signer_cert,
                  uint8_t **out, size_t *outlen);
 
+/* As scep_certrep, with the SUCCESS content given as DER (a degenerate SignedData carrying
+ * certificates or CRLs); it is encrypted to the requester. content is ignored unless SUCCESS. */
+int scep_certrep_content(const scep_request *req, int status, int failinfo,
+                         const char *failtext, const uint8_t *content, size_t content_len,
+                         EVP_PKEY *signer_key, X509 *signer_cert, uint8_t **out, size_t *outlen);
+
 /* A degenerate certs-only PKCS#7 SignedData of certs (DER, malloc()ed). Returns 0 or -1. */
 int scep_degenerate(STACK_OF(X509) *certs, uint8_t **out, size_t *outlen);
 

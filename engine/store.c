@@ -27,6 +27,14 @@
 #define REC_HDR_LEN     (REC_OFF_LENS + 4 * 4)
 #define TXID_VAL_LEN    (STORE_SERIAL_LEN + STORE_HASH_LEN)
 
+/* revoked value: version, reason, 2 reserved, who length (u32), revoked_at, invalidity, who. */
+#define REV_VERSION     1
+#define REV_OFF_WHOLEN  4
+#define REV_OFF_AT      8
+#define REV_OFF_INV     16
+#define REV_HDR_LEN     24
+#define REV_WHO_MAX     255
+
 struct store {
     MDB_env *env;
     MDB_dbi certs, txid, subject, revoked, meta;
@@ -522,7 +530,7 @@ int store_ping(store *s)
 /* Applies one put inside txn. Both conflicts are checked before anything is written, so a
  * put that is refused leaves no trace; a failing mdb_put poisons the whole transaction and
  * is returned as a batch error (< 0, with *fatal set). */
-static int put_one(store *s, MDB_txn *txn, store_put *p, bool *fatal)
+static int put_cert(store *s, MDB_txn *txn, store_put *p, bool *fatal)
 {
     const store_cert *c = &p->cert;
     int rc;
@@ -562,6 +570,221 @@ static int put_one(store *s, MDB_txn *txn, store_put *p, bool *fatal)
 fail:
     *fatal = true;
     return rc > 0 ? -rc : rc;
+}
+
+/* ---- revocations ---- */
+
+int store_reason_ok(int reason)
+{
+    return reason >= 0 && reason <= STORE_REASON_MAX && reason != 6 && reason != 7 && reason != 8;
+}
+
+static int rev_decode(const MDB_val *key, const MDB_val *val, store_revocation *rv)
+{
+    const uint8_t *p = val->mv_data;
+    if (key->mv_size != STORE_SERIAL_LEN || val->mv_size < REV_HDR_LEN || p[0] != REV_VERSION
+        || !store_reason_ok(p[1]) || get_u32(p + REV_OFF_WHOLEN) != val->mv_size - REV_HDR_LEN)
+        return STORE_E_CORRUPT;
+    memcpy(rv->serial, key->mv_data, STORE_SERIAL_LEN);
+    rv->reason = p[1];
+    rv->revoked_at = get_i64(p + REV_OFF_AT);
+    rv->invalidity = get_i64(p + REV_OFF_INV);
+    rv->who_len = val->mv_size - REV_HDR_LEN;
+    rv->who = (const char *)p + REV_HDR_LEN;
+    return 0;
+}
+
+static int get_rev_in(store *s, MDB_txn *txn, const uint8_t *serial, store_revocation *out)
+{
+    MDB_val k = { STORE_SERIAL_LEN, (void *)serial }, v;
+    int rc = mdb_get(txn, s->revoked, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return STORE_NOTFOUND;
+    if (rc != 0)
+        return rc > 0 ? -rc : rc;
+    return rev_decode(&k, &v, out);
+}
+
+int store_get_revocation(store_reader *r, const uint8_t serial[STORE_SERIAL_LEN],
+                         store_revocation *out)
+{
+    if (!r->active)
+        return -EINVAL;
+    store_revocation rv;
+    int rc = get_rev_in(r->s, r->txn, serial, &rv);
+    if (rc == 0)
+        *out = rv;
+    return rc;
+}
+
+int store_foreach_revoked(store_reader *r, int (*cb)(const store_revocation *rv, void *arg),
+                          void *arg)
+{
+    if (!r->active)
+        return -EINVAL;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(r->txn, r->s->revoked, &cur);
+    if (rc != 0) {
+        rc = rc > 0 ? -rc : rc;
+        goto out;
+    }
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        store_revocation rv;
+        if ((rc = rev_decode(&k, &v, &rv)) != 0 || (rc = cb(&rv, arg)) != 0)
+            goto out;
+    }
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    else if (rc > 0)
+        rc = -rc;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    return rc;
+}
+
+int store_count_revoked(store_reader *r, size_t *n)
+{
+    if (!r->active)
+        return -EINVAL;
+    MDB_stat st;
+    int rc = mdb_stat(r->txn, r->s->revoked, &st);
+    if (rc != 0)
+        return rc > 0 ? -rc : rc;
+    *n = st.ms_entries;
+    return 0;
+}
+
+/* A meta u64 counter (absent: 0). */
+static int get_counter(store *s, MDB_txn *txn, const char *name, uint64_t *out)
+{
+    MDB_val k = { strlen(name), (void *)name }, v;
+    int rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *out = 0;
+        return 0;
+    }
+    if (rc != 0)
+        return rc > 0 ? -rc : rc;
+    if (v.mv_size != 8)
+        return STORE_E_CORRUPT;
+    *out = (uint64_t)get_i64(v.mv_data);
+    return 0;
+}
+
+static int put_counter(store *s, MDB_txn *txn, const char *name, uint64_t value)
+{
+    uint8_t buf[8];
+    put_i64(buf, (int64_t)value);
+    MDB_val k = { strlen(name), (void *)name }, v = { sizeof(buf), buf };
+    return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+int store_get_counters(store_reader *r, uint64_t *rev_gen, uint64_t *crl_number)
+{
+    if (!r->active)
+        return -EINVAL;
+    uint64_t g = 0, n = 0;
+    int rc = get_counter(r->s, r->txn, "rev_gen", &g);
+    if (rc == 0)
+        rc = get_counter(r->s, r->txn, "crl_number", &n);
+    if (rc == 0) {
+        *rev_gen = g;
+        *crl_number = n;
+    }
+    return rc;
+}
+
+/* Marks a certificate revoked: its record's status byte, the revoked entry, rev_gen + 1. */
+static int put_revoke(store *s, MDB_txn *txn, store_put *p, bool *fatal)
+{
+    store_revocation *rv = &p->rev;
+    uint8_t *copy = NULL;
+    int rc;
+    if (!store_reason_ok(rv->reason) || rv->who_len > REV_WHO_MAX ||
+        (rv->who_len > 0 && rv->who == NULL))
+        return -EINVAL;
+    MDB_val sk = { STORE_SERIAL_LEN, rv->serial }, v;
+    rc = mdb_get(txn, s->certs, &sk, &v);
+    if (rc == MDB_NOTFOUND)
+        return STORE_NOTFOUND;
+    if (rc != 0)
+        goto fail;
+    store_cert c;
+    if (cert_decode(&sk, &v, &c) != 0)
+        return STORE_E_CORRUPT;
+    store_revocation old;
+    rc = get_rev_in(s, txn, rv->serial, &old);
+    if (rc == 0) {
+        old.who = NULL;
+        old.who_len = 0;
+        *rv = old;
+        return STORE_ALREADY_REVOKED;
+    }
+    if (rc == STORE_E_CORRUPT)
+        return rc;
+    if (rc != STORE_NOTFOUND)
+        goto fail;
+    /* The record is rewritten from a copy: the put may move the page it lives in. */
+    copy = malloc(v.mv_size);
+    if (copy == NULL)
+        return -ENOMEM;
+    memcpy(copy, v.mv_data, v.mv_size);
+    copy[REC_OFF_STATUS] = STORE_CERT_REVOKED;
+    MDB_val nv = { v.mv_size, copy };
+    if ((rc = mdb_put(txn, s->certs, &sk, &nv, 0)) != 0)
+        goto fail;
+    uint8_t hdr[REV_HDR_LEN + REV_WHO_MAX];
+    memset(hdr, 0, REV_HDR_LEN);
+    hdr[0] = REV_VERSION;
+    hdr[1] = (uint8_t)rv->reason;
+    put_u32(hdr + REV_OFF_WHOLEN, (uint32_t)rv->who_len);
+    put_i64(hdr + REV_OFF_AT, rv->revoked_at);
+    put_i64(hdr + REV_OFF_INV, rv->invalidity);
+    if (rv->who_len > 0)
+        memcpy(hdr + REV_HDR_LEN, rv->who, rv->who_len);
+    MDB_val rvv = { REV_HDR_LEN + rv->who_len, hdr };
+    if ((rc = mdb_put(txn, s->revoked, &sk, &rvv, MDB_NOOVERWRITE)) != 0)
+        goto fail;
+    uint64_t gen = 0;
+    if ((rc = get_counter(s, txn, "rev_gen", &gen)) != 0 ||
+        (rc = put_counter(s, txn, "rev_gen", gen + 1)) != 0)
+        goto fail;
+    free(copy);
+    return STORE_OK;
+fail:
+    free(copy);
+    *fatal = true;
+    return rc > 0 ? -rc : rc;
+}
+
+static int put_crl_number(store *s, MDB_txn *txn, store_put *p, bool *fatal)
+{
+    uint64_t cur = 0;
+    int rc = get_counter(s, txn, "crl_number", &cur);
+    if (rc == STORE_E_CORRUPT)
+        return rc;
+    if (rc == 0 && p->crl_number <= cur)
+        return -ERANGE;
+    if (rc == 0)
+        rc = put_counter(s, txn, "crl_number", p->crl_number);
+    if (rc != 0) {
+        *fatal = true;
+        return rc > 0 ? -rc : rc;
+    }
+    return STORE_OK;
+}
+
+static int put_one(store *s, MDB_txn *txn, store_put *p, bool *fatal)
+{
+    switch (p->kind) {
+    case STORE_PUT_CERT:       return put_cert(s, txn, p, fatal);
+    case STORE_PUT_REVOKE:     return put_revoke(s, txn, p, fatal);
+    case STORE_PUT_CRL_NUMBER: return put_crl_number(s, txn, p, fatal);
+    default:                   return -EINVAL;
+    }
 }
 
 /* Writes a list in one transaction on the calling thread; grows the map and retries the whole
@@ -704,6 +927,7 @@ const char *store_strerror(int rc)
     case STORE_NOTFOUND:    return "not found";
     case STORE_DUP_SERIAL:  return "serial already present";
     case STORE_DUP_TXID:    return "transactionID already mapped";
+    case STORE_ALREADY_REVOKED: return "certificate already revoked";
     case STORE_E_CORRUPT:   return "corrupt store record";
     case STORE_E_SCHEMA:    return "store schema version not supported";
     default:                break;

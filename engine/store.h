@@ -4,8 +4,8 @@
  *   certs    serial(16)            -> record (status, times, key hash, subject, txid, DER)
  *   txid     transactionID bytes   -> serial(16) + key hash(32)
  *   subject  SHA-256(subject DER)  -> serial(16)        (MDB_DUPSORT: every cert of a subject)
- *   revoked  serial(16)            -> time + reason     (filled by the revocation issue)
- *   meta     name                  -> value             ("schema" = 1, later "crl_number")
+ *   revoked  serial(16)            -> time, reason, invalidity date, who
+ *   meta     name                  -> value             ("schema" = 1, "rev_gen", "crl_number")
  *
  * Exactly one thread writes: the writer started by store_writer_start() (or, when no writer
  * runs, a caller of store_put_sync(), e.g. scepctl). It commits every queued put of a batch in
@@ -29,6 +29,8 @@ enum store_outcome {
     STORE_NOTFOUND = 1,     /* lookup found nothing                                         */
     STORE_DUP_SERIAL = 2,   /* put: serial already present, nothing written for this put    */
     STORE_DUP_TXID = 3,     /* put: txid already mapped; existing serial/key hash returned  */
+    STORE_ALREADY_REVOKED = 4, /* revoke: the certificate was revoked before; the first
+                                  revocation is kept and returned in the put's rev       */
 };
 
 /* Store-specific errors, outside both the -errno range and LMDB's MDB_* range. */
@@ -88,10 +90,53 @@ int store_foreach_subject(store_reader *r, const uint8_t subject_hash[STORE_HASH
                           int (*cb)(const store_cert *c, void *arg), void *arg);
 int store_count(store_reader *r, size_t *n);
 
+/* ---- revocations ----
+ * revoked: serial(16) -> revocation record (docs/store.md). Revoking also sets the
+ * certificate record's status to STORE_CERT_REVOKED and bumps meta "rev_gen" in the same
+ * transaction, so CRL/OCSP caches can tell whether anything changed. */
+
+/* RFC 5280 CRLReason values accepted for a revocation (certificateHold and removeFromCRL
+ * are not: a revocation here is final). */
+#define STORE_REASON_MAX 10
+
+typedef struct store_revocation {
+    uint8_t  serial[STORE_SERIAL_LEN];
+    int      reason;          /* RFC 5280 CRLReason: 0..10 except 6 and 7 and 8          */
+    int64_t  revoked_at;      /* seconds since the epoch                                  */
+    int64_t  invalidity;      /* invalidityDate, seconds; 0: none given                   */
+    const char *who;  size_t who_len;   /* who revoked (free text, <= 255 bytes). In reader
+                                           results: points into the map (see store_cert) */
+} store_revocation;
+
+/* 1 if reason is a CRLReason a revocation may carry. */
+int store_reason_ok(int reason);
+
+int store_get_revocation(store_reader *r, const uint8_t serial[STORE_SERIAL_LEN],
+                         store_revocation *out);
+/* Every revocation in serial order; stops early when cb returns non-zero (returned). */
+int store_foreach_revoked(store_reader *r, int (*cb)(const store_revocation *rv, void *arg),
+                          void *arg);
+int store_count_revoked(store_reader *r, size_t *n);
+/* meta counters: "rev_gen" (incremented by every new revocation) and "crl_number" (the last
+ * CRL number committed). Both 0 when never written. */
+int store_get_counters(store_reader *r, uint64_t *rev_gen, uint64_t *crl_number);
+
 /* ---- writing ---- */
+enum store_put_kind {
+    STORE_PUT_CERT = 0,         /* insert cert (the default: a zeroed put is a cert put)     */
+    STORE_PUT_REVOKE = 1,       /* revoke rev.serial: STORE_OK, STORE_NOTFOUND (no such
+                                   certificate), STORE_ALREADY_REVOKED (rev is overwritten
+                                   with the stored revocation, who = NULL), -EINVAL        */
+    STORE_PUT_CRL_NUMBER = 2,   /* meta crl_number = crl_number if greater than the stored
+                                   one: STORE_OK, else -ERANGE (never goes backwards)      */
+};
+
 typedef struct store_put {
     struct store_put *next;     /* intrusive list link, owned by whoever holds the put */
-    store_cert cert;            /* input: pointers valid until the done callback returns */
+    int kind;                   /* enum store_put_kind */
+    store_cert cert;            /* STORE_PUT_CERT input: pointers valid until done returns */
+    store_revocation rev;       /* STORE_PUT_REVOKE input (who valid until done returns)  */
+    uint64_t crl_number;        /* STORE_PUT_CRL_NUMBER input                              */
     int result;                 /* output: STORE_OK, STORE_DUP_SERIAL, STORE_DUP_TXID, <0 */
     uint8_t existing_serial[STORE_SERIAL_LEN];   /* output for STORE_DUP_TXID */
     uint8_t existing_key_hash[STORE_HASH_LEN];   /* output for STORE_DUP_TXID */

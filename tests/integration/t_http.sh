@@ -39,7 +39,8 @@ head -c 300000 /dev/zero > "$T/big"
 check "body over 256 KiB: 413" test "$(code --data-binary @"$T/big" "$B/scep?operation=PKIOperation")" = 413
 hdr=$(head -c 20000 /dev/zero | tr '\0' 'h')
 check "header block over the limit: 431" test "$(code -H "X-Big: $hdr" "$B/scep?operation=GetCACaps")" = 431
-check "audit: HTTP rejects are recorded" audit_has '"http_status":400'
+check "audit: router rejects are recorded (400)" audit_has '"http_status":400'
+check "audit: HTTP-layer rejects are recorded (414, 413, 431)" sh -c "grep -q '\"http_status\":414' \"$STATE/audit.log\" && grep -q '\"http_status\":413' \"$STATE/audit.log\" && grep -q '\"http_status\":431' \"$STATE/audit.log\""
 
 # keep-alive: several requests on one connection
 n=$(curl -s "$B/scep?operation=GetCACaps" "$B/scep?operation=GetCACaps" "$B/scep?operation=GetCACaps" | grep -c POSTPKIOperation)

@@ -651,11 +651,67 @@ static void test_example_file(void **state)
     assert_string_equal(c.audit_log, d.audit_log);
 }
 
+/* [issue] crl_url/ocsp_url, [crl], [ocsp], [admin]: values, defaults, ranges, paths. */
+static void test_revocation_keys(void **state)
+{
+    (void)state;
+    config c;
+    config_defaults(&c);
+    assert_int_equal(c.crl_validity_s, 86400);
+    assert_int_equal(c.crl_rebuild_delay_ms, 2000);
+    assert_string_equal(c.crl_file, "crl/ca.crl");
+    assert_string_equal(c.ocsp_key_label, "ocsp");
+    assert_int_equal(c.ocsp_validity_s, 3600);
+    assert_int_equal(c.ocsp_nonce, 1);
+    assert_string_equal(c.admin_token_file, "");
+    expect_ok("[issue]\ncrl_url = http://h:1/crl/ca.crl\nocsp_url = http://h:1/ocsp\n"
+              "[crl]\nvalidity = 12h\nrebuild_delay = 500ms\nfile = c.crl\n"
+              "[ocsp]\ncert = ocsp.pem\nkey_label = resp\nkey_file = o.key\nvalidity = 2h\nnonce = no\n"
+              "[admin]\ntoken_file = tok\n", &c);
+    assert_string_equal(c.crl_url, "http://h:1/crl/ca.crl");
+    assert_string_equal(c.ocsp_url, "http://h:1/ocsp");
+    assert_int_equal(c.crl_validity_s, 43200);
+    assert_int_equal(c.crl_rebuild_delay_ms, 500);
+    assert_string_equal(c.crl_file, "/base/c.crl");
+    assert_string_equal(c.ocsp_cert, "/base/ocsp.pem");
+    assert_string_equal(c.ocsp_key_label, "resp");
+    assert_string_equal(c.ocsp_key_file, "/base/o.key");
+    assert_int_equal(c.ocsp_validity_s, 7200);
+    assert_int_equal(c.ocsp_nonce, 0);
+    assert_string_equal(c.admin_token_file, "/base/tok");
+    expect_err("[crl]\nvalidity = 10s\n", "line 2");          /* below a minute */
+    expect_err("[crl]\nvalidity = 90s500ms\n", "line 2");
+    expect_err("[ocsp]\nvalidity = 8d\n", "line 2");          /* over a week */
+    expect_err("[crl]\nrebuild_delay = 2h\n", "line 2");
+    expect_err("[admin]\nbogus = 1\n", "unknown key");
+
+    /* the admin token: read from its file, at least 16 bytes */
+    char dir[] = "/tmp/test_config_tok.XXXXXX", path[64], tok[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/tok", dir);
+    config_defaults(&c);
+    assert_int_equal(config_read_admin_token(&c, tok, sizeof(tok)), 0);    /* none set */
+    snprintf(c.admin_token_file, sizeof(c.admin_token_file), "%s", path);
+    assert_int_equal(config_read_admin_token(&c, tok, sizeof(tok)), -1);   /* missing file */
+    FILE *f = fopen(path, "w");
+    fputs("short\n", f);
+    fclose(f);
+    assert_int_equal(config_read_admin_token(&c, tok, sizeof(tok)), -1);   /* too short */
+    f = fopen(path, "w");
+    fputs("0123456789abcdef0123\r\n", f);
+    fclose(f);
+    assert_int_equal(config_read_admin_token(&c, tok, sizeof(tok)), 20);
+    assert_string_equal(tok, "0123456789abcdef0123");
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_every_key),
+        cmocka_unit_test(test_revocation_keys),
         cmocka_unit_test(test_listen),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_enums),

@@ -933,6 +933,140 @@ static void test_corrupt_records(void **state)
     free(again);
 }
 
+/* ---- revocations ---- */
+
+static int revoke1(store *s, int i, int reason, int64_t at, const char *who, store_revocation *out)
+{
+    store_put p;
+    memset(&p, 0, sizeof(p));
+    p.kind = STORE_PUT_REVOKE;
+    serial_of(i, p.rev.serial);
+    p.rev.reason = reason;
+    p.rev.revoked_at = at;
+    p.rev.invalidity = at - 100;
+    p.rev.who = who;
+    p.rev.who_len = who != NULL ? strlen(who) : 0;
+    assert_int_equal(store_put_sync(s, &p), 0);
+    if (out != NULL)
+        *out = p.rev;
+    return p.result;
+}
+
+static int rev_collect(const store_revocation *rv, void *arg)
+{
+    int *n = arg;
+    uint8_t want[STORE_SERIAL_LEN];
+    serial_of(n[0] == 0 ? 2 : 5, want);       /* serial order: 2 then 5 */
+    assert_memory_equal(rv->serial, want, STORE_SERIAL_LEN);
+    n[0]++;
+    return 0;
+}
+
+static void test_revocations(void **state)
+{
+    struct fixture *f = *state;
+    store_reader *r = NULL;
+    store_cert c;
+    store_revocation rv;
+    uint64_t gen = 99, num = 99;
+    uint8_t serial[STORE_SERIAL_LEN];
+    open_store(f, 0);
+    for (int i = 1; i <= 6; i++) {
+        struct tput *t = make_put(i, 3, 64);
+        assert_int_equal(put1(f->s, t), STORE_OK);
+        free(t);
+    }
+    assert_int_equal(store_reader_create(f->s, &r), 0);
+    assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_get_counters(r, &gen, &num), 0);
+    assert_int_equal(gen, 0);
+    assert_int_equal(num, 0);
+    store_reader_end(r);
+
+    assert_int_equal(revoke1(f->s, 5, 1, 1700000500, "admin", NULL), STORE_OK);
+    assert_int_equal(revoke1(f->s, 2, 0, 1700000200, NULL, NULL), STORE_OK);
+    assert_int_equal(revoke1(f->s, 77, 1, 1, "x", NULL), STORE_NOTFOUND);   /* unknown serial */
+    assert_int_equal(revoke1(f->s, 3, 6, 1, "x", NULL), -EINVAL);           /* certificateHold */
+    assert_int_equal(revoke1(f->s, 3, 11, 1, "x", NULL), -EINVAL);
+    /* idempotent: the first revocation stands and is returned */
+    assert_int_equal(revoke1(f->s, 5, 4, 1800000000, "later", &rv), STORE_ALREADY_REVOKED);
+    assert_int_equal(rv.reason, 1);
+    assert_int_equal(rv.revoked_at, 1700000500);
+    assert_null(rv.who);
+
+    assert_int_equal(store_reader_begin(r), 0);
+    serial_of(5, serial);
+    assert_int_equal(store_get_cert(r, serial, &c), STORE_OK);
+    assert_int_equal(c.status, STORE_CERT_REVOKED);
+    assert_int_equal(c.der_len, 64);                       /* the rest of the record kept */
+    assert_int_equal(store_get_revocation(r, serial, &rv), STORE_OK);
+    assert_int_equal(rv.reason, 1);
+    assert_int_equal(rv.revoked_at, 1700000500);
+    assert_int_equal(rv.invalidity, 1700000400);
+    assert_int_equal(rv.who_len, 5);
+    assert_memory_equal(rv.who, "admin", 5);
+    serial_of(4, serial);
+    assert_int_equal(store_get_cert(r, serial, &c), STORE_OK);
+    assert_int_equal(c.status, STORE_CERT_VALID);
+    assert_int_equal(store_get_revocation(r, serial, &rv), STORE_NOTFOUND);
+    size_t n = 0;
+    assert_int_equal(store_count_revoked(r, &n), 0);
+    assert_int_equal(n, 2);
+    int seen[1] = {0};
+    assert_int_equal(store_foreach_revoked(r, rev_collect, seen), 0);
+    assert_int_equal(seen[0], 2);
+    assert_int_equal(store_get_counters(r, &gen, &num), 0);
+    assert_int_equal(gen, 2);                              /* two new revocations */
+    store_reader_end(r);
+    assert_int_equal(store_get_revocation(r, serial, &rv), -EINVAL);   /* not begun */
+
+    /* CRL numbers only go forward */
+    store_put p;
+    memset(&p, 0, sizeof(p));
+    p.kind = STORE_PUT_CRL_NUMBER;
+    p.crl_number = 5;
+    assert_int_equal(store_put_sync(f->s, &p), 0);
+    assert_int_equal(p.result, STORE_OK);
+    p.crl_number = 5;
+    assert_int_equal(store_put_sync(f->s, &p), 0);
+    assert_int_equal(p.result, -ERANGE);
+    p.crl_number = 6;
+    assert_int_equal(store_put_sync(f->s, &p), 0);
+    assert_int_equal(p.result, STORE_OK);
+    p.kind = 42;
+    assert_int_equal(store_put_sync(f->s, &p), 0);
+    assert_int_equal(p.result, -EINVAL);
+    assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_get_counters(r, &gen, &num), 0);
+    assert_int_equal(num, 6);
+    store_reader_end(r);
+    store_reader_destroy(r);
+    assert_int_equal(store_reason_ok(10), 1);
+    assert_int_equal(store_reason_ok(8), 0);
+    assert_string_equal(store_strerror(STORE_ALREADY_REVOKED), "certificate already revoked");
+}
+
+/* A corrupt revoked record is reported, never over-read. */
+static void test_corrupt_revocation(void **state)
+{
+    struct fixture *f = *state;
+    store_reader *r = NULL;
+    store_revocation rv;
+    uint8_t serial[STORE_SERIAL_LEN];
+    serial_of(9, serial);
+    open_store(f, 0);
+    store_close(f->s);
+    f->s = NULL;
+    uint8_t bad[24] = {1, 1};
+    bad[4] = 200;                                           /* who length beyond the value */
+    raw_put(f->path, "revoked", serial, STORE_SERIAL_LEN, bad, sizeof(bad));
+    open_store(f, 0);
+    assert_int_equal(store_reader_create(f->s, &r), 0);
+    assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_get_revocation(r, serial, &rv), STORE_E_CORRUPT);
+    store_reader_destroy(r);
+}
+
 static void test_schema(void **state)
 {
     struct fixture *f = *state;
@@ -1006,6 +1140,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_grown_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revocations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_revocation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test(test_strerror),
     };
