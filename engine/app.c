@@ -15,16 +15,19 @@
 #include <strings.h>
 #include <time.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/audit.h"
 #include "engine/ca.h"
+#include "engine/challenge.h"
 #include "engine/crl.h"
 #include "engine/enroll.h"
 #include "engine/http.h"
 #include "engine/issue.h"
 #include "engine/job.h"
 #include "engine/ocsp.h"
+#include "engine/profile.h"
 #include "engine/shard.h"
 #include "engine/store.h"
 #include "hsm/hsm.h"
@@ -89,13 +92,15 @@ static void job_release(shard_reply *r)
     job *j = JOB_OF_REPLY(r);
     if (j->unhold != NULL)
         j->unhold(j->hold);
+    if (j->ext_free != NULL)
+        j->ext_free(j->ext);
     free(j->msg);
     free(j->body);
     free(j->cert_der);
     free(j);
 }
 
-static job *job_new(app *a, int kind, conn_ref ref, const char *peer, const char *profile)
+static job *job_new(app *a, int kind, conn_ref ref, const char *peer, const char *pname)
 {
     job *j = calloc(1, sizeof(*j));
     if (j == NULL)
@@ -105,7 +110,7 @@ static job *job_new(app *a, int kind, conn_ref ref, const char *peer, const char
     j->reply.ref = ref;
     j->reply.release = job_release;
     snprintf(j->peer, sizeof(j->peer), "%s", peer != NULL ? peer : "");
-    snprintf(j->profile, sizeof(j->profile), "%s", profile);
+    snprintf(j->profile, sizeof(j->profile), "%s", pname);
     return j;
 }
 
@@ -394,6 +399,44 @@ static void revoke_committed(app *a, job *j)
     }
 }
 
+/* Writer thread: the answer to POST /admin/challenges, once the challenge is durable. The
+ * value itself is only in this answer (the store keeps its hash). */
+static void challenge_committed(app *a, job *j)
+{
+    int ok = j->put.result == STORE_OK && j->put.verdict == 0;
+    audit_fields f = {.profile = j->profile, .peer = j->peer, .detail = j->who,
+                      .diag = ok ? NULL : "store_failure", .failinfo = -1,
+                      .http_status = ok ? 201 : 503};
+    audit_emit(a->audit, ok ? AUDIT_CHALLENGE_CREATED : AUDIT_STORE_FAILURE, &f);
+    if (!ok) {
+        enroll_http_error(j, 503, "store unavailable, retry later\n");
+        j->reply.resp.close = 0;
+        return;
+    }
+    char *body = malloc(512);
+    if (body == NULL) {
+        enroll_http_error(j, 503, "out of memory\n");
+        return;
+    }
+    int n = snprintf(body, 512, "{\"challenge\":\"%s\",\"profile\":\"%s\",\"expires\":%lld}\n",
+                     j->txkey, j->profile, (long long)j->crl_next_update);
+    OPENSSL_cleanse(j->txkey, sizeof(j->txkey));
+    set_body(j, 201, "application/json", (uint8_t *)body, (size_t)n);
+}
+
+/* Writer thread: a new challenge record, written only when its key is new. */
+static int challenge_insert(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
+                            size_t *nl)
+{
+    job *j = arg;
+    (void)cur_len;
+    if (cur != NULL)
+        return 1;
+    *nv = j->msg;
+    *nl = j->msg_len;
+    return 0;
+}
+
 /* Store writer thread: the batch is durable. Certificates may now leave the server. */
 static void on_committed(store_put *batch, void *arg)
 {
@@ -415,7 +458,26 @@ static void on_committed(store_put *batch, void *arg)
             out = j;
             continue;
         }
-        if (p->result == STORE_OK) {
+        if (j->kind == JOB_CHALLENGE) {
+            challenge_committed(a, j);
+            j->next = out;
+            out = j;
+            continue;
+        }
+        if (p->result == STORE_OK && j->requeue) {
+            /* The one-time challenge was checked (and consumed when right) in this commit:
+             * the worker now issues, or answers the refusal it was told. */
+            j->requeue = 0;
+            j->chal_done = 1;
+            j->chal_verdict = p->verdict;
+            if (p->verdict == 0) {
+                audit_fields f = {.diag = "challenge_ok", .txid = j->txkey, .profile = j->profile,
+                                  .subject = j->subject, .peer = j->peer, .failinfo = -1};
+                audit_emit(a->audit, AUDIT_CHALLENGE_CONSUMED, &f);
+            }
+            j->next = retry;
+            retry = j;
+        } else if (p->result == STORE_OK) {
             audit_fields f = {.txid = j->txkey, .profile = j->profile, .subject = j->subject,
                               .serial = j->serial_hex, .peer = j->peer,
                               .detail = j->audit_detail, .failinfo = -1};
@@ -474,14 +536,28 @@ static int path_is(http_slice path, const char *s, int icase)
     return icase ? strncasecmp(path.p, s, n) == 0 : memcmp(path.p, s, n) == 0;
 }
 
-/* SCEP paths: /scep and anything below it, and the NDES-compatible names. */
-static int scep_path(http_slice path, char *profile, size_t plen)
+/* SCEP paths: /scep, /scep/<profile>[/...], and the NDES-compatible names. pname gets the
+ * profile the URL names, or "" for the default path (chosen by keyUsage). Returns 1, 0 for
+ * a path that is not SCEP, -1 for an unknown profile. */
+static int scep_path(const app *a, http_slice path, char *pname, size_t plen)
 {
-    snprintf(profile, plen, "default");
+    pname[0] = '\0';
     if (path_is(path, "/cgi-bin/pkiclient.exe", 1) || path_is(path, "/certsrv/mscep/mscep.dll", 1) ||
         path_is(path, "/certsrv/mscep/mscep.dll/pkiclient.exe", 1) || path_is(path, "/scep", 0))
         return 1;
-    return path.n >= 6 && memcmp(path.p, "/scep/", 6) == 0;
+    if (path.n < 6 || memcmp(path.p, "/scep/", 6) != 0)
+        return 0;
+    const char *name = path.p + 6, *end = path.p + path.n;
+    const char *slash = memchr(name, '/', (size_t)(end - name));
+    size_t n = (size_t)((slash != NULL ? slash : end) - name);
+    /* "/scep/" and "/scep/pkiclient.exe" (clients that append the CGI name) are the default. */
+    if (n == 0 || (n == 13 && slash == NULL && strncasecmp(name, "pkiclient.exe", 13) == 0))
+        return 1;
+    if (n >= plen || profile_set_find(issuer_profiles(a->issuer), name, n) == NULL)
+        return -1;
+    memcpy(pname, name, n);
+    pname[n] = '\0';
+    return 1;
 }
 
 static int respond(http_response *resp, int status, const char *ct, const void *body, size_t len)
@@ -709,17 +785,23 @@ static int parse_serial_hex(const char *s, uint8_t out[STORE_SERIAL_LEN])
     return 0;
 }
 
-static int admin_reject(app *a, http_response *resp, int status, const char *diag,
-                        const char *text, const char *peer)
+static int admin_reject_ev(app *a, int event, http_response *resp, int status,
+                           const char *diag, const char *text, const char *peer)
 {
     audit_fields f = {.diag = diag, .peer = peer, .detail = text, .failinfo = -1,
                       .http_status = status};
-    audit_emit(a->audit, AUDIT_REVOKE_FAILED, &f);
+    audit_emit(a->audit, event, &f);
     respond(resp, status, CT_TEXT, text, strlen(text));
     resp->close = 0;
     if (status == 401)
         resp->extra_headers = "WWW-Authenticate: Bearer realm=\"scepd-admin\"\r\n";
     return APP_RESPOND;
+}
+
+static int admin_reject(app *a, http_response *resp, int status, const char *diag,
+                        const char *text, const char *peer)
+{
+    return admin_reject_ev(a, AUDIT_REVOKE_FAILED, resp, status, diag, text, peer);
 }
 
 /* Bearer token check: both sides hashed, compared in constant time. */
@@ -781,11 +863,81 @@ static int admin_revoke(app *a, const http_request *req, const uint8_t *body, si
     return APP_DEFER;
 }
 
+/* POST /admin/challenges {"profile":"P","ttl":"60m","subject":"/CN=..","san":"dns:.."}:
+ * a new one-time challenge, stored (hashed) by the writer; the value is answered from the
+ * commit callback. Generating it is cheap (random bytes, one hash): done right here. */
+static int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+                           int is_post, conn_ref ref, const char *peer, http_response *resp)
+{
+    char pname[64], ttl_txt[32], subject[512], san[1024];
+    const char *why = NULL;
+
+    if (!a->has_admin)
+        return reject(a, resp, 404, "admin API disabled\n", peer);
+    if (!admin_authorised(a, req))
+        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 401, "unauthorized", "missing or wrong bearer token\n", peer);
+    if (!is_post) {
+        reject(a, resp, 405, "method not allowed\n", peer);
+        resp->extra_headers = "Allow: POST\r\n";
+        return APP_RESPOND;
+    }
+    int hp = body_field(body, body_len, "profile", pname, sizeof(pname));
+    const profile *prof = hp == 1 ? profile_set_find(issuer_profiles(a->issuer), pname,
+                                                     strlen(pname)) : NULL;
+    if (prof == NULL)
+        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_profile", "profile missing or unknown\n", peer);
+    if (prof->challenge != PROFILE_CHALLENGE_ONETIME)
+        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_profile", "the profile does not use one-time challenges\n", peer);
+    long long ttl_ms = 3600 * 1000LL;
+    int ht = body_field(body, body_len, "ttl", ttl_txt, sizeof(ttl_txt));
+    if (ht < 0 || (ht == 1 && ((ttl_ms = config_parse_duration_ms(ttl_txt)) < 1000)))
+        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_ttl", "ttl must be a duration of at least 1s (e.g. 60m)\n", peer);
+    int hs = body_field(body, body_len, "subject", subject, sizeof(subject));
+    int hn = body_field(body, body_len, "san", san, sizeof(san));
+    if (hs < 0 || hn < 0)
+        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_binding", "subject or san malformed or too long\n", peer);
+    job *j = job_new(a, JOB_CHALLENGE, ref, peer, prof->name);
+    uint8_t *rec = malloc(CHALLENGE_RECORD_MAX);
+    if (j == NULL || rec == NULL) {
+        free(rec);
+        if (j != NULL)
+            job_release(&j->reply);
+        return respond(resp, 503, CT_TEXT, "busy\n", 5);
+    }
+    int64_t now = (int64_t)time(NULL);
+    size_t rec_len = 0;
+    if (challenge_create(prof->name, now, ttl_ms / 1000, hs == 1 ? subject : NULL,
+                         hn == 1 ? san : NULL, j->txkey, j->aux_key, rec, &rec_len, &why) != 0) {
+        free(rec);
+        job_release(&j->reply);
+        char msg[200];
+        snprintf(msg, sizeof(msg), "%s\n", why);
+        audit_fields f = {.diag = "bad_binding", .peer = peer, .detail = why, .failinfo = -1,
+                          .http_status = 400};
+        audit_emit(a->audit, AUDIT_HTTP_REJECTED, &f);
+        respond(resp, 400, CT_TEXT, why, strlen(why));
+        resp->close = 0;
+        return APP_RESPOND;
+    }
+    j->msg = rec;
+    j->msg_len = rec_len;
+    j->crl_next_update = now + ttl_ms / 1000;     /* the expiry, for the answer */
+    snprintf(j->who, sizeof(j->who), "admin-api %s", peer != NULL ? peer : "");
+    j->put.kind = STORE_PUT_UPDATE;
+    j->put.aux_db = STORE_DB_CHALLENGES;
+    j->put.aux_key = j->aux_key;
+    j->put.aux_key_len = sizeof(j->aux_key);
+    j->put.update = challenge_insert;
+    j->put.update_arg = j;
+    store_submit(a->store, &j->put);
+    return APP_DEFER;
+}
+
 static int on_request(void *ctx, const http_request *req, const uint8_t *body, size_t body_len,
                       conn_ref ref, const char *peer, http_response *resp)
 {
     app *a = ctx;
-    char profile[64], op[64];
+    char pname[64], op[64];
     int is_get = req->method.n == 3 && memcmp(req->method.p, "GET", 3) == 0;
     int is_post = req->method.n == 4 && memcmp(req->method.p, "POST", 4) == 0;
 
@@ -805,8 +957,13 @@ static int on_request(void *ctx, const http_request *req, const uint8_t *body, s
         return ocsp_route(a, req, body, body_len, is_get, is_post, ref, peer, resp);
     if (path_is(req->path, "/admin/revocations", 0))
         return admin_revoke(a, req, body, body_len, is_post, ref, peer, resp);
-    if (!scep_path(req->path, profile, sizeof(profile)))
+    if (path_is(req->path, "/admin/challenges", 0))
+        return admin_challenge(a, req, body, body_len, is_post, ref, peer, resp);
+    int sp = scep_path(a, req->path, pname, sizeof(pname));
+    if (sp == 0)
         return reject(a, resp, 404, "not found\n", peer);
+    if (sp < 0)
+        return reject(a, resp, 404, "unknown profile\n", peer);
     if (!is_get && !is_post) {
         reject(a, resp, 405, "method not allowed\n", peer);
         resp->extra_headers = "Allow: GET, POST\r\n";
@@ -836,7 +993,7 @@ static int on_request(void *ctx, const http_request *req, const uint8_t *body, s
     uint8_t *der = pki_message(req, body, body_len, is_get, &len);
     if (der == NULL)
         return reject(a, resp, 400, "PKIOperation message missing or not base64\n", peer);
-    job *j = job_new(a, JOB_PKIOPERATION, ref, peer, profile);
+    job *j = job_new(a, JOB_PKIOPERATION, ref, peer, pname);
     if (j == NULL) {
         free(der);
         return respond(resp, 503, CT_TEXT, "busy\n", 5);
@@ -1083,6 +1240,21 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     }
     if (issuer_create(cfg, a->ca, challenge, &a->issuer) != 0) {
         snprintf(err, errlen, "cannot prepare certificate extensions for this CA");
+        goto out;
+    }
+    /* A profiles directory replaces the built-in "default" profile; none: the built-in. */
+    struct stat pst;
+    if (stat(cfg->profiles_dir, &pst) == 0) {
+        profile_set *set = NULL;
+        char perr[512];
+        if (profile_set_load_dir(cfg->profiles_dir, &set, perr, sizeof(perr)) != 0 ||
+            issuer_set_profiles(a->issuer, set, perr, sizeof(perr)) != 0) {
+            profile_set_destroy(set);
+            snprintf(err, errlen, "profiles %s: %s", cfg->profiles_dir, perr);
+            goto out;
+        }
+    } else if (errno != ENOENT) {
+        snprintf(err, errlen, "profiles %s: %s", cfg->profiles_dir, strerror(errno));
         goto out;
     }
     int src = store_open(cfg->store_path, cfg->store_map_size, &a->store);

@@ -23,8 +23,14 @@
     X(CRL_PUBLISHED,    1200, "CRL published") \
     X(CRL_FAILED,       1201, "CRL could not be built, signed or saved") \
     X(OCSP_FAILED,      1300, "OCSP request answered with an error status") \
+    X(CHALLENGE_CREATED, 1400, "one-time challenge created (scepctl or POST /admin/challenges)") \
+    X(CHALLENGE_CONSUMED, 1401, "one-time challenge verified and consumed") \
+    X(REQUEST_PENDING,  1500, "request of a manual-approval profile stored, answered PENDING") \
+    X(REQUEST_APPROVED, 1501, "pending request approved and its certificate issued (scepctl request approve)") \
+    X(REQUEST_DENIED,   1502, "pending request denied (scepctl request deny)") \
     X(REQUEST_REJECTED, 2000, "request rejected") \
     X(HTTP_REJECTED,    2001, "HTTP request rejected") \
+    X(CHALLENGE_REJECTED, 2002, "one-time challenge refused (diag: wrong, expired, used, subject, san, profile)") \
     X(HSM_FAILURE,      3000, "CA unavailable: HSM operation failed") \
     X(STORE_FAILURE,    3001, "store write failed")
 

@@ -1,6 +1,8 @@
 /* One-time challenges: generation, hashing, record encoding, verification. See challenge.h. */
 #include "engine/challenge.h"
 
+#include <stdlib.h>
+
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -391,4 +393,74 @@ GENERAL_NAMES *challenge_parse_san(const char *list)
     }
     ERR_clear_error();
     return out;
+}
+
+X509_NAME *challenge_parse_subject(const char *dn)
+{
+    X509_NAME *n = X509_NAME_new();
+    char *copy = dn != NULL ? strdup(dn) : NULL, *save = NULL;
+    int ok = 0;
+
+    if (n == NULL || copy == NULL || copy[0] != '/')
+        goto out;
+    for (char *tok = strtok_r(copy, "/", &save); tok != NULL; tok = strtok_r(NULL, "/", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq == NULL || eq == tok || eq[1] == '\0')
+            goto out;
+        *eq = '\0';
+        if (!X509_NAME_add_entry_by_txt(n, tok, MBSTRING_UTF8, (unsigned char *)eq + 1, -1, -1, 0))
+            goto out;
+    }
+    ok = X509_NAME_entry_count(n) > 0;
+out:
+    free(copy);
+    ERR_clear_error();
+    if (!ok) {
+        X509_NAME_free(n);
+        n = NULL;
+    }
+    return n;
+}
+
+int challenge_create(const char *profile, int64_t now, int64_t ttl_s, const char *subject_dn,
+                     const char *san_list, char value[CHALLENGE_VALUE_LEN + 1],
+                     uint8_t key[CHALLENGE_HASH_LEN], uint8_t *rec_out, size_t *rec_len,
+                     const char **why)
+{
+    X509_NAME *subject = NULL;
+    GENERAL_NAMES *san = NULL;
+    challenge_record *rec = malloc(sizeof(*rec));
+    char v[CHALLENGE_VALUE_LEN + 1];
+    int rc = -1, n;
+
+    *why = "out of memory";
+    if (rec == NULL)
+        goto out;
+    *why = "subject must be written /CN=name/O=org";
+    if (subject_dn != NULL && subject_dn[0] != '\0' &&
+        (subject = challenge_parse_subject(subject_dn)) == NULL)
+        goto out;
+    *why = "san must be a list like dns:host,email:a@b,upn:user@realm,uri:...,ip:10.0.0.1";
+    if (san_list != NULL && san_list[0] != '\0' && (san = challenge_parse_san(san_list)) == NULL)
+        goto out;
+    *why = "no randomness";
+    if (challenge_generate(v, sizeof(v)) != 0)
+        goto out;
+    *why = "ttl must be positive, profile name and bindings within their limits";
+    if (challenge_record_init(rec, NULL, 0, v, strlen(v), profile, now, ttl_s, subject, san) != 0)
+        goto out;
+    *why = "record does not encode";
+    if ((n = challenge_encode(rec, rec_out, CHALLENGE_RECORD_MAX)) < 0)
+        goto out;
+    memcpy(key, rec->hash, CHALLENGE_HASH_LEN);
+    memcpy(value, v, sizeof(v));
+    *rec_len = (size_t)n;
+    *why = NULL;
+    rc = 0;
+out:
+    OPENSSL_cleanse(v, sizeof(v));
+    free(rec);
+    X509_NAME_free(subject);
+    GENERAL_NAMES_free(san);
+    return rc;
 }

@@ -110,4 +110,18 @@ GENERAL_NAMES *challenge_bound_san(const challenge_record *rec);
  * an empty or malformed list. */
 GENERAL_NAMES *challenge_parse_san(const char *list);
 
+/* Parses a subject written "/CN=name/O=org" (UTF-8 values; the form scepctl takes) into a
+ * Name (caller frees). NULL when empty or malformed. */
+X509_NAME *challenge_parse_subject(const char *dn);
+
+/* A new one-time challenge for profile, valid ttl_s seconds from now, optionally bound to
+ * subject_dn ("/CN=..", may be NULL or "") and san_list (challenge_parse_san, may be NULL or
+ * ""): writes the value (CHALLENGE_VALUE_LEN chars + NUL), its store key (challenge_hash,
+ * no server key) and the encoded record (rec_out, CHALLENGE_RECORD_MAX bytes; *rec_len).
+ * 0, or -1 with *why set to a static reason. */
+int challenge_create(const char *profile, int64_t now, int64_t ttl_s, const char *subject_dn,
+                     const char *san_list, char value[CHALLENGE_VALUE_LEN + 1],
+                     uint8_t key[CHALLENGE_HASH_LEN], uint8_t *rec_out, size_t *rec_len,
+                     const char **why);
+
 #endif

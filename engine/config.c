@@ -81,6 +81,7 @@ static const struct cfg_key cfg_keys[] = {
     { "issue", "allow_des_requests", T_BOOL, F(allow_des_requests), 0, 0 },
     { "issue", "crl_url",          T_STR,  F(crl_url), 0, 0 },
     { "issue", "ocsp_url",         T_STR,  F(ocsp_url), 0, 0 },
+    { "issue", "profiles_dir",     T_PATH, F(profiles_dir), 0, 0 },
     { "crl", "validity",           T_SEC,  F(crl_validity_s), 60000, 366 * CFG_DAY_MS },
     { "crl", "rebuild_delay",      T_MS,   F(crl_rebuild_delay_ms), 0, 3600000 },
     { "crl", "file",               T_PATH, F(crl_file), 0, 0 },
@@ -126,6 +127,7 @@ void config_defaults(config *cfg)
     cfg->allow_sha1 = 0;
     cfg->allow_sha1_messages = 0;
     cfg->allow_des_requests = 0;
+    set_str(cfg->profiles_dir, sizeof(cfg->profiles_dir), "profiles");
     cfg->crl_validity_s = 86400;
     cfg->crl_rebuild_delay_ms = 2000;
     set_str(cfg->crl_file, sizeof(cfg->crl_file), "crl/ca.crl");
@@ -612,6 +614,16 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
     /* "/" as base would give "//x": harmless, but keep paths tidy. */
     if (config_parse(&tmp, text, len, strcmp(real, "/") == 0 ? "" : real, err, errlen) != 0)
         goto out;
+    /* The default "profiles" is relative to the configuration file like any written path. */
+    if (tmp.profiles_dir[0] != '/') {
+        char rel[CONFIG_PATH_MAX];
+        set_str(rel, sizeof(rel), tmp.profiles_dir);
+        if ((size_t)snprintf(tmp.profiles_dir, sizeof(tmp.profiles_dir), "%s/%s",
+                             strcmp(real, "/") == 0 ? "" : real, rel) >= sizeof(tmp.profiles_dir)) {
+            set_err(err, errlen, "%s: profiles_dir too long", path);
+            goto out;
+        }
+    }
     rc = 0;
 out:
     if (rc == 0)

@@ -64,6 +64,9 @@ typedef struct config {
                                               replies are never single DES           */
     char     crl_url[512];                 /* CDP URI in issued certs; empty: none    */
     char     ocsp_url[512];                /* AIA OCSP URI in issued certs; empty: none */
+    char     profiles_dir[CONFIG_PATH_MAX]; /* profiles_dir = profiles: one <name>.conf per
+                                              profile (docs/profiles.md); a missing
+                                              directory means the built-in "default" only */
 
     /* [crl] */
     int      crl_validity_s;               /* validity = 24h: nextUpdate - thisUpdate */

@@ -6,6 +6,9 @@
  *   scepctl -c CONF cert show SERIAL
  *   scepctl -c CONF cert count
  *   scepctl -c CONF revoke SERIAL [--reason NAME] [--invalidity-date EPOCH_SECONDS]
+ *   scepctl -c CONF challenge new --profile P [--ttl 60m] [--subject DN] [--san LIST]
+ *   scepctl -c CONF request list [--all]
+ *   scepctl -c CONF request approve|deny TXID
  *   scepctl -c CONF crl bench N        (not in the usage text: CRL build+sign timing)
  */
 #include <errno.h>
@@ -22,10 +25,15 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "engine/audit.h"
 #include "engine/ca.h"
+#include "engine/challenge.h"
 #include "engine/config.h"
 #include "engine/crl.h"
 #include "engine/ctl_ca.h"
+#include "engine/enroll.h"
+#include "engine/issue.h"
+#include "engine/profile.h"
 #include "engine/store.h"
 #include "hsm/hsm.h"
 
@@ -46,13 +54,19 @@ static void usage(void)
             "  revoke SERIAL [--reason NAME] [--invalidity-date EPOCH_SECONDS]\n"
             "       revoke a certificate (idempotent). NAME: unspecified, keyCompromise,\n"
             "       cACompromise, affiliationChanged, superseded, cessationOfOperation,\n"
-            "       privilegeWithdrawn, aACompromise. scepd publishes a new CRL within seconds.\n");
+            "       privilegeWithdrawn, aACompromise. scepd publishes a new CRL within seconds.\n"
+            "  challenge new --profile P [--ttl 60m] [--subject /CN=x/O=y] [--san dns:a,upn:b@c]\n"
+            "       a one-time challenge for profile P (challenge = onetime), printed alone on\n"
+            "       stdout; --subject/--san bind the request to those names\n"
+            "  request list [--all]  requests waiting for approval (--all: decided ones too)\n"
+            "  request approve TXID  issue the certificate (the client gets it by CertPoll)\n"
+            "  request deny TXID     refuse it (the client's CertPoll gets FAILURE)\n");
 }
 
-static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+static int add_ext(X509 *x, X509 *parent, int nid, const char *value)
 {
     X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+    X509V3_set_ctx(&ctx, parent, x, NULL, NULL, 0);
     X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
     int ok = e != NULL && X509_add_ext(x, e, -1);
     X509_EXTENSION_free(e);
@@ -83,9 +97,9 @@ fail:
     return NULL;
 }
 
-/* A certificate for pub, issued by issuer/issuer_key (NULL: self-signed), with the given
+/* A certificate for pub, issued by parent/issuer_key (NULL: self-signed), with the given
  * basicConstraints and keyUsage. */
-static X509 *make_cert(X509_NAME *subject, EVP_PKEY *pub, X509 *issuer, EVP_PKEY *issuer_key,
+static X509 *make_cert(X509_NAME *subject, EVP_PKEY *pub, X509 *parent, EVP_PKEY *issuer_key,
                        int days, const char *bc, const char *ku, int ocsp_signer)
 {
     X509 *x = X509_new();
@@ -100,12 +114,12 @@ static X509 *make_cert(X509_NAME *subject, EVP_PKEY *pub, X509 *issuer, EVP_PKEY
     if (bn == NULL || !X509_set_version(x, X509_VERSION_3) ||
         BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL ||
         !X509_set_subject_name(x, subject) ||
-        !X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : subject) ||
+        !X509_set_issuer_name(x, parent != NULL ? X509_get_subject_name(parent) : subject) ||
         X509_gmtime_adj(X509_getm_notBefore(x), -300) == NULL ||
         X509_time_adj_ex(X509_getm_notAfter(x), days, 0, NULL) == NULL ||
         !X509_set_pubkey(x, pub))
         goto out;
-    X509 *iss = issuer != NULL ? issuer : x;
+    X509 *iss = parent != NULL ? parent : x;
     if (!add_ext(x, iss, NID_basic_constraints, bc) || !add_ext(x, iss, NID_key_usage, ku) ||
         !add_ext(x, iss, NID_subject_key_identifier, "hash") ||
         !add_ext(x, iss, NID_authority_key_identifier, "keyid:always"))
@@ -543,6 +557,384 @@ out:
     return rc;
 }
 
+/* ------------------------------------------------------------------ challenges, requests */
+
+/* Events scepctl causes go to the same audit file as scepd's (one O_APPEND write per line);
+ * with audit_log = "-" (scepd's stdout) there is no file to share, so none is written. */
+static audit *ctl_audit(const config *cfg)
+{
+    audit *a = NULL;
+    if (strcmp(cfg->audit_log, "-") == 0 || audit_open(cfg->audit_log, &a) != 0)
+        return NULL;
+    return a;
+}
+
+static int load_profiles(const config *cfg, profile_set **out)
+{
+    char err[512];
+    struct stat st;
+    if (stat(cfg->profiles_dir, &st) != 0) {
+        fprintf(stderr, "scepctl: profiles directory %s: %s\n", cfg->profiles_dir, strerror(errno));
+        return -1;
+    }
+    if (profile_set_load_dir(cfg->profiles_dir, out, err, sizeof(err)) != 0) {
+        fprintf(stderr, "scepctl: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void who_am_i(char *who, size_t len)
+{
+    const char *user = getenv("USER");
+    snprintf(who, len, "scepctl uid=%u%s%s", (unsigned)getuid(), user ? " user=" : "",
+             user ? user : "");
+}
+
+static int insert_new(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
+                      size_t *nl)
+{
+    const uint8_t **rec = arg;
+    (void)cur_len;
+    if (cur != NULL)
+        return 1;
+    *nv = rec[0];
+    *nl = (size_t)(rec[1] - rec[0]);
+    return 0;
+}
+
+static int cmd_challenge(const config *cfg, int argc, char **argv)
+{
+    const char *pname = NULL, *subject = NULL, *san = NULL, *why = NULL;
+    long long ttl_ms = 3600 * 1000LL;
+    profile_set *set = NULL;
+    store *s = NULL;
+    audit *au = NULL;
+    uint8_t key[CHALLENGE_HASH_LEN], *rec = NULL;
+    char value[CHALLENGE_VALUE_LEN + 1], who[160];
+    size_t rec_len = 0;
+    int rc = 1;
+
+    if (argc < 1 || strcmp(argv[0], "new") != 0) {
+        usage();
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--profile") == 0 && i + 1 < argc)
+            pname = argv[++i];
+        else if (strcmp(argv[i], "--ttl") == 0 && i + 1 < argc)
+            ttl_ms = config_parse_duration_ms(argv[++i]);
+        else if (strcmp(argv[i], "--subject") == 0 && i + 1 < argc)
+            subject = argv[++i];
+        else if (strcmp(argv[i], "--san") == 0 && i + 1 < argc)
+            san = argv[++i];
+        else {
+            usage();
+            return 2;
+        }
+    }
+    if (pname == NULL || ttl_ms < 1000) {
+        fprintf(stderr, "scepctl: challenge new needs --profile and a --ttl of at least 1s\n");
+        return 2;
+    }
+    if (load_profiles(cfg, &set) != 0)
+        goto out;
+    const profile *prof = profile_set_find(set, pname, strlen(pname));
+    if (prof == NULL) {
+        fprintf(stderr, "scepctl: no profile '%s' in %s\n", pname, cfg->profiles_dir);
+        goto out;
+    }
+    if (prof->challenge != PROFILE_CHALLENGE_ONETIME) {
+        fprintf(stderr, "scepctl: profile '%s' does not use one-time challenges (challenge = onetime)\n", pname);
+        goto out;
+    }
+    int64_t now = (int64_t)time(NULL);
+    if ((rec = malloc(CHALLENGE_RECORD_MAX)) == NULL ||
+        challenge_create(prof->name, now, ttl_ms / 1000, subject, san, value, key, rec, &rec_len,
+                         &why) != 0) {
+        fprintf(stderr, "scepctl: %s\n", why != NULL ? why : "out of memory");
+        rc = 2;
+        goto out;
+    }
+    int e = store_open(cfg->store_path, cfg->store_map_size, &s);
+    if (e != 0) {
+        fprintf(stderr, "scepctl: store %s: %s\n", cfg->store_path, store_strerror(e));
+        goto out;
+    }
+    const uint8_t *span[2] = {rec, rec + rec_len};
+    store_put p;
+    memset(&p, 0, sizeof(p));
+    p.kind = STORE_PUT_UPDATE;
+    p.aux_db = STORE_DB_CHALLENGES;
+    p.aux_key = key;
+    p.aux_key_len = sizeof(key);
+    p.update = insert_new;
+    p.update_arg = span;
+    e = store_put_sync(s, &p);
+    if (e != 0 || p.result != STORE_OK || p.verdict != 0) {
+        fprintf(stderr, "scepctl: cannot store the challenge: %s\n",
+                e != 0 ? store_strerror(e) : p.result != STORE_OK ? store_strerror(p.result)
+                                                                  : "already exists");
+        goto out;
+    }
+    who_am_i(who, sizeof(who));
+    if ((au = ctl_audit(cfg)) != NULL) {
+        audit_fields f = {.profile = prof->name, .detail = who, .failinfo = -1};
+        audit_emit(au, AUDIT_CHALLENGE_CREATED, &f);
+    }
+    printf("%s\n", value);
+    rc = 0;
+out:
+    OPENSSL_cleanse(value, sizeof(value));
+    free(rec);
+    audit_close(au);
+    store_close(s);
+    profile_set_destroy(set);
+    return rc;
+}
+
+static int list_request(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+                        void *arg)
+{
+    int all = *(int *)arg;
+    enroll_request r;
+    char when[32];
+    static const char *const names[] = {"pending", "approved", "denied"};
+    if (enroll_request_decode(val, vlen, &r) != 0) {
+        printf("%.*s  (corrupt record)\n", (int)klen, (const char *)key);
+        return 0;
+    }
+    if (!all && r.status != ENROLL_REQ_PENDING)
+        return 0;
+    iso_time(r.created, when, sizeof(when));
+    printf("%.*s  %-8s  %s  %-12s  %s  %s\n", (int)klen, (const char *)key, names[r.status], when,
+           r.profile, r.peer[0] ? r.peer : "-", r.subject);
+    return 0;
+}
+
+typedef struct decide_arg {
+    int status;
+    int64_t when;
+    const char *who;
+    const uint8_t *serial;
+    uint8_t *buf;
+} decide_arg;
+
+/* Inside the write transaction: only a request still pending is decided. */
+static int decide(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv, size_t *nl)
+{
+    decide_arg *d = arg;
+    enroll_request r;
+    if (cur == NULL || enroll_request_decode(cur, cur_len, &r) != 0)
+        return 1;
+    if (r.status != ENROLL_REQ_PENDING)
+        return 2;
+    r.status = d->status;
+    r.decided_at = d->when;
+    snprintf(r.decided_by, sizeof(r.decided_by), "%s", d->who);
+    if (d->serial != NULL)
+        memcpy(r.serial, d->serial, STORE_SERIAL_LEN);
+    free(d->buf);
+    d->buf = NULL;
+    if (enroll_request_encode(&r, &d->buf, nl) != 0)
+        return 3;
+    *nv = d->buf;
+    return 0;
+}
+
+static int asn1_serial(const ASN1_INTEGER *ai, uint8_t out[STORE_SERIAL_LEN])
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(ai, NULL);
+    int rc = bn != NULL && !BN_is_negative(bn) && BN_num_bytes(bn) <= STORE_SERIAL_LEN &&
+             BN_bn2binpad(bn, out, STORE_SERIAL_LEN) == STORE_SERIAL_LEN ? 0 : -1;
+    BN_free(bn);
+    return rc;
+}
+
+/* approve: the certificate is issued here, with the CA key from the token, under the profile
+ * the request was made for, and committed in the same transaction as the decision; the
+ * client's next CertPoll finds it by transactionID. */
+static int cmd_request(const config *cfg, int argc, char **argv)
+{
+    store *s = NULL;
+    store_reader *r = NULL;
+    audit *au = NULL;
+    ca_set *ca = NULL;
+    issuer *is = NULL;
+    profile_set *set = NULL;
+    X509_REQ *csr = NULL;
+    X509 *cert = NULL;
+    uint8_t *csr_der = NULL, *cert_der = NULL;
+    char who[160], pin[256] = "", err[512], subject[512] = "", sn_hex[33] = "";
+    enroll_request rq;
+    decide_arg d = {0};
+    int rc = 1, e;
+
+    if (argc < 1) {
+        usage();
+        return 2;
+    }
+    if ((e = store_open(cfg->store_path, cfg->store_map_size, &s)) != 0 ||
+        (e = store_reader_create(s, &r)) != 0) {
+        fprintf(stderr, "scepctl: store %s: %s\n", cfg->store_path, store_strerror(e));
+        goto out;
+    }
+    if (strcmp(argv[0], "list") == 0 && argc <= 2) {
+        int all = argc == 2 && strcmp(argv[1], "--all") == 0;
+        if (argc == 2 && !all) {
+            usage();
+            rc = 2;
+            goto out;
+        }
+        if ((e = store_reader_begin(r)) == 0)
+            e = store_foreach_aux(r, STORE_DB_REQUESTS, list_request, &all);
+        store_reader_end(r);
+        rc = e == 0 ? 0 : 1;
+        goto out;
+    }
+    int approve = strcmp(argv[0], "approve") == 0;
+    if ((!approve && strcmp(argv[0], "deny") != 0) || argc != 2) {
+        usage();
+        rc = 2;
+        goto out;
+    }
+    const char *id = argv[1];
+    const uint8_t *v = NULL;
+    size_t vl = 0;
+    if (strlen(id) == 0 || strlen(id) > STORE_AUX_KEY_MAX || store_reader_begin(r) != 0)
+        e = STORE_NOTFOUND;
+    else
+        e = store_get_aux(r, STORE_DB_REQUESTS, id, strlen(id), &v, &vl);
+    if (e == 0 && enroll_request_decode(v, vl, &rq) == 0 && (csr_der = malloc(rq.csr_len + 1)) != NULL) {
+        memcpy(csr_der, rq.csr, rq.csr_len);
+        rq.csr = csr_der;
+    } else if (e == 0) {
+        e = STORE_E_CORRUPT;
+    }
+    store_reader_end(r);
+    if (e != 0) {
+        fprintf(stderr, "scepctl: request %s: %s\n", id, e == STORE_NOTFOUND ? "not found" : store_strerror(e));
+        goto out;
+    }
+    if (rq.status != ENROLL_REQ_PENDING) {
+        fprintf(stderr, "scepctl: request %s was already %s\n", id,
+                rq.status == ENROLL_REQ_APPROVED ? "approved" : "denied");
+        goto out;
+    }
+    who_am_i(who, sizeof(who));
+    store_put puts[2];
+    memset(puts, 0, sizeof(puts));
+    d.status = approve ? ENROLL_REQ_APPROVED : ENROLL_REQ_DENIED;
+    d.when = (int64_t)time(NULL);
+    d.who = who;
+    puts[0].kind = STORE_PUT_UPDATE;
+    puts[0].aux_db = STORE_DB_REQUESTS;
+    puts[0].aux_key = id;
+    puts[0].aux_key_len = strlen(id);
+    puts[0].update = decide;
+    puts[0].update_arg = &d;
+    if (approve) {
+        if (load_profiles(cfg, &set) != 0)
+            goto out;
+        const profile *prof = profile_set_find(set, rq.profile, strlen(rq.profile));
+        if (prof == NULL) {
+            fprintf(stderr, "scepctl: the request's profile '%s' no longer exists\n", rq.profile);
+            goto out;
+        }
+        if (cfg->key_mode == CONFIG_KEYS_PKCS11 && config_read_pin(cfg, pin, sizeof(pin), err, sizeof(err)) != 0) {
+            fprintf(stderr, "scepctl: %s\n", err);
+            goto out;
+        }
+        char chal[256];
+        e = ca_load(cfg, pin, &ca, err, sizeof(err));
+        OPENSSL_cleanse(pin, sizeof(pin));
+        if (e != 0) {
+            fprintf(stderr, "scepctl: %s\n", err);
+            goto out;
+        }
+        if (config_read_challenge(cfg, chal, sizeof(chal)) < 0)
+            chal[0] = '\0';
+        e = issuer_create(cfg, ca, chal, &is);
+        OPENSSL_cleanse(chal, sizeof(chal));
+        if (e != 0 || issuer_set_profiles(is, set, err, sizeof(err)) != 0) {
+            fprintf(stderr, "scepctl: cannot prepare issuance: %s\n", e != 0 ? "CA" : err);
+            goto out;
+        }
+        set = NULL;
+        prof = profile_set_find(issuer_profiles(is), rq.profile, strlen(rq.profile));
+        const unsigned char *pp = rq.csr;
+        csr = d2i_X509_REQ(NULL, &pp, (long)rq.csr_len);
+        int capped = 0;
+        int rej = csr == NULL ? -1 : issue_build_profile(is, csr, prof, NULL, NULL, &cert, &capped);
+        if (rej != 0) {
+            fprintf(stderr, "scepctl: cannot issue for request %s (reject code %d)\n", id, rej);
+            goto out;
+        }
+        uint8_t serial[STORE_SERIAL_LEN], subj_hash[32];
+        int dlen = i2d_X509(cert, &cert_der);
+        struct tm tm;
+        if (dlen <= 0 || asn1_serial(X509_get0_serialNumber(cert), serial) != 0 ||
+            issue_name_hash(X509_REQ_get_subject_name(csr), subj_hash) != 0)
+            goto out;
+        for (int i = 0; i < STORE_SERIAL_LEN; i++)
+            snprintf(sn_hex + 2 * i, 3, "%02x", serial[i]);
+        snprintf(subject, sizeof(subject), "%s", rq.subject);
+        store_cert *c = &puts[1].cert;
+        puts[0].next = &puts[1];
+        puts[1].kind = STORE_PUT_CERT;
+        memcpy(c->serial, serial, sizeof(serial));
+        c->status = STORE_CERT_VALID;
+        ASN1_TIME_to_tm(X509_get0_notBefore(cert), &tm);
+        c->not_before = (int64_t)timegm(&tm);
+        ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm);
+        c->not_after = (int64_t)timegm(&tm);
+        c->issued_at = d.when;
+        memcpy(c->key_hash, rq.key_hash, 32);
+        memcpy(c->subject_hash, subj_hash, 32);
+        c->subject = subject;
+        c->subject_len = strlen(subject);
+        c->txid = id;
+        c->txid_len = strlen(id);
+        c->profile = rq.profile;
+        c->profile_len = strlen(rq.profile);
+        c->der = cert_der;
+        c->der_len = (size_t)dlen;
+        memcpy((uint8_t *)(d.serial = malloc(STORE_SERIAL_LEN)), serial, STORE_SERIAL_LEN);
+    }
+    e = store_put_sync(s, &puts[0]);
+    if (e != 0 || puts[0].result != STORE_OK || puts[0].verdict != 0 ||
+        (approve && puts[1].result != STORE_OK)) {
+        fprintf(stderr, "scepctl: request %s: %s\n", id,
+                e != 0 ? store_strerror(e) : puts[0].verdict != 0 ? "no longer pending"
+                : store_strerror(approve && puts[1].result != STORE_OK ? puts[1].result : puts[0].result));
+        goto out;
+    }
+    if ((au = ctl_audit(cfg)) != NULL) {
+        audit_fields f = {.txid = id, .profile = rq.profile, .subject = rq.subject,
+                          .serial = approve ? sn_hex : NULL, .detail = who, .failinfo = -1};
+        audit_emit(au, approve ? AUDIT_REQUEST_APPROVED : AUDIT_REQUEST_DENIED, &f);
+    }
+    if (approve)
+        printf("%s approved serial=%s\n", id, sn_hex);
+    else
+        printf("%s denied\n", id);
+    rc = 0;
+out:
+    free(d.buf);
+    free((void *)d.serial);
+    free(csr_der);
+    OPENSSL_free(cert_der);
+    X509_free(cert);
+    X509_REQ_free(csr);
+    issuer_destroy(is);
+    ca_free(ca);
+    profile_set_destroy(set);
+    audit_close(au);
+    store_reader_destroy(r);
+    store_close(s);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *conf = NULL;
@@ -572,6 +964,10 @@ int main(int argc, char **argv)
         return cmd_revoke(&cfg, argc - i - 1, argv + i + 1);
     if (strcmp(argv[i], "crl") == 0)
         return cmd_crl(&cfg, argc - i - 1, argv + i + 1);
+    if (strcmp(argv[i], "challenge") == 0)
+        return cmd_challenge(&cfg, argc - i - 1, argv + i + 1);
+    if (strcmp(argv[i], "request") == 0)
+        return cmd_request(&cfg, argc - i - 1, argv + i + 1);
     usage();
     return 2;
 }

@@ -19,10 +19,13 @@ struct issuer {
     int validity_days;
     int backdate_s;
     int allow_sha1;
-    uint8_t challenge_hash[32];
+    uint8_t challenge_hash[32];     /* [issue] challenge: profiles without their own */
     int has_challenge;
     const EVP_MD *sign_md;
-    X509_EXTENSION *bc, *ku_rsa, *ku_ec, *eku, *aki;   /* constant for this CA */
+    profile_set *profiles;
+    size_t nprofiles;
+    uint8_t (*prof_hash)[32];       /* per profile (same order as the set): its static challenge */
+    int *prof_has;
     X509_EXTENSION *cdp, *aia;     /* [issue] crl_url / ocsp_url; NULL when not set */
 };
 
@@ -30,14 +33,14 @@ void issuer_destroy(issuer *is)
 {
     if (is == NULL)
         return;
-    X509_EXTENSION_free(is->bc);
-    X509_EXTENSION_free(is->ku_rsa);
-    X509_EXTENSION_free(is->ku_ec);
-    X509_EXTENSION_free(is->eku);
-    X509_EXTENSION_free(is->aki);
     X509_EXTENSION_free(is->cdp);
     X509_EXTENSION_free(is->aia);
     OPENSSL_cleanse(is->challenge_hash, sizeof(is->challenge_hash));
+    if (is->prof_hash != NULL)
+        OPENSSL_cleanse(is->prof_hash, is->nprofiles * sizeof(*is->prof_hash));
+    free(is->prof_hash);
+    free(is->prof_has);
+    profile_set_destroy(is->profiles);
     free(is);
 }
 
@@ -48,42 +51,72 @@ static X509_EXTENSION *conf_ext(X509V3_CTX *ctx, int nid, const char *value)
     return e;
 }
 
-/* AKI = the CA's subjectKeyIdentifier (or, for a CA without one, the SHA-1 of its public key
- * bits, as RFC 5280 4.2.1.2 method 1 computes it). */
-static X509_EXTENSION *make_aki(X509 *ca)
+/* Installs set with the static challenge hashes of its profiles. */
+static int install_profiles(issuer *is, profile_set *set, char *err, size_t errlen)
 {
-    AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
-    ASN1_OCTET_STRING *kid = NULL;
-    X509_EXTENSION *e = NULL;
-    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(ca);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    size_t n = 0;
+    const profile *items = profile_set_items(set, &n);
+    uint8_t (*hashes)[32] = calloc(n > 0 ? n : 1, sizeof(*hashes));
+    int *has = calloc(n > 0 ? n : 1, sizeof(*has));
+    char buf[256];
+    int rc = -1;
 
-    if (akid == NULL)
+    if (hashes == NULL || has == NULL) {
+        snprintf(err, errlen, "out of memory");
         goto out;
-    if (ski != NULL) {
-        kid = ASN1_OCTET_STRING_dup(ski);
-    } else if (X509_pubkey_digest(ca, EVP_sha1(), md, &mdlen) == 1) {
-        kid = ASN1_OCTET_STRING_new();
-        if (kid != NULL && !ASN1_OCTET_STRING_set(kid, md, (int)mdlen)) {
-            ASN1_OCTET_STRING_free(kid);
-            kid = NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int len = profile_read_challenge(&items[i], buf, sizeof(buf));
+        if (len < 0) {
+            snprintf(err, errlen, "profile %s: cannot read its challenge", items[i].name);
+            goto out;
+        }
+        if (len > 0) {
+            if (EVP_Digest(buf, (size_t)len, hashes[i], NULL, EVP_sha256(), NULL) != 1)
+                goto out;
+            has[i] = 1;
         }
     }
-    if (kid == NULL)
-        goto out;
-    akid->keyid = kid;
-    e = X509V3_EXT_i2d(NID_authority_key_identifier, 0, akid);
+    if (is->prof_hash != NULL)
+        OPENSSL_cleanse(is->prof_hash, is->nprofiles * sizeof(*is->prof_hash));
+    free(is->prof_hash);
+    free(is->prof_has);
+    profile_set_destroy(is->profiles);
+    is->profiles = set;
+    is->nprofiles = n;
+    is->prof_hash = hashes;
+    is->prof_has = has;
+    hashes = NULL;
+    has = NULL;
+    rc = 0;
 out:
-    AUTHORITY_KEYID_free(akid);
-    ERR_clear_error();
-    return e;
+    OPENSSL_cleanse(buf, sizeof(buf));
+    free(hashes);
+    free(has);
+    return rc;
+}
+
+int issuer_set_profiles(issuer *is, profile_set *set, char *err, size_t errlen)
+{
+    char dummy[8];
+    if (err == NULL) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    return install_profiles(is, set, err, errlen);
+}
+
+const profile_set *issuer_profiles(const issuer *is)
+{
+    return is->profiles;
 }
 
 int issuer_create(const config *cfg, const ca_set *ca, const char *challenge, issuer **out)
 {
     issuer *is = calloc(1, sizeof(*is));
+    profile_set *set = NULL;
     X509V3_CTX ctx;
+    char err[64];
     int rc = -1;
 
     if (is == NULL)
@@ -102,15 +135,17 @@ int issuer_create(const config *cfg, const ca_set *ca, const char *challenge, is
     if (EVP_PKEY_get_bits(ca->ca_key) == 384 && EVP_PKEY_get_base_id(ca->ca_key) == EVP_PKEY_EC)
         is->sign_md = EVP_sha384();
 
-    X509V3_set_ctx(&ctx, ca->ca_cert, NULL, NULL, NULL, 0);
-    is->bc = conf_ext(&ctx, NID_basic_constraints, "critical,CA:FALSE");
-    is->ku_rsa = conf_ext(&ctx, NID_key_usage, "critical,digitalSignature,keyEncipherment");
-    is->ku_ec = conf_ext(&ctx, NID_key_usage, "critical,digitalSignature");
-    is->eku = conf_ext(&ctx, NID_ext_key_usage, "clientAuth");
-    is->aki = make_aki(ca->ca_cert);
-    if (is->bc == NULL || is->ku_rsa == NULL || is->ku_ec == NULL || is->eku == NULL ||
-        is->aki == NULL)
+    /* The built-in profile: what scepd issued before profiles existed. */
+    profile builtin;
+    profile_defaults(&builtin, "default");
+    builtin.validity_days = cfg->validity_days;
+    builtin.renewal_threshold_percent = 100;
+    if (profile_set_from(&builtin, 1, &set, err, sizeof(err)) != 0 ||
+        install_profiles(is, set, err, sizeof(err)) != 0)
         goto out;
+    set = NULL;
+
+    X509V3_set_ctx(&ctx, ca->ca_cert, NULL, NULL, NULL, 0);
     /* Where relying parties find revocation status (RFC 5280 4.2.1.13, 4.2.2.1). */
     char v[600];
     if (cfg->crl_url[0] != '\0') {
@@ -125,6 +160,7 @@ int issuer_create(const config *cfg, const ca_set *ca, const char *challenge, is
     }
     rc = 0;
 out:
+    profile_set_destroy(set);
     if (rc == 0) {
         *out = is;
         is = NULL;
@@ -133,38 +169,36 @@ out:
     return rc;
 }
 
-static int digest_nid_allowed(int nid, int allow_sha1)
+int issue_profile_reject(int pr)
 {
-    return nid == NID_sha256 || nid == NID_sha384 || nid == NID_sha512 ||
-           (allow_sha1 && nid == NID_sha1);
-}
-
-static int key_allowed(EVP_PKEY *pk)
-{
-    int bits = EVP_PKEY_get_bits(pk);
-    switch (EVP_PKEY_get_base_id(pk)) {
-    case EVP_PKEY_RSA:
-        return bits >= 2048 && bits <= 4096;
-    case EVP_PKEY_EC: {
-        char group[64];
-        size_t glen = 0;
-        if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
-                                           &glen) != 1)
-            return 0;
-        return strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0 ||
-               strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0;
-    }
-    default:
-        return 0;
+    switch (pr) {
+    case PROFILE_OK:               return REJ_NONE;
+    case PROFILE_KEY_TYPE:
+    case PROFILE_KEY_SIZE:
+    case PROFILE_KEY_CURVE:        return REJ_KEY_TYPE;
+    case PROFILE_KEY_USAGE:        return REJ_KEY_USAGE;
+    case PROFILE_HASH:             return REJ_CSR_SIG_ALG;
+    case PROFILE_SAN_TYPE:
+    case PROFILE_SAN_INVALID:      return REJ_SAN_TYPE;
+    case PROFILE_SAN_UPN_REQUIRED: return REJ_UPN_REQUIRED;
+    case PROFILE_SUBJECT_EMPTY:    return REJ_EMPTY_SUBJECT;
+    case PROFILE_SUBJECT_LENGTH:   return REJ_SUBJECT_LENGTH;
+    case PROFILE_SUBJECT_CHARS:    return REJ_SUBJECT_CHARS;
+    case PROFILE_VALIDITY_REQUEST: return REJ_VALIDITY_REQUEST;
+    case PROFILE_BEYOND_CA:        return REJ_BEYOND_CA;
+    case PROFILE_CA_EXPIRED:       return REJ_CA_EXPIRED;
+    case PROFILE_RENEWAL_EARLY:    return REJ_RENEW_EARLY;
+    case PROFILE_RENEWAL_EXPIRED:  return REJ_RENEW_EXPIRED;
+    default:                       return REJ_INTERNAL;
     }
 }
 
-/* Constant-time comparison of the request's challengePassword with the configured one:
- * both are hashed, so neither content nor length shapes the timing. */
-static int challenge_ok(const issuer *is, X509_REQ *csr)
+/* Constant-time comparison of the request's challengePassword with the expected one: both
+ * are hashed, so neither content nor length shapes the timing. */
+static int challenge_ok(const uint8_t want[32], X509_REQ *csr)
 {
     int idx = X509_REQ_get_attr_by_NID(csr, NID_pkcs9_challengePassword, -1);
-    if (idx < 0 || !is->has_challenge)
+    if (idx < 0)
         return 0;
     X509_ATTRIBUTE *a = X509_REQ_get_attr(csr, idx);
     ASN1_TYPE *t = a != NULL && X509_ATTRIBUTE_count(a) == 1 ? X509_ATTRIBUTE_get0_type(a, 0) : NULL;
@@ -183,32 +217,11 @@ static int challenge_ok(const issuer *is, X509_REQ *csr)
     if (EVP_Digest(t->value.asn1_string->data, (size_t)t->value.asn1_string->length, h, NULL,
                    EVP_sha256(), NULL) != 1)
         return 0;
-    return CRYPTO_memcmp(h, is->challenge_hash, sizeof(h)) == 0;
+    return CRYPTO_memcmp(h, want, sizeof(h)) == 0;
 }
 
-static int san_allowed(const GENERAL_NAMES *names)
-{
-    for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
-        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
-        switch (gn->type) {
-        case GEN_DNS:
-        case GEN_EMAIL:
-        case GEN_URI:
-            break;
-        case GEN_OTHERNAME:
-            if (OBJ_obj2nid(gn->d.otherName->type_id) != NID_ms_upn ||
-                gn->d.otherName->value->type != V_ASN1_UTF8STRING)
-                return 0;
-            break;
-        default:
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Checks the requested extensions: CA:TRUE refused, SAN types filtered. Nothing is copied
- * here; issue_build takes only the SAN again. */
+/* basicConstraints CA:TRUE is refused whatever the profile; a SAN extension that does not
+ * parse is refused. Nothing is copied from here. */
 static int check_extensions(X509_REQ *csr)
 {
     STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(csr);
@@ -224,7 +237,7 @@ static int check_extensions(X509_REQ *csr)
             BASIC_CONSTRAINTS_free(bc);
         } else if (nid == NID_subject_alt_name) {
             GENERAL_NAMES *gns = X509V3_EXT_d2i(e);
-            if (gns == NULL || !san_allowed(gns))
+            if (gns == NULL)
                 rc = REJ_SAN_TYPE;
             GENERAL_NAMES_free(gns);
         }
@@ -234,7 +247,7 @@ static int check_extensions(X509_REQ *csr)
     return rc;
 }
 
-static GENERAL_NAMES *requested_san(X509_REQ *csr)
+GENERAL_NAMES *issue_requested_san(X509_REQ *csr)
 {
     STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(csr);
     GENERAL_NAMES *gns = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
@@ -243,53 +256,90 @@ static GENERAL_NAMES *requested_san(X509_REQ *csr)
     return gns;
 }
 
-int issue_check_csr(const issuer *is, const uint8_t *der, size_t len, int need_challenge,
-                    X509_REQ **out)
+static const profile *select_profile(const issuer *is, X509_REQ *csr, const char *name)
+{
+    size_t n = 0;
+    const profile *items = profile_set_items(is->profiles, &n);
+    if (name != NULL && name[0] != '\0')
+        return profile_set_find(is->profiles, name, strlen(name));
+    return profile_select_for_key_usage(items, n, profile_requested_key_usage(csr));
+}
+
+int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
+                        const char *profile_name, int need_challenge, const profile **prof_out,
+                        X509_REQ **out, const char **detail_out)
 {
     const unsigned char *p = der;
     X509_REQ *csr = d2i_X509_REQ(NULL, &p, (long)len);
-    int rc = REJ_BAD_CSR, md_nid = NID_undef, pk_nid = NID_undef;
+    GENERAL_NAMES *san = NULL;
+    const profile *prof = NULL;
+    const char *detail = NULL;
+    int rc = REJ_BAD_CSR, md_nid = NID_undef, pk_nid = NID_undef, pr;
 
     if (csr == NULL || p != der + len)
         goto out;
     EVP_PKEY *pub = X509_REQ_get0_pubkey(csr);
     if (pub == NULL)
         goto out;
-    rc = REJ_KEY_TYPE;
-    if (!key_allowed(pub))
+    rc = REJ_NO_PROFILE;
+    if ((prof = select_profile(is, csr, profile_name)) == NULL)
         goto out;
+    if ((pr = profile_check_key(prof, pub)) != PROFILE_OK)
+        goto refused;
     rc = REJ_CSR_SIG_ALG;
-    if (!OBJ_find_sigid_algs(X509_REQ_get_signature_nid(csr), &md_nid, &pk_nid) ||
-        !digest_nid_allowed(md_nid, is->allow_sha1))
+    if (!OBJ_find_sigid_algs(X509_REQ_get_signature_nid(csr), &md_nid, &pk_nid))
         goto out;
+    if ((pr = profile_check_hash(prof, md_nid)) != PROFILE_OK &&
+        !(pr == PROFILE_HASH && md_nid == NID_sha1 && is->allow_sha1))
+        goto refused;
     rc = REJ_POP;
     if (X509_REQ_verify(csr, pub) != 1)
         goto out;
     rc = check_extensions(csr);
     if (rc != REJ_NONE)
         goto out;
-    if (X509_NAME_entry_count(X509_REQ_get_subject_name(csr)) == 0) {
-        GENERAL_NAMES *gns = requested_san(csr);
-        int n = sk_GENERAL_NAME_num(gns);
-        GENERAL_NAMES_free(gns);
-        rc = REJ_EMPTY_SUBJECT;
-        if (n <= 0)
-            goto out;
-    }
-    if (need_challenge) {
-        rc = is->has_challenge ? REJ_CHALLENGE : REJ_NO_CHALLENGE_SET;
-        if (!challenge_ok(is, csr))
+    san = issue_requested_san(csr);
+    /* With "override", the challenge's binding replaces what the CSR says: checked when the
+     * certificate is built (profile_add_extensions), not here. */
+    if (prof->san_source != PROFILE_SOURCE_OVERRIDE &&
+        (pr = profile_check_san(prof, san)) != PROFILE_OK)
+        goto refused;
+    if (prof->subject_source != PROFILE_SOURCE_OVERRIDE &&
+        (pr = profile_check_subject(prof, X509_REQ_get_subject_name(csr), san)) != PROFILE_OK)
+        goto refused;
+    if (need_challenge && prof->challenge == PROFILE_CHALLENGE_STATIC) {
+        size_t nitems = 0;
+        size_t idx = (size_t)(prof - profile_set_items(is->profiles, &nitems));
+        const uint8_t *want = is->prof_has[idx] ? is->prof_hash[idx]
+                            : is->has_challenge ? is->challenge_hash : NULL;
+        rc = want != NULL ? REJ_CHALLENGE : REJ_NO_CHALLENGE_SET;
+        if (want == NULL || !challenge_ok(want, csr))
             goto out;
     }
     rc = REJ_NONE;
+    goto out;
+refused:
+    rc = issue_profile_reject(pr);
+    detail = profile_result_diag(pr);
 out:
+    GENERAL_NAMES_free(san);
     if (rc == REJ_NONE) {
         *out = csr;
         csr = NULL;
+        if (prof_out != NULL)
+            *prof_out = prof;
+    } else if (detail_out != NULL) {
+        *detail_out = detail;
     }
     X509_REQ_free(csr);
     ERR_clear_error();
     return rc;
+}
+
+int issue_check_csr(const issuer *is, const uint8_t *der, size_t len, int need_challenge,
+                    X509_REQ **out)
+{
+    return issue_check_request(is, der, len, NULL, need_challenge, NULL, out, NULL);
 }
 
 /* 16 random bytes, positive, with the top byte never zero so the DER INTEGER stays 16 bytes
@@ -310,53 +360,47 @@ static ASN1_INTEGER *random_serial(void)
     return ai;
 }
 
-int issue_build(const issuer *is, X509_REQ *csr, X509 **out)
+int issue_build_profile(const issuer *is, X509_REQ *csr, const profile *prof,
+                        const X509_NAME *subject, const GENERAL_NAMES *san, X509 **out,
+                        int *capped_out)
 {
     X509 *x = X509_new();
     ASN1_INTEGER *serial = NULL;
-    GENERAL_NAMES *san = NULL;
-    X509_EXTENSION *ski = NULL;
-    int rc = REJ_INTERNAL;
+    GENERAL_NAMES *req_san = NULL;
+    int rc = REJ_INTERNAL, capped = 0, pr;
     time_t now = time(NULL);
-    int64_t not_after = (int64_t)now + (int64_t)is->validity_days * 86400;
+    int64_t wanted = 0, not_after = 0;
     EVP_PKEY *pub = X509_REQ_get0_pubkey(csr);
 
     if (x == NULL || pub == NULL)
         goto out;
-    if (is->ca->ca_not_after <= (int64_t)now) {
-        rc = REJ_CA_EXPIRED;
+    rc = REJ_VALIDITY_REQUEST;
+    if (profile_requested_not_after(csr, &wanted) != 0)
+        goto out;
+    pr = profile_validity(prof, now, is->ca->ca_not_after, wanted, &not_after, &capped);
+    if (pr != PROFILE_OK) {
+        rc = issue_profile_reject(pr);
         goto out;
     }
-    if (not_after > is->ca->ca_not_after)
-        not_after = is->ca->ca_not_after;
+    rc = REJ_INTERNAL;
+    if (san == NULL)
+        san = req_san = issue_requested_san(csr);
     serial = random_serial();
     if (serial == NULL || !X509_set_version(x, X509_VERSION_3) ||
         !X509_set_serialNumber(x, serial) ||
         !X509_set_issuer_name(x, is->ca->ca_name) ||
-        !X509_set_subject_name(x, X509_REQ_get_subject_name(csr)) ||
+        !X509_set_subject_name(x, subject != NULL ? subject : X509_REQ_get_subject_name(csr)) ||
         X509_time_adj_ex(X509_getm_notBefore(x), 0, -(long)is->backdate_s, &now) == NULL ||
         ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after) == NULL ||
         !X509_set_pubkey(x, pub))
         goto out;
-
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, is->ca->ca_cert, x, NULL, NULL, 0);
-    ski = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_key_identifier, "hash");
-    if (ski == NULL)
+    pr = profile_add_extensions(prof, x, is->ca->ca_cert, pub, san);
+    if (pr != PROFILE_OK) {
+        rc = issue_profile_reject(pr);
         goto out;
-    X509_EXTENSION *ku = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA ? is->ku_rsa : is->ku_ec;
-    if (!X509_add_ext(x, is->bc, -1) || !X509_add_ext(x, ku, -1) ||
-        !X509_add_ext(x, is->eku, -1) || !X509_add_ext(x, ski, -1) ||
-        !X509_add_ext(x, is->aki, -1) ||
-        (is->cdp != NULL && !X509_add_ext(x, is->cdp, -1)) ||
+    }
+    if ((is->cdp != NULL && !X509_add_ext(x, is->cdp, -1)) ||
         (is->aia != NULL && !X509_add_ext(x, is->aia, -1)))
-        goto out;
-    san = requested_san(csr);
-    if (san != NULL && sk_GENERAL_NAME_num(san) > 0 &&
-        X509_add1_ext_i2d(x, NID_subject_alt_name, san,
-                          /* RFC 5280 4.2.1.6: critical when the subject is empty */
-                          X509_NAME_entry_count(X509_get_subject_name(x)) == 0,
-                          X509V3_ADD_DEFAULT) != 1)
         goto out;
     if (X509_sign(x, is->ca->ca_key, is->sign_md) <= 0)
         goto out;
@@ -365,13 +409,22 @@ out:
     if (rc == REJ_NONE) {
         *out = x;
         x = NULL;
+        if (capped_out != NULL)
+            *capped_out = capped;
     }
     X509_free(x);
     ASN1_INTEGER_free(serial);
-    GENERAL_NAMES_free(san);
-    X509_EXTENSION_free(ski);
+    GENERAL_NAMES_free(req_san);
     ERR_clear_error();
     return rc;
+}
+
+int issue_build(const issuer *is, X509_REQ *csr, X509 **out)
+{
+    const profile *prof = select_profile(is, csr, NULL);
+    if (prof == NULL)
+        return REJ_NO_PROFILE;
+    return issue_build_profile(is, csr, prof, NULL, NULL, out, NULL);
 }
 
 int issue_key_hash(EVP_PKEY *pub, uint8_t out[32])

@@ -22,6 +22,8 @@ enum job_kind {
     JOB_REVOKE = 4,     /* POST /admin/revocations: put (STORE_PUT_REVOKE) straight to the
                            writer, answered from the commit callback                        */
     JOB_HELD = 5,       /* a ready answer whose body is held by reference (a published CRL) */
+    JOB_CHALLENGE = 6,  /* POST /admin/challenges: the new record (msg) put straight to the
+                           writer, answered (JSON with the value) from the commit callback  */
 };
 
 /* What a worker decided for a job. */
@@ -56,6 +58,13 @@ typedef struct job {
     void        (*unhold)(void *hold);
     char          headers[256];  /* extra response header lines of this job, if any */
     char          who[160];      /* JOB_REVOKE: who revoked (for the store and the audit) */
+    /* PKIOperation under a one-time-challenge or manual-approval profile (engine/enroll.c). */
+    int           requeue;       /* after the commit: back to a worker, not to the client    */
+    int           chal_done;     /* the challenge was checked in the store: chal_verdict    */
+    int           chal_verdict;  /* enum challenge_result                                   */
+    void         *ext;           /* enroll's state for these passes (owned)                 */
+    void        (*ext_free)(void *ext);
+    uint8_t       aux_key[32];   /* JOB_CHALLENGE: the store key of the record              */
     /* JOB_CRL: what the worker built (body = the signed CRL DER). */
     uint64_t      crl_number, crl_rev_gen;
     int64_t       crl_this_update, crl_next_update;

@@ -20,10 +20,10 @@
     X(BAD_CSR,            BADREQUEST,      "bad_csr",              "PKCS#10 request does not parse") \
     X(CSR_SIG_ALG,        BADALG,          "csr_alg_not_allowed",  "PKCS#10 signature algorithm not allowed") \
     X(POP,                BADMESSAGECHECK, "pop_failed",           "PKCS#10 signature (proof of possession) does not verify") \
-    X(KEY_TYPE,           BADALG,          "key_not_allowed",      "key type or size not allowed (RSA 2048-4096, EC P-256/P-384)") \
+    X(KEY_TYPE,           BADALG,          "key_not_allowed",      "key type, size or curve not allowed by the profile (default RSA 2048-4096, EC P-256/P-384)") \
     X(EMPTY_SUBJECT,      BADREQUEST,      "empty_subject",        "request has neither a subject nor a subjectAltName") \
     X(CA_REQUESTED,       BADREQUEST,      "ca_requested",         "a CA certificate was requested (basicConstraints CA:TRUE)") \
-    X(SAN_TYPE,           BADREQUEST,      "san_not_allowed",      "subjectAltName type not allowed (DNS, email, URI, UPN)") \
+    X(SAN_TYPE,           BADREQUEST,      "san_not_allowed",      "subjectAltName type not allowed by the profile, or malformed (default DNS, email, URI, UPN)") \
     X(NO_CHALLENGE_SET,   BADREQUEST,      "enrollment_disabled",  "initial enrollment needs a challenge and none is configured") \
     X(CHALLENGE,          BADREQUEST,      "bad_challenge",        "challenge password missing or wrong") \
     X(TXID_CONFLICT,      BADREQUEST,      "txid_conflict",        "transactionID already used with another request") \
@@ -36,6 +36,21 @@
     X(UNKNOWN_CERT,       BADCERTID,       "unknown_certificate",  "no certificate with this issuer and serial") \
     X(BAD_QUERY,          BADREQUEST,      "bad_query",            "GetCert/CertPoll content does not parse") \
     X(NO_CRL,             BADREQUEST,      "no_crl",               "no CRL has been published yet") \
+    X(NO_PROFILE,         BADREQUEST,      "no_profile",           "no profile matches the request and there is no default profile") \
+    X(KEY_USAGE,          BADALG,          "profile_key_usage",    "key type cannot perform the key usage of the profile") \
+    X(UPN_REQUIRED,       BADREQUEST,      "profile_upn_required", "the profile (smart card logon) requires a UPN subjectAltName") \
+    X(SUBJECT_LENGTH,     BADREQUEST,      "profile_subject_length", "a subject attribute is longer than the profile allows") \
+    X(SUBJECT_CHARS,      BADREQUEST,      "profile_subject_chars", "a subject attribute has characters the profile does not allow") \
+    X(VALIDITY_REQUEST,   BADTIME,         "profile_validity_request", "requested notAfter (privateKeyUsagePeriod) is malformed or not in the future") \
+    X(BEYOND_CA,          BADTIME,         "profile_beyond_ca",    "validity would extend past the CA certificate (profile beyond_ca = refuse)") \
+    X(RENEW_EARLY,        BADREQUEST,      "profile_renewal_early", "renewal before the renewal threshold of the profile") \
+    X(CHAL_WRONG,         BADREQUEST,      "challenge_wrong",      "one-time challenge missing, unknown or wrong") \
+    X(CHAL_EXPIRED,       BADREQUEST,      "challenge_expired",    "one-time challenge expired") \
+    X(CHAL_USED,          BADREQUEST,      "challenge_used",       "one-time challenge already used") \
+    X(CHAL_SUBJECT,       BADREQUEST,      "challenge_subject",    "request subject differs from the one bound to the challenge") \
+    X(CHAL_SAN,           BADREQUEST,      "challenge_san",        "request subjectAltNames differ from the ones bound to the challenge") \
+    X(CHAL_PROFILE,       BADREQUEST,      "challenge_profile",    "one-time challenge was issued for another profile") \
+    X(REQUEST_DENIED,     BADREQUEST,      "request_denied",       "the request was denied by an administrator") \
     X(INTERNAL,           BADREQUEST,      "internal_error",       "internal error while processing the request")
 
 enum scep_reject {

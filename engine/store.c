@@ -38,6 +38,7 @@
 struct store {
     MDB_env *env;
     MDB_dbi certs, txid, subject, revoked, meta;
+    MDB_dbi aux[STORE_DB__COUNT];
     unsigned max_key;
 
     /* Resize gate: every transaction of this process (read or write) is "active" between
@@ -252,7 +253,9 @@ static int open_schema(store *s)
         || (rc = mdb_dbi_open(txn, "txid", MDB_CREATE, &s->txid)) != 0
         || (rc = mdb_dbi_open(txn, "subject", MDB_CREATE | MDB_DUPSORT, &s->subject)) != 0
         || (rc = mdb_dbi_open(txn, "revoked", MDB_CREATE, &s->revoked)) != 0
-        || (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0)
+        || (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0
+        || (rc = mdb_dbi_open(txn, "challenges", MDB_CREATE, &s->aux[STORE_DB_CHALLENGES])) != 0
+        || (rc = mdb_dbi_open(txn, "requests", MDB_CREATE, &s->aux[STORE_DB_REQUESTS])) != 0)
         goto out;
     MDB_val k = { 6, "schema" }, v;
     rc = mdb_get(txn, s->meta, &k, &v);
@@ -777,12 +780,89 @@ static int put_crl_number(store *s, MDB_txn *txn, store_put *p, bool *fatal)
     return STORE_OK;
 }
 
+/* ---- auxiliary databases ---- */
+
+static bool aux_ok(int db, const void *key, size_t key_len)
+{
+    return db >= 0 && db < STORE_DB__COUNT && key != NULL && key_len > 0 &&
+           key_len <= STORE_AUX_KEY_MAX;
+}
+
+int store_get_aux(store_reader *r, int db, const void *key, size_t key_len,
+                  const uint8_t **val, size_t *val_len)
+{
+    if (!r->active || !aux_ok(db, key, key_len))
+        return -EINVAL;
+    MDB_val k = { key_len, (void *)key }, v;
+    int rc = mdb_get(r->txn, r->s->aux[db], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return STORE_NOTFOUND;
+    if (rc != 0)
+        return rc > 0 ? -rc : rc;
+    *val = v.mv_data;
+    *val_len = v.mv_size;
+    return 0;
+}
+
+int store_foreach_aux(store_reader *r, int db,
+                      int (*cb)(const uint8_t *key, size_t key_len, const uint8_t *val,
+                                size_t val_len, void *arg),
+                      void *arg)
+{
+    if (!r->active || db < 0 || db >= STORE_DB__COUNT)
+        return -EINVAL;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(r->txn, r->s->aux[db], &cur);
+    if (rc != 0) {
+        rc = rc > 0 ? -rc : rc;
+        goto out;
+    }
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if ((rc = cb(k.mv_data, k.mv_size, v.mv_data, v.mv_size, arg)) != 0)
+            goto out;
+    }
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    else if (rc > 0)
+        rc = -rc;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    return rc;
+}
+
+static int put_update(store *s, MDB_txn *txn, store_put *p, bool *fatal)
+{
+    if (!aux_ok(p->aux_db, p->aux_key, p->aux_key_len) || p->update == NULL)
+        return -EINVAL;
+    MDB_val k = { p->aux_key_len, (void *)p->aux_key }, v;
+    int rc = mdb_get(txn, s->aux[p->aux_db], &k, &v);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        goto fail;
+    const uint8_t *nv = NULL;
+    size_t nl = 0;
+    p->verdict = p->update(rc == 0 ? v.mv_data : NULL, rc == 0 ? v.mv_size : 0, p->update_arg,
+                           &nv, &nl);
+    if (nv != NULL) {
+        MDB_val w = { nl, (void *)nv };
+        if ((rc = mdb_put(txn, s->aux[p->aux_db], &k, &w, 0)) != 0)
+            goto fail;
+    }
+    return STORE_OK;
+fail:
+    *fatal = true;
+    return rc > 0 ? -rc : rc;
+}
+
 static int put_one(store *s, MDB_txn *txn, store_put *p, bool *fatal)
 {
     switch (p->kind) {
     case STORE_PUT_CERT:       return put_cert(s, txn, p, fatal);
     case STORE_PUT_REVOKE:     return put_revoke(s, txn, p, fatal);
     case STORE_PUT_CRL_NUMBER: return put_crl_number(s, txn, p, fatal);
+    case STORE_PUT_UPDATE:     return put_update(s, txn, p, fatal);
     default:                   return -EINVAL;
     }
 }

@@ -6,6 +6,12 @@
  *   subject  SHA-256(subject DER)  -> serial(16)        (MDB_DUPSORT: every cert of a subject)
  *   revoked  serial(16)            -> time, reason, invalidity date, who
  *   meta     name                  -> value             ("schema" = 1, "rev_gen", "crl_number")
+ *   challenges  SHA-256/HMAC of a one-time challenge -> its record (engine/challenge.h)
+ *   requests    transactionID      -> a request waiting for manual approval (engine/enroll.h)
+ * The last two are opaque to the store: it keeps bytes, the owners of the formats read and
+ * update them through store_get_aux / STORE_PUT_UPDATE. They were added without a schema
+ * bump: store_open creates them in an older environment (maxdbs leaves room), and an older
+ * scepd never opens them.
  *
  * Exactly one thread writes: the writer started by store_writer_start() (or, when no writer
  * runs, a caller of store_put_sync(), e.g. scepctl). It commits every queued put of a batch in
@@ -121,6 +127,29 @@ int store_count_revoked(store_reader *r, size_t *n);
  * CRL number committed). Both 0 when never written. */
 int store_get_counters(store_reader *r, uint64_t *rev_gen, uint64_t *crl_number);
 
+/* ---- auxiliary databases (records whose format the store does not know) ---- */
+enum store_aux_db { STORE_DB_CHALLENGES = 0, STORE_DB_REQUESTS = 1, STORE_DB__COUNT };
+#define STORE_AUX_KEY_MAX 256   /* bytes of an auxiliary key (below LMDB's 511) */
+
+/* The value stored under key in db; *val points into the map (valid until
+ * store_reader_end). 0, STORE_NOTFOUND, -EINVAL (bad db or key) or < 0. */
+int store_get_aux(store_reader *r, int db, const void *key, size_t key_len,
+                  const uint8_t **val, size_t *val_len);
+/* Every record of db in key order; stops early when cb returns non-zero (returned). */
+int store_foreach_aux(store_reader *r, int db,
+                      int (*cb)(const uint8_t *key, size_t key_len, const uint8_t *val,
+                                size_t val_len, void *arg),
+                      void *arg);
+
+/* Read-modify-write of one auxiliary record inside the batch's write transaction (the writer
+ * thread, or store_put_sync). cur is the stored value (NULL, 0 when absent; valid only during
+ * the call). The function returns a verdict of its own (stored in put->verdict, not read by
+ * the store) and sets *new_val (memory it owns, valid until done returns) to write a new
+ * value, or leaves it NULL to write nothing. It may run more than once for one put (a batch
+ * retried after a map resize), so it must derive everything from cur. */
+typedef int (*store_update_fn)(const uint8_t *cur, size_t cur_len, void *arg,
+                               const uint8_t **new_val, size_t *new_len);
+
 /* ---- writing ---- */
 enum store_put_kind {
     STORE_PUT_CERT = 0,         /* insert cert (the default: a zeroed put is a cert put)     */
@@ -129,6 +158,8 @@ enum store_put_kind {
                                    with the stored revocation, who = NULL), -EINVAL        */
     STORE_PUT_CRL_NUMBER = 2,   /* meta crl_number = crl_number if greater than the stored
                                    one: STORE_OK, else -ERANGE (never goes backwards)      */
+    STORE_PUT_UPDATE = 3,       /* aux_db/aux_key: update() decides (store_update_fn):
+                                   STORE_OK (verdict in ->verdict), -EINVAL               */
 };
 
 typedef struct store_put {
@@ -137,6 +168,12 @@ typedef struct store_put {
     store_cert cert;            /* STORE_PUT_CERT input: pointers valid until done returns */
     store_revocation rev;       /* STORE_PUT_REVOKE input (who valid until done returns)  */
     uint64_t crl_number;        /* STORE_PUT_CRL_NUMBER input                              */
+    int aux_db;                 /* STORE_PUT_UPDATE input: enum store_aux_db               */
+    const void *aux_key;        /* ... key (valid until done returns), 1..STORE_AUX_KEY_MAX */
+    size_t aux_key_len;
+    store_update_fn update;
+    void *update_arg;
+    int verdict;                /* STORE_PUT_UPDATE output: update()'s return value        */
     int result;                 /* output: STORE_OK, STORE_DUP_SERIAL, STORE_DUP_TXID, <0 */
     uint8_t existing_serial[STORE_SERIAL_LEN];   /* output for STORE_DUP_TXID */
     uint8_t existing_key_hash[STORE_HASH_LEN];   /* output for STORE_DUP_TXID */

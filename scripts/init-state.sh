@@ -31,6 +31,9 @@ if [ -e "$S/scepd.conf" ]; then
   exit 1
 fi
 
+mkdir -p "$S/profiles"
+cp "$here"/conf/profiles/*.conf "$S/profiles/"
+
 CHALLENGE=${CHALLENGE:-$(openssl rand -hex 16)}
 printf '%s\n' "$CHALLENGE" > "$S/challenge"
 openssl rand -hex 24 > "$S/admin-token"
@@ -92,6 +95,7 @@ path = store
 [issue]
 validity_days = 365
 challenge_file = challenge
+profiles_dir = profiles
 # micromdm scepclient (Debian 12) signs its pkiMessages with SHA-1 and encrypts them with single
 # DES whatever GetCACaps offers. Accept both on the way in; CSRs still need SHA-256+ and
 # replies are never single DES (DES3 instead).

@@ -223,6 +223,59 @@ static void test_parse_san(void **state)
     assert_null(challenge_parse_san("ip:not-an-ip"));
 }
 
+static void test_parse_subject(void **state)
+{
+    (void)state;
+    X509_NAME *n = challenge_parse_subject("/CN=dev-9/O=corp");
+    assert_non_null(n);
+    assert_int_equal(X509_NAME_entry_count(n), 2);
+    X509_NAME_free(n);
+    const char *bad[] = { "", "CN=x", "/CN", "/CN=", "/=x", "/NOPE=x", "/", NULL };
+    for (int i = 0; bad[i] != NULL; i++)
+        if ((n = challenge_parse_subject(bad[i])) != NULL) {
+            X509_NAME_free(n);
+            fail_msg("accepted '%s'", bad[i]);
+        }
+    assert_null(challenge_parse_subject(NULL));
+}
+
+static void test_create(void **state)
+{
+    (void)state;
+    char v[CHALLENGE_VALUE_LEN + 1], v2[CHALLENGE_VALUE_LEN + 1];
+    uint8_t key[CHALLENGE_HASH_LEN], h[CHALLENGE_HASH_LEN], rec[CHALLENGE_RECORD_MAX];
+    size_t len = 0;
+    const char *why = NULL;
+    challenge_record r;
+
+    assert_int_equal(challenge_create("otp", 1000, 60, "/CN=a", "dns:a.example", v, key, rec,
+                                      &len, &why), 0);
+    assert_null(why);
+    assert_int_equal(strlen(v), CHALLENGE_VALUE_LEN);
+    assert_int_equal(challenge_hash(NULL, 0, v, strlen(v), h), 0);
+    assert_memory_equal(h, key, sizeof(h));
+    assert_int_equal(challenge_decode(rec, len, &r), 0);
+    assert_string_equal(r.profile, "otp");
+    assert_int_equal(r.expires, 1060);
+    assert_true(r.subject_len > 0 && r.san_len > 0);
+    assert_int_equal(challenge_verify(&r, NULL, 0, v, strlen(v), "otp", 1001, 0, NULL, NULL),
+                     CHALLENGE_OK);
+    /* two challenges differ */
+    assert_int_equal(challenge_create("otp", 1000, 60, NULL, "", v2, key, rec, &len, &why), 0);
+    assert_string_not_equal(v, v2);
+    assert_int_equal(challenge_decode(rec, len, &r), 0);
+    assert_int_equal(r.subject_len, 0);
+    assert_int_equal(r.san_len, 0);
+    /* refusals say why and write nothing */
+    v2[0] = '\0';
+    assert_int_equal(challenge_create("otp", 1000, 60, "CN=x", NULL, v2, key, rec, &len, &why), -1);
+    assert_non_null(why);
+    assert_int_equal(v2[0], '\0');
+    assert_int_equal(challenge_create("otp", 1000, 60, NULL, "bogus:x", v2, key, rec, &len, &why), -1);
+    assert_int_equal(challenge_create("otp", 1000, 0, NULL, NULL, v2, key, rec, &len, &why), -1);
+    assert_int_equal(v2[0], '\0');
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -232,6 +285,8 @@ int main(void)
         cmocka_unit_test(test_record_init_limits),
         cmocka_unit_test(test_verify_outcomes),
         cmocka_unit_test(test_parse_san),
+        cmocka_unit_test(test_parse_subject),
+        cmocka_unit_test(test_create),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

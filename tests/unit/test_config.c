@@ -524,6 +524,21 @@ static void test_load(void **state)
     assert_string_equal(c.state_dir, want);
     assert_string_equal(c.audit_log, "-");
     assert_string_equal(c.store_path, "/abs/db");
+    snprintf(want, sizeof(want), "%s/profiles", real);   /* default, beside the file */
+    assert_string_equal(c.profiles_dir, want);
+
+    /* profiles_dir: relative to the file, or absolute as written */
+    const char *t2 = "[issue]\nprofiles_dir = p2\n";
+    write_file("p.conf", t2, strlen(t2), path, sizeof(path));
+    assert_int_equal(config_load(&c, path, errbuf, sizeof(errbuf)), 0);
+    snprintf(want, sizeof(want), "%s/p2", real);
+    assert_string_equal(c.profiles_dir, want);
+    const char *t3 = "[issue]\nprofiles_dir = /etc/scepd/profiles\n";
+    write_file("p.conf", t3, strlen(t3), path, sizeof(path));
+    assert_int_equal(config_load(&c, path, errbuf, sizeof(errbuf)), 0);
+    assert_string_equal(c.profiles_dir, "/etc/scepd/profiles");
+    write_file("scepd.conf", text, strlen(text), path, sizeof(path));
+    snprintf(want, sizeof(want), "%s/st", real);
 
     /* a bare file name resolves against the working directory's real path */
     char cwd[PATH_MAX];

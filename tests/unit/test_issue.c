@@ -802,6 +802,251 @@ static void test_hashes(void **state)
     OPENSSL_free(der);
 }
 
+/* ---- profiles ---- */
+
+static void parse_profile(profile *p, const char *name, const char *text)
+{
+    char err[256];
+    if (profile_parse(text, strlen(text), name, name, NULL, p, err, sizeof(err)) != 0)
+        fail_msg("%s: %s", name, err);
+}
+
+/* An issuer over F.ca with the given profiles (name, text pairs, NULL-terminated). */
+static issuer *with_profiles(const char *challenge, const char *const *defs)
+{
+    profile ps[8];
+    size_t n = 0;
+    profile_set *set = NULL;
+    issuer *is = NULL;
+    char err[256];
+    for (; defs[2 * n] != NULL; n++)
+        parse_profile(&ps[n], defs[2 * n], defs[2 * n + 1]);
+    assert_int_equal(profile_set_from(ps, n, &set, err, sizeof(err)), 0);
+    assert_int_equal(issuer_create(&F.cfg, &F.ca.set, challenge, &is), 0);
+    assert_int_equal(issuer_set_profiles(is, set, err, sizeof(err)), 0);
+    return is;
+}
+
+static const char *checked_profile(const issuer *is, der_buf d, const char *name, int *rc)
+{
+    X509_REQ *out = NULL;
+    const profile *p = NULL;
+    const char *detail = NULL;
+    *rc = issue_check_request(is, d.p, d.n, name, 1, &p, &out, &detail);
+    X509_REQ_free(out);
+    return *rc == REJ_NONE ? p->name : detail;
+}
+
+static der_buf ku_csr(EVP_PKEY *key, const char *ku)
+{
+    const char *specs[] = { "keyUsage", ku, NULL };
+    STACK_OF(X509_EXTENSION) *x = ku != NULL ? exts_of(specs) : NULL;
+    der_buf d = csr(key, F.subject, CHALLENGE, NULL, 0, x, SCEPC_MD_SHA256);
+    sk_X509_EXTENSION_pop_free(x, X509_EXTENSION_free);
+    return d;
+}
+
+static void test_profile_select_by_key_usage(void **state)
+{
+    (void)state;
+    const char *defs[] = { "default", "template = general\n",
+                           "sig", "template = signature\nkey_usage = digitalSignature\n",
+                           "enc", "template = encryption\nkey_usage = keyEncipherment\nkey_types = rsa\n",
+                           NULL };
+    issuer *is = with_profiles(CHALLENGE, defs);
+    int rc;
+    struct { const char *ku, *name, *want; } cases[] = {
+        { "digitalSignature", NULL, "sig" },
+        { "digitalSignature,nonRepudiation", NULL, "sig" },
+        { "keyEncipherment", NULL, "enc" },
+        { "digitalSignature,keyEncipherment", NULL, "default" },
+        { NULL, NULL, "default" },
+        { NULL, "", "default" },
+        { "digitalSignature", "enc", "enc" },   /* the URL wins over keyUsage */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        der_buf d = ku_csr(F.rsa, cases[i].ku);
+        const char *got = checked_profile(is, d, cases[i].name, &rc);
+        expect_rc(cases[i].want, rc, REJ_NONE);
+        assert_string_equal(got, cases[i].want);
+        free(d.p);
+    }
+    der_buf d = ku_csr(F.rsa, NULL);
+    checked_profile(is, d, "missing", &rc);
+    expect_rc("unknown profile", rc, REJ_NO_PROFILE);
+    free(d.p);
+    d = ku_csr(F.ec, "keyEncipherment");     /* enc is RSA only */
+    const char *detail = checked_profile(is, d, NULL, &rc);
+    expect_rc("EC under enc", rc, REJ_KEY_TYPE);
+    assert_string_equal(detail, "profile_key_type");
+    free(d.p);
+    issuer_destroy(is);
+
+    /* No default and no general profile: nothing for a general request. */
+    const char *only_sig[] = { "sig", "template = signature\n", NULL };
+    is = with_profiles(CHALLENGE, only_sig);
+    d = ku_csr(F.rsa, "digitalSignature,keyEncipherment");
+    checked_profile(is, d, NULL, &rc);
+    expect_rc("no general profile", rc, REJ_NO_PROFILE);
+    free(d.p);
+    issuer_destroy(is);
+}
+
+static void test_profile_challenges(void **state)
+{
+    (void)state;
+    const char *defs[] = { "default", "",
+                           "own", "challenge_password = other\n",
+                           "otp", "challenge = onetime\n",
+                           "open", "challenge = none\n", NULL };
+    issuer *is = with_profiles(CHALLENGE, defs);
+    int rc;
+    struct { const char *chal, *profile; int want; } cases[] = {
+        { CHALLENGE, "default", REJ_NONE },
+        { "other", "default", REJ_CHALLENGE },
+        { "other", "own", REJ_NONE },
+        { CHALLENGE, "own", REJ_CHALLENGE },     /* the profile's own replaces the global */
+        { NULL, "otp", REJ_NONE },               /* checked later, in the store */
+        { NULL, "open", REJ_NONE },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        der_buf d = simple_csr(F.rsa, cases[i].chal);
+        checked_profile(is, d, cases[i].profile, &rc);
+        expect_rc(cases[i].profile, rc, cases[i].want);
+        free(d.p);
+    }
+    issuer_destroy(is);
+}
+
+static int has_eku(X509 *x, const char *oid)
+{
+    EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
+    ASN1_OBJECT *want = OBJ_txt2obj(oid, 1);
+    int found = 0;
+    for (int i = 0; i < sk_ASN1_OBJECT_num(eku); i++)
+        found |= OBJ_cmp(sk_ASN1_OBJECT_value(eku, i), want) == 0;
+    ASN1_OBJECT_free(want);
+    EXTENDED_KEY_USAGE_free(eku);
+    return found;
+}
+
+static void test_profile_smartcard(void **state)
+{
+    (void)state;
+    const char *defs[] = { "smartcard", "eku = smartcardLogon, clientAuth\nsan_types = upn, email\n"
+                                        "key_types = rsa\n", NULL };
+    issuer *is = with_profiles(CHALLENGE, defs);
+    scepc_san upn, mail;
+    assert_int_equal(scepc_san_parse("upn:alice@corp.example", &upn), SCEPC_OK);
+    assert_int_equal(scepc_san_parse("email:alice@corp.example", &mail), SCEPC_OK);
+    int rc;
+    der_buf d = csr(F.rsa, F.subject, CHALLENGE, &mail, 1, NULL, SCEPC_MD_SHA256);
+    const char *detail = checked_profile(is, d, "smartcard", &rc);
+    expect_rc("no UPN", rc, REJ_UPN_REQUIRED);
+    assert_string_equal(detail, "profile_upn_required");
+    free(d.p);
+
+    d = csr(F.rsa, F.subject, CHALLENGE, &upn, 1, NULL, SCEPC_MD_SHA256);
+    X509_REQ *req = NULL;
+    const profile *p = NULL;
+    X509 *cert = NULL;
+    assert_int_equal(issue_check_request(is, d.p, d.n, "smartcard", 1, &p, &req, NULL), REJ_NONE);
+    assert_int_equal(issue_build_profile(is, req, p, NULL, NULL, &cert, NULL), REJ_NONE);
+    assert_true(has_eku(cert, "1.3.6.1.4.1.311.20.2.2"));
+    assert_true(has_eku(cert, "1.3.6.1.5.5.7.3.2"));
+    GENERAL_NAMES *san = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    assert_int_equal(sk_GENERAL_NAME_num(san), 1);
+    assert_int_equal(sk_GENERAL_NAME_value(san, 0)->type, GEN_OTHERNAME);
+    GENERAL_NAMES_free(san);
+    X509_free(cert);
+    cert = NULL;
+    /* An override without UPN is refused at build time too. */
+    GENERAL_NAMES *dns = GENERAL_NAMES_new();
+    GENERAL_NAME *gn = a2i_GENERAL_NAME(NULL, NULL, NULL, GEN_DNS, "x.example", 0);
+    assert_true(sk_GENERAL_NAME_push(dns, gn) > 0);
+    expect_rc("override without UPN", issue_build_profile(is, req, p, NULL, dns, &cert, NULL),
+              REJ_SAN_TYPE);
+    assert_null(cert);
+    GENERAL_NAMES_free(dns);
+    X509_REQ_free(req);
+    free(d.p);
+    issuer_destroy(is);
+}
+
+static void test_profile_validity_and_override(void **state)
+{
+    (void)state;
+    const char *defs[] = { "cap", "validity_days = 365\nbeyond_ca = cap\n",
+                           "refuse", "validity_days = 365\nbeyond_ca = refuse\n",
+                           "short", "validity_days = 3\npolicies = 1.2.3.4\n", NULL };
+    profile ps[3];
+    profile_set *set = NULL;
+    issuer *is = NULL;
+    char err[256];
+    for (int i = 0; i < 3; i++)
+        parse_profile(&ps[i], defs[2 * i], defs[2 * i + 1]);
+    assert_int_equal(profile_set_from(ps, 3, &set, err, sizeof(err)), 0);
+    assert_int_equal(issuer_create(&F.cfg, &F.short_ca.set, CHALLENGE, &is), 0);
+    assert_int_equal(issuer_set_profiles(is, set, err, sizeof(err)), 0);
+    der_buf d = simple_csr(F.ec, CHALLENGE);
+    X509_REQ *req = NULL;
+    X509 *cert = NULL;
+    int capped = -1;
+    assert_int_equal(issue_check_request(is, d.p, d.n, "cap", 1, NULL, &req, NULL), REJ_NONE);
+    const profile *cap = profile_set_find(issuer_profiles(is), "cap", 3);
+    const profile *refuse = profile_set_find(issuer_profiles(is), "refuse", 6);
+    const profile *shrt = profile_set_find(issuer_profiles(is), "short", 5);
+    assert_int_equal(issue_build_profile(is, req, cap, NULL, NULL, &cert, &capped), REJ_NONE);
+    assert_int_equal(capped, 1);
+    assert_int_equal(asn1_epoch(X509_get0_notAfter(cert)), F.short_ca.set.ca_not_after);
+    X509_free(cert);
+    cert = NULL;
+    capped = -1;
+    expect_rc("refuse", issue_build_profile(is, req, refuse, NULL, NULL, &cert, &capped),
+              REJ_BEYOND_CA);
+    assert_null(cert);
+    assert_int_equal(capped, -1);
+
+    /* short: 3 days, not capped, policies; subject and SAN replaced by the override */
+    X509_NAME *over = NULL;
+    assert_int_equal(scepc_name_parse("/CN=from-mdm/O=corp", &over), SCEPC_OK);
+    GENERAL_NAMES *dns = GENERAL_NAMES_new();
+    assert_true(sk_GENERAL_NAME_push(dns, a2i_GENERAL_NAME(NULL, NULL, NULL, GEN_DNS,
+                                                           "mdm.example", 0)) > 0);
+    assert_int_equal(issue_build_profile(is, req, shrt, over, dns, &cert, &capped), REJ_NONE);
+    assert_int_equal(capped, 0);
+    int64_t left = asn1_epoch(X509_get0_notAfter(cert)) - (int64_t)time(NULL);
+    assert_true(left > 3 * 86400 - 60 && left <= 3 * 86400);
+    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(cert), over), 0);
+    GENERAL_NAMES *san = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    assert_int_equal(sk_GENERAL_NAME_num(san), 1);
+    GENERAL_NAMES_free(san);
+    assert_true(X509_get_ext_by_NID(cert, NID_certificate_policies, -1) >= 0);
+    X509_free(cert);
+    X509_NAME_free(over);
+    GENERAL_NAMES_free(dns);
+    X509_REQ_free(req);
+    free(d.p);
+    issuer_destroy(is);
+}
+
+static void test_profile_reject_map(void **state)
+{
+    (void)state;
+    /* Every profile result maps to a row with the same failInfo as profile.h recommends. */
+    for (int r = 1; r < PROFILE__COUNT; r++) {
+        int rej = issue_profile_reject(r);
+        assert_int_not_equal(rej, REJ_NONE);
+        const char *fi = profile_result_failinfo(r);
+        int want = strcmp(fi, "BADALG") == 0 ? SCEP_FAIL_BADALG
+                 : strcmp(fi, "BADTIME") == 0 ? SCEP_FAIL_BADTIME : SCEP_FAIL_BADREQUEST;
+        if (reject_failinfo(rej) != want)
+            fail_msg("%s -> %s: failInfo differs", profile_result_diag(r), reject_diag(rej));
+    }
+    assert_int_equal(issue_profile_reject(PROFILE_OK), REJ_NONE);
+    assert_int_equal(issue_profile_reject(999), REJ_INTERNAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -825,6 +1070,11 @@ int main(void)
         cmocka_unit_test(test_build_empty_subject_san_critical),
         cmocka_unit_test(test_build_serials_distinct),
         cmocka_unit_test(test_hashes),
+        cmocka_unit_test(test_profile_select_by_key_usage),
+        cmocka_unit_test(test_profile_challenges),
+        cmocka_unit_test(test_profile_smartcard),
+        cmocka_unit_test(test_profile_validity_and_override),
+        cmocka_unit_test(test_profile_reject_map),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

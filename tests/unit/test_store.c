@@ -1123,6 +1123,152 @@ static void test_strerror(void **state)
     assert_string_equal(store_strerror(MDB_MAP_FULL), mdb_strerror(MDB_MAP_FULL));
 }
 
+/* ---- auxiliary databases: read-modify-write through STORE_PUT_UPDATE ---- */
+
+struct upd {
+    int calls;
+    int verdict;            /* returned */
+    const char *write;      /* value to write, or NULL */
+    char seen[64];          /* the value found, "" when absent */
+};
+
+static int upd_fn(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv, size_t *nl)
+{
+    struct upd *u = arg;
+    u->calls++;
+    snprintf(u->seen, sizeof(u->seen), "%.*s", cur != NULL ? (int)cur_len : 0,
+             cur != NULL ? (const char *)cur : "");
+    if (u->write != NULL) {
+        *nv = (const uint8_t *)u->write;
+        *nl = strlen(u->write);
+    }
+    return u->verdict;
+}
+
+static void aux_put(store_put *p, int db, const char *key, struct upd *u)
+{
+    memset(p, 0, sizeof(*p));
+    p->kind = STORE_PUT_UPDATE;
+    p->aux_db = db;
+    p->aux_key = key;
+    p->aux_key_len = strlen(key);
+    p->update = upd_fn;
+    p->update_arg = u;
+}
+
+static int aux_count_cb(const uint8_t *k, size_t kl, const uint8_t *v, size_t vl, void *arg)
+{
+    (void)k; (void)kl; (void)v; (void)vl;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static int stop_cb(const uint8_t *k, size_t kl, const uint8_t *v, size_t vl, void *arg)
+{
+    (void)k; (void)kl; (void)v; (void)vl; (void)arg;
+    return 7;
+}
+
+static void test_aux_update(void **state)
+{
+    struct fixture *f = *state;
+    store_reader *r = NULL;
+    store_put p[2];
+    const uint8_t *v = NULL;
+    size_t vl = 0;
+
+    assert_int_equal(store_open(f->path, 0, &f->s), 0);
+    assert_int_equal(store_reader_create(f->s, &r), 0);
+
+    /* absent: the function sees nothing, writes; its verdict comes back */
+    struct upd a = {.verdict = 5, .write = "first"};
+    aux_put(&p[0], STORE_DB_CHALLENGES, "k1", &a);
+    assert_int_equal(store_put_sync(f->s, &p[0]), 0);
+    assert_int_equal(p[0].result, STORE_OK);
+    assert_int_equal(p[0].verdict, 5);
+    assert_string_equal(a.seen, "");
+
+    /* two updates of one key in one transaction: the second sees the first's write */
+    struct upd b = {.verdict = 0, .write = "second"}, c = {.verdict = 1, .write = NULL};
+    aux_put(&p[0], STORE_DB_CHALLENGES, "k1", &b);
+    aux_put(&p[1], STORE_DB_CHALLENGES, "k1", &c);
+    p[0].next = &p[1];
+    assert_int_equal(store_put_sync(f->s, &p[0]), 0);
+    assert_string_equal(b.seen, "first");
+    assert_string_equal(c.seen, "second");
+    assert_int_equal(p[1].verdict, 1);
+
+    assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_get_aux(r, STORE_DB_CHALLENGES, "k1", 2, &v, &vl), 0);
+    assert_int_equal(vl, 6);
+    assert_memory_equal(v, "second", 6);
+    /* the dbs are separate */
+    assert_int_equal(store_get_aux(r, STORE_DB_REQUESTS, "k1", 2, &v, &vl), STORE_NOTFOUND);
+    assert_int_equal(store_get_aux(r, 9, "k1", 2, &v, &vl), -EINVAL);
+    assert_int_equal(store_get_aux(r, STORE_DB_CHALLENGES, "", 0, &v, &vl), -EINVAL);
+    store_reader_end(r);
+    assert_int_equal(store_get_aux(r, STORE_DB_CHALLENGES, "k1", 2, &v, &vl), -EINVAL);
+
+    /* bad input: -EINVAL for that put only */
+    struct upd d = {.write = "x"}, e = {.write = "y"};
+    aux_put(&p[0], 42, "k2", &d);
+    aux_put(&p[1], STORE_DB_REQUESTS, "k2", &e);
+    p[0].next = &p[1];
+    assert_int_equal(store_put_sync(f->s, &p[0]), 0);
+    assert_int_equal(p[0].result, -EINVAL);
+    assert_int_equal(d.calls, 0);
+    assert_int_equal(p[1].result, STORE_OK);
+    p[0].next = NULL;
+    p[0].aux_db = STORE_DB_REQUESTS;
+    p[0].update = NULL;
+    assert_int_equal(store_put_sync(f->s, &p[0]), 0);
+    assert_int_equal(p[0].result, -EINVAL);
+
+    int n = 0;
+    assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_foreach_aux(r, STORE_DB_REQUESTS, aux_count_cb, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_foreach_aux(r, STORE_DB_CHALLENGES, stop_cb, NULL), 7);
+    assert_int_equal(store_foreach_aux(r, -1, aux_count_cb, &n), -EINVAL);
+    store_reader_end(r);
+    store_reader_destroy(r);
+    store_close(f->s);
+
+    /* durable across a reopen */
+    assert_int_equal(store_open(f->path, 0, &f->s), 0);
+    assert_int_equal(store_reader_create(f->s, &r), 0);
+    assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_get_aux(r, STORE_DB_REQUESTS, "k2", 2, &v, &vl), 0);
+    assert_memory_equal(v, "y", 1);
+    store_reader_end(r);
+    store_reader_destroy(r);
+}
+
+/* Through the writer thread: the done callback sees the verdict. */
+static int aux_done_calls;
+static void aux_done(store_put *batch, void *arg)
+{
+    (void)arg;
+    for (store_put *p = batch; p != NULL; p = p->next)
+        if (p->result == STORE_OK && p->verdict == 3)
+            aux_done_calls++;
+}
+
+static void test_aux_writer(void **state)
+{
+    struct fixture *f = *state;
+    store_put p;
+    struct upd u = {.verdict = 3, .write = "w"};
+    assert_int_equal(store_open(f->path, 0, &f->s), 0);
+    aux_done_calls = 0;
+    assert_int_equal(store_writer_start(f->s, 8, aux_done, NULL), 0);
+    aux_put(&p, STORE_DB_CHALLENGES, "kw", &u);
+    store_submit(f->s, &p);
+    store_writer_stop(f->s);
+    assert_int_equal(aux_done_calls, 1);
+    assert_int_equal(u.calls, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1144,6 +1290,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_revocation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test(test_strerror),
+        cmocka_unit_test_setup_teardown(test_aux_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aux_writer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
