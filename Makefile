@@ -24,11 +24,13 @@ run: build
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
 
-# Unit tests and fuzz replays under AddressSanitizer + UBSan (CI runs this too).
+# The whole suite under AddressSanitizer + UBSan (CI runs this too): unit tests, fuzz-corpus
+# replays, and the integration tests against an ASan-built scepd/scepctl, whose shutdown must
+# be clean (tests/integration/lib.sh fails a test on any sanitizer report or leak).
 test-asan: deps
 	@cmake -S . -B build-asan -DSCEPD_ASAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	@cmake --build build-asan -j $(JOBS)
-	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j 2 -L 'unit|fuzz'
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j 2 --timeout 900 -L 'unit|fuzz|integration'
 
 bench: build
 	@bench/run.sh $(if $(FULL),--full,)

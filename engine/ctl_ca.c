@@ -615,11 +615,12 @@ static int cmd_stage_next(const config *cfg, int argc, char **argv)
     X509_NAME *dn = NULL;
     char label[LABEL_MAX], ra_label[LABEL_MAX], next_path[CONFIG_PATH_MAX];
     char label_path[CONFIG_PATH_MAX + 16], keyfile[CONFIG_PATH_MAX + 16];
-    STACK_OF(X509) *certs = sk_X509_new_null();
+    STACK_OF(X509) *certs = NULL;
     int rc = 1;
 
     if (parse_opts(argc, argv, O_SUBJECT | O_KEY | O_DAYS | O_FORCE, &o) != 0)
         return 2;
+    certs = sk_X509_new_null();
     if (o.days == 0)
         o.days = 3650;
     next_paths(cfg, next_path, label_path, keyfile);
@@ -769,7 +770,7 @@ out:
 static int cmd_export(const config *cfg, int argc, char **argv)
 {
     struct opts o;
-    STACK_OF(X509) *chain = NULL, *out_certs = sk_X509_new_null();
+    STACK_OF(X509) *chain = NULL, *out_certs = NULL;
     X509 *ca = NULL;
     char chain_path[CONFIG_PATH_MAX];
     FILE *f = NULL;
@@ -778,6 +779,7 @@ static int cmd_export(const config *cfg, int argc, char **argv)
     if (parse_opts(argc, argv, O_FORMAT | O_OUT, &o) != 0 || o.der + o.pem != 1 ||
         o.root + o.all > 1 || (o.all && o.der))
         return 2;
+    out_certs = sk_X509_new_null();
     if (out_certs == NULL || (ca = ca_read_cert(cfg->ca_cert)) == NULL) {
         fprintf(stderr, "scepctl: cannot read %s\n", cfg->ca_cert);
         goto out;

@@ -11,13 +11,23 @@ FAILED=0
 
 log() { printf '%s\n' "$*" >&2; }
 
+# Stops scepd with SIGTERM and checks how it ended: a clean shutdown exits 0, and under
+# ASan/UBSan (make test-asan) a leak or error report makes the exit status non-zero.
 stop_scepd() {
-  if [ -n "$SCEPD_PID" ] && kill -0 "$SCEPD_PID" 2>/dev/null; then
-    kill -TERM "$SCEPD_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$SCEPD_PID" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$SCEPD_PID" 2>/dev/null || true
-  fi
+  local pid=$SCEPD_PID rc=0
   SCEPD_PID=""
+  [ -n "$pid" ] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || rc=$?
+  if [ "$rc" -ne 0 ] || grep -q "Sanitizer" "$T/scepd.log" 2>/dev/null; then
+    FAILED=$((FAILED + 1))
+    log "FAIL - scepd did not shut down cleanly (exit $rc)"
+    grep -A30 "Sanitizer" "$T/scepd.log" 2>/dev/null | head -40 >&2 || true
+  fi
 }
 
 cleanup() {
@@ -64,6 +74,7 @@ check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi;
 audit_has() { grep -q -- "$1" "$STATE/audit.log"; }
 
 finish() {
+  stop_scepd
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ]
 }
