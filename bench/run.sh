@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# The scepd benchmark (`make bench`, `make bench FULL=1`); method in docs/benchmarks.md.
+#
+# In one run on this machine: measures the crypto ceiling of the keys in use (bench/ceiling),
+# then loads, in turn and with identical scep-loadgen settings and key sizes, scepd with
+# SoftHSM keys, scepd with software (PEM) keys and micromdm's scepserver (software keys, CA
+# RSA-2048). Prints one table, writes bench/results/<date>-<host>[-full].json and a PNG plot.
+#
+#   bench/run.sh [--full] [--duration S] [--warmup S] [--concurrency "1 4 16"] [--seed N]
+#                [--servers "scepd-softhsm scepd-file micromdm"] [--out DIR] [--keep]
+# Quick (default): concurrency 16, 6 s + 2 s warm-up per server (about a minute in all: the
+#   loadgen's untimed calibration, prebuilding and reply checks take longer than the run).
+# Full: concurrency 1 4 16 64 256 per server, 10 s + 3 s each, then the store-size leg:
+#   scepd+SoftHSM at concurrency 16 on an empty store, then on 1,000,000 seeded certificates.
+# Environment: BUILD (build dir, default ./build), LOADGEN (default $BUILD/scep-loadgen),
+#   SCEPSERVER (default: scepserver on PATH).
+# Exit: 0 when every scepd run completed without errors (the peer's own failures are reported,
+#   not fatal), 1 otherwise (results are written anyway), 2 on usage or missing binaries.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BUILD:-$SRC/build}
+case "$BUILD" in /*) ;; *) BUILD="$SRC/$BUILD" ;; esac
+LOADGEN=${LOADGEN:-$BUILD/scep-loadgen}
+SCEPSERVER=${SCEPSERVER:-$(command -v scepserver || true)}
+
+FULL=0 DURATION="" WARMUP="" CONCS="" SEED="" SERVERS="" KEEP=0
+OUT=$SRC/bench/results
+usage() { sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    --full) FULL=1 ;;
+    --duration) DURATION=${2:?}; shift ;;
+    --warmup) WARMUP=${2:?}; shift ;;
+    --concurrency) CONCS=${2:?}; shift ;;
+    --seed) SEED=${2:?}; shift ;;
+    --servers) SERVERS=${2:?}; shift ;;
+    --out) OUT=${2:?}; shift ;;
+    --keep) KEEP=1 ;;
+    -h|--help) usage ;;
+    *) echo "bench: unknown argument $1" >&2; usage ;;
+  esac
+  shift
+done
+if [ $FULL = 1 ]; then
+  : "${DURATION:=10}" "${WARMUP:=3}" "${CONCS:=1 4 16 64 256}" "${SEED:=1000000}"
+  CEIL_SECS=3 SUFFIX=-full
+else
+  : "${DURATION:=6}" "${WARMUP:=2}" "${CONCS:=16}" "${SEED:=0}"
+  CEIL_SECS=1 SUFFIX=""
+fi
+: "${SERVERS:=scepd-softhsm scepd-file micromdm}"
+STORE_CONC=16                       # concurrency of the store-size leg
+# Identical for every server. micromdm additionally gets --legacy (it replies in single DES).
+LG_COMMON=(--method post --cipher aes128 --md sha256 --key-type rsa:2048 --quiet)
+
+for b in scepd scepctl ceiling seed_store; do
+  [ -x "$BUILD/$b" ] || { echo "bench: $BUILD/$b missing: build first (make build)" >&2; exit 2; }
+done
+[ -x "$LOADGEN" ] || { echo "bench: $LOADGEN missing: build first (make build)" >&2; exit 2; }
+if [[ " $SERVERS " == *" micromdm "* ]] && [ -z "$SCEPSERVER" ]; then
+  echo "bench: scepserver (Debian package scep) not found: skipping the peer" >&2
+  SERVERS=${SERVERS//micromdm/}
+fi
+command -v curl >/dev/null || { echo "bench: curl is needed" >&2; exit 2; }
+
+T=$(mktemp -d /tmp/scepd-bench.XXXXXX)
+SERVER_PID="" LG_PID=""
+T0=$SECONDS
+log() { printf 'bench [%3ds]: %s\n' $((SECONDS - T0)) "$*" >&2; }
+
+stop_server() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$LG_PID" ]; then kill -TERM "$LG_PID" 2>/dev/null || true; wait "$LG_PID" 2>/dev/null || true; fi
+  stop_server
+  if [ $KEEP = 1 ]; then log "kept $T"; else rm -rf "$T"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A loopback port nobody listens on (scepserver cannot be asked for an ephemeral one).
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 40000))
+    ss -Hltn "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
+  done
+  return 1
+}
+
+# wait_http URL PID LOG: until URL answers 200, or the process dies (10 s at most).
+wait_http() {
+  for _ in $(seq 1 200); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { log "server exited:"; tail -n 20 "$3" >&2; return 1; }
+    sleep 0.05
+  done
+  log "server did not answer at $1"; tail -n 20 "$3" >&2; return 1
+}
+
+CHALLENGE=$(openssl rand -hex 12 2>/dev/null)
+
+# init_scepd NAME KEYS: a state directory for scepd with key storage KEYS (pkcs11|file).
+init_scepd() {
+  LISTEN=127.0.0.1:0 AUDIT_LOG=audit.log BUILD="$BUILD" KEYS=$2 CA_KEY=rsa:2048 \
+    CHALLENGE=$CHALLENGE "$SRC/scripts/init-state.sh" "$T/$1" >"$T/$1-init.log" 2>&1 ||
+    { log "init-state ($1) failed:"; cat "$T/$1-init.log" >&2; return 1; }
+}
+
+# start_scepd NAME: sets SERVER_PID and URL.
+start_scepd() {
+  rm -f "$T/$1.port"
+  "$BUILD/scepd" -c "$T/$1/scepd.conf" --port-file "$T/$1.port" >"$T/$1.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 200); do [ -s "$T/$1.port" ] && break; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
+  [ -s "$T/$1.port" ] || { log "scepd ($1) did not start"; tail -n 20 "$T/$1.log" >&2; return 1; }
+  URL="http://127.0.0.1:$(cat "$T/$1.port")/scep"
+  wait_http "$URL?operation=GetCACaps" "$SERVER_PID" "$T/$1.log"
+}
+
+start_micromdm() {
+  local port
+  if [ ! -d "$T/micromdm/depot" ]; then
+    mkdir -p "$T/micromdm"
+    (cd "$T/micromdm" && "$SCEPSERVER" ca -init -depot depot -keySize 2048 -organization bench >/dev/null 2>&1)
+  fi
+  port=$(free_port) || { log "no free port"; return 1; }
+  # it logs one line per request to stderr: that is its normal operation, kept in a file
+  (cd "$T/micromdm" && exec "$SCEPSERVER" -depot depot -port "$port" -challenge "$CHALLENGE") \
+    >"$T/micromdm.log" 2>&1 &
+  SERVER_PID=$!
+  URL="http://127.0.0.1:$port/scep"
+  wait_http "$URL?operation=GetCACaps" "$SERVER_PID" "$T/micromdm.log"
+}
+
+ROWS=$T/rows.jsonl
+: >"$ROWS"
+FAILED=0
+
+# measure SERVER KEYS CONC STORE_CERTS [extra loadgen args]: one loadgen run against $URL,
+# appended to $ROWS as the loadgen's JSON plus the bench's own fields.
+measure() {
+  local server=$1 keys=$2 conc=$3 certs=$4; shift 4
+  local label="$server-$keys-c$conc" j="$T/lg-$server-$keys-c$conc-s$certs.json" rc=0
+  log "$label: $DURATION s at concurrency $conc (+$WARMUP s warm-up)"
+  rm -f "$j"
+  # in the background so that a signal interrupts `wait` at once and cleanup stops it
+  timeout --kill-after=5 $((DURATION + WARMUP + 300)) "$LOADGEN" --url "$URL" \
+    --challenge "$CHALLENGE" --concurrency "$conc" --duration "$DURATION" --warmup "$WARMUP" \
+    --server-pid "$SERVER_PID" --json "$j" --label "$label" "${LG_COMMON[@]}" "$@" \
+    >"$T/lg-$label-s$certs.out" 2>&1 &
+  LG_PID=$!
+  wait "$LG_PID" || rc=$?
+  LG_PID=""
+  if [ ! -s "$j" ]; then
+    log "$label: scep-loadgen failed (exit $rc):"; tail -n 20 "$T/lg-$label-s$certs.out" >&2
+    FAILED=1
+    printf '{"label":"%s","concurrency":%s,"enrollments_per_s":0,"errors":-1,"failed":true' "$label" "$conc" >"$j"
+  else
+    if [ $rc -ne 0 ] && [ "$server" = micromdm ]; then
+      # the peer's own failures are a result, not a failure of the benchmark
+      log "$label: the peer failed some enrollments (see the table)"
+    elif [ $rc -ne 0 ]; then
+      log "$label: scep-loadgen reported errors (exit $rc)"; FAILED=1
+    fi
+    tr -d '\n' <"$j" | sed 's/}[[:space:]]*$//' >"$j.tmp" && mv "$j.tmp" "$j"
+  fi
+  printf ',"server":"%s","keys":"%s","store_certs":%s,"loadgen_exit":%s}\n' \
+    "$server" "$keys" "$certs" "$rc" >>"$j"
+  tr -d '\n' <"$j" >>"$ROWS"; echo >>"$ROWS"
+}
+
+# ---- 1. crypto ceiling: same key types and thread count as scepd's crypto workers ----
+log "state directories"
+init_scepd softhsm pkcs11
+init_scepd file file
+log "crypto ceiling (${CEIL_SECS} s per operation)"
+"$BUILD/ceiling" -c "$T/softhsm/scepd.conf" --seconds "$CEIL_SECS" --json "$T/ceiling.json"
+CEIL=$(cat "$T/ceiling.json")
+
+# ---- 2. the servers, in turn ----
+for s in $SERVERS; do
+  case $s in
+    scepd-softhsm) start=(start_scepd softhsm) name=scepd keys=softhsm extra=() ;;
+    scepd-file)    start=(start_scepd file)    name=scepd keys=software extra=() ;;
+    micromdm)      start=(start_micromdm)      name=micromdm keys=software extra=(--legacy) ;;
+    *) log "unknown server $s"; exit 2 ;;
+  esac
+  if "${start[@]}"; then
+    for c in $CONCS; do measure "$name" "$keys" "$c" 0 "${extra[@]}"; done
+  else
+    log "$s: not measured"; FAILED=1
+  fi
+  stop_server
+done
+
+# ---- 3. store size (full run): empty store against SEED certificates already stored ----
+if [ "$SEED" -gt 0 ]; then
+  init_scepd store pkcs11
+  if start_scepd store; then measure scepd softhsm $STORE_CONC 0; else FAILED=1; fi
+  stop_server
+  log "seeding $SEED certificates"
+  "$BUILD/seed_store" -c "$T/store/scepd.conf" -n "$SEED" --quiet >"$T/seed.json"
+  log "seeded: $(cat "$T/seed.json")"
+  if start_scepd store; then measure scepd softhsm $STORE_CONC "$SEED"; else FAILED=1; fi
+  stop_server
+fi
+
+# ---- 4. table, results, plot ----
+mkdir -p "$OUT"
+base="$OUT/$(date +%F)-$(hostname -s)$SUFFIX"
+ncpu=$(nproc)
+"$SRC/bench/report.sh" "$ROWS" "$CEIL" "$base.json" "$T/plot" "$ncpu" | tee "$base.txt"
+if command -v gnuplot >/dev/null; then
+  term=png
+  gnuplot -e 'set terminal' 2>/dev/null | grep -q pngcairo && term=pngcairo
+  series=$(cat "$T/plot/series" 2>/dev/null || true)
+  sw=$(grep -o '"sw_ceiling_enrollments_per_s":[0-9.]*' "$T/ceiling.json" | cut -d: -f2)
+  hw=$(grep -o '"hsm_ceiling_enrollments_per_s":[0-9.]*' "$T/ceiling.json" | cut -d: -f2)
+  gnuplot -e "dir='$T/plot'; out='$base.png'; term='$term'; series='$series'; sw=${sw:-0}; hw=${hw:-0}" \
+    "$SRC/bench/plot.gp" 2>"$T/gnuplot.err" || { log "gnuplot failed:"; cat "$T/gnuplot.err" >&2; }
+  [ -s "$base.png" ] && log "plot: $base.png"
+else
+  log "gnuplot not installed: no plot"
+fi
+log "results: $base.json"
+[ $FAILED = 0 ]
