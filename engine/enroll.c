@@ -546,7 +546,7 @@ static int enroll(const enroll_ctx *ctx, job *j, scep_request *req)
         snprintf(j->txkey, sizeof(j->txkey), "%s", req->txid);
     }
     rej = REJ_INTERNAL;
-    if (issue_key_hash(X509_REQ_get0_pubkey(csr), key_hash) != 0 ||
+    if (issue_spki_hash(X509_REQ_get_X509_PUBKEY(csr), key_hash) != 0 ||
         issue_name_hash(X509_REQ_get_subject_name(csr), subj_hash) != 0)
         goto out;
     uint8_t old_key[32];
@@ -718,7 +718,7 @@ static int poll(const enroll_ctx *ctx, job *j, scep_request *req)
     if (rej != REJ_NONE)
         goto out;
     rej = REJ_UNKNOWN_TXN;
-    if (issue_key_hash(X509_get0_pubkey(req->signer), signer_key) != 0)
+    if (issue_spki_hash(X509_get_X509_PUBKEY(req->signer), signer_key) != 0)
         goto out;
     if (lookup_txid(ctx, req->txid, serial, key_hash) != STORE_OK) {
         /* Not issued (yet): a request waiting for approval, or denied. */

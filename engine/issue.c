@@ -360,6 +360,47 @@ static ASN1_INTEGER *random_serial(void)
     return ai;
 }
 
+/* Puts the CSR's SubjectPublicKeyInfo into the certificate as it was encoded (algorithm,
+ * parameters and key bits copied), instead of X509_set_pubkey: that one re-encodes and
+ * re-decodes the key through OpenSSL 3's encoder/decoder framework, whose lookups (global
+ * read locks, name compares) cost more per enrollment than the rest of issue_build. */
+static int copy_spki(X509 *x, X509_REQ *csr)
+{
+    ASN1_OBJECT *alg_obj = NULL;
+    const unsigned char *bits = NULL;
+    int nbits = 0, ptype = V_ASN1_UNDEF;
+    X509_ALGOR *alg = NULL;
+    const void *pval = NULL;
+    const ASN1_OBJECT *pobj = NULL;
+    X509_PUBKEY *src = X509_REQ_get_X509_PUBKEY(csr);
+    void *param = NULL;
+    unsigned char *enc = NULL;
+
+    if (src == NULL || X509_PUBKEY_get0_param(&alg_obj, &bits, &nbits, &alg, src) != 1 ||
+        nbits <= 0)
+        return -1;
+    X509_ALGOR_get0(&pobj, &ptype, &pval, alg);
+    if (ptype == V_ASN1_OBJECT)
+        param = OBJ_dup(pval);
+    else if (ptype == V_ASN1_SEQUENCE)
+        param = ASN1_STRING_dup(pval);
+    else
+        ptype = ptype == V_ASN1_NULL ? V_ASN1_NULL : V_ASN1_UNDEF;
+    ASN1_OBJECT *obj = OBJ_dup(alg_obj);
+    enc = OPENSSL_memdup(bits, (size_t)nbits);
+    if (obj == NULL || enc == NULL || ((ptype == V_ASN1_OBJECT || ptype == V_ASN1_SEQUENCE) && param == NULL) ||
+        X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), obj, ptype, param, enc, nbits) != 1) {
+        ASN1_OBJECT_free(obj);
+        if (ptype == V_ASN1_OBJECT)
+            ASN1_OBJECT_free(param);
+        else if (ptype == V_ASN1_SEQUENCE)
+            ASN1_STRING_free(param);
+        OPENSSL_free(enc);
+        return -1;
+    }
+    return 0;
+}
+
 int issue_build_profile(const issuer *is, X509_REQ *csr, const profile *prof,
                         const X509_NAME *subject, const GENERAL_NAMES *san, X509 **out,
                         int *capped_out)
@@ -392,7 +433,7 @@ int issue_build_profile(const issuer *is, X509_REQ *csr, const profile *prof,
         !X509_set_subject_name(x, subject != NULL ? subject : X509_REQ_get_subject_name(csr)) ||
         X509_time_adj_ex(X509_getm_notBefore(x), 0, -(long)is->backdate_s, &now) == NULL ||
         ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after) == NULL ||
-        !X509_set_pubkey(x, pub))
+        copy_spki(x, csr) != 0)
         goto out;
     pr = profile_add_extensions(prof, x, is->ca->ca_cert, pub, san);
     if (pr != PROFILE_OK) {
@@ -425,6 +466,15 @@ int issue_build(const issuer *is, X509_REQ *csr, X509 **out)
     if (prof == NULL)
         return REJ_NO_PROFILE;
     return issue_build_profile(is, csr, prof, NULL, NULL, out, NULL);
+}
+
+int issue_spki_hash(const X509_PUBKEY *spki, uint8_t out[32])
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(spki, &der);
+    int ok = n > 0 && EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL) == 1;
+    OPENSSL_free(der);
+    return ok ? 0 : -1;
 }
 
 int issue_key_hash(EVP_PKEY *pub, uint8_t out[32])

@@ -58,7 +58,11 @@ int issue_check_csr(const issuer *is, const uint8_t *der, size_t len, int need_c
  * under prof. subject / san (may be NULL) replace the request's (challenge bindings of an
  * "override" profile). *capped_out (may be NULL) = 1 when notAfter was cut to the CA's.
  * Returns REJ_NONE and *out, or REJ_CA_EXPIRED, REJ_BEYOND_CA, REJ_VALIDITY_REQUEST,
- * REJ_UPN_REQUIRED, REJ_SAN_TYPE, REJ_INTERNAL. */
+ * REJ_UPN_REQUIRED, REJ_SAN_TYPE, REJ_INTERNAL.
+ * The certificate's SubjectPublicKeyInfo is the request's, copied as encoded: *out is meant to
+ * be encoded (i2d_X509, CMS), and X509_get0_pubkey(*out) returns NULL because the key was
+ * never decoded (doing so, or X509_set_pubkey, costs a third of an enrollment's CPU in OpenSSL
+ * 3.0's encoder/decoder lookups). Compare keys with X509_PUBKEY_eq / the encoded form. */
 int issue_build_profile(const issuer *is, X509_REQ *csr, const profile *prof,
                         const X509_NAME *subject, const GENERAL_NAMES *san, X509 **out,
                         int *capped_out);
@@ -74,6 +78,8 @@ int issue_profile_reject(int profile_result);
 
 /* SHA-256 of a public key's SubjectPublicKeyInfo DER; of a Name's DER. 0 or -1. */
 int issue_key_hash(EVP_PKEY *pub, uint8_t out[32]);
+/* The same hash from an encoded SubjectPublicKeyInfo, without OpenSSL's encoder (cheap). */
+int issue_spki_hash(const X509_PUBKEY *spki, uint8_t out[32]);
 int issue_name_hash(const X509_NAME *name, uint8_t out[32]);
 
 #endif

@@ -1094,14 +1094,21 @@ int profile_add_extensions(const profile *p, X509 *cert, X509 *ca, EVP_PKEY *sub
     if (p->policy_count > 0 && !add_nid(cert, NID_certificate_policies, 0, pol))
         goto out;
 
-    /* SKI: SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2 method 1). */
+    /* SKI: SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2 method 1), taken from the
+     * certificate when it has them already (no re-encoding of subject_key). */
+    const ASN1_BIT_STRING *kbits = X509_get0_pubkey_bitstr(cert);
     X509_PUBKEY *xpk = NULL;
-    if (!X509_PUBKEY_set(&xpk, subject_key))
-        goto out;
     const unsigned char *pk = NULL;
     int pklen = 0;
-    int got = X509_PUBKEY_get0_param(NULL, &pk, &pklen, NULL, xpk) == 1 &&
-              EVP_Digest(pk, (size_t)pklen, md, &mdlen, EVP_sha1(), NULL) == 1;
+    if (kbits != NULL && kbits->length > 0) {
+        pk = kbits->data;
+        pklen = kbits->length;
+    } else if (!X509_PUBKEY_set(&xpk, subject_key) ||
+               X509_PUBKEY_get0_param(NULL, &pk, &pklen, NULL, xpk) != 1) {
+        X509_PUBKEY_free(xpk);
+        goto out;
+    }
+    int got = EVP_Digest(pk, (size_t)pklen, md, &mdlen, EVP_sha1(), NULL) == 1;
     X509_PUBKEY_free(xpk);
     if (!got || !ASN1_OCTET_STRING_set(ski, md, (int)mdlen) ||
         !add_nid(cert, NID_subject_key_identifier, 0, ski))
