@@ -1,7 +1,7 @@
 /* seed_store: fills a scepd store with N synthetic certificate records, for the store-size leg of
  * the benchmark (how throughput changes with 1,000,000 certificates already issued).
  *
- *   seed_store (-c scepd.conf | --store DIR) -n N [--batch B] [--quiet]
+ *   seed_store (-c scepd.conf | --store DIR) -n N [--revoked R] [--batch B] [--quiet]
  *
  * Run it while no scepd uses the store (LMDB allows one writer; store_put_sync refuses when a
  * writer thread runs in this process, and another process would just wait on the lock).
@@ -12,6 +12,12 @@
  * get the same key shapes and random insertion order as real issuance. The DER of each record is the template
  * with its serial and CN patched in place: the signature no longer verifies, which nothing
  * in the store checks, and that keeps seeding at LMDB speed instead of signing speed.
+ *
+ * --revoked R also revokes R of the N certificates (spread evenly over them; R = N: all) with
+ * STORE_PUT_REVOKE puts queued after the certificate puts of the same transaction, so the
+ * revoked database, the certificate's status and the "rev_gen" counter are exactly what a
+ * revocation through scepd or scepctl leaves, and the CRL builder reads them as such
+ * (reason keyCompromise, revoked at the seeding time, who "seed_store").
  */
 #include <errno.h>
 #include <getopt.h>
@@ -36,6 +42,8 @@
 #define CN_TEMPLATE CN_PREFIX "000000000000"
 #define TXID_LEN 32          /* hex of 16 bytes, as SCEP clients usually send */
 #define SUBJ_TXT_MAX 96
+#define SEED_REASON 1        /* RFC 5280 keyCompromise: an entry with a reasonCode extension */
+#define SEED_WHO "seed_store"
 
 /* The template certificate and where the per-record fields sit inside it. */
 typedef struct tmpl {
@@ -149,7 +157,7 @@ out:
 
 /* Per-batch buffers: the puts and the bytes they point at (valid until the commit returns). */
 typedef struct batch {
-    store_put *puts;
+    store_put *puts;               /* n cert puts, then up to n revoke puts */
     unsigned char *der;            /* n * der_len */
     char *txid;                    /* n * TXID_LEN */
     char *subj;                    /* n * SUBJ_TXT_MAX */
@@ -167,7 +175,7 @@ static void batch_free(batch *b)
 static int batch_alloc(batch *b, int n, size_t der_len)
 {
     b->n = n;
-    b->puts = calloc((size_t)n, sizeof(*b->puts));
+    b->puts = calloc(2 * (size_t)n, sizeof(*b->puts));
     b->der = malloc((size_t)n * der_len);
     b->txid = malloc((size_t)n * TXID_LEN);
     b->subj = malloc((size_t)n * SUBJ_TXT_MAX);
@@ -246,11 +254,46 @@ static int batch_fill(batch *b, const tmpl *t, const unsigned char nonce[16],
     return 0;
 }
 
+/* Whether record idx of total is one of the revoked ones: R of N spread evenly (floor steps). */
+static bool is_revoked(unsigned long long idx, long long total, long long revoked)
+{
+    unsigned long long n = (unsigned long long)total, r = (unsigned long long)revoked;
+    return r > 0 && ((idx + 1) * r) / n != (idx * r) / n;
+}
+
+/* Appends a revoke put after the last put of the list for every revoked record among the
+ * count cert puts of b (first_index..). Returns how many were added. */
+static int batch_add_revokes(batch *b, unsigned long long first_index, int count,
+                             long long total, long long revoked, int64_t now)
+{
+    store_put *tail = &b->puts[count - 1];
+    int added = 0;
+    for (int i = 0; i < count; i++) {
+        if (!is_revoked(first_index + (unsigned long long)i, total, revoked))
+            continue;
+        store_put *p = &b->puts[count + added];
+        memset(p, 0, sizeof(*p));
+        p->kind = STORE_PUT_REVOKE;
+        memcpy(p->rev.serial, b->puts[i].cert.serial, STORE_SERIAL_LEN);
+        p->rev.reason = SEED_REASON;
+        p->rev.revoked_at = now;
+        p->rev.who = SEED_WHO;
+        p->rev.who_len = strlen(SEED_WHO);
+        tail->next = p;
+        tail = p;
+        added++;
+    }
+    return added;
+}
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: seed_store (-c scepd.conf | --store DIR) -n N [--batch B] [--quiet]\n"
+    fprintf(f, "usage: seed_store (-c scepd.conf | --store DIR) -n N [--revoked R] [--batch B]\n"
+               "                  [--quiet]\n"
                "  Writes N synthetic ~1 KB certificate records into the store, B per write\n"
-               "  transaction (default 20000). Run while no scepd uses the store.\n");
+               "  transaction (default 20000), and revokes R of them (default 0; R <= N,\n"
+               "  spread evenly, reason keyCompromise) in the same transactions.\n"
+               "  Run while no scepd uses the store.\n");
 }
 
 int main(int argc, char **argv)
@@ -259,13 +302,14 @@ int main(int argc, char **argv)
         { "config", required_argument, NULL, 'c' },
         { "store", required_argument, NULL, 'S' },
         { "count", required_argument, NULL, 'n' },
+        { "revoked", required_argument, NULL, 'r' },
         { "batch", required_argument, NULL, 'b' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *conf = NULL, *path = NULL;
-    long long total = -1;
+    long long total = -1, revoked = 0;
     int bsize = 20000, c, rc = 1;
     bool quiet = false;
     config cfg;
@@ -275,18 +319,20 @@ int main(int argc, char **argv)
     store *st = NULL;
     unsigned char nonce[16];
 
-    while ((c = getopt_long(argc, argv, "c:S:n:b:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:S:n:r:b:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': conf = optarg; break;
         case 'S': path = optarg; break;
         case 'n': total = atoll(optarg); break;
+        case 'r': revoked = atoll(optarg); break;
         case 'b': bsize = atoi(optarg); break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if ((conf == NULL) == (path == NULL) || total < 0 || bsize < 1 || bsize > 1000000 ||
+    if ((conf == NULL) == (path == NULL) || total < 0 || revoked < 0 ||
+        revoked > total || bsize < 1 || bsize > 1000000 ||
         optind != argc) {
         usage(stderr);
         return 2;
@@ -303,8 +349,9 @@ int main(int argc, char **argv)
         ERR_print_errors_fp(stderr);
         goto out;
     }
-    /* ~1.4 KB per record over three trees: start big rather than double the map repeatedly */
-    size_t map = (size_t)total * 4096 + ((size_t)256 << 20);
+    /* ~1.4 KB per record over three trees (+ ~100 B per revocation, and the rewritten
+     * record's old pages until the commit): start big rather than double the map repeatedly */
+    size_t map = (size_t)total * 4096 + (size_t)revoked * 512 + ((size_t)256 << 20);
     int orc = store_open(path, map, &st);
     if (orc != 0) {
         fprintf(stderr, "seed_store: %s: %s\n", path, store_strerror(orc));
@@ -315,7 +362,7 @@ int main(int argc, char **argv)
         goto out;
     }
     double t0 = now_s(), last = t0;
-    long long written = 0, dups = 0;
+    long long written = 0, dups = 0, nrev = 0;
     int64_t now = (int64_t)time(NULL);
     while (written + dups < total) {
         int n = total - written - dups < bsize ? (int)(total - written - dups) : bsize;
@@ -323,6 +370,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "seed_store: cannot build records\n");
             goto out;
         }
+        int adds = batch_add_revokes(&b, (unsigned long long)(written + dups), n, total,
+                                     revoked, now);
         int wrc = store_put_sync(st, &b.puts[0]);
         if (wrc != 0) {
             fprintf(stderr, "seed_store: commit: %s\n", store_strerror(wrc));
@@ -338,17 +387,26 @@ int main(int argc, char **argv)
                 goto out;
             }
         }
+        for (int i = n; i < n + adds; i++) {
+            /* STORE_NOTFOUND: its certificate was a duplicate serial, not written */
+            if (b.puts[i].result == STORE_OK)
+                nrev++;
+            else if (b.puts[i].result != STORE_NOTFOUND) {
+                fprintf(stderr, "seed_store: revoke: %s\n", store_strerror(b.puts[i].result));
+                goto out;
+            }
+        }
         double tn = now_s();
         if (!quiet && tn - last >= 2.0) {
-            fprintf(stderr, "seed_store: %lld/%lld (%.0f/s)\n", written, total,
-                    (double)written / (tn - t0));
+            fprintf(stderr, "seed_store: %lld/%lld, %lld revoked (%.0f/s)\n", written, total,
+                    nrev, (double)written / (tn - t0));
             last = tn;
         }
     }
     double secs = now_s() - t0;
-    printf("{\"store\":\"%s\",\"seeded\":%lld,\"duplicates\":%lld,\"der_bytes\":%zu,"
-           "\"seconds\":%.2f,\"records_per_s\":%.0f}\n",
-           path, written, dups, t.der_len, secs, secs > 0 ? (double)written / secs : 0.0);
+    printf("{\"store\":\"%s\",\"seeded\":%lld,\"revoked\":%lld,\"duplicates\":%lld,"
+           "\"der_bytes\":%zu,\"seconds\":%.2f,\"records_per_s\":%.0f}\n",
+           path, written, nrev, dups, t.der_len, secs, secs > 0 ? (double)written / secs : 0.0);
     rc = dups == 0 ? 0 : 1;
 out:
     batch_free(&b);

@@ -1,11 +1,11 @@
-/* A running scepd: routing, crypto workers, commit callback. See app.h. */
-#include "engine/app.h"
+/* A running scepd: jobs, the crypto workers and their queue, the commit callback, start and
+ * stop. Routing is in route.c, the admin API in admin.c, the CRL publisher in publisher.c. */
+#include "engine/app_internal.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/provider.h>
-
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,7 +17,6 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
 #include "engine/audit.h"
 #include "engine/ca.h"
 #include "engine/challenge.h"
@@ -32,62 +31,9 @@
 #include "engine/store.h"
 #include "hsm/hsm.h"
 
-#define JOB_MAX_ATTEMPTS 4
-
-/* Jobs a shard collected during one batch of completions; touched only by that shard's
- * thread, handed to the workers by on_flush. */
-typedef struct stage {
-    job *head, *tail;
-    char headers[256];     /* extra header lines of an immediate answer (304) */
-} stage;
-
-typedef struct worker {
-    struct app   *app;
-    pthread_t     thread;
-    int           started;
-} worker;
-
-struct app {
-    config        cfg;
-    audit        *audit;
-    ca_set       *ca;
-    issuer       *issuer;
-    store        *store;
-    uint32_t      nshards;
-    shard       **shards;
-    pthread_t    *shard_threads;
-    stage        *stages;          /* one per shard */
-    OSSL_PROVIDER *legacy;         /* loaded only for allow_des_requests */
-    int           nworkers;
-    worker       *workers;
-    int           stop_fd;         /* eventfd: app_stop -> app_run */
-    /* The crypto workers' queue: one lock per pushed list, one wake-up per list. */
-    pthread_mutex_t q_mu;
-    pthread_cond_t  q_cv;
-    job          *q_head, *q_tail;
-    size_t        q_len;
-    int           q_stopping;
-    /* Revocation, CRL, OCSP. */
-    crl_signer   *crl_signer;
-    crl_cache    *crls;
-    char          crl_path[2 * CONFIG_PATH_MAX + 2];
-    ocsp_responder *ocsp;
-    uint8_t       admin_hash[32];  /* SHA-256 of the admin bearer token */
-    int           has_admin;
-    /* The CRL publisher thread: decides when to rebuild, waits for the worker's JOB_CRL. */
-    pthread_t     pub_thread;
-    int           pub_started;
-    pthread_mutex_t pub_mu;
-    pthread_cond_t  pub_cv;
-    int           pub_stop, pub_wake;
-    job          *pub_done;
-};
-
-static const char CT_TEXT[] = "text/plain";
-
 /* ------------------------------------------------------------------ job lifecycle */
 
-static void job_release(shard_reply *r)
+void app_job_release(shard_reply *r)
 {
     job *j = JOB_OF_REPLY(r);
     if (j->unhold != NULL)
@@ -100,7 +46,7 @@ static void job_release(shard_reply *r)
     free(j);
 }
 
-static job *job_new(app *a, int kind, conn_ref ref, const char *peer, const char *pname)
+job *app_job_new(app *a, int kind, conn_ref ref, const char *peer, const char *pname)
 {
     job *j = calloc(1, sizeof(*j));
     if (j == NULL)
@@ -108,14 +54,14 @@ static job *job_new(app *a, int kind, conn_ref ref, const char *peer, const char
     j->owner = a;
     j->kind = kind;
     j->reply.ref = ref;
-    j->reply.release = job_release;
+    j->reply.release = app_job_release;
     snprintf(j->peer, sizeof(j->peer), "%s", peer != NULL ? peer : "");
     snprintf(j->profile, sizeof(j->profile), "%s", pname);
     return j;
 }
 
 /* Appends a linked list of jobs to the worker queue. */
-static void queue_push(app *a, job *head)
+void app_queue_push(app *a, job *head)
 {
     job *tail = head;
     size_t n = 1;
@@ -424,19 +370,6 @@ static void challenge_committed(app *a, job *j)
     set_body(j, 201, "application/json", (uint8_t *)body, (size_t)n);
 }
 
-/* Writer thread: a new challenge record, written only when its key is new. */
-static int challenge_insert(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
-                            size_t *nl)
-{
-    job *j = arg;
-    (void)cur_len;
-    if (cur != NULL)
-        return 1;
-    *nv = j->msg;
-    *nl = j->msg_len;
-    return 0;
-}
-
 /* Store writer thread: the batch is durable. Certificates may now leave the server. */
 static void on_committed(store_put *batch, void *arg)
 {
@@ -500,620 +433,8 @@ static void on_committed(store_put *batch, void *arg)
             out = j;
         }
     }
-    queue_push(a, retry);
+    app_queue_push(a, retry);
     deliver(a, out);
-}
-
-/* ------------------------------------------------------------------ routing (shard thread) */
-
-static void stage_job(app *a, job *j)
-{
-    stage *st = &a->stages[j->reply.ref.shard];
-    j->next = NULL;
-    if (st->tail != NULL)
-        st->tail->next = j;
-    else
-        st->head = j;
-    st->tail = j;
-}
-
-/* End of a shard's completion batch: everything it staged goes to the workers at once. */
-static void on_flush(void *ctx, uint32_t shard_index)
-{
-    app *a = ctx;
-    stage *st = &a->stages[shard_index];
-    if (st->head == NULL)
-        return;
-    queue_push(a, st->head);
-    st->head = st->tail = NULL;
-}
-
-static int path_is(http_slice path, const char *s, int icase)
-{
-    size_t n = strlen(s);
-    if (path.n != n)
-        return 0;
-    return icase ? strncasecmp(path.p, s, n) == 0 : memcmp(path.p, s, n) == 0;
-}
-
-/* SCEP paths: /scep, /scep/<profile>[/...], and the NDES-compatible names. pname gets the
- * profile the URL names, or "" for the default path (chosen by keyUsage). Returns 1, 0 for
- * a path that is not SCEP, -1 for an unknown profile. */
-static int scep_path(const app *a, http_slice path, char *pname, size_t plen)
-{
-    pname[0] = '\0';
-    if (path_is(path, "/cgi-bin/pkiclient.exe", 1) || path_is(path, "/certsrv/mscep/mscep.dll", 1) ||
-        path_is(path, "/certsrv/mscep/mscep.dll/pkiclient.exe", 1) || path_is(path, "/scep", 0))
-        return 1;
-    if (path.n < 6 || memcmp(path.p, "/scep/", 6) != 0)
-        return 0;
-    const char *name = path.p + 6, *end = path.p + path.n;
-    const char *slash = memchr(name, '/', (size_t)(end - name));
-    size_t n = (size_t)((slash != NULL ? slash : end) - name);
-    /* "/scep/" and "/scep/pkiclient.exe" (clients that append the CGI name) are the default. */
-    if (n == 0 || (n == 13 && slash == NULL && strncasecmp(name, "pkiclient.exe", 13) == 0))
-        return 1;
-    if (n >= plen || profile_set_find(issuer_profiles(a->issuer), name, n) == NULL)
-        return -1;
-    memcpy(pname, name, n);
-    pname[n] = '\0';
-    return 1;
-}
-
-static int respond(http_response *resp, int status, const char *ct, const void *body, size_t len)
-{
-    resp->status = status;
-    resp->content_type = ct;
-    resp->body = body;
-    resp->body_len = len;
-    resp->extra_headers = NULL;
-    resp->close = status >= 400 && status != 404;
-    return APP_RESPOND;
-}
-
-/* Refusals made by the HTTP layer itself (limits, timeouts, malformed requests). */
-static void on_http_reject(void *ctx, int status, const char *reason, const char *peer)
-{
-    app *a = ctx;
-    audit_fields f = {.diag = "http", .peer = peer, .detail = reason, .failinfo = -1,
-                      .http_status = status};
-    audit_emit(a->audit, AUDIT_HTTP_REJECTED, &f);
-}
-
-static int reject(app *a, http_response *resp, int status, const char *reason, const char *peer)
-{
-    on_http_reject(a, status, reason, peer);
-    return respond(resp, status, CT_TEXT, reason, strlen(reason));
-}
-
-/* Decodes the PKIOperation message of a GET (percent-encoded base64) or POST (DER; base64
- * tolerated). Returns a malloc'd DER or NULL. */
-static uint8_t *pki_message(const http_request *req, const uint8_t *body, size_t body_len,
-                            int is_get, size_t *outlen)
-{
-    char *txt = NULL;
-    const char *b64 = NULL;
-    size_t b64len = 0;
-    uint8_t *der = NULL;
-
-    if (is_get) {
-        http_slice m;
-        if (!http_query_param(req->query, "message", &m) || m.n == 0)
-            return NULL;
-        txt = malloc(m.n + 1);
-        if (txt == NULL)
-            return NULL;
-        long n = http_percent_decode(m, txt, 0);
-        if (n <= 0)
-            goto out;
-        b64 = txt;
-        b64len = (size_t)n;
-    } else {
-        if (body_len == 0)
-            return NULL;
-        if (body[0] == 0x30) {     /* DER SEQUENCE: the normal case */
-            der = malloc(body_len);
-            if (der != NULL) {
-                memcpy(der, body, body_len);
-                *outlen = body_len;
-            }
-            return der;
-        }
-        b64 = (const char *)body;
-        b64len = body_len;
-    }
-    der = malloc(3 * (b64len / 4) + 3);
-    if (der != NULL) {
-        long n = http_base64_decode(b64, b64len, der);
-        if (n <= 0) {
-            free(der);
-            der = NULL;
-        } else {
-            *outlen = (size_t)n;
-        }
-    }
-out:
-    free(txt);
-    return der;
-}
-
-static int prefix_is(http_slice path, const char *s)
-{
-    size_t n = strlen(s);
-    return path.n >= n && memcmp(path.p, s, n) == 0;
-}
-
-static void unhold_crl(void *p)
-{
-    crl_snapshot_unref(p);
-}
-
-/* GET /crl/ca.crl: the published CRL, by reference (no copy of a large CRL); 304 when the
- * client already has it. */
-static int serve_crl(app *a, const http_request *req, conn_ref ref, const char *peer,
-                     http_response *resp)
-{
-    crl_snapshot *crl = crl_cache_get(a->crls);
-    http_slice inm;
-    if (crl == NULL)
-        return respond(resp, 503, CT_TEXT, "no CRL published yet\n", 21);
-    if (http_find_header(req, "If-None-Match", &inm) && inm.n == strlen(crl->etag) &&
-        memcmp(inm.p, crl->etag, inm.n) == 0) {
-        stage *st = &a->stages[ref.shard];
-        snprintf(st->headers, sizeof(st->headers), "%s", crl->headers);
-        crl_snapshot_unref(crl);
-        respond(resp, 304, NULL, NULL, 0);
-        resp->extra_headers = st->headers;
-        return APP_RESPOND;
-    }
-    job *j = job_new(a, JOB_HELD, ref, peer, "");
-    if (j == NULL) {
-        crl_snapshot_unref(crl);
-        return respond(resp, 503, CT_TEXT, "busy\n", 5);
-    }
-    j->hold = crl;
-    j->unhold = unhold_crl;
-    snprintf(j->headers, sizeof(j->headers), "%s", crl->headers);
-    j->reply.resp.status = 200;
-    j->reply.resp.content_type = "application/pkix-crl";
-    j->reply.resp.body = crl->der;
-    j->reply.resp.body_len = crl->len;
-    j->reply.resp.extra_headers = j->headers;
-    shard_deliver(a->shards[ref.shard], &j->reply);
-    return APP_DEFER;
-}
-
-/* /ocsp: POST with the DER request as body, or GET /ocsp/<base64, percent-encoded>. */
-static int ocsp_route(app *a, const http_request *req, const uint8_t *body, size_t body_len,
-                      int is_get, int is_post, conn_ref ref, const char *peer, http_response *resp)
-{
-    uint8_t *der = NULL;
-    size_t len = 0;
-    if (a->ocsp == NULL)
-        return reject(a, resp, 404, "OCSP responder not configured\n", peer);
-    if (is_post && path_is(req->path, "/ocsp", 0)) {
-        if (body_len == 0)
-            return reject(a, resp, 400, "empty OCSP request\n", peer);
-        der = malloc(body_len);
-        if (der == NULL)
-            return respond(resp, 503, CT_TEXT, "busy\n", 5);
-        memcpy(der, body, body_len);
-        len = body_len;
-    } else if (is_get && req->path.n > 6) {
-        http_slice enc = {req->path.p + 6, req->path.n - 6};
-        char *txt = malloc(enc.n + 1);
-        long n = txt != NULL ? http_percent_decode(enc, txt, 0) : -1;
-        der = n > 0 ? malloc(3 * ((size_t)n / 4) + 3) : NULL;
-        long m = der != NULL ? http_base64_decode(txt, (size_t)n, der) : -1;
-        free(txt);
-        if (m <= 0) {
-            free(der);
-            return reject(a, resp, 400, "OCSP GET request is not base64\n", peer);
-        }
-        len = (size_t)m;
-    } else {
-        reject(a, resp, 405, "method not allowed\n", peer);
-        resp->extra_headers = "Allow: GET, POST\r\n";
-        return APP_RESPOND;
-    }
-    job *j = job_new(a, JOB_OCSP, ref, peer, "");
-    if (j == NULL) {
-        free(der);
-        return respond(resp, 503, CT_TEXT, "busy\n", 5);
-    }
-    j->msg = der;
-    j->msg_len = len;
-    stage_job(a, j);
-    return APP_DEFER;
-}
-
-/* The value of "key" in a flat JSON object of strings ({"serial":"..","reason":".."}) or
- * in a form body (serial=..&reason=..). Returns 1 and a NUL-terminated copy, 0 if absent,
- * -1 if malformed or too long. */
-static int body_field(const uint8_t *body, size_t len, const char *key, char *out, size_t outlen)
-{
-    size_t i = 0, kl = strlen(key);
-    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
-        i++;
-    if (i < len && body[i] == '{') {
-        for (size_t k = i; k + kl + 2 <= len; k++) {
-            if (body[k] != '"' || memcmp(body + k + 1, key, kl) != 0 || body[k + 1 + kl] != '"')
-                continue;
-            size_t v = k + kl + 2;
-            while (v < len && (body[v] == ' ' || body[v] == ':' || body[v] == '\t'))
-                v++;
-            if (v >= len || body[v] != '"')
-                return -1;
-            size_t e = ++v;
-            while (e < len && body[e] != '"' && body[e] != '\\')
-                e++;
-            if (e >= len || body[e] != '"' || e - v >= outlen)
-                return -1;
-            memcpy(out, body + v, e - v);
-            out[e - v] = '\0';
-            return 1;
-        }
-        return 0;
-    }
-    http_slice form = {(const char *)body, len}, v;
-    if (!http_query_param(form, key, &v))
-        return 0;
-    if (v.n >= outlen)
-        return -1;
-    long n = http_percent_decode(v, out, 1);
-    if (n < 0)
-        return -1;
-    out[n] = '\0';
-    return 1;
-}
-
-static int parse_serial_hex(const char *s, uint8_t out[STORE_SERIAL_LEN])
-{
-    size_t n = strlen(s);
-    uint8_t b[STORE_SERIAL_LEN] = {0};
-    if (n == 0 || n > 2 * STORE_SERIAL_LEN)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[n - 1 - i];
-        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (v < 0)
-            return -1;
-        b[STORE_SERIAL_LEN - 1 - i / 2] |= (uint8_t)(i % 2 ? v << 4 : v);
-    }
-    memcpy(out, b, sizeof(b));
-    return 0;
-}
-
-static int admin_reject_ev(app *a, int event, http_response *resp, int status,
-                           const char *diag, const char *text, const char *peer)
-{
-    audit_fields f = {.diag = diag, .peer = peer, .detail = text, .failinfo = -1,
-                      .http_status = status};
-    audit_emit(a->audit, event, &f);
-    respond(resp, status, CT_TEXT, text, strlen(text));
-    resp->close = 0;
-    if (status == 401)
-        resp->extra_headers = "WWW-Authenticate: Bearer realm=\"scepd-admin\"\r\n";
-    return APP_RESPOND;
-}
-
-static int admin_reject(app *a, http_response *resp, int status, const char *diag,
-                        const char *text, const char *peer)
-{
-    return admin_reject_ev(a, AUDIT_REVOKE_FAILED, resp, status, diag, text, peer);
-}
-
-/* Bearer token check: both sides hashed, compared in constant time. */
-static int admin_authorised(const app *a, const http_request *req)
-{
-    http_slice h;
-    uint8_t got[32];
-    if (!a->has_admin || !http_find_header(req, "Authorization", &h) || h.n < 8 ||
-        strncasecmp(h.p, "Bearer ", 7) != 0)
-        return 0;
-    if (EVP_Digest(h.p + 7, h.n - 7, got, NULL, EVP_sha256(), NULL) != 1)
-        return 0;
-    return CRYPTO_memcmp(got, a->admin_hash, sizeof(got)) == 0;
-}
-
-/* POST /admin/revocations: the revocation goes straight to the store writer (no crypto);
- * the answer is sent from the commit callback. */
-static int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t body_len,
-                        int is_post, conn_ref ref, const char *peer, http_response *resp)
-{
-    char serial_txt[80], reason_txt[40], inv_txt[24];
-    uint8_t serial[STORE_SERIAL_LEN];
-    int reason = 0;
-    long long inv = 0;
-
-    if (!a->has_admin)
-        return reject(a, resp, 404, "admin API disabled\n", peer);
-    if (!admin_authorised(a, req))
-        return admin_reject(a, resp, 401, "unauthorized", "missing or wrong bearer token\n", peer);
-    if (!is_post) {
-        reject(a, resp, 405, "method not allowed\n", peer);
-        resp->extra_headers = "Allow: POST\r\n";
-        return APP_RESPOND;
-    }
-    int hs = body_field(body, body_len, "serial", serial_txt, sizeof(serial_txt));
-    if (hs != 1 || parse_serial_hex(serial_txt, serial) != 0)
-        return admin_reject(a, resp, 400, "bad_serial", "serial missing or not 1-32 hex digits\n", peer);
-    int hr = body_field(body, body_len, "reason", reason_txt, sizeof(reason_txt));
-    if (hr < 0 || (hr == 1 && (reason = crl_reason_from_name(reason_txt)) < 0))
-        return admin_reject(a, resp, 400, "bad_reason", "unknown reason (RFC 5280 name, e.g. keyCompromise)\n", peer);
-    int hi = body_field(body, body_len, "invalidity_date", inv_txt, sizeof(inv_txt));
-    if (hi < 0 || (hi == 1 && (sscanf(inv_txt, "%lld", &inv) != 1 || inv <= 0)))
-        return admin_reject(a, resp, 400, "bad_invalidity", "invalidity_date must be seconds since the epoch\n", peer);
-    job *j = job_new(a, JOB_REVOKE, ref, peer, "");
-    if (j == NULL)
-        return respond(resp, 503, CT_TEXT, "busy\n", 5);
-    for (int i = 0; i < STORE_SERIAL_LEN; i++)
-        snprintf(j->serial_hex + 2 * i, 3, "%02x", serial[i]);
-    snprintf(j->who, sizeof(j->who), "admin-api %s", peer != NULL ? peer : "");
-    store_revocation *rv = &j->put.rev;
-    j->put.kind = STORE_PUT_REVOKE;
-    memcpy(rv->serial, serial, sizeof(serial));
-    rv->reason = reason;
-    rv->revoked_at = (int64_t)time(NULL);
-    rv->invalidity = (int64_t)inv;
-    rv->who = j->who;
-    rv->who_len = strlen(j->who);
-    store_submit(a->store, &j->put);
-    return APP_DEFER;
-}
-
-/* POST /admin/challenges {"profile":"P","ttl":"60m","subject":"/CN=..","san":"dns:.."}:
- * a new one-time challenge, stored (hashed) by the writer; the value is answered from the
- * commit callback. Generating it is cheap (random bytes, one hash): done right here. */
-static int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t body_len,
-                           int is_post, conn_ref ref, const char *peer, http_response *resp)
-{
-    char pname[64], ttl_txt[32], subject[512], san[1024];
-    const char *why = NULL;
-
-    if (!a->has_admin)
-        return reject(a, resp, 404, "admin API disabled\n", peer);
-    if (!admin_authorised(a, req))
-        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 401, "unauthorized", "missing or wrong bearer token\n", peer);
-    if (!is_post) {
-        reject(a, resp, 405, "method not allowed\n", peer);
-        resp->extra_headers = "Allow: POST\r\n";
-        return APP_RESPOND;
-    }
-    int hp = body_field(body, body_len, "profile", pname, sizeof(pname));
-    const profile *prof = hp == 1 ? profile_set_find(issuer_profiles(a->issuer), pname,
-                                                     strlen(pname)) : NULL;
-    if (prof == NULL)
-        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_profile", "profile missing or unknown\n", peer);
-    if (prof->challenge != PROFILE_CHALLENGE_ONETIME)
-        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_profile", "the profile does not use one-time challenges\n", peer);
-    long long ttl_ms = 3600 * 1000LL;
-    int ht = body_field(body, body_len, "ttl", ttl_txt, sizeof(ttl_txt));
-    if (ht < 0 || (ht == 1 && ((ttl_ms = config_parse_duration_ms(ttl_txt)) < 1000)))
-        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_ttl", "ttl must be a duration of at least 1s (e.g. 60m)\n", peer);
-    int hs = body_field(body, body_len, "subject", subject, sizeof(subject));
-    int hn = body_field(body, body_len, "san", san, sizeof(san));
-    if (hs < 0 || hn < 0)
-        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_binding", "subject or san malformed or too long\n", peer);
-    job *j = job_new(a, JOB_CHALLENGE, ref, peer, prof->name);
-    uint8_t *rec = malloc(CHALLENGE_RECORD_MAX);
-    if (j == NULL || rec == NULL) {
-        free(rec);
-        if (j != NULL)
-            job_release(&j->reply);
-        return respond(resp, 503, CT_TEXT, "busy\n", 5);
-    }
-    int64_t now = (int64_t)time(NULL);
-    size_t rec_len = 0;
-    if (challenge_create(prof->name, now, ttl_ms / 1000, hs == 1 ? subject : NULL,
-                         hn == 1 ? san : NULL, j->txkey, j->aux_key, rec, &rec_len, &why) != 0) {
-        free(rec);
-        job_release(&j->reply);
-        char msg[200];
-        snprintf(msg, sizeof(msg), "%s\n", why);
-        audit_fields f = {.diag = "bad_binding", .peer = peer, .detail = why, .failinfo = -1,
-                          .http_status = 400};
-        audit_emit(a->audit, AUDIT_HTTP_REJECTED, &f);
-        respond(resp, 400, CT_TEXT, why, strlen(why));
-        resp->close = 0;
-        return APP_RESPOND;
-    }
-    j->msg = rec;
-    j->msg_len = rec_len;
-    j->crl_next_update = now + ttl_ms / 1000;     /* the expiry, for the answer */
-    snprintf(j->who, sizeof(j->who), "admin-api %s", peer != NULL ? peer : "");
-    j->put.kind = STORE_PUT_UPDATE;
-    j->put.aux_db = STORE_DB_CHALLENGES;
-    j->put.aux_key = j->aux_key;
-    j->put.aux_key_len = sizeof(j->aux_key);
-    j->put.update = challenge_insert;
-    j->put.update_arg = j;
-    store_submit(a->store, &j->put);
-    return APP_DEFER;
-}
-
-static int on_request(void *ctx, const http_request *req, const uint8_t *body, size_t body_len,
-                      conn_ref ref, const char *peer, http_response *resp)
-{
-    app *a = ctx;
-    char pname[64], op[64];
-    int is_get = req->method.n == 3 && memcmp(req->method.p, "GET", 3) == 0;
-    int is_post = req->method.n == 4 && memcmp(req->method.p, "POST", 4) == 0;
-
-    if (path_is(req->path, "/healthz", 0)) {
-        job *j = job_new(a, JOB_HEALTH, ref, peer, "");
-        if (j == NULL)
-            return respond(resp, 503, CT_TEXT, "busy\n", 5);
-        stage_job(a, j);
-        return APP_DEFER;
-    }
-    if (path_is(req->path, "/crl/ca.crl", 0)) {
-        if (!is_get)
-            return reject(a, resp, 405, "method not allowed\n", peer);
-        return serve_crl(a, req, ref, peer, resp);
-    }
-    if (path_is(req->path, "/ocsp", 0) || prefix_is(req->path, "/ocsp/"))
-        return ocsp_route(a, req, body, body_len, is_get, is_post, ref, peer, resp);
-    if (path_is(req->path, "/admin/revocations", 0))
-        return admin_revoke(a, req, body, body_len, is_post, ref, peer, resp);
-    if (path_is(req->path, "/admin/challenges", 0))
-        return admin_challenge(a, req, body, body_len, is_post, ref, peer, resp);
-    int sp = scep_path(a, req->path, pname, sizeof(pname));
-    if (sp == 0)
-        return reject(a, resp, 404, "not found\n", peer);
-    if (sp < 0)
-        return reject(a, resp, 404, "unknown profile\n", peer);
-    if (!is_get && !is_post) {
-        reject(a, resp, 405, "method not allowed\n", peer);
-        resp->extra_headers = "Allow: GET, POST\r\n";
-        return APP_RESPOND;
-    }
-    http_slice opv;
-    if (!http_query_param(req->query, "operation", &opv) || opv.n >= sizeof(op))
-        return reject(a, resp, 400, "missing or bad operation parameter\n", peer);
-    long oplen = http_percent_decode(opv, op, 1);
-    if (oplen < 0)
-        return reject(a, resp, 400, "bad operation parameter\n", peer);
-    op[oplen] = '\0';
-
-    if (strcmp(op, "GetCACaps") == 0)
-        return respond(resp, 200, CT_TEXT, a->ca->caps, a->ca->caps_len);
-    if (strcmp(op, "GetCACert") == 0)
-        return respond(resp, 200, a->ca->cacert_type, a->ca->cacert_body, a->ca->cacert_len);
-    if (strcmp(op, "GetNextCACert") == 0) {
-        if (a->ca->has_next)
-            return respond(resp, 200, a->ca->nextca_type, a->ca->nextca_body, a->ca->nextca_len);
-        return reject(a, resp, 404, "no next CA certificate is staged\n", peer);
-    }
-    if (strcmp(op, "PKIOperation") != 0)
-        return reject(a, resp, 400, "unknown operation\n", peer);
-
-    size_t len = 0;
-    uint8_t *der = pki_message(req, body, body_len, is_get, &len);
-    if (der == NULL)
-        return reject(a, resp, 400, "PKIOperation message missing or not base64\n", peer);
-    job *j = job_new(a, JOB_PKIOPERATION, ref, peer, pname);
-    if (j == NULL) {
-        free(der);
-        return respond(resp, 503, CT_TEXT, "busy\n", 5);
-    }
-    j->msg = der;
-    j->msg_len = len;
-    stage_job(a, j);
-    return APP_DEFER;
-}
-
-/* ------------------------------------------------------------------ CRL publisher */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Saves and publishes what a JOB_CRL produced (its number is durable by now). */
-static int crl_publish(app *a, job *j)
-{
-    crl_snapshot *snap = NULL;
-    char detail[2 * CONFIG_PATH_MAX + 128];
-    int e = crl_file_save(a->crl_path, j->body, j->body_len);
-    if (e != 0) {
-        snprintf(detail, sizeof(detail), "cannot save %s: %s", a->crl_path, strerror(-e));
-        audit_fields f = {.diag = "crl_save", .detail = detail, .failinfo = -1};
-        audit_emit(a->audit, AUDIT_CRL_FAILED, &f);
-        /* Still served: the signed CRL is good, only the copy on disk is older. */
-    }
-    if (crl_snapshot_create(j->body, j->body_len, j->crl_number, j->crl_this_update,
-                            j->crl_next_update, &snap) != 0) {
-        j->body = NULL;
-        return -1;
-    }
-    j->body = NULL;
-    crl_cache_set(a->crls, snap);
-    snprintf(detail, sizeof(detail), "crl_number=%llu bytes=%zu",
-             (unsigned long long)j->crl_number, j->body_len);
-    audit_fields f = {.detail = detail, .failinfo = -1};
-    audit_emit(a->audit, AUDIT_CRL_PUBLISHED, &f);
-    return 0;
-}
-
-/* Decides when to rebuild: when none is published, when 3/4 of its validity has passed,
- * and rebuild_delay after the store's revocation generation moved (revocations from the
- * admin API wake it at once; scepctl's are seen by polling once a second). Several
- * revocations within the delay make one CRL. Building and signing run on a worker. */
-static void *publisher_main(void *arg)
-{
-    app *a = arg;
-    store_reader *reader = NULL;
-    uint64_t built_gen = UINT64_MAX;
-    int64_t change_seen = 0, retry_at = 0;
-
-    if (store_reader_create(a->store, &reader) != 0)
-        return NULL;
-    pthread_mutex_lock(&a->pub_mu);
-    while (!a->pub_stop) {
-        a->pub_wake = 0;
-        pthread_mutex_unlock(&a->pub_mu);
-        int64_t ms = now_ms(), now = ms / 1000;
-        uint64_t gen = 0, num = 0;
-        if (store_reader_begin(reader) == 0) {
-            if (store_get_counters(reader, &gen, &num) != 0)
-                gen = built_gen;
-            store_reader_end(reader);
-        }
-        crl_snapshot *cur = crl_cache_get(a->crls);
-        int stale = cur == NULL ||
-                    now >= cur->next_update - (cur->next_update - cur->this_update) / 4;
-        uint64_t cur_number = cur != NULL ? cur->number : 0;
-        crl_snapshot_unref(cur);
-        if (gen != built_gen && change_seen == 0)
-            change_seen = ms;
-        int due = stale || (gen != built_gen && ms - change_seen >= a->cfg.crl_rebuild_delay_ms);
-        if (due && ms >= retry_at) {
-            job *j = calloc(1, sizeof(*j));
-            if (j != NULL) {
-                j->owner = a;
-                j->kind = JOB_CRL;
-                j->crl_number = cur_number;
-                queue_push(a, j);
-                pthread_mutex_lock(&a->pub_mu);
-                while (a->pub_done == NULL)
-                    pthread_cond_wait(&a->pub_cv, &a->pub_mu);
-                a->pub_done = NULL;
-                pthread_mutex_unlock(&a->pub_mu);
-                if (j->crl_ok && crl_publish(a, j) == 0) {
-                    built_gen = j->crl_rev_gen;
-                    change_seen = built_gen == gen ? 0 : ms;
-                    retry_at = 0;
-                } else {
-                    audit_fields f = {.diag = "crl_build", .detail = "CRL build, signature or commit failed; retrying in 10 s",
-                                      .failinfo = -1};
-                    audit_emit(a->audit, AUDIT_CRL_FAILED, &f);
-                    retry_at = ms + 10000;
-                }
-                free(j->body);
-                free(j);
-            }
-            pthread_mutex_lock(&a->pub_mu);
-            continue;
-        }
-        pthread_mutex_lock(&a->pub_mu);
-        if (a->pub_stop || a->pub_wake)
-            continue;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        long step = a->cfg.crl_rebuild_delay_ms > 0 && a->cfg.crl_rebuild_delay_ms < 1000 &&
-                    change_seen != 0 ? a->cfg.crl_rebuild_delay_ms : 1000;
-        until.tv_nsec += step * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&a->pub_cv, &a->pub_mu, &until);
-    }
-    pthread_mutex_unlock(&a->pub_mu);
-    store_reader_destroy(reader);
-    return NULL;
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -1279,14 +600,14 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     /* Shard 0 binds first; with port 0 the others reuse the port it got. */
     config scfg = a->cfg;
     for (uint32_t i = 0; i < a->nshards; i++) {
-        int e = shard_create(&scfg, i, on_request, a, &a->shards[i]);
+        int e = shard_create(&scfg, i, route_request, a, &a->shards[i]);
         if (e != 0) {
             snprintf(err, errlen, "listen on %s:%u: %s", cfg->listen_host, cfg->listen_port,
                      strerror(-e));
             goto out;
         }
-        shard_set_flush(a->shards[i], on_flush);
-        shard_set_reject(a->shards[i], on_http_reject);
+        shard_set_flush(a->shards[i], route_flush);
+        shard_set_reject(a->shards[i], route_http_reject);
         if (i == 0)
             scfg.listen_port = shard_port(a->shards[0]);
     }
@@ -1384,7 +705,7 @@ void app_destroy(app *a)
     /* Jobs left in the queue (only if app_run never ran its workers) */
     for (job *j = a->q_head, *n; j != NULL; j = n) {
         n = j->next;
-        job_release(&j->reply);
+        app_job_release(&j->reply);
     }
     free(a->shards);
     free(a->shard_threads);
