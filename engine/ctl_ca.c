@@ -247,7 +247,10 @@ static int write_text(const char *path, const char *text)
 static int keep_prev(const char *path)
 {
     char prev[CONFIG_PATH_MAX + 16];
-    snprintf(prev, sizeof(prev), "%s.prev", path);
+    if (snprintf(prev, sizeof(prev), "%s.prev", path) >= (int)sizeof(prev)) {
+        fprintf(stderr, "scepctl: path too long: %s\n", path);
+        return -1;
+    }
     if (access(path, F_OK) != 0)
         return 0;
     if (rename(path, prev) != 0) {

@@ -243,11 +243,9 @@ static uint64_t be_get(const uint8_t *p, int n)
 int enroll_request_encode(const enroll_request *r, uint8_t **out, size_t *len)
 {
     const char *str[4] = {r->profile, r->subject, r->peer, r->decided_by};
-    size_t sl[4], total = RQ_HDR + r->csr_len;
-    for (int i = 0; i < 4; i++) {
-        sl[i] = strnlen(str[i], 512);
-        total += sl[i];
-    }
+    size_t sl[4] = {strnlen(r->profile, sizeof(r->profile)), strnlen(r->subject, sizeof(r->subject)),
+                    strnlen(r->peer, sizeof(r->peer)), strnlen(r->decided_by, sizeof(r->decided_by))};
+    size_t total = RQ_HDR + r->csr_len + sl[0] + sl[1] + sl[2] + sl[3];
     if (r->status < ENROLL_REQ_PENDING || r->status > ENROLL_REQ_DENIED || r->csr_len > UINT32_MAX ||
         (r->csr_len > 0 && r->csr == NULL))
         return -1;
