@@ -520,9 +520,10 @@ static int enroll(const enroll_ctx *ctx, job *j, scep_request *req)
         want = old_profile;
     rej = issue_check_request(ctx->issuer, req->inner, req->inner_len, want, !renewal, &prof,
                               &csr, &detail);
+    if (prof != NULL)
+        snprintf(j->profile, sizeof(j->profile), "%s", prof->name);
     if (rej != REJ_NONE)
         goto out;
-    snprintf(j->profile, sizeof(j->profile), "%s", prof->name);
     name_text(X509_REQ_get_subject_name(csr), j->subject, sizeof(j->subject));
     if (renewal) {
         int pr = profile_renewal_allowed(prof, time(NULL), old_nb, old_na);

@@ -323,11 +323,11 @@ refused:
     detail = profile_result_diag(pr);
 out:
     GENERAL_NAMES_free(san);
+    if (prof_out != NULL)      /* also on refusal: the audit event names the profile */
+        *prof_out = prof;
     if (rc == REJ_NONE) {
         *out = csr;
         csr = NULL;
-        if (prof_out != NULL)
-            *prof_out = prof;
     } else if (detail_out != NULL) {
         *detail_out = detail;
     }

@@ -43,9 +43,10 @@ const profile_set *issuer_profiles(const issuer *is);
  * see profile_select_for_key_usage). need_challenge: initial enrollment; a profile with
  * challenge = static checks the password here, challenge = onetime leaves it to the caller
  * (engine/enroll.c: the store consumes it), challenge = none needs nothing.
- * Returns REJ_NONE with *out (caller frees) and *prof_out (the issuer's; may be NULL), or an
- * enum scep_reject with *detail_out (may be NULL) set to the profile's finer diagnostic
- * (e.g. "profile_key_size" for REJ_KEY_TYPE) or NULL. */
+ * Returns REJ_NONE with *out (caller frees), or an enum scep_reject with *detail_out (may be
+ * NULL) set to the profile's finer diagnostic (e.g. "profile_key_size" for REJ_KEY_TYPE) or
+ * NULL. *prof_out (may be NULL) is the profile chosen (the issuer's), set on refusal too so
+ * the audit event can name it; NULL when none could be chosen. */
 int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
                         const char *profile_name, int need_challenge, const profile **prof_out,
                         X509_REQ **out, const char **detail_out);

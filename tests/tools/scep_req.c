@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bn.h>
@@ -26,6 +27,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/provider.h>
+#include <openssl/x509v3.h>
 
 enum { EXIT_USAGE = 1, EXIT_INVALID = 2, EXIT_HTTP = 3 };
 #define MAX_SANS 16
@@ -39,6 +41,7 @@ static const char usage_text[] =
     "                [--cipher aes128|aes192|aes256|des3] [--md sha1|sha256|sha384|sha512] [--get]\n"
     "                [--txid T] [--msgtype N] [--san dns:x|email:y|uri:z|upn:w|ip:a ...]\n"
     "                [--ca-true] [--no-challenge] [--bad-signature] [--wrong-key] [--oaep]\n"
+    "                [--key-usage digitalSignature,keyEncipherment,...] [--valid-days N]\n"
     "                [--renew-with CERT --renew-key KEY] [--pkcsreq-signed-by CERT --renew-key KEY]\n"
     "                [--poll] [--emit FILE] [--decode-reply FILE [--state FILE.state]]\n"
     "                [--legacy] (load OpenSSL's legacy provider: single-DES CertReps from peers)\n"
@@ -48,10 +51,11 @@ static const char usage_text[] =
 struct opts {
     const char *cmd, *url, *out_dir, *ca_dir, *challenge, *cn, *subject, *key_type, *key_file,
         *cert_out, *crl_out, *txid, *renew_with, *renew_key, *signed_by, *emit, *decode_reply,
-        *state, *serial, *cert;
+        *state, *serial, *cert, *key_usage;
     scepc_md md;
     scepc_cipher cipher;
-    int get, legacy, msgtype, ca_true, bad_signature, wrong_key, oaep, poll;
+    int get, legacy, msgtype, ca_true, bad_signature, wrong_key, oaep, poll, has_valid_days;
+    long valid_days;
     scepc_san sans[MAX_SANS];
     size_t nsans;
 };
@@ -730,6 +734,64 @@ static int load_key_cert(const scepc_ctx *ctx, const char *keyf, const char *cer
     return 0;
 }
 
+/* Takes ownership of ext (freed on failure); creates *sk on first use. */
+static int push_ext(STACK_OF(X509_EXTENSION) **sk, X509_EXTENSION *ext)
+{
+    if (ext == NULL)
+        return -1;
+    if ((*sk == NULL && (*sk = sk_X509_EXTENSION_new_null()) == NULL)
+        || !sk_X509_EXTENSION_push(*sk, ext)) {
+        X509_EXTENSION_free(ext);
+        return -1;
+    }
+    return 0;
+}
+
+/* A privateKeyUsagePeriod with only notAfter = now + days: how a client asks scepd for a
+ * shorter validity (docs/profiles.md). Negative days give an end in the past, for tests. */
+static X509_EXTENSION *usage_period_ext(long days)
+{
+    PKEY_USAGE_PERIOD *pup = PKEY_USAGE_PERIOD_new();
+    X509_EXTENSION *ext = NULL;
+
+    if (pup == NULL || (pup->notAfter = ASN1_GENERALIZEDTIME_adj(NULL, time(NULL), (int)days,
+                                                                 0)) == NULL)
+        goto out;
+    ext = X509V3_EXT_i2d(NID_private_key_usage_period, 0, pup);
+out:
+    PKEY_USAGE_PERIOD_free(pup);
+    return ext;
+}
+
+/* Extra CSR extensions from --ca-true, --key-usage, --valid-days; NULL *out when none. */
+static int build_extra_exts(const struct opts *o, STACK_OF(X509_EXTENSION) **out)
+{
+    STACK_OF(X509_EXTENSION) *sk = NULL;
+    int rc = -1;
+
+    if (o->ca_true && push_ext(&sk, X509V3_EXT_conf_nid(NULL, NULL, NID_basic_constraints,
+                                                        "critical,CA:TRUE")) != 0)
+        goto out;
+    /* OpenSSL's own names (digitalSignature, keyEncipherment, ...); critical as Windows
+     * clients mark it. */
+    if (o->key_usage) {
+        char value[512];
+        if (snprintf(value, sizeof(value), "critical,%s", o->key_usage) >= (int)sizeof(value)
+            || push_ext(&sk, X509V3_EXT_conf_nid(NULL, NULL, NID_key_usage, value)) != 0) {
+            fprintf(stderr, "scep_req: bad --key-usage %s\n", o->key_usage);
+            goto out;
+        }
+    }
+    if (o->has_valid_days && push_ext(&sk, usage_period_ext(o->valid_days)) != 0)
+        goto out;
+    *out = sk;
+    sk = NULL;
+    rc = 0;
+out:
+    sk_X509_EXTENSION_pop_free(sk, X509_EXTENSION_free);
+    return rc;
+}
+
 static int cmd_enroll(const struct opts *o, const scepc_ctx *ctx)
 {
     int rc, err;
@@ -775,13 +837,9 @@ static int cmd_enroll(const struct opts *o, const scepc_ctx *ctx)
         die_ssl(subj, err);
         goto out;
     }
-    if (o->ca_true) {
-        X509_EXTENSION *bc = X509V3_EXT_conf_nid(NULL, NULL, NID_basic_constraints,
-                                                 "critical,CA:TRUE");
-        if (!bc || !(extra = sk_X509_EXTENSION_new_null()) || !sk_X509_EXTENSION_push(extra, bc)) {
-            X509_EXTENSION_free(bc);
-            goto out;
-        }
+    if (build_extra_exts(o, &extra) != 0) {
+        ERR_print_errors_fp(stderr);
+        goto out;
     }
     if ((err = scepc_build_csr(ctx, key, subject, o->challenge, o->sans, o->nsans, extra, o->md,
                                &csr)) != SCEPC_OK) {
@@ -923,7 +981,7 @@ enum {
     O_URL = 256, O_OUT, O_CA_DIR, O_CHALLENGE, O_CN, O_SUBJECT, O_KEY_TYPE, O_KEY, O_CERT_OUT,
     O_CRL_OUT, O_CIPHER, O_MD, O_GET, O_TXID, O_MSGTYPE, O_SAN, O_CA_TRUE, O_NO_CHALLENGE,
     O_BAD_SIG, O_WRONG_KEY, O_OAEP, O_RENEW_WITH, O_RENEW_KEY, O_SIGNED_BY, O_POLL, O_EMIT,
-    O_DECODE, O_STATE, O_SERIAL, O_CERT, O_LEGACY,
+    O_DECODE, O_STATE, O_SERIAL, O_CERT, O_LEGACY, O_KEY_USAGE, O_VALID_DAYS,
 };
 
 static const struct option long_opts[] = {
@@ -940,7 +998,8 @@ static const struct option long_opts[] = {
     { "pkcsreq-signed-by", 1, NULL, O_SIGNED_BY }, { "poll", 0, NULL, O_POLL },
     { "emit", 1, NULL, O_EMIT }, { "decode-reply", 1, NULL, O_DECODE },
     { "state", 1, NULL, O_STATE }, { "serial", 1, NULL, O_SERIAL }, { "cert", 1, NULL, O_CERT },
-    { "legacy", 0, NULL, O_LEGACY },
+    { "legacy", 0, NULL, O_LEGACY }, { "key-usage", 1, NULL, O_KEY_USAGE },
+    { "valid-days", 1, NULL, O_VALID_DAYS },
     { NULL, 0, NULL, 0 },
 };
 
@@ -1002,6 +1061,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case O_STATE: o->state = optarg; break;
         case O_SERIAL: o->serial = optarg; break;
         case O_CERT: o->cert = optarg; break;
+        case O_KEY_USAGE: o->key_usage = optarg; break;
+        case O_VALID_DAYS:
+            errno = 0;
+            o->valid_days = strtol(optarg, &end, 10);
+            /* ASN1_GENERALIZEDTIME_adj takes an int; 100 years either way is plenty. */
+            if (errno || end == optarg || *end || o->valid_days < -36500 || o->valid_days > 36500)
+                return -1;
+            o->has_valid_days = 1;
+            break;
         default: return -1;
         }
     }

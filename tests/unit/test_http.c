@@ -428,7 +428,7 @@ static void test_base64_decode_tolerant(void **state)
         "     /8=",          /* space for plus (form-decoded) */
         "%2B%2B%2B%2B%2b%2F8%3D",  /* escapes left in place, either case */
         "++++\r\n+/8=\n",    /* line breaks */
-        "----" "-_8",        /* URL-safe alphabet */
+        "-----_8",           /* URL-safe alphabet */
         "++\t++ /8%3d",      /* mixed */
     };
     uint8_t out[32];
