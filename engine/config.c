@@ -359,7 +359,7 @@ static bool is_blank(char c)
 /* Extracts a value from [p, end) into out (NUL-terminated). Quoted values keep everything
  * between the quotes (\" and \\ escape); unquoted values end at a '#' or ';' that follows
  * whitespace, and trailing whitespace is trimmed. */
-static int parse_value(const char *p, const char *end, char *out, size_t outlen,
+int config_parse_value(const char *p, const char *end, char *out, size_t outlen,
                        char *why, size_t whylen)
 {
     size_t n = 0;
@@ -407,6 +407,10 @@ static int parse_value(const char *p, const char *end, char *out, size_t outlen,
             n--;
     }
     out[n] = '\0';
+    if (strlen(out) != n) {
+        set_err(why, whylen, "NUL byte in value");
+        return -1;
+    }
     return 0;
 }
 
@@ -480,7 +484,7 @@ static int parse_line(config *cfg, const char *p, const char *end, int *section,
         return -1;
     }
     char vwhy[128];
-    if (parse_value(eq + 1, end, value, sizeof(value), vwhy, sizeof(vwhy)) != 0) {
+    if (config_parse_value(eq + 1, end, value, sizeof(value), vwhy, sizeof(vwhy)) != 0) {
         set_err(why, whylen, "%s for '%s'", vwhy, k->name);
         return -1;
     }

@@ -97,6 +97,14 @@ void config_defaults(config *cfg);
 int config_parse(config *cfg, const char *text, size_t len, const char *base_dir,
                  char *err, size_t errlen);
 
+/* The value syntax shared by every INI-style file of scepd (this configuration, profiles):
+ * extracts the value in [p, end) into out (outlen bytes, NUL-terminated). Quoted values keep
+ * everything between the quotes (\" and \\ escape); unquoted values end at a '#' or ';'
+ * that follows whitespace, may not contain '"', and lose trailing whitespace. Returns 0, or
+ * -1 with a reason in why ("unterminated quote", "value too long", ...). */
+int config_parse_value(const char *p, const char *end, char *out, size_t outlen, char *why,
+                       size_t whylen);
+
 /* Reads and parses a file (defaults first; relative paths against the real directory of the
  * file). Returns 0 or -1 with err set; *cfg is written only on success. */
 int config_load(config *cfg, const char *path, char *err, size_t errlen);

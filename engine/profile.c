@@ -1,6 +1,8 @@
 /* Certificate profiles: parsing and decisions. See profile.h and docs/profiles.md. */
 #include "engine/profile.h"
 
+#include "engine/config.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -445,57 +447,6 @@ static int is_blank(char c)
     return c == ' ' || c == '\t';
 }
 
-/* One value: quoted ("\"" and "\\" escapes) or bare up to a comment that follows a blank. */
-static int parse_value(const char *p, const char *end, char *out, size_t outlen, char *why,
-                       size_t whylen)
-{
-    size_t n = 0;
-    while (p < end && is_blank(*p))
-        p++;
-    if (p < end && *p == '"') {
-        for (p++;; ) {
-            if (p >= end) {
-                set_err(why, whylen, "unterminated quote");
-                return -1;
-            }
-            char c = *p++;
-            if (c == '"')
-                break;
-            if (c == '\\' && p < end && (*p == '"' || *p == '\\'))
-                c = *p++;
-            if (n + 1 >= outlen) {
-                set_err(why, whylen, "value too long");
-                return -1;
-            }
-            out[n++] = c;
-        }
-        while (p < end && is_blank(*p))
-            p++;
-        if (p < end && *p != '#' && *p != ';') {
-            set_err(why, whylen, "text after closing quote");
-            return -1;
-        }
-    } else {
-        for (const char *q = p; q < end; q++) {
-            if ((*q == '#' || *q == ';') && (q == p || is_blank(q[-1])))
-                break;
-            if (n + 1 >= outlen) {
-                set_err(why, whylen, "value too long");
-                return -1;
-            }
-            out[n++] = *q;
-        }
-        while (n > 0 && is_blank(out[n - 1]))
-            n--;
-    }
-    out[n] = '\0';
-    if (memchr(out, '\0', n) != NULL || n != strlen(out)) {
-        set_err(why, whylen, "NUL byte in value");
-        return -1;
-    }
-    return 0;
-}
-
 int profile_parse(const char *text, size_t len, const char *default_name, const char *file,
                   const char *base_dir, profile *out, char *err, size_t errlen)
 {
@@ -562,7 +513,7 @@ int profile_parse(const char *text, size_t len, const char *default_name, const 
         }
         memcpy(key, s, (size_t)(ke - s));
         key[ke - s] = '\0';
-        if (parse_value(eq + 1, e, val, PROFILE_LINE_MAX, why, sizeof(why)) != 0 ||
+        if (config_parse_value(eq + 1, e, val, PROFILE_LINE_MAX, why, sizeof(why)) != 0 ||
             apply(p, key, val, base_dir, why, sizeof(why)) != 0)
             goto fail;
     }
