@@ -5,6 +5,10 @@
 
 #include "engine/scep.h"
 
+/* DECRYPT, BAD_CSR and BAD_QUERY answer identically (failInfo and text): a failed RSA
+ * PKCS#1 v1.5 unwrap and a successful unwrap that yields garbage must look the same to the
+ * client, or scepd is a padding oracle for the RA key (Bleichenbacher). OpenSSL 3.0 has no
+ * implicit rejection. The audit diagnostics stay distinct. */
 /*  X(name,              failInfo,        diag code,              text) */
 #define SCEP_REJECTS(X) \
     X(NONE,               NONE,            "ok",                   "no error") \
@@ -16,8 +20,8 @@
     X(UNKNOWN_TYPE,       BADREQUEST,      "unknown_message_type", "messageType not supported") \
     X(NO_ENVELOPE,        BADREQUEST,      "no_envelope",          "pkcsPKIEnvelope missing or not an EnvelopedData") \
     X(CIPHER,             BADALG,          "cipher_not_allowed",   "content-encryption algorithm not allowed (AES-CBC or DES3 only)") \
-    X(DECRYPT,            BADMESSAGECHECK, "decrypt_failed",       "pkcsPKIEnvelope does not decrypt with the RA key") \
-    X(BAD_CSR,            BADREQUEST,      "bad_csr",              "PKCS#10 request does not parse") \
+    X(DECRYPT,            BADMESSAGECHECK, "decrypt_failed",       "pkcsPKIEnvelope does not decrypt to a valid request") \
+    X(BAD_CSR,            BADMESSAGECHECK, "bad_csr",              "pkcsPKIEnvelope does not decrypt to a valid request") \
     X(CSR_SIG_ALG,        BADALG,          "csr_alg_not_allowed",  "PKCS#10 signature algorithm not allowed") \
     X(POP,                BADMESSAGECHECK, "pop_failed",           "PKCS#10 signature (proof of possession) does not verify") \
     X(KEY_TYPE,           BADALG,          "key_not_allowed",      "key type, size or curve not allowed by the profile (default RSA 2048-4096, EC P-256/P-384)") \
@@ -34,7 +38,7 @@
     X(CA_EXPIRED,         BADTIME,         "ca_expired",           "the CA certificate has expired") \
     X(UNKNOWN_TXN,        BADCERTID,       "unknown_transaction",  "no certificate for this transaction") \
     X(UNKNOWN_CERT,       BADCERTID,       "unknown_certificate",  "no certificate with this issuer and serial") \
-    X(BAD_QUERY,          BADREQUEST,      "bad_query",            "GetCert/CertPoll content does not parse") \
+    X(BAD_QUERY,          BADMESSAGECHECK, "bad_query",            "pkcsPKIEnvelope does not decrypt to a valid request") \
     X(NO_CRL,             BADREQUEST,      "no_crl",               "no CRL has been published yet") \
     X(NO_PROFILE,         BADREQUEST,      "no_profile",           "no profile matches the request and there is no default profile") \
     X(KEY_USAGE,          BADALG,          "profile_key_usage",    "key type cannot perform the key usage of the profile") \

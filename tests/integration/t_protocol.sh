@@ -92,7 +92,10 @@ req rsa1k --challenge "$C" --cn x10 --key-type rsa:1024
 check "RSA-1024 device key: FAILURE badAlg" status_is rsa1k FAILURE badAlg
 check "audit: key_not_allowed" audit_has '"diag":"key_not_allowed"'
 req getcrl0 --challenge "$C" --cn x9 --msgtype 22
-check "GetCRL: FAILURE badRequest (not offered yet)" status_is getcrl0 FAILURE badRequest
+check "GetCRL whose content is a CSR, not IssuerAndSerialNumber: FAILURE badMessageCheck" \
+  status_is getcrl0 FAILURE badMessageCheck
+check "audit: bad_query (answered like a decryption failure: no padding oracle)" \
+  audit_has '"diag":"bad_query"'
 
 # --- renewal ---
 req renew --renew-with ok-post.pem --renew-key ok-post.key --cn ok-post --key renewed.key --cert-out renewed.pem
