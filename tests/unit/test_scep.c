@@ -1033,9 +1033,23 @@ static void test_failinfo_names(void **state)
     assert_non_null(scep_cipher_for_nid(NID_des_ede3_cbc));
 }
 
+/* A failed RSA unwrap and a successful one that yields garbage must be indistinguishable to
+ * the client (no padding oracle for the RA key); only the audit diagnostics differ. */
+static void test_no_padding_oracle(void **state)
+{
+    (void)state;
+    const int same[] = {REJ_BAD_CSR, REJ_BAD_QUERY};
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        assert_int_equal(reject_failinfo(same[i]), reject_failinfo(REJ_DECRYPT));
+        assert_string_equal(reject_text(same[i]), reject_text(REJ_DECRYPT));
+        assert_string_not_equal(reject_diag(same[i]), reject_diag(REJ_DECRYPT));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_padding_oracle),
         cmocka_unit_test(test_parse_valid_pkcsreq),
         cmocka_unit_test(test_parse_unknown_type_parses),
         cmocka_unit_test(test_parse_not_pkimessage),
