@@ -15,6 +15,7 @@ S=$(cd "$STATE_DIR" && pwd)
 listen=$(sed -n 's/^listen *= *//p' "$S/scepd.conf" | head -n1)
 url="http://$listen/scep"
 challenge=$(cat "$S/challenge")
+profiles=$(cd "$S/profiles" 2>/dev/null && ls *.conf 2>/dev/null | sed 's/\.conf$//' | tr '\n' ' ')
 
 cat <<MSG
 
@@ -26,6 +27,10 @@ cat <<MSG
     mkdir -p /tmp/device-1 && cd /tmp/device-1 && scepclient -server-url $url -challenge $challenge -private-key device.key -certificate device.pem -cn device-1
   Verify:     openssl verify -CAfile $S/ca.pem /tmp/device-1/device.pem
   Issued:     $BUILD/scepctl -c $S/scepd.conf cert list
+  Profiles:   $url/<name> for: $profiles(files in $S/profiles)
+  One-time:   $BUILD/scepctl -c $S/scepd.conf challenge new --profile manual --ttl 60m
+  CRL, OCSP:  http://$listen/crl/ca.crl   http://$listen/ocsp
+  Admin API:  bearer token in $S/admin-token (POST /admin/revocations, /admin/challenges)
 
 MSG
 exec "$BUILD/scepd" -c "$S/scepd.conf"
