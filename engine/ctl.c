@@ -29,6 +29,7 @@
 #include "engine/ca.h"
 #include "engine/challenge.h"
 #include "engine/config.h"
+#include "engine/ctl_util.h"
 #include "engine/crl.h"
 #include "engine/ctl_ca.h"
 #include "engine/enroll.h"
@@ -61,87 +62,6 @@ static void usage(void)
             "  request list [--all]  requests waiting for approval (--all: decided ones too)\n"
             "  request approve TXID  issue the certificate (the client gets it by CertPoll)\n"
             "  request deny TXID     refuse it (the client's CertPoll gets FAILURE)\n");
-}
-
-static int add_ext(X509 *x, X509 *parent, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, parent, x, NULL, NULL, 0);
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    int ok = e != NULL && X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    return ok;
-}
-
-static X509_NAME *parse_dn(const char *dn)
-{
-    X509_NAME *n = X509_NAME_new();
-    char *copy = strdup(dn), *save = NULL;
-    if (n == NULL || copy == NULL)
-        goto fail;
-    for (char *tok = strtok_r(copy, "/", &save); tok != NULL; tok = strtok_r(NULL, "/", &save)) {
-        char *eq = strchr(tok, '=');
-        if (eq == NULL)
-            goto fail;
-        *eq = '\0';
-        if (!X509_NAME_add_entry_by_txt(n, tok, MBSTRING_UTF8, (unsigned char *)eq + 1, -1, -1, 0))
-            goto fail;
-    }
-    if (X509_NAME_entry_count(n) == 0)
-        goto fail;
-    free(copy);
-    return n;
-fail:
-    free(copy);
-    X509_NAME_free(n);
-    return NULL;
-}
-
-/* A certificate for pub, issued by parent/issuer_key (NULL: self-signed), with the given
- * basicConstraints and keyUsage. */
-static X509 *make_cert(X509_NAME *subject, EVP_PKEY *pub, X509 *parent, EVP_PKEY *issuer_key,
-                       int days, const char *bc, const char *ku, int ocsp_signer)
-{
-    X509 *x = X509_new();
-    uint8_t sb[16];
-    BIGNUM *bn = NULL;
-    int ok = 0;
-
-    if (x == NULL || RAND_bytes(sb, sizeof(sb)) != 1)
-        goto out;
-    sb[0] = (uint8_t)((sb[0] & 0x3f) | 0x40);
-    bn = BN_bin2bn(sb, sizeof(sb), NULL);
-    if (bn == NULL || !X509_set_version(x, X509_VERSION_3) ||
-        BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL ||
-        !X509_set_subject_name(x, subject) ||
-        !X509_set_issuer_name(x, parent != NULL ? X509_get_subject_name(parent) : subject) ||
-        X509_gmtime_adj(X509_getm_notBefore(x), -300) == NULL ||
-        X509_time_adj_ex(X509_getm_notAfter(x), days, 0, NULL) == NULL ||
-        !X509_set_pubkey(x, pub))
-        goto out;
-    X509 *iss = parent != NULL ? parent : x;
-    if (!add_ext(x, iss, NID_basic_constraints, bc) || !add_ext(x, iss, NID_key_usage, ku) ||
-        !add_ext(x, iss, NID_subject_key_identifier, "hash") ||
-        !add_ext(x, iss, NID_authority_key_identifier, "keyid:always"))
-        goto out;
-    /* A delegated OCSP responder: RFC 6960 4.2.2.2 (EKU) and 4.2.2.2.1 (no-check). */
-    if (ocsp_signer && (!add_ext(x, iss, NID_ext_key_usage, "OCSPSigning") ||
-                        !add_ext(x, iss, NID_id_pkix_OCSP_noCheck, "ignored")))
-        goto out;
-    const EVP_MD *md = EVP_PKEY_get_base_id(issuer_key) == EVP_PKEY_EC &&
-                               EVP_PKEY_get_bits(issuer_key) == 384
-                           ? EVP_sha384()
-                           : EVP_sha256();
-    if (X509_sign(x, issuer_key, md) <= 0)
-        goto out;
-    ok = 1;
-out:
-    BN_free(bn);
-    if (!ok) {
-        X509_free(x);
-        x = NULL;
-    }
-    return x;
 }
 
 static int write_cert(const char *path, X509 *x)
@@ -210,7 +130,7 @@ static int cmd_init(const config *cfg, int argc, char **argv)
         snprintf(ra_default, sizeof(ra_default), "%s RA", ca_subject);
         ra_subject = ra_default;
     }
-    if (days <= 0 || (ca_dn = parse_dn(ca_subject)) == NULL || (ra_dn = parse_dn(ra_subject)) == NULL) {
+    if (days <= 0 || (ca_dn = ctl_parse_dn(ca_subject)) == NULL || (ra_dn = ctl_parse_dn(ra_subject)) == NULL) {
         fprintf(stderr, "scepctl: bad subject or validity\n");
         goto out;
     }
@@ -242,15 +162,13 @@ static int cmd_init(const config *cfg, int argc, char **argv)
             goto out;
         }
     }
-    ca = make_cert(ca_dn, ca_key, NULL, ca_key, days, "critical,CA:TRUE",
-                   "critical,keyCertSign,cRLSign,digitalSignature", 0);
+    ca = ctl_make_cert(ca_dn, ca_key, NULL, ca_key, days, CTL_CERT_CA);
     if (ca == NULL || write_cert(cfg->ca_cert, ca) != 0) {
         fprintf(stderr, "scepctl: cannot create the CA certificate\n");
         goto out;
     }
     if (with_ra) {
-        ra = make_cert(ra_dn, ra_key, ca, ca_key, days, "critical,CA:FALSE",
-                       "critical,digitalSignature,keyEncipherment", 0);
+        ra = ctl_make_cert(ra_dn, ra_key, ca, ca_key, days, CTL_CERT_RA);
         if (ra == NULL || write_cert(cfg->ra_cert, ra) != 0) {
             fprintf(stderr, "scepctl: cannot create the RA certificate\n");
             goto out;
@@ -260,7 +178,7 @@ static int cmd_init(const config *cfg, int argc, char **argv)
         char dn[400];
         snprintf(dn, sizeof(dn), "%s OCSP", ca_subject);
         int kr = -1;
-        if ((ocsp_dn = parse_dn(dn)) != NULL) {
+        if ((ocsp_dn = ctl_parse_dn(dn)) != NULL) {
             if (cfg->key_mode == CONFIG_KEYS_PKCS11)
                 kr = hsm_key_generate(tok, cfg->ocsp_key_label, "ec:P-256", &ocsp_key);
             else
@@ -271,8 +189,7 @@ static int cmd_init(const config *cfg, int argc, char **argv)
                     cfg->key_mode == CONFIG_KEYS_PKCS11 ? hsm_last_error() : cfg->ocsp_key_file);
             goto out;
         }
-        ocsp = make_cert(ocsp_dn, ocsp_key, ca, ca_key, days, "critical,CA:FALSE",
-                         "critical,digitalSignature", 1);
+        ocsp = ctl_make_cert(ocsp_dn, ocsp_key, ca, ca_key, days, CTL_CERT_OCSP);
         if (ocsp == NULL || write_cert(cfg->ocsp_cert, ocsp) != 0) {
             fprintf(stderr, "scepctl: cannot create the OCSP responder certificate\n");
             goto out;

@@ -1,5 +1,6 @@
 /* scepctl ca ... / ra ...: CA lifecycle. See ctl_ca.h and docs/ca.md. */
 #include "engine/ctl_ca.h"
+#include "engine/ctl_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -121,93 +122,6 @@ static EVP_PKEY *load_key(hsm_token *tok, const char *label, const char *file)
 }
 
 /* ---- certificates ---------------------------------------------------------------------------- */
-
-static X509_NAME *parse_dn(const char *dn)
-{
-    X509_NAME *n = X509_NAME_new();
-    char *copy = strdup(dn), *save = NULL;
-    int ok = n != NULL && copy != NULL && dn[0] == '/';
-    for (char *tok = ok ? strtok_r(copy, "/", &save) : NULL; ok && tok != NULL;
-         tok = strtok_r(NULL, "/", &save)) {
-        char *eq = strchr(tok, '=');
-        if (eq == NULL || eq == tok || eq[1] == '\0') {
-            ok = 0;
-            break;
-        }
-        *eq = '\0';
-        ok = X509_NAME_add_entry_by_txt(n, tok, MBSTRING_UTF8, (unsigned char *)eq + 1, -1, -1, 0);
-    }
-    if (ok && X509_NAME_entry_count(n) == 0)
-        ok = 0;
-    free(copy);
-    if (!ok) {
-        fprintf(stderr, "scepctl: bad subject '%s' (want /CN=.../O=...)\n", dn);
-        X509_NAME_free(n);
-        n = NULL;
-    }
-    return n;
-}
-
-static const EVP_MD *sign_md(EVP_PKEY *k)
-{
-    return EVP_PKEY_get_base_id(k) == EVP_PKEY_EC && EVP_PKEY_get_bits(k) == 384 ? EVP_sha384()
-                                                                                  : EVP_sha256();
-}
-
-static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-    int ok = e != NULL && X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    return ok;
-}
-
-/* A certificate for pub issued by issuer/issuer_key (issuer NULL: self-signed). notAfter is
- * now + days, capped at the issuer's notAfter. */
-static X509 *make_cert(const X509_NAME *subject, EVP_PKEY *pub, X509 *issuer, EVP_PKEY *issuer_key,
-                       int days, int is_ca)
-{
-    X509 *x = X509_new();
-    uint8_t sb[16];
-    BIGNUM *bn = NULL;
-    int ok = 0;
-    time_t now = time(NULL);
-
-    if (x == NULL || RAND_bytes(sb, sizeof(sb)) != 1)
-        goto out;
-    sb[0] = (uint8_t)((sb[0] & 0x3f) | 0x40);
-    bn = BN_bin2bn(sb, sizeof(sb), NULL);
-    if (bn == NULL || !X509_set_version(x, X509_VERSION_3) ||
-        BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL ||
-        !X509_set_subject_name(x, subject) ||
-        !X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : subject) ||
-        X509_time_adj_ex(X509_getm_notBefore(x), 0, -300, &now) == NULL ||
-        X509_time_adj_ex(X509_getm_notAfter(x), days, 0, &now) == NULL || !X509_set_pubkey(x, pub))
-        goto out;
-    if (issuer != NULL && ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(issuer)) > 0 &&
-        !X509_set1_notAfter(x, X509_get0_notAfter(issuer)))
-        goto out;
-    X509 *iss = issuer != NULL ? issuer : x;
-    if (!add_ext(x, iss, NID_basic_constraints, is_ca ? "critical,CA:TRUE" : "critical,CA:FALSE") ||
-        !add_ext(x, iss, NID_key_usage,
-                 is_ca ? "critical,keyCertSign,cRLSign,digitalSignature"
-                       : "critical,digitalSignature,keyEncipherment") ||
-        !add_ext(x, iss, NID_subject_key_identifier, "hash") ||
-        !add_ext(x, iss, NID_authority_key_identifier, "keyid:always"))
-        goto out;
-    if (X509_sign(x, issuer_key, sign_md(issuer_key)) <= 0)
-        goto out;
-    ok = 1;
-out:
-    BN_free(bn);
-    if (!ok) {
-        X509_free(x);
-        x = NULL;
-    }
-    return x;
-}
 
 /* Writes certs as PEM to path through a temporary file and rename, so a reader (or a crash)
  * never sees half a file. */
@@ -337,7 +251,7 @@ static int cmd_init_root(const config *cfg, int argc, char **argv)
         return 2;
     if (o.days == 0)
         o.days = 3650;
-    if ((dn = parse_dn(o.subject)) == NULL)
+    if ((dn = ctl_parse_dn(o.subject)) == NULL)
         goto out;
     if (access(cfg->ca_cert, F_OK) == 0) {
         fprintf(stderr, "scepctl: %s exists: refusing to replace a CA\n", cfg->ca_cert);
@@ -346,7 +260,7 @@ static int cmd_init_root(const config *cfg, int argc, char **argv)
     effective_ca_label(cfg, label);
     if (open_token(cfg, &tok) != 0 || (key = new_key(tok, label, cfg->ca_key_file, o.key)) == NULL)
         goto out;
-    if ((x = make_cert(dn, key, NULL, key, o.days, 1)) == NULL ||
+    if ((x = ctl_make_cert(dn, key, NULL, key, o.days, CTL_CERT_CA)) == NULL ||
         write_certs(cfg->ca_cert, NULL, x) != 0)
         goto out;
     printf("root CA certificate: %s\n", cfg->ca_cert);
@@ -377,7 +291,7 @@ static int cmd_init_intermediate(const config *cfg, int argc, char **argv)
     if (parse_opts(argc, argv, O_SUBJECT | O_KEY | O_CSR, &o) != 0 || o.subject == NULL ||
         o.csr_out == NULL)
         return 2;
-    if ((dn = parse_dn(o.subject)) == NULL)
+    if ((dn = ctl_parse_dn(o.subject)) == NULL)
         goto out;
     effective_ca_label(cfg, label);
     if (open_token(cfg, &tok) != 0 || (key = new_key(tok, label, cfg->ca_key_file, o.key)) == NULL)
@@ -400,7 +314,7 @@ static int cmd_init_intermediate(const config *cfg, int argc, char **argv)
     req = X509_REQ_new();
     if (req == NULL || !X509_REQ_set_version(req, 0) || !X509_REQ_set_subject_name(req, dn) ||
         !X509_REQ_set_pubkey(req, key) || !X509_REQ_add_extensions(req, exts) ||
-        X509_REQ_sign(req, key, sign_md(key)) <= 0) {
+        X509_REQ_sign(req, key, ctl_sign_md(key)) <= 0) {
         fprintf(stderr, "scepctl: cannot build the CSR\n");
         goto out;
     }
@@ -533,11 +447,11 @@ static int cmd_ra_renew(const config *cfg, int argc, char **argv)
     }
     old = ca_read_cert(cfg->ra_cert);
     if (o.subject != NULL)
-        dn = parse_dn(o.subject);
+        dn = ctl_parse_dn(o.subject);
     else if (old != NULL)
         dn = X509_NAME_dup(X509_get_subject_name(old));
     else
-        dn = parse_dn("/CN=scepd RA");
+        dn = ctl_parse_dn("/CN=scepd RA");
     if (dn == NULL)
         goto out;
     effective_ca_label(cfg, label);
@@ -568,7 +482,7 @@ static int cmd_ra_renew(const config *cfg, int argc, char **argv)
         }
         generated = 1;
     }
-    if ((ra = make_cert(dn, ra_key, ca, ca_key, o.days, 0)) == NULL) {
+    if ((ra = ctl_make_cert(dn, ra_key, ca, ca_key, o.days, CTL_CERT_RA)) == NULL) {
         fprintf(stderr, "scepctl: cannot issue the RA certificate\n");
         goto out;
     }
@@ -635,7 +549,7 @@ static int cmd_stage_next(const config *cfg, int argc, char **argv)
         fprintf(stderr, "scepctl: cannot read %s\n", cfg->ca_cert);
         goto out;
     }
-    dn = o.subject != NULL ? parse_dn(o.subject) : X509_NAME_dup(X509_get_subject_name(cur));
+    dn = o.subject != NULL ? ctl_parse_dn(o.subject) : X509_NAME_dup(X509_get_subject_name(cur));
     if (dn == NULL)
         goto out;
     if (open_token(cfg, &tok) != 0)
@@ -667,7 +581,7 @@ static int cmd_stage_next(const config *cfg, int argc, char **argv)
     }
     if (key == NULL)
         goto out;
-    if ((next = make_cert(dn, key, NULL, key, o.days, 1)) == NULL) {
+    if ((next = ctl_make_cert(dn, key, NULL, key, o.days, CTL_CERT_CA)) == NULL) {
         fprintf(stderr, "scepctl: cannot build the next CA certificate\n");
         goto out;
     }
@@ -682,7 +596,7 @@ static int cmd_stage_next(const config *cfg, int argc, char **argv)
             fprintf(stderr, "scepctl: cannot load the RA certificate and key\n");
             goto out;
         }
-        ra = make_cert(X509_get_subject_name(old_ra), ra_key, next, key, o.days, 0);
+        ra = ctl_make_cert(X509_get_subject_name(old_ra), ra_key, next, key, o.days, CTL_CERT_RA);
         X509_free(old_ra);
         if (ra == NULL || !sk_X509_push(certs, ra))
             goto out;

@@ -748,11 +748,12 @@ out:
     return rej != REJ_NONE ? fail(ctx, j, req, rej, NULL) : JOB_DELIVER;
 }
 
-/* GetCert: a certificate we issued, by issuer and serial. */
-static int getcert(const enroll_ctx *ctx, job *j, scep_request *req)
+/* The content of GetCert and GetCRL: an IssuerAndSerialNumber naming a certificate this CA
+ * issued. Opens the envelope, then REJ_NONE with the serial and the stored certificate, or
+ * REJ_BAD_QUERY / REJ_UNKNOWN_CERT / an envelope rejection. */
+static int issuer_and_serial(const enroll_ctx *ctx, scep_request *req, uint8_t serial[16],
+                             X509 **cert)
 {
-    uint8_t serial[16];
-    X509 *cert = NULL;
     PKCS7_ISSUER_AND_SERIAL *ias = NULL;
     int rej = scep_open_envelope(req, ctx->ca->ra_key, ctx->ca->ra_cert, ctx->cfg->allow_des_requests);
 
@@ -766,7 +767,22 @@ static int getcert(const enroll_ctx *ctx, job *j, scep_request *req)
     rej = REJ_UNKNOWN_CERT;
     if (X509_NAME_cmp(ias->issuer, ctx->ca->ca_name) != 0 ||
         serial_bytes(ias->serial, serial) != 0 ||
-        stored_cert(ctx, serial, &cert, NULL) != STORE_OK)
+        stored_cert(ctx, serial, cert, NULL) != STORE_OK)
+        goto out;
+    rej = REJ_NONE;
+out:
+    PKCS7_ISSUER_AND_SERIAL_free(ias);
+    return rej;
+}
+
+/* GetCert: a certificate we issued, by issuer and serial. */
+static int getcert(const enroll_ctx *ctx, job *j, scep_request *req)
+{
+    uint8_t serial[16];
+    X509 *cert = NULL;
+    int rej = issuer_and_serial(ctx, req, serial, &cert);
+
+    if (rej != REJ_NONE)
         goto out;
     hex(serial, 16, j->serial_hex);
     name_text(X509_get_subject_name(cert), j->subject, sizeof(j->subject));
@@ -777,7 +793,6 @@ static int getcert(const enroll_ctx *ctx, job *j, scep_request *req)
     rej = REJ_NONE;
 out:
     X509_free(cert);
-    PKCS7_ISSUER_AND_SERIAL_free(ias);
     ERR_clear_error();
     return rej != REJ_NONE ? fail(ctx, j, req, rej, NULL) : JOB_DELIVER;
 }
@@ -859,21 +874,10 @@ static int getcrl(const enroll_ctx *ctx, job *j, scep_request *req)
     uint8_t serial[16], *deg = NULL;
     size_t deg_len = 0;
     X509 *cert = NULL;
-    PKCS7_ISSUER_AND_SERIAL *ias = NULL;
     crl_snapshot *crl = NULL;
-    int rej = scep_open_envelope(req, ctx->ca->ra_key, ctx->ca->ra_cert, ctx->cfg->allow_des_requests);
+    int rej = issuer_and_serial(ctx, req, serial, &cert);
 
     if (rej != REJ_NONE)
-        goto out;
-    const unsigned char *p = req->inner;
-    ias = d2i_PKCS7_ISSUER_AND_SERIAL(NULL, &p, (long)req->inner_len);
-    rej = REJ_BAD_QUERY;
-    if (ias == NULL)
-        goto out;
-    rej = REJ_UNKNOWN_CERT;
-    if (X509_NAME_cmp(ias->issuer, ctx->ca->ca_name) != 0 ||
-        serial_bytes(ias->serial, serial) != 0 ||
-        stored_cert(ctx, serial, &cert, NULL) != STORE_OK)
         goto out;
     hex(serial, 16, j->serial_hex);
     rej = REJ_NO_CRL;
@@ -892,7 +896,6 @@ out:
     free(deg);
     crl_snapshot_unref(crl);
     X509_free(cert);
-    PKCS7_ISSUER_AND_SERIAL_free(ias);
     ERR_clear_error();
     return rej != REJ_NONE ? fail(ctx, j, req, rej, NULL) : JOB_DELIVER;
 }
