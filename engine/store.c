@@ -503,16 +503,22 @@ out:
     return rc;
 }
 
-int store_count(store_reader *r, size_t *n)
+/* Entries of one database in the reader's snapshot. */
+static int db_count(store_reader *r, MDB_dbi dbi, size_t *n)
 {
     if (!r->active)
         return -EINVAL;
     MDB_stat st;
-    int rc = mdb_stat(r->txn, r->s->certs, &st);
+    int rc = mdb_stat(r->txn, dbi, &st);
     if (rc != 0)
         return rc > 0 ? -rc : rc;
     *n = st.ms_entries;
     return 0;
+}
+
+int store_count(store_reader *r, size_t *n)
+{
+    return db_count(r, r->s->certs, n);
 }
 
 int store_ping(store *s)
@@ -650,14 +656,7 @@ out:
 
 int store_count_revoked(store_reader *r, size_t *n)
 {
-    if (!r->active)
-        return -EINVAL;
-    MDB_stat st;
-    int rc = mdb_stat(r->txn, r->s->revoked, &st);
-    if (rc != 0)
-        return rc > 0 ? -rc : rc;
-    *n = st.ms_entries;
-    return 0;
+    return db_count(r, r->s->revoked, n);
 }
 
 /* A meta u64 counter (absent: 0). */
