@@ -33,7 +33,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
-#include "engine/config.h"
+#include "engine/common/config.h"
 #include "hsm/hsm.h"
 
 #define HSM_CHUNK 32     /* token operations per probe call: amortises the key lookup */

@@ -34,8 +34,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "engine/config.h"
-#include "engine/store.h"
+#include "engine/common/config.h"
+#include "engine/store/store.h"
 
 #define CN_DIGITS 12
 #define CN_PREFIX "bench-device-"

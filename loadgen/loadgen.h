@@ -18,7 +18,7 @@
 
 #include <openssl/provider.h>
 
-#include "loadgen/scep_client.h"
+#include "client/scep_client.h"
 
 enum { LG_EXIT_OK = 0, LG_EXIT_FAILED = 1, LG_EXIT_SETUP = 2 };
 

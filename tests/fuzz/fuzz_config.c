@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/config.h"
+#include "engine/common/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

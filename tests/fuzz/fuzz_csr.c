@@ -1,4 +1,4 @@
-/* Fuzz target for engine/issue.c: issue_check_csr over the whole input (initial enrollment
+/* Fuzz target for engine/policy/issue.c: issue_check_csr over the whole input (initial enrollment
  * with a challenge, and renewal with SHA-1 allowed), and issue_build for every request that
  * passes, checking the issued certificate against the fixed profile. Mutated requests rarely
  * keep a valid signature, so a request that parses is also re-signed with a fixed key and
@@ -13,9 +13,9 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
-#include "engine/config.h"
-#include "engine/issue.h"
-#include "engine/reject.h"
+#include "engine/common/config.h"
+#include "engine/policy/issue.h"
+#include "engine/scep/reject.h"
 
 #define FUZZ_CHALLENGE "fuzz-challenge"   /* the seed CSRs carry it */
 

@@ -1,4 +1,4 @@
-/* Fuzz target for engine/http.c: request-head parsing (checked against every prefix for
+/* Fuzz target for engine/net/http.c: request-head parsing (checked against every prefix for
  * incremental consistency), query-parameter lookup, percent- and base64-decoding of the
  * SCEP "message" parameter, and a base64 encode/decode round trip of the raw input.
  * Violated invariants abort(), so the replay driver and libFuzzer both flag them. */
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/http.h"
+#include "engine/net/http.h"
 
 static const http_limits LIM = { .max_url = 2048, .max_header = 1024, .max_body = 4096 };
 

@@ -1,8 +1,8 @@
-/* Fuzz target: the OCSP request parser (engine/ocsp.c). */
+/* Fuzz target: the OCSP request parser (engine/pki/ocsp.c). */
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/ocsp.h"
+#include "engine/pki/ocsp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

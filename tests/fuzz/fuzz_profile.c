@@ -7,8 +7,8 @@
 
 #include <openssl/objects.h>
 
-#include "engine/challenge.h"
-#include "engine/profile.h"
+#include "engine/policy/challenge.h"
+#include "engine/policy/profile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

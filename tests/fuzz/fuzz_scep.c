@@ -1,4 +1,4 @@
-/* Fuzz target for engine/scep.c, the server side of the SCEP codec: scep_parse over the
+/* Fuzz target for engine/scep/scep.c, the server side of the SCEP codec: scep_parse over the
  * whole input (and, when it parses, scep_open_envelope with the fixed RA key below and
  * scep_certrep as the server would answer), plus scep_open_envelope over the whole input
  * taken as a pkcsPKIEnvelope, so the envelope code is reached without a valid signature.
@@ -14,8 +14,8 @@
 #include <openssl/pem.h>
 #include <openssl/provider.h>
 
-#include "engine/reject.h"
-#include "engine/scep.h"
+#include "engine/scep/reject.h"
+#include "engine/scep/scep.h"
 
 static const char RA_KEY_PEM[] =
     "-----BEGIN PRIVATE KEY-----\n"

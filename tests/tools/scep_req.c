@@ -4,7 +4,7 @@
  * Exit status: 0 the reply parsed and verified (whatever its pkiStatus), 1 usage or local
  * error, 2 the reply failed validation, 3 HTTP error (status printed as http=<status>).
  * See docs/client.md for the commands. */
-#include "loadgen/scep_client.h"
+#include "client/scep_client.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,0 +1,97 @@
+/* shard: one thread, one io_uring, one SO_REUSEPORT listener, its own connections.
+ *
+ * A shard accepts connections, reads and parses HTTP/1.1 requests (keep-alive, pipelining:
+ * requests on one connection are answered in order, one at a time), enforces the limits of
+ * the configuration (URL 414, headers 431, body 413, header/idle timeouts, connection cap:
+ * at the cap it stops accepting until a connection closes) and hands each complete request
+ * to the application (app_handle). Nothing on a shard blocks: no PKCS#11, no fsync.
+ *
+ * Answers computed elsewhere (crypto workers, store writer) come back through
+ * shard_deliver(): one lock and one eventfd write per list, drained by the shard in a batch.
+ * A reply for a connection that has since closed (slot reused: generation differs) is
+ * released without being sent.
+ */
+#ifndef SCEPD_SHARD_H
+#define SCEPD_SHARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/common/config.h"
+#include "engine/net/http.h"
+
+typedef struct shard shard;
+
+/* Identifies one connection of one shard at one point in time. */
+typedef struct conn_ref {
+    uint32_t shard;    /* shard index */
+    uint32_t slot;     /* connection slot in that shard */
+    uint32_t gen;      /* slot generation when the request was read */
+} conn_ref;
+
+typedef struct http_response {
+    int         status;           /* 200, 400, ... */
+    const char *content_type;     /* static string, or NULL for none */
+    const uint8_t *body;          /* body bytes; lifetime: see below */
+    size_t      body_len;
+    const char *extra_headers;    /* static, each line ending "\r\n", or NULL */
+    int         close;            /* close the connection after this response */
+} http_response;
+
+/* A reply delivered asynchronously. The shard calls release(r) exactly once when it no
+ * longer needs r or the body (after the send completed, or at once if the connection is
+ * gone). The owner (the app's job) embeds this struct. */
+typedef struct shard_reply {
+    struct shard_reply *next;
+    conn_ref            ref;
+    http_response       resp;
+    void              (*release)(struct shard_reply *r);
+} shard_reply;
+
+enum app_verdict { APP_RESPOND = 0, APP_DEFER = 1 };
+
+/* The application's request handler (engine/server/app.c), given to shard_create with its ctx.
+ * Called on the shard thread for each complete request; req slices, body and peer ("ip:port",
+ * "[v6]:port" for IPv6) are valid only during the call.
+ * APP_RESPOND: *resp is filled; resp->body must stay valid until the next handler call on
+ *   this shard or until shard_run returns (static or shard-owned memory; the shard copies it
+ *   into its send buffer before returning to the loop).
+ * APP_DEFER: the app will call shard_deliver() later with a reply for ref; the connection
+ *   reads no further request until that reply is sent. If the client goes away first, the
+ *   reply is released unsent when it arrives. */
+typedef int (*shard_handler_fn)(void *ctx, const http_request *req, const uint8_t *body,
+                                size_t body_len, conn_ref ref, const char *peer,
+                                http_response *resp);
+
+/* Called on the shard thread after each batch of completions has been handled: the app
+ * hands the requests it collected during the batch to other threads in one go (one lock and
+ * one wake-up per batch, not per request). */
+typedef void (*shard_flush_fn)(void *ctx, uint32_t shard_index);
+
+/* Creates the ring and the listener (SO_REUSEPORT on cfg->listen_host:listen_port).
+ * Returns 0 or -errno. */
+int  shard_create(const config *cfg, uint32_t index, shard_handler_fn fn, void *ctx,
+                  shard **out);
+/* Called on the shard thread when the shard itself refuses a request (400/408/413/414/431/
+ * 501/505 from the parser or a timer, 500 on an internal error), so the app can audit it. */
+typedef void (*shard_reject_fn)(void *ctx, int status, const char *reason, const char *peer);
+
+/* Sets the end-of-batch hook (before shard_run; optional). */
+void shard_set_flush(shard *s, shard_flush_fn fn);
+/* Sets the reject hook (before shard_run; optional). */
+void shard_set_reject(shard *s, shard_reject_fn fn);
+/* Runs the loop on the calling thread until shard_stop(). Returns 0 or -errno. */
+int  shard_run(shard *s);
+/* Asks the loop to stop (any thread, async-signal-safe: one eventfd write). */
+void shard_stop(shard *s);
+/* Closes connections, releases pending replies, frees. Accepts NULL. After shard_run returned. */
+void shard_destroy(shard *s);
+/* Hands a list of replies to the shard (any thread). */
+void shard_deliver(shard *s, shard_reply *list);
+/* Port the listener is bound to (useful when listen_port is 0). */
+uint16_t shard_port(const shard *s);
+/* Connections currently holding a slot (open or still closing); any thread, a snapshot for
+ * metrics and tests. */
+size_t shard_conn_count(const shard *s);
+
+#endif

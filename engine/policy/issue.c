@@ -1,0 +1,496 @@
+/* Request checks and certificate construction. See issue.h. */
+#include "engine/policy/issue.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "engine/scep/reject.h"
+
+struct issuer {
+    const ca_set *ca;
+    int validity_days;
+    int backdate_s;
+    int allow_sha1;
+    uint8_t challenge_hash[32];     /* [issue] challenge: profiles without their own */
+    int has_challenge;
+    const EVP_MD *sign_md;
+    profile_set *profiles;
+    size_t nprofiles;
+    uint8_t (*prof_hash)[32];       /* per profile (same order as the set): its static challenge */
+    int *prof_has;
+    X509_EXTENSION *cdp, *aia;     /* [issue] crl_url / ocsp_url; NULL when not set */
+};
+
+void issuer_destroy(issuer *is)
+{
+    if (is == NULL)
+        return;
+    X509_EXTENSION_free(is->cdp);
+    X509_EXTENSION_free(is->aia);
+    OPENSSL_cleanse(is->challenge_hash, sizeof(is->challenge_hash));
+    if (is->prof_hash != NULL)
+        OPENSSL_cleanse(is->prof_hash, is->nprofiles * sizeof(*is->prof_hash));
+    free(is->prof_hash);
+    free(is->prof_has);
+    profile_set_destroy(is->profiles);
+    free(is);
+}
+
+static X509_EXTENSION *conf_ext(X509V3_CTX *ctx, int nid, const char *value)
+{
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+    ERR_clear_error();
+    return e;
+}
+
+/* Installs set with the static challenge hashes of its profiles. */
+static int install_profiles(issuer *is, profile_set *set, char *err, size_t errlen)
+{
+    size_t n = 0;
+    const profile *items = profile_set_items(set, &n);
+    uint8_t (*hashes)[32] = calloc(n > 0 ? n : 1, sizeof(*hashes));
+    int *has = calloc(n > 0 ? n : 1, sizeof(*has));
+    char buf[256];
+    int rc = -1;
+
+    if (hashes == NULL || has == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int len = profile_read_challenge(&items[i], buf, sizeof(buf));
+        if (len < 0) {
+            snprintf(err, errlen, "profile %s: cannot read its challenge", items[i].name);
+            goto out;
+        }
+        if (len > 0) {
+            if (EVP_Digest(buf, (size_t)len, hashes[i], NULL, EVP_sha256(), NULL) != 1)
+                goto out;
+            has[i] = 1;
+        }
+    }
+    if (is->prof_hash != NULL)
+        OPENSSL_cleanse(is->prof_hash, is->nprofiles * sizeof(*is->prof_hash));
+    free(is->prof_hash);
+    free(is->prof_has);
+    profile_set_destroy(is->profiles);
+    is->profiles = set;
+    is->nprofiles = n;
+    is->prof_hash = hashes;
+    is->prof_has = has;
+    hashes = NULL;
+    has = NULL;
+    rc = 0;
+out:
+    OPENSSL_cleanse(buf, sizeof(buf));
+    free(hashes);
+    free(has);
+    return rc;
+}
+
+int issuer_set_profiles(issuer *is, profile_set *set, char *err, size_t errlen)
+{
+    char dummy[8];
+    if (err == NULL) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    return install_profiles(is, set, err, errlen);
+}
+
+const profile_set *issuer_profiles(const issuer *is)
+{
+    return is->profiles;
+}
+
+int issuer_create(const config *cfg, const ca_set *ca, const char *challenge, issuer **out)
+{
+    issuer *is = calloc(1, sizeof(*is));
+    profile_set *set = NULL;
+    X509V3_CTX ctx;
+    char err[64];
+    int rc = -1;
+
+    if (is == NULL)
+        goto out;
+    is->ca = ca;
+    is->validity_days = cfg->validity_days;
+    is->backdate_s = cfg->backdate_s;
+    is->allow_sha1 = cfg->allow_sha1;
+    if (challenge != NULL && challenge[0] != '\0') {
+        if (EVP_Digest(challenge, strlen(challenge), is->challenge_hash, NULL, EVP_sha256(), NULL) != 1)
+            goto out;
+        is->has_challenge = 1;
+    }
+    /* P-384 CA keys sign with SHA-384, everything else with SHA-256. */
+    is->sign_md = EVP_sha256();
+    if (EVP_PKEY_get_bits(ca->ca_key) == 384 && EVP_PKEY_get_base_id(ca->ca_key) == EVP_PKEY_EC)
+        is->sign_md = EVP_sha384();
+
+    /* The built-in profile: what scepd issued before profiles existed. */
+    profile builtin;
+    profile_defaults(&builtin, "default");
+    builtin.validity_days = cfg->validity_days;
+    builtin.renewal_threshold_percent = 100;
+    if (profile_set_from(&builtin, 1, &set, err, sizeof(err)) != 0 ||
+        install_profiles(is, set, err, sizeof(err)) != 0)
+        goto out;
+    set = NULL;
+
+    X509V3_set_ctx(&ctx, ca->ca_cert, NULL, NULL, NULL, 0);
+    /* Where relying parties find revocation status (RFC 5280 4.2.1.13, 4.2.2.1). */
+    char v[600];
+    if (cfg->crl_url[0] != '\0') {
+        snprintf(v, sizeof(v), "URI:%s", cfg->crl_url);
+        if ((is->cdp = conf_ext(&ctx, NID_crl_distribution_points, v)) == NULL)
+            goto out;
+    }
+    if (cfg->ocsp_url[0] != '\0') {
+        snprintf(v, sizeof(v), "OCSP;URI:%s", cfg->ocsp_url);
+        if ((is->aia = conf_ext(&ctx, NID_info_access, v)) == NULL)
+            goto out;
+    }
+    rc = 0;
+out:
+    profile_set_destroy(set);
+    if (rc == 0) {
+        *out = is;
+        is = NULL;
+    }
+    issuer_destroy(is);
+    return rc;
+}
+
+int issue_profile_reject(int pr)
+{
+    switch (pr) {
+    case PROFILE_OK:               return REJ_NONE;
+    case PROFILE_KEY_TYPE:
+    case PROFILE_KEY_SIZE:
+    case PROFILE_KEY_CURVE:        return REJ_KEY_TYPE;
+    case PROFILE_KEY_USAGE:        return REJ_KEY_USAGE;
+    case PROFILE_HASH:             return REJ_CSR_SIG_ALG;
+    case PROFILE_SAN_TYPE:
+    case PROFILE_SAN_INVALID:      return REJ_SAN_TYPE;
+    case PROFILE_SAN_UPN_REQUIRED: return REJ_UPN_REQUIRED;
+    case PROFILE_SUBJECT_EMPTY:    return REJ_EMPTY_SUBJECT;
+    case PROFILE_SUBJECT_LENGTH:   return REJ_SUBJECT_LENGTH;
+    case PROFILE_SUBJECT_CHARS:    return REJ_SUBJECT_CHARS;
+    case PROFILE_VALIDITY_REQUEST: return REJ_VALIDITY_REQUEST;
+    case PROFILE_BEYOND_CA:        return REJ_BEYOND_CA;
+    case PROFILE_CA_EXPIRED:       return REJ_CA_EXPIRED;
+    case PROFILE_RENEWAL_EARLY:    return REJ_RENEW_EARLY;
+    case PROFILE_RENEWAL_EXPIRED:  return REJ_RENEW_EXPIRED;
+    default:                       return REJ_INTERNAL;
+    }
+}
+
+/* Constant-time comparison of the request's challengePassword with the expected one: both
+ * are hashed, so neither content nor length shapes the timing. */
+static int challenge_ok(const uint8_t want[32], X509_REQ *csr)
+{
+    int idx = X509_REQ_get_attr_by_NID(csr, NID_pkcs9_challengePassword, -1);
+    if (idx < 0)
+        return 0;
+    X509_ATTRIBUTE *a = X509_REQ_get_attr(csr, idx);
+    ASN1_TYPE *t = a != NULL && X509_ATTRIBUTE_count(a) == 1 ? X509_ATTRIBUTE_get0_type(a, 0) : NULL;
+    if (t == NULL)
+        return 0;
+    switch (t->type) {
+    case V_ASN1_PRINTABLESTRING:
+    case V_ASN1_UTF8STRING:
+    case V_ASN1_IA5STRING:
+    case V_ASN1_T61STRING:
+        break;
+    default:
+        return 0;
+    }
+    uint8_t h[32];
+    if (EVP_Digest(t->value.asn1_string->data, (size_t)t->value.asn1_string->length, h, NULL,
+                   EVP_sha256(), NULL) != 1)
+        return 0;
+    return CRYPTO_memcmp(h, want, sizeof(h)) == 0;
+}
+
+/* basicConstraints CA:TRUE is refused whatever the profile; a SAN extension that does not
+ * parse is refused. Nothing is copied from here. */
+static int check_extensions(X509_REQ *csr)
+{
+    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(csr);
+    int rc = REJ_NONE;
+
+    for (int i = 0; i < sk_X509_EXTENSION_num(exts) && rc == REJ_NONE; i++) {
+        X509_EXTENSION *e = sk_X509_EXTENSION_value(exts, i);
+        int nid = OBJ_obj2nid(X509_EXTENSION_get_object(e));
+        if (nid == NID_basic_constraints) {
+            BASIC_CONSTRAINTS *bc = X509V3_EXT_d2i(e);
+            if (bc == NULL || bc->ca)
+                rc = REJ_CA_REQUESTED;
+            BASIC_CONSTRAINTS_free(bc);
+        } else if (nid == NID_subject_alt_name) {
+            GENERAL_NAMES *gns = X509V3_EXT_d2i(e);
+            if (gns == NULL)
+                rc = REJ_SAN_TYPE;
+            GENERAL_NAMES_free(gns);
+        }
+    }
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    ERR_clear_error();
+    return rc;
+}
+
+GENERAL_NAMES *issue_requested_san(X509_REQ *csr)
+{
+    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(csr);
+    GENERAL_NAMES *gns = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    ERR_clear_error();
+    return gns;
+}
+
+static const profile *select_profile(const issuer *is, X509_REQ *csr, const char *name)
+{
+    size_t n = 0;
+    const profile *items = profile_set_items(is->profiles, &n);
+    if (name != NULL && name[0] != '\0')
+        return profile_set_find(is->profiles, name, strlen(name));
+    return profile_select_for_key_usage(items, n, profile_requested_key_usage(csr));
+}
+
+int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
+                        const char *profile_name, int need_challenge, const profile **prof_out,
+                        X509_REQ **out, const char **detail_out)
+{
+    const unsigned char *p = der;
+    X509_REQ *csr = d2i_X509_REQ(NULL, &p, (long)len);
+    GENERAL_NAMES *san = NULL;
+    const profile *prof = NULL;
+    const char *detail = NULL;
+    int rc = REJ_BAD_CSR, md_nid = NID_undef, pk_nid = NID_undef, pr;
+
+    if (csr == NULL || p != der + len)
+        goto out;
+    EVP_PKEY *pub = X509_REQ_get0_pubkey(csr);
+    if (pub == NULL)
+        goto out;
+    rc = REJ_NO_PROFILE;
+    if ((prof = select_profile(is, csr, profile_name)) == NULL)
+        goto out;
+    if ((pr = profile_check_key(prof, pub)) != PROFILE_OK)
+        goto refused;
+    rc = REJ_CSR_SIG_ALG;
+    if (!OBJ_find_sigid_algs(X509_REQ_get_signature_nid(csr), &md_nid, &pk_nid))
+        goto out;
+    if ((pr = profile_check_hash(prof, md_nid)) != PROFILE_OK &&
+        !(pr == PROFILE_HASH && md_nid == NID_sha1 && is->allow_sha1))
+        goto refused;
+    rc = REJ_POP;
+    if (X509_REQ_verify(csr, pub) != 1)
+        goto out;
+    rc = check_extensions(csr);
+    if (rc != REJ_NONE)
+        goto out;
+    san = issue_requested_san(csr);
+    /* With "override", the challenge's binding replaces what the CSR says: checked when the
+     * certificate is built (profile_add_extensions), not here. */
+    if (prof->san_source != PROFILE_SOURCE_OVERRIDE &&
+        (pr = profile_check_san(prof, san)) != PROFILE_OK)
+        goto refused;
+    if (prof->subject_source != PROFILE_SOURCE_OVERRIDE &&
+        (pr = profile_check_subject(prof, X509_REQ_get_subject_name(csr), san)) != PROFILE_OK)
+        goto refused;
+    if (need_challenge && prof->challenge == PROFILE_CHALLENGE_STATIC) {
+        size_t nitems = 0;
+        size_t idx = (size_t)(prof - profile_set_items(is->profiles, &nitems));
+        const uint8_t *want = is->prof_has[idx] ? is->prof_hash[idx]
+                            : is->has_challenge ? is->challenge_hash : NULL;
+        rc = want != NULL ? REJ_CHALLENGE : REJ_NO_CHALLENGE_SET;
+        if (want == NULL || !challenge_ok(want, csr))
+            goto out;
+    }
+    rc = REJ_NONE;
+    goto out;
+refused:
+    rc = issue_profile_reject(pr);
+    detail = profile_result_diag(pr);
+out:
+    GENERAL_NAMES_free(san);
+    if (prof_out != NULL)      /* also on refusal: the audit event names the profile */
+        *prof_out = prof;
+    if (rc == REJ_NONE) {
+        *out = csr;
+        csr = NULL;
+    } else if (detail_out != NULL) {
+        *detail_out = detail;
+    }
+    X509_REQ_free(csr);
+    ERR_clear_error();
+    return rc;
+}
+
+int issue_check_csr(const issuer *is, const uint8_t *der, size_t len, int need_challenge,
+                    X509_REQ **out)
+{
+    return issue_check_request(is, der, len, NULL, need_challenge, NULL, out, NULL);
+}
+
+/* 16 random bytes, positive, with the top byte never zero so the DER INTEGER stays 16 bytes
+ * long: 126 bits of entropy. */
+static ASN1_INTEGER *random_serial(void)
+{
+    uint8_t b[16];
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *ai = NULL;
+
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        return NULL;
+    b[0] = (uint8_t)((b[0] & 0x3f) | 0x40);
+    bn = BN_bin2bn(b, sizeof(b), NULL);
+    if (bn != NULL)
+        ai = BN_to_ASN1_INTEGER(bn, NULL);
+    BN_free(bn);
+    return ai;
+}
+
+/* Puts the CSR's SubjectPublicKeyInfo into the certificate as it was encoded (algorithm,
+ * parameters and key bits copied), instead of X509_set_pubkey: that one re-encodes and
+ * re-decodes the key through OpenSSL 3's encoder/decoder framework, whose lookups (global
+ * read locks, name compares) cost more per enrollment than the rest of issue_build. */
+static int copy_spki(X509 *x, X509_REQ *csr)
+{
+    ASN1_OBJECT *alg_obj = NULL;
+    const unsigned char *bits = NULL;
+    int nbits = 0, ptype = V_ASN1_UNDEF;
+    X509_ALGOR *alg = NULL;
+    const void *pval = NULL;
+    const ASN1_OBJECT *pobj = NULL;
+    X509_PUBKEY *src = X509_REQ_get_X509_PUBKEY(csr);
+    void *param = NULL;
+    unsigned char *enc = NULL;
+
+    if (src == NULL || X509_PUBKEY_get0_param(&alg_obj, &bits, &nbits, &alg, src) != 1 ||
+        nbits <= 0)
+        return -1;
+    X509_ALGOR_get0(&pobj, &ptype, &pval, alg);
+    if (ptype == V_ASN1_OBJECT)
+        param = OBJ_dup(pval);
+    else if (ptype == V_ASN1_SEQUENCE)
+        param = ASN1_STRING_dup(pval);
+    else
+        ptype = ptype == V_ASN1_NULL ? V_ASN1_NULL : V_ASN1_UNDEF;
+    ASN1_OBJECT *obj = OBJ_dup(alg_obj);
+    enc = OPENSSL_memdup(bits, (size_t)nbits);
+    if (obj == NULL || enc == NULL || ((ptype == V_ASN1_OBJECT || ptype == V_ASN1_SEQUENCE) && param == NULL) ||
+        X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), obj, ptype, param, enc, nbits) != 1) {
+        ASN1_OBJECT_free(obj);
+        if (ptype == V_ASN1_OBJECT)
+            ASN1_OBJECT_free(param);
+        else if (ptype == V_ASN1_SEQUENCE)
+            ASN1_STRING_free(param);
+        OPENSSL_free(enc);
+        return -1;
+    }
+    return 0;
+}
+
+int issue_build_profile(const issuer *is, X509_REQ *csr, const profile *prof,
+                        const X509_NAME *subject, const GENERAL_NAMES *san, X509 **out,
+                        int *capped_out)
+{
+    X509 *x = X509_new();
+    ASN1_INTEGER *serial = NULL;
+    GENERAL_NAMES *req_san = NULL;
+    int rc = REJ_INTERNAL, capped = 0, pr;
+    time_t now = time(NULL);
+    int64_t wanted = 0, not_after = 0;
+    EVP_PKEY *pub = X509_REQ_get0_pubkey(csr);
+
+    if (x == NULL || pub == NULL)
+        goto out;
+    rc = REJ_VALIDITY_REQUEST;
+    if (profile_requested_not_after(csr, &wanted) != 0)
+        goto out;
+    pr = profile_validity(prof, now, is->ca->ca_not_after, wanted, &not_after, &capped);
+    if (pr != PROFILE_OK) {
+        rc = issue_profile_reject(pr);
+        goto out;
+    }
+    rc = REJ_INTERNAL;
+    if (san == NULL)
+        san = req_san = issue_requested_san(csr);
+    serial = random_serial();
+    if (serial == NULL || !X509_set_version(x, X509_VERSION_3) ||
+        !X509_set_serialNumber(x, serial) ||
+        !X509_set_issuer_name(x, is->ca->ca_name) ||
+        !X509_set_subject_name(x, subject != NULL ? subject : X509_REQ_get_subject_name(csr)) ||
+        X509_time_adj_ex(X509_getm_notBefore(x), 0, -(long)is->backdate_s, &now) == NULL ||
+        ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after) == NULL ||
+        copy_spki(x, csr) != 0)
+        goto out;
+    pr = profile_add_extensions(prof, x, is->ca->ca_cert, pub, san);
+    if (pr != PROFILE_OK) {
+        rc = issue_profile_reject(pr);
+        goto out;
+    }
+    if ((is->cdp != NULL && !X509_add_ext(x, is->cdp, -1)) ||
+        (is->aia != NULL && !X509_add_ext(x, is->aia, -1)))
+        goto out;
+    if (X509_sign(x, is->ca->ca_key, is->sign_md) <= 0)
+        goto out;
+    rc = REJ_NONE;
+out:
+    if (rc == REJ_NONE) {
+        *out = x;
+        x = NULL;
+        if (capped_out != NULL)
+            *capped_out = capped;
+    }
+    X509_free(x);
+    ASN1_INTEGER_free(serial);
+    GENERAL_NAMES_free(req_san);
+    ERR_clear_error();
+    return rc;
+}
+
+int issue_build(const issuer *is, X509_REQ *csr, X509 **out)
+{
+    const profile *prof = select_profile(is, csr, NULL);
+    if (prof == NULL)
+        return REJ_NO_PROFILE;
+    return issue_build_profile(is, csr, prof, NULL, NULL, out, NULL);
+}
+
+int issue_spki_hash(const X509_PUBKEY *spki, uint8_t out[32])
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(spki, &der);
+    int ok = n > 0 && EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL) == 1;
+    OPENSSL_free(der);
+    return ok ? 0 : -1;
+}
+
+int issue_key_hash(EVP_PKEY *pub, uint8_t out[32])
+{
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(pub, &der);
+    int ok = n > 0 && EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL) == 1;
+    OPENSSL_free(der);
+    return ok ? 0 : -1;
+}
+
+int issue_name_hash(const X509_NAME *name, uint8_t out[32])
+{
+    const unsigned char *der = NULL;
+    size_t n = 0;
+    if (X509_NAME_get0_der(name, &der, &n) != 1)
+        return -1;
+    return EVP_Digest(der, n, out, NULL, EVP_sha256(), NULL) == 1 ? 0 : -1;
+}

@@ -1,0 +1,213 @@
+/* profile: certificate profiles (conf/profiles/<name>.conf), the rules one kind of certificate
+ * is issued under, and the pure decision functions the enrollment path applies.
+ *
+ * File format: the INI dialect of the main configuration (comments '#' ';', key = value,
+ * values may be "quoted"), one [profile] section (optional header); unknown keys are errors
+ * "file:line: reason". Every key, its default and its meaning: docs/profiles.md. The defaults
+ * reproduce the built-in behaviour of issue.c (keyUsage digitalSignature (+keyEncipherment
+ * for RSA), EKU clientAuth, SAN DNS/email/URI/UPN from the request, 365 days capped at the
+ * CA, RSA 2048..4096, EC P-256/P-384, SHA-256/384/512, renewal in the last 20 %, automatic
+ * approval, the static challenge of the main configuration).
+ *
+ * A loaded profile is immutable and may be read from any thread. A profile_set owns its
+ * profiles; pointers into it stay valid until profile_set_destroy.
+ *
+ * Decision functions return PROFILE_OK or a PROFILE_REJ_* code (X-macro below: name,
+ * recommended SCEP failInfo, audit diagnostic, text). They never allocate unless stated.
+ */
+#ifndef SCEPD_PROFILE_H
+#define SCEPD_PROFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <openssl/x509v3.h>
+
+/*  X(name,            failInfo,     diag,                      text) */
+#define PROFILE_RESULTS(X) \
+    X(OK,              NONE,         "ok",                      "allowed") \
+    X(KEY_TYPE,        BADALG,       "profile_key_type",        "key type not allowed by the profile") \
+    X(KEY_SIZE,        BADALG,       "profile_key_size",        "RSA key size outside the profile's range") \
+    X(KEY_CURVE,       BADALG,       "profile_key_curve",       "EC curve not allowed by the profile") \
+    X(KEY_USAGE,       BADALG,       "profile_key_usage",       "key type cannot perform the profile's key usage") \
+    X(HASH,            BADALG,       "profile_hash",            "signature hash not allowed by the profile") \
+    X(SAN_TYPE,        BADREQUEST,   "profile_san_type",        "subjectAltName type not allowed by the profile") \
+    X(SAN_UPN_REQUIRED, BADREQUEST,  "profile_upn_required",    "the profile (smart card logon) requires a UPN subjectAltName") \
+    X(SAN_INVALID,     BADREQUEST,   "profile_san_invalid",     "subjectAltName entry malformed (UPN must be a UTF8String)") \
+    X(SUBJECT_EMPTY,   BADREQUEST,   "profile_subject_empty",   "neither a subject nor a subjectAltName") \
+    X(SUBJECT_LENGTH,  BADREQUEST,   "profile_subject_length",  "a subject attribute is longer than the profile allows") \
+    X(SUBJECT_CHARS,   BADREQUEST,   "profile_subject_chars",   "a subject attribute has characters the profile does not allow") \
+    X(VALIDITY_REQUEST, BADTIME,     "profile_validity_request", "requested notAfter is not in the future") \
+    X(BEYOND_CA,       BADTIME,      "profile_beyond_ca",       "validity would extend past the CA certificate (beyond_ca = refuse)") \
+    X(CA_EXPIRED,      BADTIME,      "profile_ca_expired",      "the CA certificate has expired") \
+    X(RENEWAL_EARLY,   BADREQUEST,   "profile_renewal_early",   "renewal before the profile's renewal threshold") \
+    X(RENEWAL_EXPIRED, BADTIME,      "profile_renewal_expired", "certificate to renew has expired") \
+    X(INTERNAL,        BADREQUEST,   "profile_internal",        "internal error while applying the profile")
+
+enum profile_result {
+#define X(name, fi, diag, text) PROFILE_##name,
+    PROFILE_RESULTS(X)
+#undef X
+    PROFILE__COUNT
+};
+#define PROFILE_REJ(name) PROFILE_##name   /* readability at call sites */
+
+const char *profile_result_diag(int r);      /* stable audit code; "unknown" when out of range */
+const char *profile_result_text(int r);
+const char *profile_result_failinfo(int r);  /* "NONE", "BADALG", "BADREQUEST", "BADTIME" */
+
+/* keyUsage bits as the profile names them (not OpenSSL's KU_ values). */
+enum {
+    PROFILE_KU_DIGITAL_SIGNATURE = 1u << 0,
+    PROFILE_KU_NON_REPUDIATION   = 1u << 1,
+    PROFILE_KU_KEY_ENCIPHERMENT  = 1u << 2,
+    PROFILE_KU_DATA_ENCIPHERMENT = 1u << 3,
+    PROFILE_KU_KEY_AGREEMENT     = 1u << 4,
+};
+enum { PROFILE_SAN_DNS = 1u << 0, PROFILE_SAN_EMAIL = 1u << 1, PROFILE_SAN_URI = 1u << 2,
+       PROFILE_SAN_UPN = 1u << 3, PROFILE_SAN_IP = 1u << 4 };
+enum { PROFILE_KEY_RSA = 1u << 0, PROFILE_KEY_EC = 1u << 1 };
+enum { PROFILE_CURVE_P256 = 1u << 0, PROFILE_CURVE_P384 = 1u << 1, PROFILE_CURVE_P521 = 1u << 2 };
+enum { PROFILE_HASH_SHA1 = 1u << 0, PROFILE_HASH_SHA224 = 1u << 1, PROFILE_HASH_SHA256 = 1u << 2,
+       PROFILE_HASH_SHA384 = 1u << 3, PROFILE_HASH_SHA512 = 1u << 4 };
+
+enum profile_template { PROFILE_TEMPLATE_GENERAL = 0, PROFILE_TEMPLATE_SIGNATURE,
+                        PROFILE_TEMPLATE_ENCRYPTION };
+/* Where the subject (or the SANs) of the issued certificate come from. */
+enum profile_source {
+    PROFILE_SOURCE_REQUEST = 0,  /* the CSR's, checked against the rules               */
+    PROFILE_SOURCE_REQUIRE,      /* the CSR's, and it must equal the challenge binding  */
+    PROFILE_SOURCE_OVERRIDE,     /* the challenge binding replaces the CSR's            */
+};
+enum profile_beyond_ca { PROFILE_BEYOND_CA_CAP = 0, PROFILE_BEYOND_CA_REFUSE };
+enum profile_approval { PROFILE_APPROVAL_AUTO = 0, PROFILE_APPROVAL_MANUAL };
+enum profile_challenge {
+    PROFILE_CHALLENGE_STATIC = 0, /* challenge_password(_file), else the main config's  */
+    PROFILE_CHALLENGE_ONETIME,    /* one-time challenges (engine/policy/challenge.h)           */
+    PROFILE_CHALLENGE_NONE,       /* initial enrollment without a challenge (renewal only
+                                     if also nothing else authorises: use with care)    */
+};
+
+#define PROFILE_NAME_MAX  64
+#define PROFILE_OID_MAX   16      /* EKUs, policies: entries per profile */
+#define PROFILE_PATH_MAX  1024
+
+/* Read-only after load. Fields are public so the wiring code can read the plain settings
+ * (approval, challenge, template, sources); the rules are applied with the functions below. */
+typedef struct profile {
+    char     name[PROFILE_NAME_MAX];
+    char     description[256];
+    unsigned key_usage;            /* PROFILE_KU_*; encipherment bits dropped for EC keys,
+                                      keyAgreement dropped for RSA keys                    */
+    int      eku_count;
+    char     eku[PROFILE_OID_MAX][64];      /* dotted OIDs, in file order                   */
+    int      policy_count;
+    char     policy[PROFILE_OID_MAX][64];   /* certificatePolicies OIDs                      */
+    enum profile_template template_class;
+    enum profile_source subject_source;
+    enum profile_source san_source;
+    unsigned san_types;            /* PROFILE_SAN_* allowed                                 */
+    unsigned san_required;         /* PROFILE_SAN_* at least one of each required           */
+    int      subject_max_length;   /* bytes per attribute value; 0 = unlimited              */
+    enum { PROFILE_CHARS_ANY = 0, PROFILE_CHARS_PRINTABLE, PROFILE_CHARS_ASCII } subject_chars;
+    int      validity_days;        /* maximum                                               */
+    int      allow_shorter;        /* honour a requested shorter notAfter                   */
+    enum profile_beyond_ca beyond_ca;
+    unsigned key_types;            /* PROFILE_KEY_*                                          */
+    int      rsa_min_bits, rsa_max_bits;
+    unsigned ec_curves;            /* PROFILE_CURVE_*                                        */
+    unsigned hashes;               /* PROFILE_HASH_*                                         */
+    int      renewal_threshold_percent;
+    enum profile_approval approval;
+    enum profile_challenge challenge;
+    char     challenge_password[256];       /* static, inline (empty: see _file / main)     */
+    char     challenge_password_file[PROFILE_PATH_MAX]; /* resolved against the profile dir */
+    int      smartcard_logon;      /* derived: EKU list holds 1.3.6.1.4.1.311.20.2.2         */
+} profile;
+
+/* Fills *p with the defaults (today's built-in behaviour) and the given name. */
+void profile_defaults(profile *p, const char *name);
+
+/* Parses one profile over the defaults. text need not be NUL-terminated. file names the
+ * source in messages ("file:line: reason"); base_dir resolves a relative password_file (may
+ * be NULL). A "name =" key overrides default_name. Returns 0 and *out, or -1 with err set
+ * (errlen bytes, always terminated; err may be NULL); *out untouched on failure. */
+int profile_parse(const char *text, size_t len, const char *default_name, const char *file,
+                  const char *base_dir, profile *out, char *err, size_t errlen);
+
+/* Reads and parses one file; name defaults to the file name without ".conf". */
+int profile_load_file(const char *path, profile *out, char *err, size_t errlen);
+
+/* Reads the static challenge (inline or file, trailing CR/LF stripped) into buf. Returns its
+ * length, 0 when the profile sets none (then the main configuration's applies), or -1. */
+int profile_read_challenge(const profile *p, char *buf, size_t buflen);
+
+typedef struct profile_set profile_set;
+
+/* Loads every "*.conf" of dir (other files ignored), sorted by profile name. Duplicate names
+ * and names that are not [A-Za-z0-9._-]+ are refused. An empty directory gives an empty set.
+ * Returns 0 and *out or -1 with err. */
+int profile_set_load_dir(const char *dir, profile_set **out, char *err, size_t errlen);
+/* A set holding copies of the n given profiles (sorted; duplicates refused). For tests and
+ * for installations without a profile directory (one built-in "default"). */
+int profile_set_from(const profile *profiles, size_t n, profile_set **out, char *err,
+                     size_t errlen);
+void profile_set_destroy(profile_set *s);  /* accepts NULL */
+/* The profiles, sorted by name; valid until destroy. */
+const profile *profile_set_items(const profile_set *s, size_t *n);
+const profile *profile_set_find(const profile_set *s, const char *name, size_t namelen);
+
+/* --- decisions --------------------------------------------------------------------------- */
+
+/* Key type, RSA size, EC curve, and that the key can do the profile's keyUsage (an EC key on
+ * a keyEncipherment-only profile is refused with PROFILE_KEY_USAGE). */
+int profile_check_key(const profile *p, EVP_PKEY *pub);
+
+/* md_nid: the digest of the CSR signature (OBJ_find_sigid_algs). */
+int profile_check_hash(const profile *p, int md_nid);
+
+/* SAN types allowed, UPN well-formed, required types present (smart card logon: UPN).
+ * san may be NULL (no SAN). */
+int profile_check_san(const profile *p, const GENERAL_NAMES *san);
+
+/* Subject rules: attribute value length and character class; an empty subject needs a SAN. */
+int profile_check_subject(const profile *p, const X509_NAME *subject, const GENERAL_NAMES *san);
+
+/* Chooses notAfter. requested_not_after = 0 when the client asked for nothing; a request is
+ * honoured only with allow_shorter (longer requests are cut to validity_days). Past the CA's
+ * notAfter: capped (*capped_out = 1) or PROFILE_BEYOND_CA. CA expired: PROFILE_CA_EXPIRED.
+ * capped_out may be NULL. Out-parameters set only on PROFILE_OK. */
+int profile_validity(const profile *p, time_t now, int64_t ca_not_after,
+                     int64_t requested_not_after, int64_t *not_after_out, int *capped_out);
+
+/* How a client asks for a shorter validity: a privateKeyUsagePeriod (2.5.29.16) extension in
+ * the CSR's extensionRequest whose notAfter is the wanted end (never copied into the
+ * certificate). Returns 0 with *out = that time, 0 with *out = 0 when absent, -1 when the
+ * extension is present but malformed. */
+int profile_requested_not_after(X509_REQ *csr, int64_t *out);
+
+/* Renewal allowed iff now lies in the last renewal_threshold_percent of [nb, na] and now < na:
+ * PROFILE_OK, PROFILE_RENEWAL_EARLY or PROFILE_RENEWAL_EXPIRED. */
+int profile_renewal_allowed(const profile *p, time_t now, int64_t old_not_before,
+                            int64_t old_not_after);
+
+/* keyUsage the CSR asks for (extensionRequest), as PROFILE_KU_* bits; 0 when none. */
+unsigned profile_requested_key_usage(X509_REQ *csr);
+
+/* NDES default-path mapping: signature bits only (digitalSignature/nonRepudiation) -> the
+ * first profile with template = signature; encipherment bits only -> template = encryption;
+ * both or none -> the profile named "default", else the first template = general profile.
+ * Falls back to "default" / the first general profile when no profile has the wanted class.
+ * NULL when n == 0 or nothing general exists. */
+const profile *profile_select_for_key_usage(const profile *profiles, size_t n,
+                                            unsigned requested_ku_bits);
+
+/* Adds basicConstraints (critical CA:FALSE), keyUsage (critical), extendedKeyUsage,
+ * certificatePolicies, SKI (hash of subject_key), AKI (ca's SKI, else SHA-1 of its key) and
+ * subjectAltName (san; critical when cert's subject is empty) exactly per the profile.
+ * cert's subject must be set first. san is checked with profile_check_san first (smart card
+ * logon without UPN: PROFILE_SAN_UPN_REQUIRED). Nothing from the CSR is copied otherwise. */
+int profile_add_extensions(const profile *p, X509 *cert, X509 *ca, EVP_PKEY *subject_key,
+                           const GENERAL_NAMES *san);
+
+#endif

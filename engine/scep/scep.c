@@ -1,0 +1,405 @@
+/* Server side of the SCEP message codec. See scep.h. */
+#include "engine/scep/scep.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pkcs7.h>
+#include <openssl/rand.h>
+
+#include "engine/scep/reject.h"
+#include "engine/scep/scep_oid.h"
+
+const char *scep_failinfo_name(int failinfo)
+{
+    switch (failinfo) {
+#define X(name, val, text) case val: return text;
+    SCEP_FAILINFO(X)
+#undef X
+    default: return "-";
+    }
+}
+
+void scep_request_clear(scep_request *req)
+{
+    if (req == NULL)
+        return;
+    CMS_ContentInfo_free(req->cms);
+    X509_free(req->signer);
+    free(req->envelope);
+    OPENSSL_clear_free(req->inner, req->inner_len);
+    memset(req, 0, sizeof(*req));
+    req->msg_type = -1;
+}
+
+/* The single value of a signed attribute, or NULL. */
+static const ASN1_TYPE *signed_attr(CMS_SignerInfo *si, int nid)
+{
+    int idx = CMS_signed_get_attr_by_NID(si, nid, -1);
+    if (idx < 0)
+        return NULL;
+    X509_ATTRIBUTE *a = CMS_signed_get_attr(si, idx);
+    if (a == NULL || X509_ATTRIBUTE_count(a) != 1)
+        return NULL;
+    return X509_ATTRIBUTE_get0_type(a, 0);
+}
+
+/* String-typed attribute value (PrintableString as the RFC says; UTF8/IA5 tolerated). */
+static const ASN1_STRING *string_attr(CMS_SignerInfo *si, int nid)
+{
+    const ASN1_TYPE *t = signed_attr(si, nid);
+    if (t == NULL)
+        return NULL;
+    switch (t->type) {
+    case V_ASN1_PRINTABLESTRING:
+    case V_ASN1_UTF8STRING:
+    case V_ASN1_IA5STRING:
+        return t->value.asn1_string;
+    default:
+        return NULL;
+    }
+}
+
+static int digest_allowed(int nid, int allow_sha1)
+{
+    return nid == NID_sha256 || nid == NID_sha384 || nid == NID_sha512 ||
+           (allow_sha1 && nid == NID_sha1);
+}
+
+int scep_parse(const uint8_t *der, size_t len, int allow_sha1, scep_request *req)
+{
+    const scep_oids *oids = scep_oid_get();
+    const unsigned char *p = der;
+    STACK_OF(X509) *certs = NULL;
+    int rc = REJ_NOT_PKIMESSAGE;
+
+    memset(req, 0, sizeof(*req));
+    req->msg_type = -1;
+    if (oids == NULL)
+        goto out;
+    if (len == 0 || len > (size_t)LONG_MAX)
+        goto out;
+    req->cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
+    if (req->cms == NULL || p != der + len ||
+        OBJ_obj2nid(CMS_get0_type(req->cms)) != NID_pkcs7_signed)
+        goto out;
+    STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(req->cms);
+    if (sis == NULL || sk_CMS_SignerInfo_num(sis) != 1)
+        goto out;
+    CMS_SignerInfo *si = sk_CMS_SignerInfo_value(sis, 0);
+
+    /* From here on the message is a pkiMessage: failures are CertRep FAILUREs. Collect the
+     * addressing attributes first so the CertRep can echo them. */
+    const ASN1_STRING *tid = string_attr(si, oids->transaction_id);
+    if (tid != NULL && tid->length > 0 && tid->length <= SCEP_TXID_MAX) {
+        memcpy(req->txid, tid->data, (size_t)tid->length);
+        req->txid_len = (size_t)tid->length;
+    }
+    const ASN1_TYPE *nonce = signed_attr(si, oids->sender_nonce);
+    if (nonce != NULL && nonce->type == V_ASN1_OCTET_STRING &&
+        nonce->value.octet_string->length == SCEP_NONCE_LEN) {
+        memcpy(req->sender_nonce, nonce->value.octet_string->data, SCEP_NONCE_LEN);
+        req->has_nonce = 1;
+    }
+    const ASN1_STRING *mt = string_attr(si, oids->message_type);
+    if (mt != NULL && mt->length > 0 && mt->length <= 4) {
+        int v = 0;
+        for (int i = 0; i < mt->length; i++) {
+            if (mt->data[i] < '0' || mt->data[i] > '9') {
+                v = -1;
+                break;
+            }
+            v = v * 10 + (mt->data[i] - '0');
+        }
+        req->msg_type = v;
+    }
+
+    /* The signer certificate travels in the SignedData; initial enrollment signs with a
+     * self-signed one, renewal with a certificate we issued (checked by the caller). */
+    certs = CMS_get1_certs(req->cms);
+    for (int i = 0; certs != NULL && i < sk_X509_num(certs); i++) {
+        X509 *c = sk_X509_value(certs, i);
+        if (CMS_SignerInfo_cert_cmp(si, c) == 0) {
+            if (!X509_up_ref(c))
+                goto out;
+            req->signer = c;
+            break;
+        }
+    }
+
+    rc = REJ_MISSING_ATTR;
+    if (req->txid_len == 0 || !req->has_nonce || req->msg_type < 0)
+        goto out;
+    rc = REJ_NO_SIGNER_CERT;
+    if (req->signer == NULL)
+        goto out;
+    X509_ALGOR *dig = NULL, *sig = NULL;
+    CMS_SignerInfo_get0_algs(si, NULL, NULL, &dig, &sig);
+    req->sig_md_nid = dig != NULL ? OBJ_obj2nid(dig->algorithm) : NID_undef;
+    if (!digest_allowed(req->sig_md_nid, allow_sha1)) {
+        rc = REJ_SIG_DIGEST;
+        goto out;
+    }
+
+    /* Signature over the signed attributes and the content digest, with the included signer
+     * certificate; no chain building here (authorisation is the caller's business). */
+    STACK_OF(X509) *one = sk_X509_new_null();
+    if (one == NULL || !sk_X509_push(one, req->signer)) {
+        sk_X509_free(one);
+        rc = REJ_INTERNAL;
+        goto out;
+    }
+    int ok = CMS_verify(req->cms, one, NULL, NULL, NULL,
+                        CMS_NO_SIGNER_CERT_VERIFY | CMS_NOINTERN | CMS_BINARY);
+    sk_X509_free(one);
+    if (ok != 1) {
+        ERR_clear_error();
+        rc = REJ_BAD_SIGNATURE;
+        goto out;
+    }
+
+    ASN1_OCTET_STRING **content = CMS_get0_content(req->cms);
+    if (content != NULL && *content != NULL && (*content)->length > 0) {
+        req->envelope = malloc((size_t)(*content)->length);
+        if (req->envelope == NULL) {
+            rc = REJ_INTERNAL;
+            goto out;
+        }
+        memcpy(req->envelope, (*content)->data, (size_t)(*content)->length);
+        req->envelope_len = (size_t)(*content)->length;
+    }
+    rc = REJ_NONE;
+out:
+    sk_X509_pop_free(certs, X509_free);
+    ERR_clear_error();
+    return rc;
+}
+
+const EVP_CIPHER *scep_cipher_for_nid(int nid)
+{
+    /* The built-in cipher descriptors are static; CMS fetches the implementation by name. */
+    switch (nid) {
+    case NID_aes_128_cbc: return EVP_aes_128_cbc();
+    case NID_aes_192_cbc: return EVP_aes_192_cbc();
+    case NID_aes_256_cbc: return EVP_aes_256_cbc();
+    case NID_des_ede3_cbc: return EVP_des_ede3_cbc();
+    default: return NULL;
+    }
+}
+
+int scep_open_envelope(scep_request *req, EVP_PKEY *ra_key, X509 *ra_cert, int allow_des)
+{
+    const unsigned char *p = req->envelope;
+    PKCS7 *p7 = NULL;
+    CMS_ContentInfo *env = NULL;
+    BIO *out = NULL;
+    int rc = REJ_NO_ENVELOPE;
+
+    if (req->envelope == NULL)
+        goto out;
+    /* The CMS API hides the content-encryption algorithm; the PKCS7 view shows it. */
+    p7 = d2i_PKCS7(NULL, &p, (long)req->envelope_len);
+    if (p7 == NULL || !PKCS7_type_is_enveloped(p7) || p7->d.enveloped == NULL ||
+        p7->d.enveloped->enc_data == NULL || p7->d.enveloped->enc_data->algorithm == NULL)
+        goto out;
+    req->cipher_nid = OBJ_obj2nid(p7->d.enveloped->enc_data->algorithm->algorithm);
+    if (scep_cipher_for_nid(req->cipher_nid) == NULL &&
+        !(allow_des && req->cipher_nid == NID_des_cbc)) {
+        rc = REJ_CIPHER;
+        goto out;
+    }
+    p = req->envelope;
+    env = d2i_CMS_ContentInfo(NULL, &p, (long)req->envelope_len);
+    out = BIO_new(BIO_s_mem());
+    if (env == NULL || out == NULL)
+        goto out;
+    if (CMS_decrypt_set1_pkey_and_peer(env, ra_key, ra_cert, NULL) != 1 ||
+        CMS_decrypt(env, NULL, NULL, NULL, out, CMS_BINARY) != 1) {
+        rc = REJ_DECRYPT;
+        goto out;
+    }
+    char *data = NULL;
+    long n = BIO_get_mem_data(out, &data);
+    if (n <= 0)
+        goto out;
+    req->inner = malloc((size_t)n);
+    if (req->inner == NULL) {
+        rc = REJ_INTERNAL;
+        goto out;
+    }
+    memcpy(req->inner, data, (size_t)n);
+    req->inner_len = (size_t)n;
+    rc = REJ_NONE;
+out:
+    PKCS7_free(p7);
+    CMS_ContentInfo_free(env);
+    BIO_free(out);
+    ERR_clear_error();
+    return rc;
+}
+
+int scep_degenerate(STACK_OF(X509) *certs, uint8_t **out, size_t *outlen)
+{
+    PKCS7 *p7 = PKCS7_new();
+    unsigned char *der = NULL;
+    int rc = -1, n;
+
+    if (p7 == NULL || !PKCS7_set_type(p7, NID_pkcs7_signed) ||
+        !PKCS7_content_new(p7, NID_pkcs7_data))
+        goto out;
+    for (int i = 0; i < sk_X509_num(certs); i++)
+        if (!PKCS7_add_certificate(p7, sk_X509_value(certs, i)))
+            goto out;
+    n = i2d_PKCS7(p7, &der);
+    if (n <= 0 || (*out = malloc((size_t)n)) == NULL)
+        goto out;
+    memcpy(*out, der, (size_t)n);
+    *outlen = (size_t)n;
+    rc = 0;
+out:
+    OPENSSL_free(der);
+    PKCS7_free(p7);
+    return rc;
+}
+
+/* DER of a CMS ContentInfo into a malloc'd buffer. */
+static int cms_der(CMS_ContentInfo *cms, uint8_t **out, size_t *outlen)
+{
+    unsigned char *der = NULL;
+    int n = i2d_CMS_ContentInfo(cms, &der);
+    if (n <= 0)
+        return -1;
+    *out = malloc((size_t)n);
+    if (*out == NULL) {
+        OPENSSL_free(der);
+        return -1;
+    }
+    memcpy(*out, der, (size_t)n);
+    *outlen = (size_t)n;
+    OPENSSL_free(der);
+    return 0;
+}
+
+static int add_string_attr(CMS_SignerInfo *si, int nid, const char *s, size_t len)
+{
+    return CMS_signed_add1_attr_by_NID(si, nid, V_ASN1_PRINTABLESTRING, s, (int)len) == 1;
+}
+
+/* The pkcsPKIEnvelope of a SUCCESS: content (a degenerate SignedData) encrypted to the
+ * requester's signer certificate with the client's cipher (DES3 for a single-DES request). */
+static int encrypt_to_requester(const scep_request *req, const uint8_t *content, size_t len,
+                                uint8_t **out, size_t *outlen)
+{
+    BIO *in = NULL;
+    CMS_ContentInfo *env = NULL;
+    STACK_OF(X509) *recips = sk_X509_new_null();
+    int rc = -1;
+    const EVP_CIPHER *cipher = scep_cipher_for_nid(req->cipher_nid);
+
+    if (cipher == NULL)
+        cipher = scep_cipher_for_nid(NID_des_ede3_cbc);
+    in = BIO_new_mem_buf(content, (int)len);
+    if (recips == NULL || in == NULL || req->signer == NULL || !sk_X509_push(recips, req->signer))
+        goto out;
+    env = CMS_encrypt(recips, in, cipher, CMS_BINARY);
+    if (env == NULL)
+        goto out;
+    rc = cms_der(env, out, outlen);
+out:
+    CMS_ContentInfo_free(env);
+    BIO_free(in);
+    sk_X509_free(recips);
+    return rc;
+}
+
+int scep_certrep(const scep_request *req, int status, int failinfo, const char *failtext,
+                 STACK_OF(X509) *certs, EVP_PKEY *signer_key, X509 *signer_cert,
+                 uint8_t **out, size_t *outlen)
+{
+    uint8_t *deg = NULL;
+    size_t deglen = 0;
+    int rc;
+
+    if (status == SCEP_SUCCESS && scep_degenerate(certs, &deg, &deglen) != 0)
+        return -1;
+    rc = scep_certrep_content(req, status, failinfo, failtext, deg, deglen, signer_key,
+                              signer_cert, out, outlen);
+    free(deg);
+    return rc;
+}
+
+int scep_certrep_content(const scep_request *req, int status, int failinfo,
+                         const char *failtext, const uint8_t *content, size_t content_len,
+                         EVP_PKEY *signer_key, X509 *signer_cert, uint8_t **out, size_t *outlen)
+{
+    const scep_oids *oids = scep_oid_get();
+    uint8_t *envelope = NULL, sender_nonce[SCEP_NONCE_LEN];
+    size_t envelope_len = 0;
+    CMS_ContentInfo *cms = NULL;
+    BIO *in = NULL;
+    int rc = -1;
+    char num[8];
+
+    if (oids == NULL)
+        goto out;
+    if (status == SCEP_SUCCESS &&
+        (content == NULL || encrypt_to_requester(req, content, content_len, &envelope, &envelope_len) != 0))
+        goto out;
+
+    /* Reply with the client's digest when it is a strong one; SHA-256 otherwise. */
+    const EVP_MD *md = EVP_sha256();
+    if (req->sig_md_nid == NID_sha384)
+        md = EVP_sha384();
+    else if (req->sig_md_nid == NID_sha512)
+        md = EVP_sha512();
+
+    cms = CMS_sign(NULL, NULL, NULL, NULL, CMS_PARTIAL | CMS_BINARY);
+    if (cms == NULL)
+        goto out;
+    CMS_SignerInfo *si = CMS_add1_signer(cms, signer_cert, signer_key, md,
+                                         CMS_BINARY | CMS_NOSMIMECAP | CMS_PARTIAL);
+    if (si == NULL)
+        goto out;
+    snprintf(num, sizeof(num), "%d", SCEP_MSG_CERTREP);
+    if (!add_string_attr(si, oids->message_type, num, strlen(num)))
+        goto out;
+    snprintf(num, sizeof(num), "%d", status);
+    if (!add_string_attr(si, oids->pki_status, num, strlen(num)))
+        goto out;
+    if (status == SCEP_FAILURE) {
+        snprintf(num, sizeof(num), "%d", failinfo);
+        if (!add_string_attr(si, oids->fail_info, num, strlen(num)))
+            goto out;
+        if (failtext != NULL &&
+            CMS_signed_add1_attr_by_NID(si, oids->fail_info_text, V_ASN1_UTF8STRING, failtext,
+                                        (int)strlen(failtext)) != 1)
+            goto out;
+    }
+    if (req->txid_len > 0 && !add_string_attr(si, oids->transaction_id, req->txid, req->txid_len))
+        goto out;
+    if (req->has_nonce &&
+        CMS_signed_add1_attr_by_NID(si, oids->recipient_nonce, V_ASN1_OCTET_STRING,
+                                    req->sender_nonce, SCEP_NONCE_LEN) != 1)
+        goto out;
+    if (RAND_bytes(sender_nonce, sizeof(sender_nonce)) != 1 ||
+        CMS_signed_add1_attr_by_NID(si, oids->sender_nonce, V_ASN1_OCTET_STRING, sender_nonce,
+                                    SCEP_NONCE_LEN) != 1)
+        goto out;
+
+    /* FAILURE and PENDING carry no pkcsPKIEnvelope: the content is absent (detached). */
+    if (envelope == NULL)
+        CMS_set_detached(cms, 1);
+    in = envelope != NULL ? BIO_new_mem_buf(envelope, (int)envelope_len) : BIO_new(BIO_s_mem());
+    if (in == NULL || CMS_final(cms, in, NULL, CMS_BINARY) != 1)
+        goto out;
+    rc = cms_der(cms, out, outlen);
+out:
+    CMS_ContentInfo_free(cms);
+    BIO_free(in);
+    free(envelope);
+    ERR_clear_error();
+    return rc;
+}

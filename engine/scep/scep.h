@@ -1,0 +1,103 @@
+/* scep: the server side of the SCEP message codec (RFC 8894).
+ *
+ * scep_parse() takes a pkiMessage (outer SignedData) apart and verifies its signature with
+ * the signer certificate it carries (a public-key operation). scep_open_envelope() decrypts the
+ * pkcsPKIEnvelope with the RA key (a private-key operation, crypto workers only).
+ * scep_certrep() builds the signed CertRep (RA key: private-key operation).
+ */
+#ifndef SCEPD_SCEP_H
+#define SCEPD_SCEP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/cms.h>
+#include <openssl/x509.h>
+
+enum scep_msg_type {
+    SCEP_MSG_CERTREP = 3,
+    SCEP_MSG_RENEWALREQ = 17,
+    SCEP_MSG_PKCSREQ = 19,
+    SCEP_MSG_CERTPOLL = 20,
+    SCEP_MSG_GETCERT = 21,
+    SCEP_MSG_GETCRL = 22,
+};
+
+enum scep_status { SCEP_SUCCESS = 0, SCEP_FAILURE = 2, SCEP_PENDING = 3 };
+
+/* failInfo values; SCEP_FAIL_NONE means "no failure". */
+#define SCEP_FAILINFO(X) \
+    X(BADALG, 0, "badAlg") \
+    X(BADMESSAGECHECK, 1, "badMessageCheck") \
+    X(BADREQUEST, 2, "badRequest") \
+    X(BADTIME, 3, "badTime") \
+    X(BADCERTID, 4, "badCertId")
+
+enum scep_failinfo {
+#define X(name, val, text) SCEP_FAIL_##name = val,
+    SCEP_FAILINFO(X)
+#undef X
+    SCEP_FAIL_NONE = -1,
+};
+
+const char *scep_failinfo_name(int failinfo);
+
+#define SCEP_NONCE_LEN 16
+#define SCEP_TXID_MAX 128
+
+/* A parsed request. Owns every pointer; free with scep_request_clear(). */
+typedef struct scep_request {
+    CMS_ContentInfo *cms;         /* outer SignedData */
+    X509   *signer;               /* signer certificate (reference owned here) */
+    int     msg_type;             /* as sent, may be an unknown number */
+    char    txid[SCEP_TXID_MAX + 1];
+    size_t  txid_len;
+    uint8_t sender_nonce[SCEP_NONCE_LEN];
+    int     has_nonce;
+    int     sig_md_nid;           /* digest of the signer info */
+    uint8_t *envelope;            /* eContent: DER EnvelopedData (may be NULL) */
+    size_t   envelope_len;
+    /* Filled by scep_open_envelope(): */
+    int     cipher_nid;           /* content-encryption algorithm the client used */
+    uint8_t *inner;               /* decrypted content (CSR, IssuerAndSubject, ...) */
+    size_t   inner_len;
+} scep_request;
+
+/* Parses and verifies the outer message. Returns an enum scep_reject (engine/scep/reject.h):
+ *   REJ_NONE when the message parsed and its signature verified;
+ *   REJ_NOT_PKIMESSAGE when the bytes are not a pkiMessage at all (caller answers HTTP 400);
+ *   any other code when it parsed far enough to answer with a CertRep FAILURE.
+ * On any return, req must be cleared with scep_request_clear(). */
+int scep_parse(const uint8_t *der, size_t len, int allow_sha1, scep_request *req);
+
+/* Decrypts req->envelope with the RA key (ra_cert identifies the recipient). allow_des accepts
+ * single DES-CBC (the caller has loaded OpenSSL's legacy provider); req->cipher_nid then says
+ * so and the reply uses DES3. Returns REJ_NONE,
+ * REJ_NO_ENVELOPE, REJ_CIPHER (forbidden content cipher) or REJ_DECRYPT. */
+int scep_open_envelope(scep_request *req, EVP_PKEY *ra_key, X509 *ra_cert, int allow_des);
+
+void scep_request_clear(scep_request *req);
+
+/* Which CMS content-encryption ciphers a client may use (nid -> fetched cipher or NULL). */
+const EVP_CIPHER *scep_cipher_for_nid(int nid);
+
+/* Builds the CertRep for req.
+ * status SUCCESS: certs (issued certificate first) go in a degenerate SignedData encrypted
+ *   to req->signer with req->cipher_nid; failinfo ignored.
+ * status FAILURE: failinfo set, failtext optional (failInfoText attribute), no envelope.
+ * status PENDING: no envelope.
+ * Signed with signer_key/signer_cert (the RA) using the digest the client used (SHA-256 at
+ * least). Returns 0 and a malloc()ed DER in *out, its length in *outlen; or -1. */
+int scep_certrep(const scep_request *req, int status, int failinfo, const char *failtext,
+                 STACK_OF(X509) *certs, EVP_PKEY *signer_key, X509 *signer_cert,
+                 uint8_t **out, size_t *outlen);
+
+/* As scep_certrep, with the SUCCESS content given as DER (a degenerate SignedData carrying
+ * certificates or CRLs); it is encrypted to the requester. content is ignored unless SUCCESS. */
+int scep_certrep_content(const scep_request *req, int status, int failinfo,
+                         const char *failtext, const uint8_t *content, size_t content_len,
+                         EVP_PKEY *signer_key, X509 *signer_cert, uint8_t **out, size_t *outlen);
+
+/* A degenerate certs-only PKCS#7 SignedData of certs (DER, malloc()ed). Returns 0 or -1. */
+int scep_degenerate(STACK_OF(X509) *certs, uint8_t **out, size_t *outlen);
+
+#endif

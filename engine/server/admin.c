@@ -1,0 +1,250 @@
+/* The admin API: POST /admin/revocations and POST /admin/challenges, bearer-token auth. */
+#include "engine/server/app_internal.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/provider.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "engine/common/audit.h"
+#include "engine/pki/ca.h"
+#include "engine/policy/challenge.h"
+#include "engine/pki/crl.h"
+#include "engine/enroll/enroll.h"
+#include "engine/net/http.h"
+#include "engine/policy/issue.h"
+#include "engine/server/job.h"
+#include "engine/pki/ocsp.h"
+#include "engine/policy/profile.h"
+#include "engine/net/shard.h"
+#include "engine/store/store.h"
+#include "hsm/hsm.h"
+
+/* The value of "key" in a flat JSON object of strings ({"serial":"..","reason":".."}) or
+ * in a form body (serial=..&reason=..). Returns 1 and a NUL-terminated copy, 0 if absent,
+ * -1 if malformed or too long. */
+static int body_field(const uint8_t *body, size_t len, const char *key, char *out, size_t outlen)
+{
+    size_t i = 0, kl = strlen(key);
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    if (i < len && body[i] == '{') {
+        for (size_t k = i; k + kl + 2 <= len; k++) {
+            if (body[k] != '"' || memcmp(body + k + 1, key, kl) != 0 || body[k + 1 + kl] != '"')
+                continue;
+            size_t v = k + kl + 2;
+            while (v < len && (body[v] == ' ' || body[v] == ':' || body[v] == '\t'))
+                v++;
+            if (v >= len || body[v] != '"')
+                return -1;
+            size_t e = ++v;
+            while (e < len && body[e] != '"' && body[e] != '\\')
+                e++;
+            if (e >= len || body[e] != '"' || e - v >= outlen)
+                return -1;
+            memcpy(out, body + v, e - v);
+            out[e - v] = '\0';
+            return 1;
+        }
+        return 0;
+    }
+    http_slice form = {(const char *)body, len}, v;
+    if (!http_query_param(form, key, &v))
+        return 0;
+    if (v.n >= outlen)
+        return -1;
+    long n = http_percent_decode(v, out, 1);
+    if (n < 0)
+        return -1;
+    out[n] = '\0';
+    return 1;
+}
+
+static int parse_serial_hex(const char *s, uint8_t out[STORE_SERIAL_LEN])
+{
+    size_t n = strlen(s);
+    uint8_t b[STORE_SERIAL_LEN] = {0};
+    if (n == 0 || n > 2 * STORE_SERIAL_LEN)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[n - 1 - i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (v < 0)
+            return -1;
+        b[STORE_SERIAL_LEN - 1 - i / 2] |= (uint8_t)(i % 2 ? v << 4 : v);
+    }
+    memcpy(out, b, sizeof(b));
+    return 0;
+}
+
+static int admin_reject_ev(app *a, int event, http_response *resp, int status,
+                           const char *diag, const char *text, const char *peer)
+{
+    audit_fields f = {.diag = diag, .peer = peer, .detail = text, .failinfo = -1,
+                      .http_status = status};
+    audit_emit(a->audit, event, &f);
+    route_respond(resp, status, CT_TEXT, text, strlen(text));
+    resp->close = 0;
+    if (status == 401)
+        resp->extra_headers = "WWW-Authenticate: Bearer realm=\"scepd-admin\"\r\n";
+    return APP_RESPOND;
+}
+
+static int admin_reject(app *a, http_response *resp, int status, const char *diag,
+                        const char *text, const char *peer)
+{
+    return admin_reject_ev(a, AUDIT_REVOKE_FAILED, resp, status, diag, text, peer);
+}
+
+/* Bearer token check: both sides hashed, compared in constant time. */
+static int admin_authorised(const app *a, const http_request *req)
+{
+    http_slice h;
+    uint8_t got[32];
+    if (!a->has_admin || !http_find_header(req, "Authorization", &h) || h.n < 8 ||
+        strncasecmp(h.p, "Bearer ", 7) != 0)
+        return 0;
+    if (EVP_Digest(h.p + 7, h.n - 7, got, NULL, EVP_sha256(), NULL) != 1)
+        return 0;
+    return CRYPTO_memcmp(got, a->admin_hash, sizeof(got)) == 0;
+}
+
+/* POST /admin/revocations: the revocation goes straight to the store writer (no crypto);
+ * the answer is sent from the commit callback. */
+int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+                        int is_post, conn_ref ref, const char *peer, http_response *resp)
+{
+    char serial_txt[80], reason_txt[40], inv_txt[24];
+    uint8_t serial[STORE_SERIAL_LEN];
+    int reason = 0;
+    long long inv = 0;
+
+    if (!a->has_admin)
+        return route_reject(a, resp, 404, "admin API disabled\n", peer);
+    if (!admin_authorised(a, req))
+        return admin_reject(a, resp, 401, "unauthorized", "missing or wrong bearer token\n", peer);
+    if (!is_post) {
+        route_reject(a, resp, 405, "method not allowed\n", peer);
+        resp->extra_headers = "Allow: POST\r\n";
+        return APP_RESPOND;
+    }
+    int hs = body_field(body, body_len, "serial", serial_txt, sizeof(serial_txt));
+    if (hs != 1 || parse_serial_hex(serial_txt, serial) != 0)
+        return admin_reject(a, resp, 400, "bad_serial", "serial missing or not 1-32 hex digits\n", peer);
+    int hr = body_field(body, body_len, "reason", reason_txt, sizeof(reason_txt));
+    if (hr < 0 || (hr == 1 && (reason = crl_reason_from_name(reason_txt)) < 0))
+        return admin_reject(a, resp, 400, "bad_reason", "unknown reason (RFC 5280 name, e.g. keyCompromise)\n", peer);
+    int hi = body_field(body, body_len, "invalidity_date", inv_txt, sizeof(inv_txt));
+    if (hi < 0 || (hi == 1 && (sscanf(inv_txt, "%lld", &inv) != 1 || inv <= 0)))
+        return admin_reject(a, resp, 400, "bad_invalidity", "invalidity_date must be seconds since the epoch\n", peer);
+    job *j = app_job_new(a, JOB_REVOKE, ref, peer, "");
+    if (j == NULL)
+        return route_respond(resp, 503, CT_TEXT, "busy\n", 5);
+    for (int i = 0; i < STORE_SERIAL_LEN; i++)
+        snprintf(j->serial_hex + 2 * i, 3, "%02x", serial[i]);
+    snprintf(j->who, sizeof(j->who), "admin-api %s", peer != NULL ? peer : "");
+    store_revocation *rv = &j->put.rev;
+    j->put.kind = STORE_PUT_REVOKE;
+    memcpy(rv->serial, serial, sizeof(serial));
+    rv->reason = reason;
+    rv->revoked_at = (int64_t)time(NULL);
+    rv->invalidity = (int64_t)inv;
+    rv->who = j->who;
+    rv->who_len = strlen(j->who);
+    store_submit(a->store, &j->put);
+    return APP_DEFER;
+}
+
+/* Writer thread: a new challenge record, written only when its key is new. */
+static int challenge_insert(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
+                            size_t *nl)
+{
+    job *j = arg;
+    (void)cur_len;
+    if (cur != NULL)
+        return 1;
+    *nv = j->msg;
+    *nl = j->msg_len;
+    return 0;
+}
+
+/* POST /admin/challenges {"profile":"P","ttl":"60m","subject":"/CN=..","san":"dns:.."}:
+ * a new one-time challenge, stored (hashed) by the writer; the value is answered from the
+ * commit callback. Generating it is cheap (random bytes, one hash): done right here. */
+int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+                           int is_post, conn_ref ref, const char *peer, http_response *resp)
+{
+    char pname[64], ttl_txt[32], subject[512], san[1024];
+    const char *why = NULL;
+
+    if (!a->has_admin)
+        return route_reject(a, resp, 404, "admin API disabled\n", peer);
+    if (!admin_authorised(a, req))
+        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 401, "unauthorized", "missing or wrong bearer token\n", peer);
+    if (!is_post) {
+        route_reject(a, resp, 405, "method not allowed\n", peer);
+        resp->extra_headers = "Allow: POST\r\n";
+        return APP_RESPOND;
+    }
+    int hp = body_field(body, body_len, "profile", pname, sizeof(pname));
+    const profile *prof = hp == 1 ? profile_set_find(issuer_profiles(a->issuer), pname,
+                                                     strlen(pname)) : NULL;
+    if (prof == NULL)
+        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_profile", "profile missing or unknown\n", peer);
+    if (prof->challenge != PROFILE_CHALLENGE_ONETIME)
+        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_profile", "the profile does not use one-time challenges\n", peer);
+    long long ttl_ms = 3600 * 1000LL;
+    int ht = body_field(body, body_len, "ttl", ttl_txt, sizeof(ttl_txt));
+    if (ht < 0 || (ht == 1 && ((ttl_ms = config_parse_duration_ms(ttl_txt)) < 1000)))
+        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_ttl", "ttl must be a duration of at least 1s (e.g. 60m)\n", peer);
+    int hs = body_field(body, body_len, "subject", subject, sizeof(subject));
+    int hn = body_field(body, body_len, "san", san, sizeof(san));
+    if (hs < 0 || hn < 0)
+        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_binding", "subject or san malformed or too long\n", peer);
+    job *j = app_job_new(a, JOB_CHALLENGE, ref, peer, prof->name);
+    uint8_t *rec = malloc(CHALLENGE_RECORD_MAX);
+    if (j == NULL || rec == NULL) {
+        free(rec);
+        if (j != NULL)
+            app_job_release(&j->reply);
+        return route_respond(resp, 503, CT_TEXT, "busy\n", 5);
+    }
+    int64_t now = (int64_t)time(NULL);
+    size_t rec_len = 0;
+    if (challenge_create(prof->name, now, ttl_ms / 1000, hs == 1 ? subject : NULL,
+                         hn == 1 ? san : NULL, j->txkey, j->aux_key, rec, &rec_len, &why) != 0) {
+        free(rec);
+        app_job_release(&j->reply);
+        char msg[200];
+        snprintf(msg, sizeof(msg), "%s\n", why);
+        audit_fields f = {.diag = "bad_binding", .peer = peer, .detail = why, .failinfo = -1,
+                          .http_status = 400};
+        audit_emit(a->audit, AUDIT_HTTP_REJECTED, &f);
+        route_respond(resp, 400, CT_TEXT, why, strlen(why));
+        resp->close = 0;
+        return APP_RESPOND;
+    }
+    j->msg = rec;
+    j->msg_len = rec_len;
+    j->crl_next_update = now + ttl_ms / 1000;     /* the expiry, for the answer */
+    snprintf(j->who, sizeof(j->who), "admin-api %s", peer != NULL ? peer : "");
+    j->put.kind = STORE_PUT_UPDATE;
+    j->put.aux_db = STORE_DB_CHALLENGES;
+    j->put.aux_key = j->aux_key;
+    j->put.aux_key_len = sizeof(j->aux_key);
+    j->put.update = challenge_insert;
+    j->put.update_arg = j;
+    store_submit(a->store, &j->put);
+    return APP_DEFER;
+}

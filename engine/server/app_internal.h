@@ -1,0 +1,102 @@
+/* app internals shared by the files of a running scepd: app.c (jobs, worker queue, crypto
+ * workers, commit callback, lifecycle), route.c (HTTP routing on the shards), admin.c (the
+ * authenticated admin API) and publisher.c (the CRL publisher thread). Not a public API. */
+#ifndef SCEPD_APP_INTERNAL_H
+#define SCEPD_APP_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/provider.h>
+
+#include "engine/server/app.h"
+#include "engine/common/audit.h"
+#include "engine/pki/ca.h"
+#include "engine/pki/crl.h"
+#include "engine/policy/issue.h"
+#include "engine/server/job.h"
+#include "engine/pki/ocsp.h"
+#include "engine/net/shard.h"
+#include "engine/store/store.h"
+
+#define CT_TEXT "text/plain"
+
+#define JOB_MAX_ATTEMPTS 4
+
+/* Jobs a shard collected during one batch of completions; touched only by that shard's
+ * thread, handed to the workers by on_flush. */
+typedef struct stage {
+    job *head, *tail;
+    char headers[256];     /* extra header lines of an immediate answer (304) */
+} stage;
+
+typedef struct worker {
+    struct app   *app;
+    pthread_t     thread;
+    int           started;
+} worker;
+
+struct app {
+    config        cfg;
+    audit        *audit;
+    ca_set       *ca;
+    issuer       *issuer;
+    store        *store;
+    uint32_t      nshards;
+    shard       **shards;
+    pthread_t    *shard_threads;
+    stage        *stages;          /* one per shard */
+    OSSL_PROVIDER *legacy;         /* loaded only for allow_des_requests */
+    int           nworkers;
+    worker       *workers;
+    int           stop_fd;         /* eventfd: app_stop -> app_run */
+    /* The crypto workers' queue: one lock per pushed list, one wake-up per list. */
+    pthread_mutex_t q_mu;
+    pthread_cond_t  q_cv;
+    job          *q_head, *q_tail;
+    size_t        q_len;
+    int           q_stopping;
+    /* Revocation, CRL, OCSP. */
+    crl_signer   *crl_signer;
+    crl_cache    *crls;
+    char          crl_path[2 * CONFIG_PATH_MAX + 2];
+    ocsp_responder *ocsp;
+    uint8_t       admin_hash[32];  /* SHA-256 of the admin bearer token */
+    int           has_admin;
+    /* The CRL publisher thread: decides when to rebuild, waits for the worker's JOB_CRL. */
+    pthread_t     pub_thread;
+    int           pub_started;
+    pthread_mutex_t pub_mu;
+    pthread_cond_t  pub_cv;
+    int           pub_stop, pub_wake;
+    job          *pub_done;
+};
+
+/* app.c */
+job *app_job_new(app *a, int kind, conn_ref ref, const char *peer, const char *pname);
+/* Frees a job (its shard_reply release function). */
+void app_job_release(shard_reply *r);
+/* Appends a linked list of jobs to the crypto workers' queue (one lock, one wake-up). */
+void app_queue_push(app *a, job *head);
+
+/* route.c: the shard handlers */
+int  route_request(void *ctx, const http_request *req, const uint8_t *body, size_t body_len,
+                   conn_ref ref, const char *peer, http_response *resp);
+void route_flush(void *ctx, uint32_t shard_index);
+void route_http_reject(void *ctx, int status, const char *reason, const char *peer);
+/* Helpers the admin API shares with the router (shard thread). */
+void route_stage(app *a, job *j);
+int  route_respond(http_response *resp, int status, const char *ct, const void *body, size_t len);
+int  route_reject(app *a, http_response *resp, int status, const char *reason, const char *peer);
+
+/* admin.c: POST /admin/revocations and /admin/challenges (bearer token). */
+int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+                 int is_post, conn_ref ref, const char *peer, http_response *resp);
+int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+                    int is_post, conn_ref ref, const char *peer, http_response *resp);
+
+/* publisher.c: the CRL publisher thread body. */
+void *publisher_main(void *arg);
+
+#endif

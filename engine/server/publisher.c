@@ -1,0 +1,143 @@
+/* The CRL publisher thread: decides when to rebuild and publishes what a worker built. */
+#include "engine/server/app_internal.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/provider.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "engine/common/audit.h"
+#include "engine/pki/ca.h"
+#include "engine/policy/challenge.h"
+#include "engine/pki/crl.h"
+#include "engine/enroll/enroll.h"
+#include "engine/net/http.h"
+#include "engine/policy/issue.h"
+#include "engine/server/job.h"
+#include "engine/pki/ocsp.h"
+#include "engine/policy/profile.h"
+#include "engine/net/shard.h"
+#include "engine/store/store.h"
+#include "hsm/hsm.h"
+
+/* ------------------------------------------------------------------ CRL publisher */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Saves and publishes what a JOB_CRL produced (its number is durable by now). */
+static int crl_publish(app *a, job *j)
+{
+    crl_snapshot *snap = NULL;
+    char detail[2 * CONFIG_PATH_MAX + 128];
+    int e = crl_file_save(a->crl_path, j->body, j->body_len);
+    if (e != 0) {
+        snprintf(detail, sizeof(detail), "cannot save %s: %s", a->crl_path, strerror(-e));
+        audit_fields f = {.diag = "crl_save", .detail = detail, .failinfo = -1};
+        audit_emit(a->audit, AUDIT_CRL_FAILED, &f);
+        /* Still served: the signed CRL is good, only the copy on disk is older. */
+    }
+    if (crl_snapshot_create(j->body, j->body_len, j->crl_number, j->crl_this_update,
+                            j->crl_next_update, &snap) != 0) {
+        j->body = NULL;
+        return -1;
+    }
+    j->body = NULL;
+    crl_cache_set(a->crls, snap);
+    snprintf(detail, sizeof(detail), "crl_number=%llu bytes=%zu",
+             (unsigned long long)j->crl_number, j->body_len);
+    audit_fields f = {.detail = detail, .failinfo = -1};
+    audit_emit(a->audit, AUDIT_CRL_PUBLISHED, &f);
+    return 0;
+}
+
+/* Decides when to rebuild: when none is published, when 3/4 of its validity has passed,
+ * and rebuild_delay after the store's revocation generation moved (revocations from the
+ * admin API wake it at once; scepctl's are seen by polling once a second). Several
+ * revocations within the delay make one CRL. Building and signing run on a worker. */
+void *publisher_main(void *arg)
+{
+    app *a = arg;
+    store_reader *reader = NULL;
+    uint64_t built_gen = UINT64_MAX;
+    int64_t change_seen = 0, retry_at = 0;
+
+    if (store_reader_create(a->store, &reader) != 0)
+        return NULL;
+    pthread_mutex_lock(&a->pub_mu);
+    while (!a->pub_stop) {
+        a->pub_wake = 0;
+        pthread_mutex_unlock(&a->pub_mu);
+        int64_t ms = now_ms(), now = ms / 1000;
+        uint64_t gen = 0, num = 0;
+        if (store_reader_begin(reader) == 0) {
+            if (store_get_counters(reader, &gen, &num) != 0)
+                gen = built_gen;
+            store_reader_end(reader);
+        }
+        crl_snapshot *cur = crl_cache_get(a->crls);
+        int stale = cur == NULL ||
+                    now >= cur->next_update - (cur->next_update - cur->this_update) / 4;
+        uint64_t cur_number = cur != NULL ? cur->number : 0;
+        crl_snapshot_unref(cur);
+        if (gen != built_gen && change_seen == 0)
+            change_seen = ms;
+        int due = stale || (gen != built_gen && ms - change_seen >= a->cfg.crl_rebuild_delay_ms);
+        if (due && ms >= retry_at) {
+            job *j = calloc(1, sizeof(*j));
+            if (j != NULL) {
+                j->owner = a;
+                j->kind = JOB_CRL;
+                j->crl_number = cur_number;
+                app_queue_push(a, j);
+                pthread_mutex_lock(&a->pub_mu);
+                while (a->pub_done == NULL)
+                    pthread_cond_wait(&a->pub_cv, &a->pub_mu);
+                a->pub_done = NULL;
+                pthread_mutex_unlock(&a->pub_mu);
+                if (j->crl_ok && crl_publish(a, j) == 0) {
+                    built_gen = j->crl_rev_gen;
+                    change_seen = built_gen == gen ? 0 : ms;
+                    retry_at = 0;
+                } else {
+                    audit_fields f = {.diag = "crl_build", .detail = "CRL build, signature or commit failed; retrying in 10 s",
+                                      .failinfo = -1};
+                    audit_emit(a->audit, AUDIT_CRL_FAILED, &f);
+                    retry_at = ms + 10000;
+                }
+                free(j->body);
+                free(j);
+            }
+            pthread_mutex_lock(&a->pub_mu);
+            continue;
+        }
+        pthread_mutex_lock(&a->pub_mu);
+        if (a->pub_stop || a->pub_wake)
+            continue;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long step = a->cfg.crl_rebuild_delay_ms > 0 && a->cfg.crl_rebuild_delay_ms < 1000 &&
+                    change_seen != 0 ? a->cfg.crl_rebuild_delay_ms : 1000;
+        until.tv_nsec += step * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&a->pub_cv, &a->pub_mu, &until);
+    }
+    pthread_mutex_unlock(&a->pub_mu);
+    store_reader_destroy(reader);
+    return NULL;
+}
