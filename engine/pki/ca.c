@@ -122,7 +122,7 @@ void ca_key_label(const char *cert_path, const char *cfg_label, char *out, size_
     fclose(f);
 }
 
-static EVP_PKEY *read_key_file(const char *path)
+EVP_PKEY *ca_read_key_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
     EVP_PKEY *k = NULL;
@@ -160,13 +160,13 @@ void ca_free(ca_set *ca)
 static int load_keys(const config *cfg, const char *pin, ca_set *ca, char *err, size_t errlen)
 {
     if (cfg->key_mode == CONFIG_KEYS_FILE) {
-        ca->ca_key = read_key_file(cfg->ca_key_file);
+        ca->ca_key = ca_read_key_file(cfg->ca_key_file);
         if (ca->ca_key == NULL) {
             snprintf(err, errlen, "cannot read CA key file %s", cfg->ca_key_file);
             return -1;
         }
         if (ca->has_ra) {
-            ca->ra_key = read_key_file(cfg->ra_key_file);
+            ca->ra_key = ca_read_key_file(cfg->ra_key_file);
             if (ca->ra_key == NULL) {
                 snprintf(err, errlen, "cannot read RA key file %s", cfg->ra_key_file);
                 return -1;

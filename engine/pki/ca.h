@@ -78,6 +78,9 @@ void ca_free(ca_set *ca);     /* accepts NULL */
 /* Reads a certificate file, PEM or DER. NULL on error. */
 X509 *ca_read_cert(const char *path);
 
+/* Reads an unencrypted PEM private key file (file-key mode). NULL on error. */
+EVP_PKEY *ca_read_key_file(const char *path);
+
 /* 1 if cert was issued by this CA (issuer name matches and the signature verifies). */
 int ca_issued(const ca_set *ca, X509 *cert);
 
