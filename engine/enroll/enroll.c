@@ -387,18 +387,6 @@ static int request_insert(const uint8_t *cur, size_t cur_len, void *arg, const u
     return 0;
 }
 
-static int challenge_reject(int verdict)
-{
-    switch (verdict) {
-    case CHALLENGE_EXPIRED:          return REJ_CHAL_EXPIRED;
-    case CHALLENGE_USED:             return REJ_CHAL_USED;
-    case CHALLENGE_MISMATCH_SUBJECT: return REJ_CHAL_SUBJECT;
-    case CHALLENGE_MISMATCH_SAN:     return REJ_CHAL_SAN;
-    case CHALLENGE_PROFILE:          return REJ_CHAL_PROFILE;
-    default:                         return REJ_CHAL_WRONG;
-    }
-}
-
 /* The challengePassword of a CSR as text; -1 when absent or not a string. */
 static int csr_password(X509_REQ *csr, char *out, size_t outlen)
 {
@@ -597,7 +585,7 @@ static int enroll(const enroll_ctx *ctx, job *j, scep_request *req)
             goto out;
         }
         if (j->chal_verdict != CHALLENGE_OK) {
-            rej = challenge_reject(j->chal_verdict);
+            rej = challenge_reject_code(j->chal_verdict);
             goto out;
         }
         enroll_state *st = j->ext;

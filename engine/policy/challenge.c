@@ -1,5 +1,6 @@
 /* One-time challenges: generation, hashing, record encoding, verification. See challenge.h. */
 #include "engine/policy/challenge.h"
+#include "engine/scep/reject.h"
 
 #include <stdlib.h>
 
@@ -463,4 +464,16 @@ out:
     X509_NAME_free(subject);
     GENERAL_NAMES_free(san);
     return rc;
+}
+
+int challenge_reject_code(int verdict)
+{
+    switch (verdict) {
+    case CHALLENGE_EXPIRED:          return REJ_CHAL_EXPIRED;
+    case CHALLENGE_USED:             return REJ_CHAL_USED;
+    case CHALLENGE_MISMATCH_SUBJECT: return REJ_CHAL_SUBJECT;
+    case CHALLENGE_MISMATCH_SAN:     return REJ_CHAL_SAN;
+    case CHALLENGE_PROFILE:          return REJ_CHAL_PROFILE;
+    default:                         return REJ_CHAL_WRONG;
+    }
 }

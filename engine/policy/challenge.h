@@ -124,4 +124,7 @@ int challenge_create(const char *profile, int64_t now, int64_t ttl_s, const char
                      uint8_t key[CHALLENGE_HASH_LEN], uint8_t *rec_out, size_t *rec_len,
                      const char **why);
 
+/* The REJ_ code (engine/scep/reject.h) a refused verdict is answered with. */
+int challenge_reject_code(int verdict);
+
 #endif
