@@ -21,25 +21,17 @@
 #define PROFILE_LINE_MAX 4096
 #define OID_SMARTCARD_LOGON "1.3.6.1.4.1.311.20.2.2"
 
-static const struct { const char *diag, *text, *fi; } results[] = {
-#define X(name, fi, diag, text) { diag, text, #fi },
+static const struct { int rej; const char *detail; } results[] = {
+#define X(name, rej, detail) { REJ_##rej, detail },
     PROFILE_RESULTS(X)
 #undef X
 };
 
 const char *profile_result_diag(int r)
 {
-    return r >= 0 && r < PROFILE__COUNT ? results[r].diag : "unknown";
-}
-
-const char *profile_result_text(int r)
-{
-    return r >= 0 && r < PROFILE__COUNT ? results[r].text : "unknown";
-}
-
-const char *profile_result_failinfo(int r)
-{
-    return r >= 0 && r < PROFILE__COUNT ? results[r].fi : "BADREQUEST";
+    if (r < 0 || r >= PROFILE__COUNT)
+        return "unknown";
+    return results[r].detail != NULL ? results[r].detail : reject_diag(results[r].rej);
 }
 
 void profile_defaults(profile *p, const char *name)
