@@ -248,7 +248,7 @@ static int fetch_ca(const opts *o, setup *s)
         if (o->renewal_share > 0 && !(caps & SCEPC_CAP_RENEWAL))
             fprintf(stderr, "scep-loadgen: note: server does not announce Renewal\n");
     }
-    free(body);
+    scepc_free(body);
     body = NULL;
     if (lg_http_get(&s->url, "GetCACert", &status, ctype, sizeof(ctype), &body, &len) != 0
         || status != 200) {
@@ -274,7 +274,7 @@ static int fetch_ca(const opts *o, setup *s)
     rc = 0;
 out:
     scepc_caset_destroy(ca);
-    free(body);
+    scepc_free(body);
     return rc;
 }
 
@@ -521,7 +521,7 @@ int main(int argc, char **argv)
 out:
     reqs_free(reqs, total);
     lg_pool_free(s.pool, o.pool);
-    free(s.cacert);
+    scepc_free(s.cacert);
     lg_legacy_unload(&legacy);
     return rc;
 }
