@@ -210,6 +210,11 @@ typedef struct scepc_msg_params {
     EVP_PKEY *wrong_key;         /* sign with this key while naming signer_cert as signer */
 } scepc_msg_params;
 
+/* 2*n hex digits (upper case when upper: the form of transactionIDs and nonces in SCEP
+ * tooling) and a NUL into out (2*n+1 bytes). The engine has its own (engine/common/hex.h):
+ * this library does not link the engine. */
+void scepc_hex(const uint8_t *b, size_t n, int upper, char *out);
+
 /* Builds the DER pkiMessage: SignedData (signed attributes transactionID, messageType,
  * senderNonce) over an EnvelopedData (to the CA set's recipient) holding the CSR,
  * IssuerAndSubject or IssuerAndSerialNumber. *der is owned (scepc_free); *txn is filled. */

@@ -472,8 +472,7 @@ int main(int argc, char **argv)
         goto out;
     if (RAND_bytes(rnd, sizeof(rnd)) != 1)
         goto out;
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        snprintf(s.runid + 2 * i, 3, "%02x", rnd[i]);
+    scepc_hex(rnd, sizeof(rnd), 0, s.runid);
 
     if (plan_total(&o, &s, &legacy, &total) != 0)
         goto out;

@@ -259,10 +259,9 @@ static int save_state(const char *path, const scepc_txn *txn, EVP_PKEY *signer_k
             close(fd);
         return -1;
     }
-    fprintf(f, "txid=%s\nmsgtype=%d\nnonce=", txn->txid, txn->msgtype);
-    for (int i = 0; i < SCEPC_NONCE_LEN; i++)
-        fprintf(f, "%02X", txn->sender_nonce[i]);
-    fprintf(f, "\n");
+    char nonce[2 * SCEPC_NONCE_LEN + 1];
+    scepc_hex(txn->sender_nonce, SCEPC_NONCE_LEN, 1, nonce);
+    fprintf(f, "txid=%s\nmsgtype=%d\nnonce=%s\n", txn->txid, txn->msgtype, nonce);
     ok = PEM_write_PrivateKey(f, signer_key, NULL, NULL, 0, NULL, NULL)
          && PEM_write_PUBKEY(f, subject_key) && PEM_write_X509(f, signer);
     /* The expected CertRep signer first, so the reloaded set picks the same one. */
