@@ -102,9 +102,18 @@ const char *scepc_ctx_propq(const scepc_ctx *ctx) { return ctx->propq; }
 
 /* ---- pkiMessage ---- */
 
+void scepc_hex(const uint8_t *b, size_t n, int upper, char *out)
+{
+    const char *digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
 int scepc_txid_from_key(const scepc_ctx *ctx, const EVP_PKEY *key, char out[SCEPC_TXID_MAX + 1])
 {
-    static const char hex[] = "0123456789ABCDEF";
     unsigned char *spki = NULL;
     unsigned char dg[EVP_MAX_MD_SIZE];
     unsigned int dglen = 0;
@@ -116,11 +125,7 @@ int scepc_txid_from_key(const scepc_ctx *ctx, const EVP_PKEY *key, char out[SCEP
         goto out;
     if (!EVP_Digest(spki, (size_t)n, dg, &dglen, ctx->md[SCEPC_MD_SHA256], NULL))
         goto out;
-    for (unsigned int i = 0; i < dglen; i++) {
-        out[2 * i] = hex[dg[i] >> 4];
-        out[2 * i + 1] = hex[dg[i] & 15];
-    }
-    out[2 * dglen] = '\0';
+    scepc_hex(dg, dglen, 1, out);
     rc = SCEPC_OK;
 out:
     OPENSSL_free(spki);

@@ -1,8 +1,8 @@
 /* scepc: the project's own SCEP client codec (RFC 8894), for the load generator, the unit and
  * integration tests and tests/tools/scep_req.
  *
- * The library builds and parses bytes only; HTTP is the caller's business (the load generator
- * runs its own event loop). No global state: every object belongs to its creator, and objects
+ * The library builds and parses bytes; client/scep_http.h adds the HTTP/1.1 framing and one
+ * blocking exchange (the load generator runs its own event loop around the framer). No global state: every object belongs to its creator, and objects
  * may be used from several threads only if each thread uses its own (a scepc_ctx included).
  *
  * Conventions:
@@ -51,7 +51,8 @@
     X(REP_DECRYPT,         "CertRep envelope does not decrypt with our key") \
     X(REP_INNER,           "CertRep inner content is not a certs-only SignedData") \
     X(REP_NO_CERT,         "CertRep SUCCESS holds no certificate or CRL") \
-    X(REP_KEY_MISMATCH,    "issued certificate does not carry our public key")
+    X(REP_KEY_MISMATCH,    "issued certificate does not carry our public key") \
+    X(HTTP,                "HTTP exchange failed or the answer cannot be framed")
 
 typedef enum scepc_err {
 #define SCEPC_X(name, msg) SCEPC_E_##name,
@@ -208,6 +209,11 @@ typedef struct scepc_msg_params {
     int corrupt_signature;       /* flip a byte of the signature value after signing */
     EVP_PKEY *wrong_key;         /* sign with this key while naming signer_cert as signer */
 } scepc_msg_params;
+
+/* 2*n hex digits (upper case when upper: the form of transactionIDs and nonces in SCEP
+ * tooling) and a NUL into out (2*n+1 bytes). The engine has its own (engine/common/hex.h):
+ * this library does not link the engine. */
+void scepc_hex(const uint8_t *b, size_t n, int upper, char *out);
 
 /* Builds the DER pkiMessage: SignedData (signed attributes transactionID, messageType,
  * senderNonce) over an EnvelopedData (to the CA set's recipient) holding the CSR,

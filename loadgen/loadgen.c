@@ -248,7 +248,7 @@ static int fetch_ca(const opts *o, setup *s)
         if (o->renewal_share > 0 && !(caps & SCEPC_CAP_RENEWAL))
             fprintf(stderr, "scep-loadgen: note: server does not announce Renewal\n");
     }
-    free(body);
+    scepc_free(body);
     body = NULL;
     if (lg_http_get(&s->url, "GetCACert", &status, ctype, sizeof(ctype), &body, &len) != 0
         || status != 200) {
@@ -274,7 +274,7 @@ static int fetch_ca(const opts *o, setup *s)
     rc = 0;
 out:
     scepc_caset_destroy(ca);
-    free(body);
+    scepc_free(body);
     return rc;
 }
 
@@ -472,8 +472,7 @@ int main(int argc, char **argv)
         goto out;
     if (RAND_bytes(rnd, sizeof(rnd)) != 1)
         goto out;
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        snprintf(s.runid + 2 * i, 3, "%02x", rnd[i]);
+    scepc_hex(rnd, sizeof(rnd), 0, s.runid);
 
     if (plan_total(&o, &s, &legacy, &total) != 0)
         goto out;
@@ -521,7 +520,7 @@ int main(int argc, char **argv)
 out:
     reqs_free(reqs, total);
     lg_pool_free(s.pool, o.pool);
-    free(s.cacert);
+    scepc_free(s.cacert);
     lg_legacy_unload(&legacy);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* scep-loadgen internals shared by its modules (not a library):
  *   loadgen.c        main, command line, setup phases
- *   loadgen_http.c   URL, request bytes, response parser, the blocking setup client (lg_http_)
+ *   loadgen_http.c   URL, request bytes, the blocking setup GET (lg_http_); framing: client/
  *   loadgen_net.c    the event loop (epoll) that drives every connection (lg_run)
  *   loadgen_pool.c   device key pool cached on disk (lg_pool_)
  *   loadgen_build.c  prebuilding every request before the timed phase (lg_build)
@@ -19,13 +19,12 @@
 #include <openssl/provider.h>
 
 #include "client/scep_client.h"
+#include "client/scep_http.h"
 
 enum { LG_EXIT_OK = 0, LG_EXIT_FAILED = 1, LG_EXIT_SETUP = 2 };
 
 typedef struct lg_url {
-    char host[256];
-    char port[8];
-    char path[2048];
+    scepc_url url;                    /* host, port, path */
     struct sockaddr_storage addr;     /* resolved once, at parse time */
     socklen_t addrlen;
 } lg_url;
@@ -74,18 +73,7 @@ int lg_url_parse(const char *text, lg_url *u);
 int lg_http_request(const lg_url *u, int get, const uint8_t *der, size_t len,
                     uint8_t **out, size_t *out_len);
 
-typedef struct lg_http_resp {
-    int status;
-    int close;                     /* the connection cannot be reused */
-    const uint8_t *body;           /* points into the parsed buffer (dechunked in place) */
-    size_t body_len;
-    char ctype[128];
-} lg_http_resp;
-/* Parses one response from buf[0..len). eof: the peer has closed (completes a response
- * framed by the close). Returns the bytes it occupies (>0), 0 when more are needed, -1 when
- * it cannot be framed. A chunked body is decoded in place, so buf is modified. */
-long lg_http_parse(uint8_t *buf, size_t len, int eof, lg_http_resp *r);
-/* Blocking GET ?operation=op for the setup phase. *body owned (free()), NUL-terminated. */
+/* Blocking GET ?operation=op for the setup phase. *body owned (scepc_free), NUL-terminated. */
 int lg_http_get(const lg_url *u, const char *op, int *status, char *ctype, size_t ctype_cap,
                 uint8_t **body, size_t *body_len);
 

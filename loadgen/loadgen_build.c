@@ -43,8 +43,7 @@ static int build_one(const lg_build_cfg *cfg, const scepc_ctx *ctx, const scepc_
         err = SCEPC_E_CRYPTO;
         goto out;
     }
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        snprintf(txid + 2 * i, 3, "%02X", rnd[i]);
+    scepc_hex(rnd, sizeof(rnd), 1, txid);
     if ((err = scepc_name_parse(subj, &name)) != SCEPC_OK
         || (err = scepc_build_csr(ctx, key, name, cfg->challenge, NULL, 0,
                                   NULL, cfg->md, &csr)) != SCEPC_OK)

@@ -96,7 +96,7 @@ static void conn_close(loop *L, conn *c)
 }
 
 /* Ends the current request with outcome net; keeps the connection unless told. */
-static void finish(loop *L, conn *c, int net, const lg_http_resp *r, int keep)
+static void finish(loop *L, conn *c, int net, const scepc_http_frame *r, int keep)
 {
     lg_req *q = c->req;
     q->t_done = lg_now();
@@ -242,8 +242,8 @@ static void on_readable(loop *L, conn *c)
             return;
         }
         c->len += (size_t)got;
-        lg_http_resp r;
-        long used = lg_http_parse(c->buf, c->len, got == 0, &r);
+        scepc_http_frame r;
+        long used = scepc_http_parse(c->buf, c->len, got == 0, &r);
         if (used < 0) {
             finish(L, c, LG_NET_PROTO, NULL, 0);
             return;

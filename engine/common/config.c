@@ -2,20 +2,17 @@
  * One table describes every key (section, name, type, field, limits), so parsing, range
  * checks and error messages stay uniform and no key can be forgotten by one of them. */
 #include "engine/common/config.h"
+#include "engine/common/file.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -136,16 +133,6 @@ void config_defaults(config *cfg)
     cfg->ocsp_nonce = 1;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Parses an unsigned decimal number with an optional unit suffix; returns the suffix. */
 static const char *parse_uint(const char *s, unsigned long long *out)
 {
@@ -216,38 +203,38 @@ static int parse_listen(const char *v, char *host, size_t hostlen, uint16_t *por
         h = v + 1;
         hend = strchr(h, ']');
         if (hend == NULL || hend[1] != ':' || memchr(h, ':', (size_t)(hend - h)) == NULL) {
-            set_err(why, whylen, "bad listen address '%s' (want [v6addr]:port)", v);
+            err_set(why, whylen, "bad listen address '%s' (want [v6addr]:port)", v);
             return -1;
         }
         p = hend + 2;
     } else {
         hend = strrchr(v, ':');
         if (hend == NULL || memchr(v, ':', (size_t)(hend - v)) != NULL) {
-            set_err(why, whylen, "bad listen address '%s' (want host:port or [v6addr]:port)", v);
+            err_set(why, whylen, "bad listen address '%s' (want host:port or [v6addr]:port)", v);
             return -1;
         }
         p = hend + 1;
     }
     size_t hl = (size_t)(hend - h);
     if (hl == 0) {
-        set_err(why, whylen, "listen address '%s' has no host", v);
+        err_set(why, whylen, "listen address '%s' has no host", v);
         return -1;
     }
     for (size_t i = 0; i < hl; i++) {
         unsigned char c = (unsigned char)h[i];
         if (!isalnum(c) && c != '.' && c != '-' && c != '_' && c != ':' && c != '%') {
-            set_err(why, whylen, "bad character in listen host '%.*s'", (int)hl, h);
+            err_set(why, whylen, "bad character in listen host '%.*s'", (int)hl, h);
             return -1;
         }
     }
     if (hl >= hostlen) {
-        set_err(why, whylen, "listen host too long (max %zu bytes)", hostlen - 1);
+        err_set(why, whylen, "listen host too long (max %zu bytes)", hostlen - 1);
         return -1;
     }
     unsigned long long pv;
     const char *end = parse_uint(p, &pv);
     if (end == NULL || *end != '\0' || pv > 65535) {
-        set_err(why, whylen, "bad port in '%s' (want 0..65535)", v);
+        err_set(why, whylen, "bad port in '%s' (want 0..65535)", v);
         return -1;
     }
     memcpy(host, h, hl);
@@ -265,7 +252,7 @@ static int store_string(const struct cfg_key *k, char *dst, const char *v, const
     int n = resolve ? snprintf(dst, k->size, "%s/%s", base_dir, v)
                     : snprintf(dst, k->size, "%s", v);
     if (n < 0 || (size_t)n >= k->size) {
-        set_err(why, whylen, "value too long for '%s' (max %zu bytes%s)", k->name, k->size - 1,
+        err_set(why, whylen, "value too long for '%s' (max %zu bytes%s)", k->name, k->size - 1,
                 resolve ? " after resolving against the configuration directory" : "");
         return -1;
     }
@@ -297,7 +284,7 @@ static int apply_key(config *cfg, const struct cfg_key *k, const char *v, const 
         const char *end = parse_uint(v, &n);
         if (end == NULL || *end != '\0' || n < (unsigned long long)k->min
             || n > (unsigned long long)k->max) {
-            set_err(why, whylen, "bad value '%s' for '%s' (want an integer %lld..%lld)", v,
+            err_set(why, whylen, "bad value '%s' for '%s' (want an integer %lld..%lld)", v,
                     k->name, k->min, k->max);
             return -1;
         }
@@ -308,7 +295,7 @@ static int apply_key(config *cfg, const struct cfg_key *k, const char *v, const 
         size_t n;
         if (config_parse_size(v, &n) != 0 || n < (unsigned long long)k->min
             || n > (unsigned long long)k->max) {
-            set_err(why, whylen, "bad size '%s' for '%s' (want %lld..%lld bytes, units k/m/g)",
+            err_set(why, whylen, "bad size '%s' for '%s' (want %lld..%lld bytes, units k/m/g)",
                     v, k->name, k->min, k->max);
             return -1;
         }
@@ -319,7 +306,7 @@ static int apply_key(config *cfg, const struct cfg_key *k, const char *v, const 
     case T_SEC: {
         long long ms = config_parse_duration_ms(v);
         if (ms < k->min || ms > k->max || (k->type == T_SEC && ms % 1000 != 0)) {
-            set_err(why, whylen, "bad duration '%s' for '%s' (want %lldms..%llds%s)", v, k->name,
+            err_set(why, whylen, "bad duration '%s' for '%s' (want %lldms..%llds%s)", v, k->name,
                     k->min, k->max / 1000, k->type == T_SEC ? ", whole seconds" : "");
             return -1;
         }
@@ -336,13 +323,13 @@ static int apply_key(config *cfg, const struct cfg_key *k, const char *v, const 
         } else if (strcmp(v, "file") == 0) {
             cfg->key_mode = CONFIG_KEYS_FILE;
         } else {
-            set_err(why, whylen, "bad mode '%s' (want pkcs11 or file)", v);
+            err_set(why, whylen, "bad mode '%s' (want pkcs11 or file)", v);
             return -1;
         }
         return 0;
     case T_BOOL:
         if (parse_bool(v, (int *)field) != 0) {
-            set_err(why, whylen, "bad value '%s' for '%s' (want yes/no/true/false/1/0)", v,
+            err_set(why, whylen, "bad value '%s' for '%s' (want yes/no/true/false/1/0)", v,
                     k->name);
             return -1;
         }
@@ -369,7 +356,7 @@ int config_parse_value(const char *p, const char *end, char *out, size_t outlen,
         p++;
         for (;;) {
             if (p >= end) {
-                set_err(why, whylen, "unterminated quote");
+                err_set(why, whylen, "unterminated quote");
                 return -1;
             }
             char c = *p++;
@@ -378,7 +365,7 @@ int config_parse_value(const char *p, const char *end, char *out, size_t outlen,
             if (c == '\\' && p < end && (*p == '"' || *p == '\\'))
                 c = *p++;
             if (n + 1 >= outlen) {
-                set_err(why, whylen, "value too long");
+                err_set(why, whylen, "value too long");
                 return -1;
             }
             out[n++] = c;
@@ -386,7 +373,7 @@ int config_parse_value(const char *p, const char *end, char *out, size_t outlen,
         while (p < end && is_blank(*p))
             p++;
         if (p < end && *p != '#' && *p != ';') {
-            set_err(why, whylen, "text after closing quote");
+            err_set(why, whylen, "text after closing quote");
             return -1;
         }
     } else {
@@ -394,11 +381,11 @@ int config_parse_value(const char *p, const char *end, char *out, size_t outlen,
             if ((*q == '#' || *q == ';') && (q == p || is_blank(q[-1])))
                 break;
             if (*q == '"') {
-                set_err(why, whylen, "quote inside an unquoted value");
+                err_set(why, whylen, "quote inside an unquoted value");
                 return -1;
             }
             if (n + 1 >= outlen) {
-                set_err(why, whylen, "value too long");
+                err_set(why, whylen, "value too long");
                 return -1;
             }
             out[n++] = *q;
@@ -408,7 +395,7 @@ int config_parse_value(const char *p, const char *end, char *out, size_t outlen,
     }
     out[n] = '\0';
     if (strlen(out) != n) {
-        set_err(why, whylen, "NUL byte in value");
+        err_set(why, whylen, "NUL byte in value");
         return -1;
     }
     return 0;
@@ -428,14 +415,14 @@ static int parse_line(config *cfg, const char *p, const char *end, int *section,
     if (*p == '[') {
         const char *close = memchr(p, ']', (size_t)(end - p));
         if (close == NULL) {
-            set_err(why, whylen, "missing ']' in section header");
+            err_set(why, whylen, "missing ']' in section header");
             return -1;
         }
         const char *rest = close + 1;
         while (rest < end && is_blank(*rest))
             rest++;
         if (rest < end && *rest != '#' && *rest != ';') {
-            set_err(why, whylen, "text after section header");
+            err_set(why, whylen, "text after section header");
             return -1;
         }
         const char *name = p + 1;
@@ -449,13 +436,13 @@ static int parse_line(config *cfg, const char *p, const char *end, int *section,
                 return 0;
             }
         }
-        set_err(why, whylen, "unknown section [%.*s]", (int)(nl > 64 ? 64 : nl), name);
+        err_set(why, whylen, "unknown section [%.*s]", (int)(nl > 64 ? 64 : nl), name);
         return -1;
     }
 
     const char *eq = memchr(p, '=', (size_t)(end - p));
     if (eq == NULL) {
-        set_err(why, whylen, "expected 'key = value'");
+        err_set(why, whylen, "expected 'key = value'");
         return -1;
     }
     const char *kend = eq;
@@ -463,11 +450,11 @@ static int parse_line(config *cfg, const char *p, const char *end, int *section,
         kend--;
     size_t kl = (size_t)(kend - p);
     if (kl == 0) {
-        set_err(why, whylen, "missing key before '='");
+        err_set(why, whylen, "missing key before '='");
         return -1;
     }
     if (*section < 0) {
-        set_err(why, whylen, "key '%.*s' outside a section", (int)(kl > 64 ? 64 : kl), p);
+        err_set(why, whylen, "key '%.*s' outside a section", (int)(kl > 64 ? 64 : kl), p);
         return -1;
     }
     const char *sname = cfg_sections[*section];
@@ -480,12 +467,12 @@ static int parse_line(config *cfg, const char *p, const char *end, int *section,
         }
     }
     if (k == NULL) {
-        set_err(why, whylen, "unknown key '%.*s' in [%s]", (int)(kl > 64 ? 64 : kl), p, sname);
+        err_set(why, whylen, "unknown key '%.*s' in [%s]", (int)(kl > 64 ? 64 : kl), p, sname);
         return -1;
     }
     char vwhy[128];
     if (config_parse_value(eq + 1, end, value, sizeof(value), vwhy, sizeof(vwhy)) != 0) {
-        set_err(why, whylen, "%s for '%s'", vwhy, k->name);
+        err_set(why, whylen, "%s for '%s'", vwhy, k->name);
         return -1;
     }
     return apply_key(cfg, k, value, base_dir, why, whylen);
@@ -500,7 +487,7 @@ int config_parse(config *cfg, const char *text, size_t len, const char *base_dir
     size_t pos = 0;
 
     if (text == NULL && len > 0) {
-        set_err(err, errlen, "line 0: no text");
+        err_set(err, errlen, "line 0: no text");
         goto out;
     }
     while (pos < len) {
@@ -510,16 +497,16 @@ int config_parse(config *cfg, const char *text, size_t len, const char *base_dir
         size_t ll = nl != NULL ? (size_t)(nl - start) : len - pos;
         pos += ll + (nl != NULL);
         if (memchr(start, '\0', ll) != NULL) {
-            set_err(err, errlen, "line %d: NUL byte", line);
+            err_set(err, errlen, "line %d: NUL byte", line);
             goto out;
         }
         if (parse_line(&tmp, start, start + ll, &section, base_dir, why, sizeof(why)) != 0) {
-            set_err(err, errlen, "line %d: %s", line, why);
+            err_set(err, errlen, "line %d: %s", line, why);
             goto out;
         }
     }
     if (tmp.challenge[0] != '\0' && tmp.challenge_file[0] != '\0') {
-        set_err(err, errlen, "line %d: challenge and challenge_file are both set", line);
+        err_set(err, errlen, "line %d: challenge and challenge_file are both set", line);
         goto out;
     }
     rc = 0;
@@ -527,59 +514,6 @@ out:
     if (rc == 0)
         *cfg = tmp;
     OPENSSL_cleanse(&tmp, sizeof(tmp));   /* may hold the challenge */
-    return rc;
-}
-
-/* Reads a whole small file into a fresh NUL-terminated buffer (caller frees). */
-static int read_file(const char *path, size_t max, char **out, size_t *outlen, int *err_no)
-{
-    int rc = -1;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        *err_no = errno;
-        goto out;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        *err_no = errno;
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
-        *err_no = S_ISREG(st.st_mode) ? EFBIG : EINVAL;
-        goto out;
-    }
-    cap = (size_t)st.st_size + 1;
-    buf = malloc(cap);
-    if (buf == NULL) {
-        *err_no = ENOMEM;
-        goto out;
-    }
-    while (len < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            *err_no = n < 0 ? errno : EIO;
-            goto out;
-        }
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    rc = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (rc == 0) {
-        *out = buf;
-        *outlen = len;
-        buf = NULL;
-    }
-    if (buf != NULL) {
-        OPENSSL_cleanse(buf, cap);
-        free(buf);
-    }
     return rc;
 }
 
@@ -591,14 +525,14 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
     config tmp;
 
     config_defaults(&tmp);
-    if (read_file(path, CFG_FILE_MAX, &text, &len, &e) != 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(e));
+    if ((e = file_read(path, CFG_FILE_MAX, &text, &len)) != 0) {
+        err_set(err, errlen, "%s: %s", path, strerror(-e));
         goto out;
     }
     /* Resolve against the file's real directory so paths survive a later chdir. */
     dir = strdup(path);
     if (dir == NULL) {
-        set_err(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", path);
         goto out;
     }
     char *slash = strrchr(dir, '/');
@@ -612,7 +546,7 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
     }
     real = dir != NULL ? realpath(dir, NULL) : NULL;
     if (real == NULL) {
-        set_err(err, errlen, "%s: cannot resolve directory: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: cannot resolve directory: %s", path, strerror(errno));
         goto out;
     }
     /* "/" as base would give "//x": harmless, but keep paths tidy. */
@@ -624,7 +558,7 @@ int config_load(config *cfg, const char *path, char *err, size_t errlen)
         set_str(rel, sizeof(rel), tmp.profiles_dir);
         if ((size_t)snprintf(tmp.profiles_dir, sizeof(tmp.profiles_dir), "%s/%s",
                              strcmp(real, "/") == 0 ? "" : real, rel) >= sizeof(tmp.profiles_dir)) {
-            set_err(err, errlen, "%s: profiles_dir too long", path);
+            err_set(err, errlen, "%s: profiles_dir too long", path);
             goto out;
         }
     }
@@ -649,22 +583,22 @@ static int read_secret(const char *path, char *buf, size_t buflen, char *err, si
     int rc = -1, e = 0;
     char *text = NULL;
     size_t len = 0;
-    if (read_file(path, CFG_SECRET_MAX, &text, &len, &e) != 0) {
-        set_err(err, errlen, "%s file %s: %s", what, path, strerror(e));
+    if ((e = file_read(path, CFG_SECRET_MAX, &text, &len)) != 0) {
+        err_set(err, errlen, "%s file %s: %s", what, path, strerror(-e));
         goto out;
     }
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
         len--;
     if (len == 0) {
-        set_err(err, errlen, "%s file %s is empty", what, path);
+        err_set(err, errlen, "%s file %s is empty", what, path);
         goto out;
     }
     if (memchr(text, '\0', len) != NULL) {
-        set_err(err, errlen, "%s file %s contains a NUL byte", what, path);
+        err_set(err, errlen, "%s file %s contains a NUL byte", what, path);
         goto out;
     }
     if (len >= buflen || len > INT_MAX) {
-        set_err(err, errlen, "%s in %s too long (max %zu bytes)", what, path,
+        err_set(err, errlen, "%s in %s too long (max %zu bytes)", what, path,
                 buflen > 0 ? buflen - 1 : 0);
         goto out;
     }
@@ -685,12 +619,12 @@ int config_read_pin(const config *cfg, char *pin, size_t pinlen, char *err, size
         return read_secret(cfg->pin_file, pin, pinlen, err, errlen, "PIN") < 0 ? -1 : 0;
     const char *env = getenv("SCEPD_PIN");
     if (env == NULL || env[0] == '\0') {
-        set_err(err, errlen, "no PIN: set [keys] pin_file or the environment variable SCEPD_PIN");
+        err_set(err, errlen, "no PIN: set [keys] pin_file or the environment variable SCEPD_PIN");
         return -1;
     }
     size_t len = strlen(env);
     if (len >= pinlen) {
-        set_err(err, errlen, "PIN in SCEPD_PIN too long (max %zu bytes)",
+        err_set(err, errlen, "PIN in SCEPD_PIN too long (max %zu bytes)",
                 pinlen > 0 ? pinlen - 1 : 0);
         return -1;
     }

@@ -29,8 +29,10 @@
 #include "engine/pki/ca.h"
 #include "engine/policy/challenge.h"
 #include "engine/common/config.h"
-#include "engine/ctl/ctl_util.h"
+#include "engine/common/hex.h"
+#include "engine/ctl/ctl_cert.h"
 #include "engine/pki/crl.h"
+#include "engine/pki/serial.h"
 #include "engine/ctl/ctl_ca.h"
 #include "engine/enroll/enroll.h"
 #include "engine/policy/issue.h"
@@ -62,41 +64,6 @@ static void usage(void)
             "  request list [--all]  requests waiting for approval (--all: decided ones too)\n"
             "  request approve TXID  issue the certificate (the client gets it by CertPoll)\n"
             "  request deny TXID     refuse it (the client's CertPoll gets FAILURE)\n");
-}
-
-static int write_cert(const char *path, X509 *x)
-{
-    FILE *f = fopen(path, "w");
-    int ok = f != NULL && PEM_write_X509(f, x) == 1;
-    if (f != NULL && fclose(f) != 0)
-        ok = 0;
-    return ok ? 0 : -1;
-}
-
-/* File mode: a new key written as PEM, owner-readable only. */
-static EVP_PKEY *file_key(const char *path, const char *spec)
-{
-    EVP_PKEY *k = NULL;
-    if (strncmp(spec, "rsa:", 4) == 0)
-        k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)atoi(spec + 4));
-    else if (strcmp(spec, "ec:P-256") == 0)
-        k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    else if (strcmp(spec, "ec:P-384") == 0)
-        k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
-    if (k == NULL)
-        return NULL;
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    int ok = f != NULL && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1;
-    if (f != NULL)
-        ok = fclose(f) == 0 && ok;
-    else if (fd >= 0)
-        close(fd);
-    if (!ok) {
-        EVP_PKEY_free(k);
-        return NULL;
-    }
-    return k;
 }
 
 static int cmd_init(const config *cfg, int argc, char **argv)
@@ -156,20 +123,20 @@ static int cmd_init(const config *cfg, int argc, char **argv)
             goto out;
         }
     } else {
-        if ((ca_key = file_key(cfg->ca_key_file, ca_spec)) == NULL ||
-            (with_ra && (ra_key = file_key(cfg->ra_key_file, "rsa:2048")) == NULL)) {
+        if ((ca_key = ctl_key_file_new(cfg->ca_key_file, ca_spec)) == NULL ||
+            (with_ra && (ra_key = ctl_key_file_new(cfg->ra_key_file, "rsa:2048")) == NULL)) {
             fprintf(stderr, "scepctl: cannot create key files\n");
             goto out;
         }
     }
     ca = ctl_make_cert(ca_dn, ca_key, NULL, ca_key, days, CTL_CERT_CA);
-    if (ca == NULL || write_cert(cfg->ca_cert, ca) != 0) {
+    if (ca == NULL || ctl_write_certs(cfg->ca_cert, NULL, ca) != 0) {
         fprintf(stderr, "scepctl: cannot create the CA certificate\n");
         goto out;
     }
     if (with_ra) {
         ra = ctl_make_cert(ra_dn, ra_key, ca, ca_key, days, CTL_CERT_RA);
-        if (ra == NULL || write_cert(cfg->ra_cert, ra) != 0) {
+        if (ra == NULL || ctl_write_certs(cfg->ra_cert, NULL, ra) != 0) {
             fprintf(stderr, "scepctl: cannot create the RA certificate\n");
             goto out;
         }
@@ -182,7 +149,7 @@ static int cmd_init(const config *cfg, int argc, char **argv)
             if (cfg->key_mode == CONFIG_KEYS_PKCS11)
                 kr = hsm_key_generate(tok, cfg->ocsp_key_label, "ec:P-256", &ocsp_key);
             else
-                kr = (ocsp_key = file_key(cfg->ocsp_key_file, "ec:P-256")) != NULL ? 0 : -1;
+                kr = (ocsp_key = ctl_key_file_new(cfg->ocsp_key_file, "ec:P-256")) != NULL ? 0 : -1;
         }
         if (kr != 0) {
             fprintf(stderr, "scepctl: cannot create the OCSP key: %s\n",
@@ -190,7 +157,7 @@ static int cmd_init(const config *cfg, int argc, char **argv)
             goto out;
         }
         ocsp = ctl_make_cert(ocsp_dn, ocsp_key, ca, ca_key, days, CTL_CERT_OCSP);
-        if (ocsp == NULL || write_cert(cfg->ocsp_cert, ocsp) != 0) {
+        if (ocsp == NULL || ctl_write_certs(cfg->ocsp_cert, NULL, ocsp) != 0) {
             fprintf(stderr, "scepctl: cannot create the OCSP responder certificate\n");
             goto out;
         }
@@ -228,26 +195,6 @@ out:
     return rc;
 }
 
-static void print_hex(FILE *f, const uint8_t *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        fprintf(f, "%02x", b[i]);
-}
-
-static int list_one(const store_cert *c, void *arg)
-{
-    char when[32];
-    time_t t = (time_t)c->not_after;
-    struct tm tm;
-    (void)arg;
-    gmtime_r(&t, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    print_hex(stdout, c->serial, STORE_SERIAL_LEN);
-    printf("  %-7s  %s  %.*s\n", c->status == STORE_CERT_REVOKED ? "revoked" : "valid", when,
-           (int)c->subject_len, c->subject);
-    return 0;
-}
-
 static void iso_time(int64_t t, char *out, size_t outlen)
 {
     time_t tt = (time_t)t;
@@ -256,31 +203,28 @@ static void iso_time(int64_t t, char *out, size_t outlen)
     strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+static int list_one(const store_cert *c, void *arg)
+{
+    char when[32], sn[2 * STORE_SERIAL_LEN + 1];
+    (void)arg;
+    iso_time(c->not_after, when, sizeof(when));
+    serial_to_hex(c->serial, sn);
+    printf("%s  %-7s  %s  %.*s\n", sn, c->status == STORE_CERT_REVOKED ? "revoked" : "valid", when,
+           (int)c->subject_len, c->subject);
+    return 0;
+}
+
 /* One revocation: serial, time, reason, who, and the certificate's subject. */
 static int list_revoked(const store_revocation *rv, void *arg)
 {
     store_reader *r = arg;
     store_cert c;
-    char when[32];
+    char when[32], sn[2 * STORE_SERIAL_LEN + 1];
     iso_time(rv->revoked_at, when, sizeof(when));
     int have = store_get_cert(r, rv->serial, &c) == STORE_OK;
-    print_hex(stdout, rv->serial, STORE_SERIAL_LEN);
-    printf("  %s  %-20s  %.*s  %.*s\n", when, crl_reason_name(rv->reason), (int)rv->who_len,
+    serial_to_hex(rv->serial, sn);
+    printf("%s  %s  %-20s  %.*s  %.*s\n", sn, when, crl_reason_name(rv->reason), (int)rv->who_len,
            rv->who, have ? (int)c.subject_len : 1, have ? c.subject : "?");
-    return 0;
-}
-
-static int parse_serial(const char *s, uint8_t out[STORE_SERIAL_LEN])
-{
-    size_t n = strlen(s);
-    if (n != 2 * STORE_SERIAL_LEN)
-        return -1;
-    for (size_t i = 0; i < STORE_SERIAL_LEN; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (uint8_t)v;
-    }
     return 0;
 }
 
@@ -314,8 +258,8 @@ static int cmd_cert(const config *cfg, int argc, char **argv)
     } else if (strcmp(argv[0], "show") == 0 && argc == 2) {
         uint8_t serial[STORE_SERIAL_LEN];
         store_cert c;
-        if (parse_serial(argv[1], serial) != 0) {
-            fprintf(stderr, "scepctl: a serial is 32 hex digits\n");
+        if (serial_parse(argv[1], serial) != 0) {
+            fprintf(stderr, "scepctl: %s\n", SERIAL_RULE);
             rc = 2;
             goto out;
         }
@@ -345,6 +289,13 @@ out:
     return rc;
 }
 
+static void who_am_i(char *who, size_t len)
+{
+    const char *user = getenv("USER");
+    snprintf(who, len, "scepctl uid=%u%s%s", (unsigned)getuid(), user ? " user=" : "",
+             user ? user : "");
+}
+
 /* Revokes one certificate directly in the store (LMDB serialises this writer with scepd's;
  * scepd notices the new revocation generation and rebuilds its CRL). */
 static int cmd_revoke(const config *cfg, int argc, char **argv)
@@ -355,8 +306,8 @@ static int cmd_revoke(const config *cfg, int argc, char **argv)
     char who[160], when[32];
     store *s = NULL;
 
-    if (argc < 1 || parse_serial(argv[0], serial) != 0) {
-        fprintf(stderr, "scepctl: revoke needs a serial of 32 hex digits\n");
+    if (argc < 1 || serial_parse(argv[0], serial) != 0) {
+        fprintf(stderr, "scepctl: revoke needs a serial: %s\n", SERIAL_RULE);
         return 2;
     }
     for (int i = 1; i < argc; i++) {
@@ -377,9 +328,7 @@ static int cmd_revoke(const config *cfg, int argc, char **argv)
             return 2;
         }
     }
-    const char *user = getenv("USER");
-    snprintf(who, sizeof(who), "scepctl uid=%u%s%s", (unsigned)getuid(), user ? " user=" : "",
-             user ? user : "");
+    who_am_i(who, sizeof(who));
     int e = store_open(cfg->store_path, cfg->store_map_size, &s);
     if (e != 0) {
         fprintf(stderr, "scepctl: store %s: %s\n", cfg->store_path, store_strerror(e));
@@ -499,13 +448,6 @@ static int load_profiles(const config *cfg, profile_set **out)
         return -1;
     }
     return 0;
-}
-
-static void who_am_i(char *who, size_t len)
-{
-    const char *user = getenv("USER");
-    snprintf(who, len, "scepctl uid=%u%s%s", (unsigned)getuid(), user ? " user=" : "",
-             user ? user : "");
 }
 
 static int insert_new(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,

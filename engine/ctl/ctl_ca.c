@@ -1,6 +1,6 @@
 /* scepctl ca ... / ra ...: CA lifecycle. See ctl_ca.h and docs/ca.md. */
 #include "engine/ctl/ctl_ca.h"
-#include "engine/ctl/ctl_util.h"
+#include "engine/ctl/ctl_cert.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -67,17 +67,6 @@ static int open_token(const config *cfg, hsm_token **tok)
     return 0;
 }
 
-static EVP_PKEY *read_key_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    EVP_PKEY *k = NULL;
-    if (f == NULL)
-        return NULL;
-    k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    return k;
-}
-
 /* A new key: inside the token under label, or a new 0600 PEM file (never replaced). */
 static EVP_PKEY *new_key(hsm_token *tok, const char *label, const char *file, const char *spec)
 {
@@ -90,23 +79,9 @@ static EVP_PKEY *new_key(hsm_token *tok, const char *label, const char *file, co
         }
         return k;
     }
-    if (strncmp(spec, "rsa:", 4) == 0)
-        k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)atoi(spec + 4));
-    else
-        k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", spec + 3);
-    int fd = k != NULL ? open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    int ok = f != NULL && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1;
-    if (f != NULL)
-        ok = fclose(f) == 0 && ok;
-    else if (fd >= 0)
-        close(fd);
-    if (!ok) {
+    if ((k = ctl_key_file_new(file, spec)) == NULL)
         fprintf(stderr, "scepctl: cannot create key file %s: %s\n", file,
                 errno == EEXIST ? "exists" : strerror(errno));
-        EVP_PKEY_free(k);
-        return NULL;
-    }
     return k;
 }
 
@@ -118,33 +93,10 @@ static EVP_PKEY *load_key(hsm_token *tok, const char *label, const char *file)
             return NULL;
         return k;
     }
-    return read_key_file(file);
+    return ca_read_key_file(file);
 }
 
 /* ---- certificates ---------------------------------------------------------------------------- */
-
-/* Writes certs as PEM to path through a temporary file and rename, so a reader (or a crash)
- * never sees half a file. */
-static int write_certs(const char *path, STACK_OF(X509) *certs, X509 *one)
-{
-    char tmp[CONFIG_PATH_MAX + 16];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int ok = f != NULL;
-    if (one != NULL && ok)
-        ok = PEM_write_X509(f, one) == 1;
-    for (int i = 0; ok && i < sk_X509_num(certs); i++)
-        ok = PEM_write_X509(f, sk_X509_value(certs, i)) == 1;
-    if (f != NULL && (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0))
-        ok = 0;
-    if (ok && rename(tmp, path) != 0)
-        ok = 0;
-    if (!ok) {
-        fprintf(stderr, "scepctl: cannot write %s: %s\n", path, strerror(errno));
-        unlink(tmp);
-    }
-    return ok ? 0 : -1;
-}
 
 static int write_text(const char *path, const char *text)
 {
@@ -261,7 +213,7 @@ static int cmd_init_root(const config *cfg, int argc, char **argv)
     if (open_token(cfg, &tok) != 0 || (key = new_key(tok, label, cfg->ca_key_file, o.key)) == NULL)
         goto out;
     if ((x = ctl_make_cert(dn, key, NULL, key, o.days, CTL_CERT_CA)) == NULL ||
-        write_certs(cfg->ca_cert, NULL, x) != 0)
+        ctl_write_certs(cfg->ca_cert, NULL, x) != 0)
         goto out;
     printf("root CA certificate: %s\n", cfg->ca_cert);
     rc = 0;
@@ -402,9 +354,9 @@ static int cmd_import(const config *cfg, int argc, char **argv)
         goto out;
     }
     ca_default_path(cfg, "ca-chain.pem", chain_path, sizeof(chain_path));
-    if (keep_prev(cfg->ca_cert) != 0 || write_certs(cfg->ca_cert, NULL, cert) != 0 ||
+    if (keep_prev(cfg->ca_cert) != 0 || ctl_write_certs(cfg->ca_cert, NULL, cert) != 0 ||
         keep_prev(chain_path) != 0 ||
-        (sk_X509_num(chain) > 0 && write_certs(chain_path, chain, NULL) != 0))
+        (sk_X509_num(chain) > 0 && ctl_write_certs(chain_path, chain, NULL) != 0))
         goto out;
     printf("CA certificate: %s\n", cfg->ca_cert);
     if (sk_X509_num(chain) > 0)
@@ -486,7 +438,7 @@ static int cmd_ra_renew(const config *cfg, int argc, char **argv)
         fprintf(stderr, "scepctl: cannot issue the RA certificate\n");
         goto out;
     }
-    if (keep_prev(cfg->ra_cert) != 0 || write_certs(cfg->ra_cert, NULL, ra) != 0)
+    if (keep_prev(cfg->ra_cert) != 0 || ctl_write_certs(cfg->ra_cert, NULL, ra) != 0)
         goto out;
     if (tok != NULL && strcmp(ra_label, cfg->ra_key_label) != 0) {
         snprintf(path, sizeof(path), "%s.label", cfg->ra_cert);
@@ -601,7 +553,7 @@ static int cmd_stage_next(const config *cfg, int argc, char **argv)
         if (ra == NULL || !sk_X509_push(certs, ra))
             goto out;
     }
-    if ((tok != NULL && write_text(label_path, label) != 0) || write_certs(next_path, certs, NULL) != 0)
+    if ((tok != NULL && write_text(label_path, label) != 0) || ctl_write_certs(next_path, certs, NULL) != 0)
         goto out;
     printf("next CA: %s (key %s); GetNextCACert serves it after a restart of scepd;\n"
            "switch with: scepctl ca activate-next\n", next_path, tok != NULL ? label : keyfile);
@@ -655,7 +607,7 @@ static int cmd_activate_next(const config *cfg, int argc, char **argv)
         goto out;
     }
     ca_default_path(cfg, "ca-chain.pem", chain_path, sizeof(chain_path));
-    if (keep_prev(cfg->ca_cert) != 0 || write_certs(cfg->ca_cert, NULL, next) != 0 ||
+    if (keep_prev(cfg->ca_cert) != 0 || ctl_write_certs(cfg->ca_cert, NULL, next) != 0 ||
         keep_prev(chain_path) != 0)
         goto out;
     snprintf(path, sizeof(path), "%s.label", cfg->ca_cert);
@@ -667,7 +619,7 @@ static int cmd_activate_next(const config *cfg, int argc, char **argv)
         goto out;
     }
     if (cfg->ra_cert[0] != '\0' && sk_X509_num(certs) > 1 &&
-        (keep_prev(cfg->ra_cert) != 0 || write_certs(cfg->ra_cert, NULL, sk_X509_value(certs, 1)) != 0))
+        (keep_prev(cfg->ra_cert) != 0 || ctl_write_certs(cfg->ra_cert, NULL, sk_X509_value(certs, 1)) != 0))
         goto out;
     unlink(label_path);
     unlink(next_path);

@@ -12,47 +12,40 @@ static int hexval(char c)
          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
+/* Colon placement: pairs, a lone digit only in the first group ("a:bc"), nothing empty. */
+static int colons_ok(const char *text, size_t n)
+{
+    size_t group = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && text[i] != ':') {
+            group++;
+            continue;
+        }
+        if (group == 0 || group > 2 || (group == 1 && i != 1))
+            return 0;
+        group = 0;
+    }
+    return 1;
+}
+
 int serial_parse(const char *text, uint8_t out[STORE_SERIAL_LEN])
 {
     uint8_t b[STORE_SERIAL_LEN] = {0};
     size_t n = strlen(text), digits = 0;
-    int colons = strchr(text, ':') != NULL;
 
-    if (n == 0)
+    if (n == 0 || (strchr(text, ':') != NULL && !colons_ok(text, n)))
         return -1;
-    /* With colons the text is pairs: "ab:cd", "0a:1b:2c" (a single leading digit allowed in
-     * the first group only, as in "a:bc"). */
-    if (colons) {
-        size_t group = 0;
-        for (size_t i = 0; i <= n; i++) {
-            if (i == n || text[i] == ':') {
-                if (group == 0 || group > 2 || (group == 1 && i != group))
-                    return -1;
-                group = 0;
-            } else if (hexval(text[i]) < 0) {
-                return -1;
-            } else {
-                group++;
-            }
-        }
-    }
+    /* From the last digit backwards; past 32 digits only zeros may follow. */
     for (size_t i = n; i-- > 0;) {
         if (text[i] == ':')
             continue;
         int v = hexval(text[i]);
-        if (v < 0)
+        if (v < 0 || (digits >= 2 * STORE_SERIAL_LEN && v != 0))
             return -1;
-        if (digits >= 2 * STORE_SERIAL_LEN) {
-            if (v != 0)
-                return -1;      /* more than 16 significant bytes */
-            digits++;
-            continue;
-        }
-        b[STORE_SERIAL_LEN - 1 - digits / 2] |= (uint8_t)(digits % 2 ? v << 4 : v);
+        if (digits < 2 * STORE_SERIAL_LEN)
+            b[STORE_SERIAL_LEN - 1 - digits / 2] |= (uint8_t)(digits % 2 ? v << 4 : v);
         digits++;
     }
-    if (digits > 2 * STORE_SERIAL_LEN)
-        return -1;
     memcpy(out, b, sizeof(b));
     return 0;
 }

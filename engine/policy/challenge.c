@@ -13,20 +13,25 @@
 #define CHALLENGE_RECORD_VERSION 1
 static const char HASH_TAG[] = "scepd-challenge-v1";
 
-static const struct { const char *diag, *text; } results[] = {
-#define X(name, diag, text) { diag, text },
+static const int rejects[] = {
+#define X(name, rej) [CHALLENGE_##name] = REJ_##rej,
     CHALLENGE_RESULTS(X)
 #undef X
 };
 
+int challenge_reject_code(int verdict)
+{
+    return verdict >= 0 && verdict < CHALLENGE__COUNT ? rejects[verdict] : REJ_CHAL_WRONG;
+}
+
 const char *challenge_result_diag(int r)
 {
-    return r >= 0 && r < CHALLENGE__COUNT ? results[r].diag : "unknown";
+    return r >= 0 && r < CHALLENGE__COUNT ? reject_diag(rejects[r]) : "unknown";
 }
 
 const char *challenge_result_text(int r)
 {
-    return r >= 0 && r < CHALLENGE__COUNT ? results[r].text : "unknown";
+    return r >= 0 && r < CHALLENGE__COUNT ? reject_text(rejects[r]) : "unknown";
 }
 
 int challenge_generate(char *out, size_t outlen)
@@ -464,16 +469,4 @@ out:
     X509_NAME_free(subject);
     GENERAL_NAMES_free(san);
     return rc;
-}
-
-int challenge_reject_code(int verdict)
-{
-    switch (verdict) {
-    case CHALLENGE_EXPIRED:          return REJ_CHAL_EXPIRED;
-    case CHALLENGE_USED:             return REJ_CHAL_USED;
-    case CHALLENGE_MISMATCH_SUBJECT: return REJ_CHAL_SUBJECT;
-    case CHALLENGE_MISMATCH_SAN:     return REJ_CHAL_SAN;
-    case CHALLENGE_PROFILE:          return REJ_CHAL_PROFILE;
-    default:                         return REJ_CHAL_WRONG;
-    }
 }

@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <openssl/x509v3.h>
 
+#include "engine/scep/reject.h"
+
 #define CHALLENGE_VALUE_LEN   32          /* characters of a generated challenge */
 #define CHALLENGE_HASH_LEN    32
 #define CHALLENGE_PROFILE_MAX 64          /* profile name, NUL included */
@@ -32,22 +34,25 @@
 #define CHALLENGE_RECORD_MAX  (1 + 1 + CHALLENGE_HASH_LEN + 3 * 8 + 3 * 2 + \
                                CHALLENGE_PROFILE_MAX + CHALLENGE_SUBJECT_MAX + CHALLENGE_SAN_MAX)
 
-/*  X(name,             diag,                  text); failInfo is badRequest for all but OK */
+/* Each verdict names the REJ_ row (engine/scep/reject.h) a refusal is answered with; the
+ * failInfo, the audit diagnostic and the text are that row's. */
+/*  X(name,             REJ_ row) */
 #define CHALLENGE_RESULTS(X) \
-    X(OK,               "challenge_ok",        "challenge accepted") \
-    X(WRONG,            "challenge_wrong",     "challenge unknown or wrong") \
-    X(EXPIRED,          "challenge_expired",   "challenge expired") \
-    X(USED,             "challenge_used",      "challenge already used") \
-    X(MISMATCH_SUBJECT, "challenge_subject",   "request subject differs from the challenge's") \
-    X(MISMATCH_SAN,     "challenge_san",       "request subjectAltNames differ from the challenge's") \
-    X(PROFILE,          "challenge_profile",   "challenge was issued for another profile")
+    X(OK,               NONE) \
+    X(WRONG,            CHAL_WRONG) \
+    X(EXPIRED,          CHAL_EXPIRED) \
+    X(USED,             CHAL_USED) \
+    X(MISMATCH_SUBJECT, CHAL_SUBJECT) \
+    X(MISMATCH_SAN,     CHAL_SAN) \
+    X(PROFILE,          CHAL_PROFILE)
 
 enum challenge_result {
-#define X(name, diag, text) CHALLENGE_##name,
+#define X(name, rej) CHALLENGE_##name,
     CHALLENGE_RESULTS(X)
 #undef X
     CHALLENGE__COUNT
 };
+/* The REJ_ row's diagnostic and text for a verdict; "unknown" when out of range. */
 const char *challenge_result_diag(int r);
 const char *challenge_result_text(int r);
 
@@ -124,7 +129,8 @@ int challenge_create(const char *profile, int64_t now, int64_t ttl_s, const char
                      uint8_t key[CHALLENGE_HASH_LEN], uint8_t *rec_out, size_t *rec_len,
                      const char **why);
 
-/* The REJ_ code (engine/scep/reject.h) a refused verdict is answered with. */
+/* The REJ_ code (engine/scep/reject.h) a verdict is answered with (the REJ_ column of
+ * CHALLENGE_RESULTS): REJ_NONE for CHALLENGE_OK, REJ_CHAL_WRONG when out of range. */
 int challenge_reject_code(int verdict);
 
 #endif

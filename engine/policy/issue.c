@@ -171,26 +171,12 @@ out:
 
 int issue_profile_reject(int pr)
 {
-    switch (pr) {
-    case PROFILE_OK:               return REJ_NONE;
-    case PROFILE_KEY_TYPE:
-    case PROFILE_KEY_SIZE:
-    case PROFILE_KEY_CURVE:        return REJ_KEY_TYPE;
-    case PROFILE_KEY_USAGE:        return REJ_KEY_USAGE;
-    case PROFILE_HASH:             return REJ_CSR_SIG_ALG;
-    case PROFILE_SAN_TYPE:
-    case PROFILE_SAN_INVALID:      return REJ_SAN_TYPE;
-    case PROFILE_SAN_UPN_REQUIRED: return REJ_UPN_REQUIRED;
-    case PROFILE_SUBJECT_EMPTY:    return REJ_EMPTY_SUBJECT;
-    case PROFILE_SUBJECT_LENGTH:   return REJ_SUBJECT_LENGTH;
-    case PROFILE_SUBJECT_CHARS:    return REJ_SUBJECT_CHARS;
-    case PROFILE_VALIDITY_REQUEST: return REJ_VALIDITY_REQUEST;
-    case PROFILE_BEYOND_CA:        return REJ_BEYOND_CA;
-    case PROFILE_CA_EXPIRED:       return REJ_CA_EXPIRED;
-    case PROFILE_RENEWAL_EARLY:    return REJ_RENEW_EARLY;
-    case PROFILE_RENEWAL_EXPIRED:  return REJ_RENEW_EXPIRED;
-    default:                       return REJ_INTERNAL;
-    }
+    static const int rows[] = {
+#define X(name, rej, detail) [PROFILE_##name] = REJ_##rej,
+        PROFILE_RESULTS(X)
+#undef X
+    };
+    return pr >= 0 && pr < PROFILE__COUNT ? rows[pr] : REJ_INTERNAL;
 }
 
 /* Constant-time comparison of the request's challengePassword with the expected one: both

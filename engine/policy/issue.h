@@ -74,7 +74,8 @@ int issue_build(const issuer *is, X509_REQ *csr, X509 **out);
 /* The subjectAltNames of a request's extensionRequest (caller frees), NULL when none. */
 GENERAL_NAMES *issue_requested_san(X509_REQ *csr);
 
-/* Maps a PROFILE_* result to the enum scep_reject row that reports it. */
+/* The enum scep_reject row a PROFILE_* result is answered with (the REJ_ column of
+ * PROFILE_RESULTS); REJ_INTERNAL when out of range. */
 int issue_profile_reject(int profile_result);
 
 /* SHA-256 of a public key's SubjectPublicKeyInfo DER; of a Name's DER. 0 or -1. */

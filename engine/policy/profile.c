@@ -2,12 +2,12 @@
 #include "engine/policy/profile.h"
 
 #include "engine/common/config.h"
+#include "engine/common/file.h"
 
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,25 +21,17 @@
 #define PROFILE_LINE_MAX 4096
 #define OID_SMARTCARD_LOGON "1.3.6.1.4.1.311.20.2.2"
 
-static const struct { const char *diag, *text, *fi; } results[] = {
-#define X(name, fi, diag, text) { diag, text, #fi },
+static const struct { int rej; const char *detail; } results[] = {
+#define X(name, rej, detail) { REJ_##rej, detail },
     PROFILE_RESULTS(X)
 #undef X
 };
 
 const char *profile_result_diag(int r)
 {
-    return r >= 0 && r < PROFILE__COUNT ? results[r].diag : "unknown";
-}
-
-const char *profile_result_text(int r)
-{
-    return r >= 0 && r < PROFILE__COUNT ? results[r].text : "unknown";
-}
-
-const char *profile_result_failinfo(int r)
-{
-    return r >= 0 && r < PROFILE__COUNT ? results[r].fi : "BADREQUEST";
+    if (r < 0 || r >= PROFILE__COUNT)
+        return "unknown";
+    return results[r].detail != NULL ? results[r].detail : reject_diag(results[r].rej);
 }
 
 void profile_defaults(profile *p, const char *name)
@@ -102,16 +94,6 @@ static const char *const eku_oids[] = {
     "1.3.6.1.5.5.7.3.4", "1.3.6.1.5.5.7.3.3", "1.3.6.1.5.5.7.3.8", "1.3.6.1.5.5.7.3.9",
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int word_lookup(const struct word *w, const char *s, size_t n)
 {
     for (int i = 0; w[i].name != NULL; i++)
@@ -147,7 +129,7 @@ static int bits_item(const char *s, size_t n, void *arg, char *why, size_t whyle
     struct bits_arg *a = arg;
     int i = word_lookup(a->words, s, n);
     if (i < 0) {
-        set_err(why, whylen, "unknown %s '%.*s'", a->what, (int)n, s);
+        err_set(why, whylen, "unknown %s '%.*s'", a->what, (int)n, s);
         return -1;
     }
     a->bits |= a->words[i].bit;
@@ -166,7 +148,7 @@ static int parse_bits(const char *v, const struct word *words, const char *what,
     if (n < 0)
         return -1;
     if (n == 0 && !allow_none) {
-        set_err(why, whylen, "empty %s list", what);
+        err_set(why, whylen, "empty %s list", what);
         return -1;
     }
     *out = a.bits;
@@ -204,11 +186,11 @@ static int oid_item(const char *s, size_t n, void *arg, char *why, size_t whylen
     if (i >= 0)
         oid = eku_oids[i];
     else if (!dotted_oid_ok(s, n)) {
-        set_err(why, whylen, "bad %s '%.*s' (a known name or a dotted OID)", a->what, (int)n, s);
+        err_set(why, whylen, "bad %s '%.*s' (a known name or a dotted OID)", a->what, (int)n, s);
         return -1;
     }
     if (a->count >= PROFILE_OID_MAX) {
-        set_err(why, whylen, "too many %s entries (max %d)", a->what, PROFILE_OID_MAX);
+        err_set(why, whylen, "too many %s entries (max %d)", a->what, PROFILE_OID_MAX);
         return -1;
     }
     if (oid != NULL)
@@ -217,7 +199,7 @@ static int oid_item(const char *s, size_t n, void *arg, char *why, size_t whylen
         snprintf(a->list[a->count], 64, "%.*s", (int)n, s);
     for (int k = 0; k < a->count; k++) {
         if (strcmp(a->list[k], a->list[a->count]) == 0) {
-            set_err(why, whylen, "duplicate %s '%.*s'", a->what, (int)n, s);
+            err_set(why, whylen, "duplicate %s '%.*s'", a->what, (int)n, s);
             return -1;
         }
     }
@@ -291,7 +273,7 @@ static int apply(profile *p, const char *k, const char *v, const char *base_dir,
                  size_t whylen)
 {
     int n;
-#define BAD(...) do { set_err(why, whylen, __VA_ARGS__); return -1; } while (0)
+#define BAD(...) do { err_set(why, whylen, __VA_ARGS__); return -1; } while (0)
     if (!strcmp(k, "name")) {
         if (!name_ok(v))
             BAD("bad profile name '%s' (letters, digits, '-', '_', '.'; max %d)", v,
@@ -412,31 +394,31 @@ static int finish(profile *p, char *why, size_t whylen)
         if (strcmp(p->eku[i], OID_SMARTCARD_LOGON) == 0)
             p->smartcard_logon = 1;
     if (p->rsa_min_bits > p->rsa_max_bits) {
-        set_err(why, whylen, "rsa_min_bits %d > rsa_max_bits %d", p->rsa_min_bits, p->rsa_max_bits);
+        err_set(why, whylen, "rsa_min_bits %d > rsa_max_bits %d", p->rsa_min_bits, p->rsa_max_bits);
         return -1;
     }
     if ((p->key_types & PROFILE_KEY_EC) && p->ec_curves == 0) {
-        set_err(why, whylen, "key_types has ec but ec_curves is empty");
+        err_set(why, whylen, "key_types has ec but ec_curves is empty");
         return -1;
     }
     if ((p->san_required & ~p->san_types) != 0) {
-        set_err(why, whylen, "san_required names a type san_types does not allow");
+        err_set(why, whylen, "san_required names a type san_types does not allow");
         return -1;
     }
     if (p->smartcard_logon) {
         if (!(p->san_types & PROFILE_SAN_UPN)) {
-            set_err(why, whylen, "smartcardLogon needs upn in san_types");
+            err_set(why, whylen, "smartcardLogon needs upn in san_types");
             return -1;
         }
         p->san_required |= PROFILE_SAN_UPN;
     }
     if (p->challenge_password[0] != '\0' && p->challenge_password_file[0] != '\0') {
-        set_err(why, whylen, "set challenge_password or challenge_password_file, not both");
+        err_set(why, whylen, "set challenge_password or challenge_password_file, not both");
         return -1;
     }
     if (p->challenge != PROFILE_CHALLENGE_STATIC &&
         (p->challenge_password[0] != '\0' || p->challenge_password_file[0] != '\0')) {
-        set_err(why, whylen, "challenge_password is only for challenge = static");
+        err_set(why, whylen, "challenge_password is only for challenge = static");
         return -1;
     }
     return 0;
@@ -525,41 +507,14 @@ int profile_parse(const char *text, size_t len, const char *default_name, const 
     goto done;
 fail:
     if (line > 0)
-        set_err(err, errlen, "%s:%d: %s", file, line, why);
+        err_set(err, errlen, "%s:%d: %s", file, line, why);
     else
-        set_err(err, errlen, "%s: %s", file, why);
+        err_set(err, errlen, "%s: %s", file, why);
 done:
     if (p != NULL)
         OPENSSL_cleanse(p, sizeof(*p));
     free(p);
     free(val);
-    return rc;
-}
-
-static int read_file(const char *path, char **buf, size_t *len, size_t max)
-{
-    FILE *f = fopen(path, "rb");
-    char *b = NULL;
-    size_t n = 0;
-    int rc = -1;
-    if (f == NULL)
-        return -1;
-    b = malloc(max + 1);
-    if (b == NULL)
-        goto out;
-    n = fread(b, 1, max + 1, f);
-    if (ferror(f) || n > max)
-        goto out;
-    b[n] = '\0';
-    rc = 0;
-out:
-    fclose(f);
-    if (rc == 0) {
-        *buf = b;
-        *len = n;
-        b = NULL;
-    }
-    free(b);
     return rc;
 }
 
@@ -575,7 +530,7 @@ int profile_load_file(const char *path, profile *out, char *err, size_t errlen)
     if (bl > 5 && strcmp(base + bl - 5, ".conf") == 0)
         bl -= 5;
     if (bl == 0 || bl >= sizeof(name)) {
-        set_err(err, errlen, "%s: bad profile file name", path);
+        err_set(err, errlen, "%s: bad profile file name", path);
         return -1;
     }
     memcpy(name, base, bl);
@@ -584,8 +539,8 @@ int profile_load_file(const char *path, profile *out, char *err, size_t errlen)
         snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
     else
         snprintf(dir, sizeof(dir), ".");
-    if (read_file(path, &text, &len, PROFILE_FILE_MAX) != 0) {
-        set_err(err, errlen, "%s: cannot read (or larger than %u bytes)", path, PROFILE_FILE_MAX);
+    if (file_read(path, PROFILE_FILE_MAX, &text, &len) != 0) {
+        err_set(err, errlen, "%s: cannot read (or larger than %u bytes)", path, PROFILE_FILE_MAX);
         return -1;
     }
     rc = profile_parse(text, len, name, path, dir, out, err, errlen);
@@ -604,7 +559,7 @@ int profile_read_challenge(const profile *p, char *buf, size_t buflen)
         memcpy(buf, p->challenge_password, n + 1);
         return (int)n;
     }
-    if (read_file(p->challenge_password_file, &text, &n, 4096) != 0)
+    if (file_read(p->challenge_password_file, 4096, &text, &n) != 0)
         return -1;
     while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
         n--;
@@ -647,7 +602,7 @@ int profile_set_from(const profile *profiles, size_t n, profile_set **out, char 
     profile_set *s = calloc(1, sizeof(*s));
     int rc = -1;
     if (s == NULL || (n > 0 && (s->items = calloc(n, sizeof(profile))) == NULL)) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         goto out;
     }
     if (n > 0)
@@ -657,7 +612,7 @@ int profile_set_from(const profile *profiles, size_t n, profile_set **out, char 
         qsort(s->items, n, sizeof(profile), cmp_profile);
     for (size_t i = 1; i < n; i++) {
         if (strcmp(s->items[i - 1].name, s->items[i].name) == 0) {
-            set_err(err, errlen, "duplicate profile name '%s'", s->items[i].name);
+            err_set(err, errlen, "duplicate profile name '%s'", s->items[i].name);
             goto out;
         }
     }
@@ -681,7 +636,7 @@ int profile_set_load_dir(const char *dir, profile_set **out, char *err, size_t e
     struct dirent *de;
 
     if (d == NULL) {
-        set_err(err, errlen, "%s: cannot open profile directory: %s", dir, strerror(errno));
+        err_set(err, errlen, "%s: cannot open profile directory: %s", dir, strerror(errno));
         return -1;
     }
     while ((de = readdir(d)) != NULL) {
@@ -692,14 +647,14 @@ int profile_set_load_dir(const char *dir, profile_set **out, char *err, size_t e
             size_t nc = cap == 0 ? 8 : cap * 2;
             profile *nl = realloc(list, nc * sizeof(profile));
             if (nl == NULL) {
-                set_err(err, errlen, "out of memory");
+                err_set(err, errlen, "out of memory");
                 goto out;
             }
             list = nl;
             cap = nc;
         }
         if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path)) {
-            set_err(err, errlen, "%s/%s: path too long", dir, de->d_name);
+            err_set(err, errlen, "%s/%s: path too long", dir, de->d_name);
             goto out;
         }
         if (profile_load_file(path, &list[n], err, errlen) != 0)

@@ -12,8 +12,8 @@
  * A loaded profile is immutable and may be read from any thread. A profile_set owns its
  * profiles; pointers into it stay valid until profile_set_destroy.
  *
- * Decision functions return PROFILE_OK or a PROFILE_REJ_* code (X-macro below: name,
- * recommended SCEP failInfo, audit diagnostic, text). They never allocate unless stated.
+ * Decision functions return PROFILE_OK or another PROFILE_* result (X-macro below: name, the
+ * REJ_ row that answers it, the finer audit detail). They never allocate unless stated.
  */
 #ifndef SCEPD_PROFILE_H
 #define SCEPD_PROFILE_H
@@ -23,38 +23,43 @@
 #include <time.h>
 #include <openssl/x509v3.h>
 
-/*  X(name,            failInfo,     diag,                      text) */
+#include "engine/scep/reject.h"
+
+/* The REJ_ row (engine/scep/reject.h) a result is answered with: the SCEP failInfo, the
+ * audit diagnostic and the failInfoText are that row's, spelled nowhere else. detail is the
+ * profile's finer code for the audit event's "detail" field, where it says more than the
+ * row's diagnostic (KEY_SIZE and KEY_CURVE are both REJ_KEY_TYPE); NULL: the row's. */
+/*  X(name,             REJ_ row,          detail) */
 #define PROFILE_RESULTS(X) \
-    X(OK,              NONE,         "ok",                      "allowed") \
-    X(KEY_TYPE,        BADALG,       "profile_key_type",        "key type not allowed by the profile") \
-    X(KEY_SIZE,        BADALG,       "profile_key_size",        "RSA key size outside the profile's range") \
-    X(KEY_CURVE,       BADALG,       "profile_key_curve",       "EC curve not allowed by the profile") \
-    X(KEY_USAGE,       BADALG,       "profile_key_usage",       "key type cannot perform the profile's key usage") \
-    X(HASH,            BADALG,       "profile_hash",            "signature hash not allowed by the profile") \
-    X(SAN_TYPE,        BADREQUEST,   "profile_san_type",        "subjectAltName type not allowed by the profile") \
-    X(SAN_UPN_REQUIRED, BADREQUEST,  "profile_upn_required",    "the profile (smart card logon) requires a UPN subjectAltName") \
-    X(SAN_INVALID,     BADREQUEST,   "profile_san_invalid",     "subjectAltName entry malformed (UPN must be a UTF8String)") \
-    X(SUBJECT_EMPTY,   BADREQUEST,   "profile_subject_empty",   "neither a subject nor a subjectAltName") \
-    X(SUBJECT_LENGTH,  BADREQUEST,   "profile_subject_length",  "a subject attribute is longer than the profile allows") \
-    X(SUBJECT_CHARS,   BADREQUEST,   "profile_subject_chars",   "a subject attribute has characters the profile does not allow") \
-    X(VALIDITY_REQUEST, BADTIME,     "profile_validity_request", "requested notAfter is not in the future") \
-    X(BEYOND_CA,       BADTIME,      "profile_beyond_ca",       "validity would extend past the CA certificate (beyond_ca = refuse)") \
-    X(CA_EXPIRED,      BADTIME,      "profile_ca_expired",      "the CA certificate has expired") \
-    X(RENEWAL_EARLY,   BADREQUEST,   "profile_renewal_early",   "renewal before the profile's renewal threshold") \
-    X(RENEWAL_EXPIRED, BADTIME,      "profile_renewal_expired", "certificate to renew has expired") \
-    X(INTERNAL,        BADREQUEST,   "profile_internal",        "internal error while applying the profile")
+    X(OK,               NONE,              NULL) \
+    X(KEY_TYPE,         KEY_TYPE,          "profile_key_type") \
+    X(KEY_SIZE,         KEY_TYPE,          "profile_key_size") \
+    X(KEY_CURVE,        KEY_TYPE,          "profile_key_curve") \
+    X(KEY_USAGE,        KEY_USAGE,         NULL) \
+    X(HASH,             CSR_SIG_ALG,       "profile_hash") \
+    X(SAN_TYPE,         SAN_TYPE,          "profile_san_type") \
+    X(SAN_UPN_REQUIRED, UPN_REQUIRED,      NULL) \
+    X(SAN_INVALID,      SAN_TYPE,          "profile_san_invalid") \
+    X(SUBJECT_EMPTY,    EMPTY_SUBJECT,     "profile_subject_empty") \
+    X(SUBJECT_LENGTH,   SUBJECT_LENGTH,    NULL) \
+    X(SUBJECT_CHARS,    SUBJECT_CHARS,     NULL) \
+    X(VALIDITY_REQUEST, VALIDITY_REQUEST,  NULL) \
+    X(BEYOND_CA,        BEYOND_CA,         NULL) \
+    X(CA_EXPIRED,       CA_EXPIRED,        "profile_ca_expired") \
+    X(RENEWAL_EARLY,    RENEW_EARLY,       NULL) \
+    X(RENEWAL_EXPIRED,  RENEW_EXPIRED,     "profile_renewal_expired") \
+    X(INTERNAL,         INTERNAL,          "profile_internal")
 
 enum profile_result {
-#define X(name, fi, diag, text) PROFILE_##name,
+#define X(name, rej, detail) PROFILE_##name,
     PROFILE_RESULTS(X)
 #undef X
     PROFILE__COUNT
 };
-#define PROFILE_REJ(name) PROFILE_##name   /* readability at call sites */
 
-const char *profile_result_diag(int r);      /* stable audit code; "unknown" when out of range */
-const char *profile_result_text(int r);
-const char *profile_result_failinfo(int r);  /* "NONE", "BADALG", "BADREQUEST", "BADTIME" */
+/* The audit detail of a result: its own code, else its REJ_ row's diagnostic; "unknown" when
+ * out of range. The REJ_ row itself: issue_profile_reject (engine/policy/issue.h). */
+const char *profile_result_diag(int r);
 
 /* keyUsage bits as the profile names them (not OpenSSL's KU_ values). */
 enum {

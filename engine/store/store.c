@@ -441,22 +441,24 @@ int store_get_txid(store_reader *r, const char *txid, size_t txid_len,
     return rc;
 }
 
-int store_foreach_cert(store_reader *r, int (*cb)(const store_cert *c, void *arg), void *arg)
+/* Walks dbi in the reader's snapshot: every entry in key order, or (dup_key set) the
+ * duplicates of one key. row's non-zero value stops the walk and is returned as is (the
+ * callers' callbacks keep their own codes); otherwise 0 or -errno / MDB code < 0. */
+static int db_walk(store_reader *r, MDB_dbi dbi, const MDB_val *dup_key,
+                   int (*row)(const MDB_val *k, const MDB_val *v, void *ctx), void *ctx)
 {
-    if (!r->active)
-        return -EINVAL;
     MDB_cursor *cur = NULL;
-    int rc = mdb_cursor_open(r->txn, r->s->certs, &cur);
+    int rc = mdb_cursor_open(r->txn, dbi, &cur);
     if (rc != 0) {
         rc = rc > 0 ? -rc : rc;
         goto out;
     }
-    MDB_val k, v;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        store_cert c;
-        if ((rc = cert_decode(&k, &v, &c)) != 0 || (rc = cb(&c, arg)) != 0)
-            goto out;   /* cb's value is returned as is */
+    MDB_val k = dup_key != NULL ? *dup_key : (MDB_val){0, NULL}, v;
+    MDB_cursor_op first = dup_key != NULL ? MDB_SET_KEY : MDB_FIRST;
+    MDB_cursor_op next = dup_key != NULL ? MDB_NEXT_DUP : MDB_NEXT;
+    for (rc = mdb_cursor_get(cur, &k, &v, first); rc == 0; rc = mdb_cursor_get(cur, &k, &v, next)) {
+        if ((rc = row(&k, &v, ctx)) != 0)
+            goto out;
     }
     if (rc == MDB_NOTFOUND)
         rc = 0;
@@ -468,39 +470,50 @@ out:
     return rc;
 }
 
+struct cert_walk {
+    store_reader *r;
+    int (*cb)(const store_cert *c, void *arg);
+    void *arg;
+};
+
+static int cert_row(const MDB_val *k, const MDB_val *v, void *ctx)
+{
+    struct cert_walk *w = ctx;
+    store_cert c;
+    int rc = cert_decode(k, v, &c);
+    return rc != 0 ? rc : w->cb(&c, w->arg);
+}
+
+/* A subject index entry: the serial of a certificate, which must exist. */
+static int subject_row(const MDB_val *k, const MDB_val *v, void *ctx)
+{
+    struct cert_walk *w = ctx;
+    store_cert c;
+    (void)k;
+    if (v->mv_size != STORE_SERIAL_LEN)
+        return STORE_E_CORRUPT;
+    int rc = get_cert_in(w->r->txn, w->r->s->certs, v->mv_data, &c);
+    if (rc == STORE_NOTFOUND)
+        rc = STORE_E_CORRUPT;   /* index entry without its certificate */
+    return rc != 0 ? rc : w->cb(&c, w->arg);
+}
+
+int store_foreach_cert(store_reader *r, int (*cb)(const store_cert *c, void *arg), void *arg)
+{
+    if (!r->active)
+        return -EINVAL;
+    struct cert_walk w = { r, cb, arg };
+    return db_walk(r, r->s->certs, NULL, cert_row, &w);
+}
+
 int store_foreach_subject(store_reader *r, const uint8_t subject_hash[STORE_HASH_LEN],
                           int (*cb)(const store_cert *c, void *arg), void *arg)
 {
     if (!r->active)
         return -EINVAL;
-    MDB_cursor *cur = NULL;
-    int rc = mdb_cursor_open(r->txn, r->s->subject, &cur);
-    if (rc != 0) {
-        rc = rc > 0 ? -rc : rc;
-        goto out;
-    }
-    MDB_val k = { STORE_HASH_LEN, (void *)subject_hash }, v;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
-        store_cert c;
-        if (v.mv_size != STORE_SERIAL_LEN) {
-            rc = STORE_E_CORRUPT;
-            goto out;
-        }
-        rc = get_cert_in(r->txn, r->s->certs, v.mv_data, &c);
-        if (rc == STORE_NOTFOUND)
-            rc = STORE_E_CORRUPT;   /* index entry without its certificate */
-        if (rc != 0 || (rc = cb(&c, arg)) != 0)
-            goto out;
-    }
-    if (rc == MDB_NOTFOUND)
-        rc = 0;
-    else if (rc > 0)
-        rc = -rc;
-out:
-    if (cur != NULL)
-        mdb_cursor_close(cur);
-    return rc;
+    struct cert_walk w = { r, cb, arg };
+    MDB_val key = { STORE_HASH_LEN, (void *)subject_hash };
+    return db_walk(r, r->s->subject, &key, subject_row, &w);
 }
 
 /* Entries of one database in the reader's snapshot. */
@@ -626,32 +639,26 @@ int store_get_revocation(store_reader *r, const uint8_t serial[STORE_SERIAL_LEN]
     return rc;
 }
 
+struct rev_walk {
+    int (*cb)(const store_revocation *rv, void *arg);
+    void *arg;
+};
+
+static int rev_row(const MDB_val *k, const MDB_val *v, void *ctx)
+{
+    struct rev_walk *w = ctx;
+    store_revocation rv;
+    int rc = rev_decode(k, v, &rv);
+    return rc != 0 ? rc : w->cb(&rv, w->arg);
+}
+
 int store_foreach_revoked(store_reader *r, int (*cb)(const store_revocation *rv, void *arg),
                           void *arg)
 {
     if (!r->active)
         return -EINVAL;
-    MDB_cursor *cur = NULL;
-    int rc = mdb_cursor_open(r->txn, r->s->revoked, &cur);
-    if (rc != 0) {
-        rc = rc > 0 ? -rc : rc;
-        goto out;
-    }
-    MDB_val k, v;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        store_revocation rv;
-        if ((rc = rev_decode(&k, &v, &rv)) != 0 || (rc = cb(&rv, arg)) != 0)
-            goto out;
-    }
-    if (rc == MDB_NOTFOUND)
-        rc = 0;
-    else if (rc > 0)
-        rc = -rc;
-out:
-    if (cur != NULL)
-        mdb_cursor_close(cur);
-    return rc;
+    struct rev_walk w = { cb, arg };
+    return db_walk(r, r->s->revoked, NULL, rev_row, &w);
 }
 
 int store_count_revoked(store_reader *r, size_t *n)
@@ -803,6 +810,17 @@ int store_get_aux(store_reader *r, int db, const void *key, size_t key_len,
     return 0;
 }
 
+struct aux_walk {
+    int (*cb)(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len, void *arg);
+    void *arg;
+};
+
+static int aux_row(const MDB_val *k, const MDB_val *v, void *ctx)
+{
+    struct aux_walk *w = ctx;
+    return w->cb(k->mv_data, k->mv_size, v->mv_data, v->mv_size, w->arg);
+}
+
 int store_foreach_aux(store_reader *r, int db,
                       int (*cb)(const uint8_t *key, size_t key_len, const uint8_t *val,
                                 size_t val_len, void *arg),
@@ -810,26 +828,8 @@ int store_foreach_aux(store_reader *r, int db,
 {
     if (!r->active || db < 0 || db >= STORE_DB__COUNT)
         return -EINVAL;
-    MDB_cursor *cur = NULL;
-    int rc = mdb_cursor_open(r->txn, r->s->aux[db], &cur);
-    if (rc != 0) {
-        rc = rc > 0 ? -rc : rc;
-        goto out;
-    }
-    MDB_val k, v;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if ((rc = cb(k.mv_data, k.mv_size, v.mv_data, v.mv_size, arg)) != 0)
-            goto out;
-    }
-    if (rc == MDB_NOTFOUND)
-        rc = 0;
-    else if (rc > 0)
-        rc = -rc;
-out:
-    if (cur != NULL)
-        mdb_cursor_close(cur);
-    return rc;
+    struct aux_walk w = { cb, arg };
+    return db_walk(r, r->s->aux[db], NULL, aux_row, &w);
 }
 
 static int put_update(store *s, MDB_txn *txn, store_put *p, bool *fatal)

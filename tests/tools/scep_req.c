@@ -5,18 +5,15 @@
  * error, 2 the reply failed validation, 3 HTTP error (status printed as http=<status>).
  * See docs/client.md for the commands. */
 #include "client/scep_client.h"
+#include "client/scep_http.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,7 +28,8 @@
 
 enum { EXIT_USAGE = 1, EXIT_INVALID = 2, EXIT_HTTP = 3 };
 #define MAX_SANS 16
-#define MAX_BODY (64u << 20)
+#define MAX_BODY SCEPC_HTTP_BODY_MAX
+#define HTTP_TIMEOUT_MS 60000
 
 static const char usage_text[] =
     "usage: scep_req caps   --url URL\n"
@@ -60,226 +58,25 @@ struct opts {
     size_t nsans;
 };
 
-/* ---- HTTP ---- */
-
-struct url {
-    char host[256];
-    char port[8];
-    char path[2048];
-};
-
-struct http_resp {
-    int status;
-    char ctype[128];
-    uint8_t *body;
-    size_t len;
-};
-
-static int parse_url(const char *s, struct url *u)
-{
-    const char *host, *colon, *slash;
-    size_t hl;
-
-    if (strncmp(s, "http://", 7) != 0)
-        return -1;
-    host = s + 7;
-    slash = strchr(host, '/');
-    if (!slash)
-        slash = host + strlen(host);
-    colon = memchr(host, ':', (size_t)(slash - host));
-    hl = (size_t)((colon ? colon : slash) - host);
-    if (hl == 0 || hl >= sizeof(u->host))
-        return -1;
-    memcpy(u->host, host, hl);
-    u->host[hl] = '\0';
-    if (colon) {
-        size_t pl = (size_t)(slash - colon - 1);
-        if (pl == 0 || pl >= sizeof(u->port))
-            return -1;
-        memcpy(u->port, colon + 1, pl);
-        u->port[pl] = '\0';
-    } else {
-        strcpy(u->port, "80");
-    }
-    if (snprintf(u->path, sizeof(u->path), "%s", *slash ? slash : "/") >= (int)sizeof(u->path))
-        return -1;
-    return 0;
-}
-
-static int send_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Decodes a chunked body in place; returns the decoded length or -1. */
-static long dechunk(uint8_t *b, size_t len)
-{
-    size_t r = 0, w = 0;
-    for (;;) {
-        char *end;
-        unsigned long n;
-        if (r >= len)
-            return -1;
-        n = strtoul((const char *)b + r, &end, 16);
-        uint8_t *crlf = memmem(b + r, len - r, "\r\n", 2);
-        if (!crlf || (uint8_t *)end > crlf)
-            return -1;
-        r = (size_t)(crlf - b) + 2;
-        if (n == 0)
-            return (long)w;
-        if (n > len - r)
-            return -1;
-        memmove(b + w, b + r, n);
-        w += n;
-        r += n + 2;
-    }
-}
-
-/* One request on a fresh connection; reads the answer until the server closes. */
-static int http_do(const struct url *u, const char *method, const char *query,
-                   const uint8_t *body, size_t blen, struct http_resp *resp)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai = NULL;
-    struct timeval tv = { .tv_sec = 60 };
-    int fd = -1, rc = -1;
-    char *head = NULL;
-    uint8_t *buf = NULL;
-    size_t cap = 0, n = 0;
-    int hl;
-
-    memset(resp, 0, sizeof(*resp));
-    if (getaddrinfo(u->host, u->port, &hints, &ai) != 0)
-        goto out;
-    for (struct addrinfo *a = ai; a; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-            break;
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-    }
-    if (fd < 0)
-        goto out;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    {
-        char clen[96] = "";
-        if (body)
-            snprintf(clen, sizeof(clen),
-                     "Content-Type: application/x-pki-message\r\nContent-Length: %zu\r\n", blen);
-        hl = asprintf(&head,
-                      "%s %s?%s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: scep_req\r\n"
-                      "Connection: close\r\n%s\r\n",
-                      method, u->path, query, u->host, u->port, clen);
-        if (hl < 0) {
-            head = NULL;
-            goto out;
-        }
-    }
-    if (send_all(fd, head, (size_t)hl) != 0 || (body && send_all(fd, body, blen) != 0))
-        goto out;
-    for (;;) {
-        if (cap - n < 65536) {
-            uint8_t *nb;
-            if (cap >= MAX_BODY || !(nb = realloc(buf, cap ? cap * 2 : 131072)))
-                goto out;
-            buf = nb;
-            cap = cap ? cap * 2 : 131072;
-        }
-        ssize_t r = recv(fd, buf + n, cap - n - 1, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            goto out;
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    buf[n] = '\0';
-    {
-        uint8_t *eoh = memmem(buf, n, "\r\n\r\n", 4);
-        char *line, *save = NULL;
-        long clen = -1;
-        int chunked = 0;
-        size_t off;
-
-        if (!eoh || sscanf((char *)buf, "HTTP/1.%*d %d", &resp->status) != 1)
-            goto out;
-        *eoh = '\0';
-        off = (size_t)(eoh - buf) + 4;
-        for (line = strtok_r((char *)buf, "\r\n", &save); line;
-             line = strtok_r(NULL, "\r\n", &save)) {
-            char *v = strchr(line, ':');
-            if (!v)
-                continue;
-            *v++ = '\0';
-            v += strspn(v, " \t");
-            if (strcasecmp(line, "Content-Type") == 0)
-                snprintf(resp->ctype, sizeof(resp->ctype), "%s", v);
-            else if (strcasecmp(line, "Content-Length") == 0)
-                clen = strtol(v, NULL, 10);
-            else if (strcasecmp(line, "Transfer-Encoding") == 0 && strcasestr(v, "chunked"))
-                chunked = 1;
-        }
-        resp->len = n - off;
-        memmove(buf, buf + off, resp->len);
-        if (chunked) {
-            long d = dechunk(buf, resp->len);
-            if (d < 0)
-                goto out;
-            resp->len = (size_t)d;
-        } else if (clen >= 0) {
-            if ((size_t)clen > resp->len)
-                goto out;
-            resp->len = (size_t)clen;
-        }
-        buf[resp->len] = '\0';
-    }
-    resp->body = buf;
-    buf = NULL;
-    rc = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (ai)
-        freeaddrinfo(ai);
-    free(head);
-    free(buf);
-    return rc;
-}
-
-static void http_free(struct http_resp *r)
-{
-    free(r->body);
-    r->body = NULL;
-}
+/* ---- HTTP (client/scep_http.h) ---- */
 
 /* GET/POST ?operation=op[&message=...]; exits through the caller on error. */
 static int http_op(const char *urltext, const char *op, const char *message,
-                   const uint8_t *body, size_t blen, struct http_resp *resp)
+                   const uint8_t *body, size_t blen, scepc_http_reply *resp)
 {
-    struct url u;
+    scepc_url u;
     char *query = NULL;
     int rc;
 
-    if (parse_url(urltext, &u) != 0) {
+    if (scepc_url_parse(urltext, &u) != SCEPC_OK) {
         fprintf(stderr, "scep_req: bad url %s\n", urltext);
         return EXIT_USAGE;
     }
     if (asprintf(&query, "operation=%s%s%s", op, message ? "&message=" : "",
                  message ? message : "") < 0)
         return EXIT_USAGE;
-    rc = http_do(&u, body ? "POST" : "GET", query, body, blen, resp);
+    rc = scepc_http_exchange(&u, body ? "POST" : "GET", query, "application/x-pki-message", body,
+                             blen, "scep_req", HTTP_TIMEOUT_MS, MAX_BODY, resp);
     free(query);
     if (rc != 0) {
         printf("http=0\n");
@@ -288,33 +85,10 @@ static int http_op(const char *urltext, const char *op, const char *message,
     }
     if (resp->status != 200) {
         printf("http=%d\n", resp->status);
-        http_free(resp);
+        scepc_http_reply_free(resp);
         return EXIT_HTTP;
     }
     return 0;
-}
-
-/* Standard base64, then percent-encoded for a query string. */
-static char *b64url(const uint8_t *der, size_t len)
-{
-    size_t b64cap = 4 * ((len + 2) / 3) + 1;
-    unsigned char *b64 = malloc(b64cap);
-    char *out = NULL, *w;
-    int n;
-
-    if (!b64 || (n = EVP_EncodeBlock(b64, der, (int)len)) < 0 || !(out = malloc((size_t)n * 3 + 1)))
-        goto done;
-    w = out;
-    for (int i = 0; i < n; i++) {
-        if (b64[i] == '+' || b64[i] == '/' || b64[i] == '=')
-            w += sprintf(w, "%%%02X", b64[i]);
-        else
-            *w++ = (char)b64[i];
-    }
-    *w = '\0';
-done:
-    free(b64);
-    return out;
 }
 
 /* ---- helpers ---- */
@@ -376,7 +150,7 @@ out:
 
 static int fetch_caset(const struct opts *o, scepc_caset **out)
 {
-    struct http_resp r;
+    scepc_http_reply r;
     int rc, err;
 
     if (o->ca_dir)
@@ -392,7 +166,7 @@ static int fetch_caset(const struct opts *o, scepc_caset **out)
         die_ssl("GetCACert", err);
         rc = EXIT_INVALID;
     }
-    http_free(&r);
+    scepc_http_reply_free(&r);
     return rc;
 }
 
@@ -444,15 +218,15 @@ static int handle_reply(const struct opts *o, const scepc_ctx *ctx, const uint8_
 }
 
 /* Sends a pkiMessage by POST (default) or GET; returns an exit code, reply in *r. */
-static int send_pki(const struct opts *o, const uint8_t *der, size_t len, struct http_resp *r)
+static int send_pki(const struct opts *o, const uint8_t *der, size_t len, scepc_http_reply *r)
 {
     int rc;
     if (o->get) {
-        char *msg = b64url(der, len);
+        char *msg = scepc_http_b64_query(der, len);
         if (!msg)
             return EXIT_USAGE;
         rc = http_op(o->url, "PKIOperation", msg, NULL, 0, r);
-        free(msg);
+        scepc_free(msg);
         return rc;
     }
     return http_op(o->url, "PKIOperation", NULL, der, len, r);
@@ -461,12 +235,12 @@ static int send_pki(const struct opts *o, const uint8_t *der, size_t len, struct
 static int send_and_check(const struct opts *o, const scepc_ctx *ctx, const uint8_t *der,
                           size_t len, const scepc_caset *ca, const scepc_expect *exp)
 {
-    struct http_resp r;
+    scepc_http_reply r;
     int rc = send_pki(o, der, len, &r);
     if (rc != 0)
         return rc;
     rc = handle_reply(o, ctx, r.body, r.len, ca, exp);
-    http_free(&r);
+    scepc_http_reply_free(&r);
     return rc;
 }
 
@@ -485,10 +259,9 @@ static int save_state(const char *path, const scepc_txn *txn, EVP_PKEY *signer_k
             close(fd);
         return -1;
     }
-    fprintf(f, "txid=%s\nmsgtype=%d\nnonce=", txn->txid, txn->msgtype);
-    for (int i = 0; i < SCEPC_NONCE_LEN; i++)
-        fprintf(f, "%02X", txn->sender_nonce[i]);
-    fprintf(f, "\n");
+    char nonce[2 * SCEPC_NONCE_LEN + 1];
+    scepc_hex(txn->sender_nonce, SCEPC_NONCE_LEN, 1, nonce);
+    fprintf(f, "txid=%s\nmsgtype=%d\nnonce=%s\n", txn->txid, txn->msgtype, nonce);
     ok = PEM_write_PrivateKey(f, signer_key, NULL, NULL, 0, NULL, NULL)
          && PEM_write_PUBKEY(f, subject_key) && PEM_write_X509(f, signer);
     /* The expected CertRep signer first, so the reloaded set picks the same one. */
@@ -666,7 +439,7 @@ static int cmd_decode(const struct opts *o, const scepc_ctx *ctx)
 
 static int cmd_caps(const struct opts *o)
 {
-    struct http_resp r;
+    scepc_http_reply r;
     int rc;
     if (!o->url)
         return EXIT_USAGE;
@@ -676,13 +449,13 @@ static int cmd_caps(const struct opts *o)
     if (r.len && r.body[r.len - 1] != '\n')
         putchar('\n');
     printf("flags=0x%x\n", scepc_parse_caps((const char *)r.body, r.len));
-    http_free(&r);
+    scepc_http_reply_free(&r);
     return 0;
 }
 
 static int cmd_cacert(const struct opts *o)
 {
-    struct http_resp r;
+    scepc_http_reply r;
     scepc_caset *ca = NULL;
     char path[4096];
     int rc, err;
@@ -716,7 +489,7 @@ static int cmd_cacert(const struct opts *o)
     name_line("signer", X509_get_subject_name(scepc_caset_signer(ca)));
 out:
     scepc_caset_destroy(ca);
-    http_free(&r);
+    scepc_http_reply_free(&r);
     return rc;
 }
 

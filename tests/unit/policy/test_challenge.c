@@ -188,7 +188,7 @@ static void test_verify_outcomes(void **state)
 
     assert_string_equal(challenge_result_diag(CHALLENGE_EXPIRED), "challenge_expired");
     assert_string_equal(challenge_result_diag(CHALLENGE__COUNT), "unknown");
-    assert_string_equal(challenge_result_text(CHALLENGE_USED), "challenge already used");
+    assert_string_equal(challenge_result_text(CHALLENGE_USED), "one-time challenge already used");
     X509_NAME_free(n);
     X509_NAME_free(other);
     GENERAL_NAMES_free(g);

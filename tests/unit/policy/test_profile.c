@@ -18,6 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "engine/policy/challenge.h"
+#include "engine/policy/issue.h"
 #include "engine/policy/profile.h"
 
 static struct {
@@ -721,12 +722,15 @@ static void test_result_tables(void **state)
 {
     (void)state;
     assert_string_equal(profile_result_diag(PROFILE_OK), "ok");
-    assert_string_equal(profile_result_failinfo(PROFILE_HASH), "BADALG");
-    assert_string_equal(profile_result_failinfo(PROFILE_BEYOND_CA), "BADTIME");
-    assert_string_equal(profile_result_failinfo(PROFILE_SAN_UPN_REQUIRED), "BADREQUEST");
+    /* failInfo and text are the REJ_ row's (engine/scep/reject.h) */
+    assert_int_equal(reject_failinfo(issue_profile_reject(PROFILE_HASH)), SCEP_FAIL_BADALG);
+    assert_int_equal(reject_failinfo(issue_profile_reject(PROFILE_BEYOND_CA)), SCEP_FAIL_BADTIME);
+    assert_int_equal(reject_failinfo(issue_profile_reject(PROFILE_SAN_UPN_REQUIRED)),
+                     SCEP_FAIL_BADREQUEST);
     assert_string_equal(profile_result_diag(PROFILE_SAN_UPN_REQUIRED), "profile_upn_required");
+    assert_string_equal(profile_result_diag(PROFILE_KEY_SIZE), "profile_key_size");
     assert_string_equal(profile_result_diag(-1), "unknown");
-    assert_string_equal(profile_result_text(PROFILE__COUNT), "unknown");
+    assert_string_equal(profile_result_diag(PROFILE__COUNT), "unknown");
     for (int i = 0; i < PROFILE__COUNT; i++)
         for (int j = i + 1; j < PROFILE__COUNT; j++)
             assert_string_not_equal(profile_result_diag(i), profile_result_diag(j));

@@ -1,38 +1,75 @@
-/* Certificate helpers shared by scepctl's commands. See ctl_util.h. */
-#include "engine/ctl/ctl_util.h"
+/* Certificates and keys scepctl makes. See ctl_cert.h. */
+#include "engine/ctl/ctl_cert.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <openssl/bn.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "engine/common/config.h"
+#include "engine/policy/challenge.h"
+
 X509_NAME *ctl_parse_dn(const char *dn)
 {
-    X509_NAME *n = X509_NAME_new();
-    char *copy = strdup(dn), *save = NULL;
-    int ok = n != NULL && copy != NULL && dn[0] == '/';
-    for (char *tok = ok ? strtok_r(copy, "/", &save) : NULL; ok && tok != NULL;
-         tok = strtok_r(NULL, "/", &save)) {
-        char *eq = strchr(tok, '=');
-        if (eq == NULL || eq == tok || eq[1] == '\0') {
-            ok = 0;
-            break;
-        }
-        *eq = '\0';
-        ok = X509_NAME_add_entry_by_txt(n, tok, MBSTRING_UTF8, (unsigned char *)eq + 1, -1, -1, 0);
-    }
-    if (ok && X509_NAME_entry_count(n) == 0)
-        ok = 0;
-    free(copy);
-    if (!ok) {
+    X509_NAME *n = challenge_parse_subject(dn);
+    if (n == NULL)
         fprintf(stderr, "scepctl: bad subject '%s' (want /CN=.../O=...)\n", dn);
-        X509_NAME_free(n);
-        n = NULL;
-    }
     return n;
+}
+
+EVP_PKEY *ctl_key_file_new(const char *path, const char *spec)
+{
+    EVP_PKEY *k = NULL;
+    if (strncmp(spec, "rsa:", 4) == 0)
+        k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)atoi(spec + 4));
+    else if (strncmp(spec, "ec:", 3) == 0)
+        k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", spec + 3);
+    if (k == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    int ok = f != NULL && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1;
+    int e = errno;
+    if (f != NULL)
+        ok = fclose(f) == 0 && ok;
+    else if (fd >= 0)
+        close(fd);
+    if (!ok) {
+        EVP_PKEY_free(k);
+        k = NULL;
+        errno = e;
+    }
+    return k;
+}
+
+int ctl_write_certs(const char *path, STACK_OF(X509) *certs, X509 *one)
+{
+    char tmp[CONFIG_PATH_MAX + 16];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int ok = f != NULL;
+    if (one != NULL && ok)
+        ok = PEM_write_X509(f, one) == 1;
+    for (int i = 0; ok && i < sk_X509_num(certs); i++)
+        ok = PEM_write_X509(f, sk_X509_value(certs, i)) == 1;
+    if (f != NULL && (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0))
+        ok = 0;
+    if (ok && rename(tmp, path) != 0)
+        ok = 0;
+    if (!ok) {
+        fprintf(stderr, "scepctl: cannot write %s: %s\n", path, strerror(errno));
+        unlink(tmp);
+    }
+    return ok ? 0 : -1;
 }
 
 const EVP_MD *ctl_sign_md(EVP_PKEY *k)
