@@ -192,8 +192,10 @@ static void test_roundtrip(void **state)
     assert_int_equal(store_count(r, &n), 0);
     assert_int_equal(n, 2);
 
-    /* begin twice renews the snapshot and sees later writes once it ends */
+    /* begin on an open reader is allowed (it renews: test_snapshot_isolation) */
     assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_count(r, &n), 0);
+    assert_int_equal(n, 2);
     store_reader_end(r);
     store_reader_end(r);    /* ending twice is harmless */
     assert_int_equal(store_count(r, &n), -EINVAL);
@@ -203,21 +205,98 @@ static void test_roundtrip(void **state)
     free(bare);
 }
 
+/* A writer on another thread, so that a write can commit while this thread holds a snapshot
+ * (store_put_sync must not run on a thread with an open reader). */
+struct bg_put {
+    store *s;
+    store_put *list;
+    int rc;
+};
+
+static void *bg_put_main(void *arg)
+{
+    struct bg_put *b = arg;
+    b->rc = store_put_sync(b->s, b->list);
+    return NULL;
+}
+
+static void put_from_thread(store *s, store_put *list)
+{
+    struct bg_put b = { s, list, 1 };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bg_put_main, &b), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(b.rc, 0);
+}
+
+/* A reader's snapshot does not see what commits after its begin (a new certificate, its
+ * txid, a revocation of a certificate it already saw, the counters); a second reader begun
+ * after the commit does, and so does the first one once it begins again. */
 static void test_snapshot_isolation(void **state)
 {
     struct fixture *f = *state;
     open_store(f, 0);
     struct tput *a = make_put(1, 4, 100), *b = make_put(2, 4, 100);
     assert_int_equal(put1(f->s, a), STORE_OK);
-    store_reader *r = NULL;
-    assert_int_equal(store_reader_create(f->s, &r), 0);
-    assert_int_equal(store_reader_begin(r), 0);
-    store_reader_end(r);
-    assert_int_equal(put1(f->s, b), STORE_OK);
-    assert_int_equal(store_reader_begin(r), 0);   /* renewed snapshot sees b */
+    store_reader *r = NULL, *r2 = NULL;
+    store_cert got;
+    store_revocation rv;
+    uint8_t sn[STORE_SERIAL_LEN], kh[STORE_HASH_LEN];
+    uint64_t gen = 99, num = 99;
     size_t n = 0;
+    assert_int_equal(store_reader_create(f->s, &r), 0);
+    assert_int_equal(store_reader_create(f->s, &r2), 0);
+    assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_count(r, &n), 0);
+    assert_int_equal(n, 1);
+
+    /* while r is open: b is added and a revoked, committed */
+    b->put.next = NULL;
+    put_from_thread(f->s, &b->put);
+    assert_int_equal(b->put.result, STORE_OK);
+    store_put rp;
+    memset(&rp, 0, sizeof(rp));
+    rp.kind = STORE_PUT_REVOKE;
+    memcpy(rp.rev.serial, a->put.cert.serial, STORE_SERIAL_LEN);
+    rp.rev.reason = 1;
+    rp.rev.revoked_at = 1700000999;
+    put_from_thread(f->s, &rp);
+    assert_int_equal(rp.result, STORE_OK);
+
+    /* r still reads its snapshot */
+    assert_int_equal(store_count(r, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_get_cert(r, b->put.cert.serial, &got), STORE_NOTFOUND);
+    assert_int_equal(store_get_txid(r, b->txid, strlen(b->txid), sn, kh), STORE_NOTFOUND);
+    assert_int_equal(store_get_cert(r, a->put.cert.serial, &got), 0);
+    assert_int_equal(got.status, STORE_CERT_VALID);
+    assert_int_equal(store_get_revocation(r, a->put.cert.serial, &rv), STORE_NOTFOUND);
+    assert_int_equal(store_count_revoked(r, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_get_counters(r, &gen, &num), 0);
+    assert_int_equal(gen, 0);
+
+    /* a reader begun after the commits sees them (so the writes did happen) */
+    assert_int_equal(store_reader_begin(r2), 0);
+    assert_int_equal(store_count(r2, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_get_cert(r2, b->put.cert.serial, &got), 0);
+    assert_cert_eq(&got, &b->put.cert);
+    assert_int_equal(store_get_cert(r2, a->put.cert.serial, &got), 0);
+    assert_int_equal(got.status, STORE_CERT_REVOKED);
+    assert_int_equal(store_get_counters(r2, &gen, &num), 0);
+    assert_int_equal(gen, 1);
+    store_reader_end(r2);
+
+    /* begin on an open reader renews the snapshot: now r sees both writes too */
+    assert_int_equal(store_reader_begin(r), 0);
     assert_int_equal(store_count(r, &n), 0);
     assert_int_equal(n, 2);
+    assert_int_equal(store_get_txid(r, b->txid, strlen(b->txid), sn, kh), 0);
+    assert_memory_equal(sn, b->put.cert.serial, STORE_SERIAL_LEN);
+    assert_int_equal(store_get_revocation(r, a->put.cert.serial, &rv), 0);
+    assert_int_equal(rv.revoked_at, 1700000999);
+    store_reader_destroy(r2);
     store_reader_destroy(r);   /* destroy with an open snapshot */
     free(a);
     free(b);
