@@ -1,4 +1,8 @@
 /* Tests for engine/store/store.c against a real LMDB environment in a fresh temporary directory. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE         /* RTLD_NEXT */
+#endif
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -9,8 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -33,6 +39,62 @@ struct tput {
     char profile[16];
     uint8_t der[DER_MAX];
 };
+
+/* ---- sync accounting ----
+ * The test program defines fdatasync, fsync and msync itself, so liblmdb's calls land here
+ * first (then go on to libc): each one that flushes the environment's data file (or, for
+ * msync, any mapping: MDB_WRITEMAP) is counted. A reader in another process would see an
+ * unsynced commit through the page cache, so only this count can tell that a commit was
+ * made durable before the done callback ran (an environment opened with MDB_NOSYNC makes
+ * test_durable_after_done fail). */
+static atomic_int data_syncs;
+static dev_t data_dev;
+static ino_t data_ino;       /* 0: not watching */
+
+static void note_sync(int fd)
+{
+    struct stat st;
+    if (data_ino != 0 && fstat(fd, &st) == 0 && st.st_ino == data_ino && st.st_dev == data_dev)
+        atomic_fetch_add(&data_syncs, 1);
+}
+
+int fdatasync(int fd)
+{
+    static int (*real)(int);
+    if (real == NULL)
+        real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    note_sync(fd);
+    return real(fd);
+}
+
+int fsync(int fd)
+{
+    static int (*real)(int);
+    if (real == NULL)
+        real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    note_sync(fd);
+    return real(fd);
+}
+
+int msync(void *addr, size_t len, int flags)
+{
+    static int (*real)(void *, size_t, int);
+    if (real == NULL)
+        real = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "msync");
+    if (data_ino != 0 && (flags & MS_SYNC))
+        atomic_fetch_add(&data_syncs, 1);
+    return real(addr, len, flags);
+}
+
+static void watch_data_file(const char *env_path)
+{
+    char data[160];
+    struct stat st;
+    snprintf(data, sizeof(data), "%s/data.mdb", env_path);
+    assert_int_equal(stat(data, &st), 0);
+    data_dev = st.st_dev;
+    data_ino = st.st_ino;
+}
 
 struct fixture {
     char dir[64];
@@ -501,6 +563,7 @@ struct wctx {
     store *s;
     struct tput *puts[W_THREADS * W_LISTS * W_PER];
     int batches, max_batch, bad_result, total;
+    int syncs_at_done;      /* data_syncs when the last batch was handed to done */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
@@ -517,6 +580,7 @@ static void done_cb(store_put *batch, void *arg)
         n++;
     }
     pthread_mutex_lock(&w->mu);
+    w->syncs_at_done = atomic_load(&data_syncs);
     w->batches++;
     if (n > w->max_batch)
         w->max_batch = n;
@@ -634,11 +698,23 @@ static void test_durable_after_done(void **state)
     pthread_cond_init(&w.cv, NULL);
     struct tput *t = make_put(77, 4, 900);
     t->put.next = NULL;
+    watch_data_file(f->path);
     assert_int_equal(store_writer_start(f->s, 8, done_cb, &w), 0);
+    int before = atomic_load(&data_syncs);
     store_submit(f->s, &t->put);
     wait_total(&w, 1);
     assert_int_equal(t->put.result, STORE_OK);
     store_writer_stop(f->s);
+    /* the data file was flushed after the submit and before done saw the batch */
+    assert_true(w.syncs_at_done > before);
+
+    /* the same for store_put_sync (scepctl): synced before it returns */
+    struct tput *t2 = make_put(78, 4, 900);
+    before = atomic_load(&data_syncs);
+    assert_int_equal(put1(f->s, t2), STORE_OK);
+    assert_true(atomic_load(&data_syncs) > before);
+    data_ino = 0;
+    free(t2);
 
     /* Another process opens the environment (the parent keeps it open) and finds it. */
     pid_t pid = fork();
