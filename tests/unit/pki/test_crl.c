@@ -82,6 +82,46 @@ static X509_CRL *sign_and_parse(crl_signer *s, crl_builder *b, uint64_t number, 
     return crl;
 }
 
+/* Reads one DER element at *p (< end): its tag byte, and *p moved past it (content skipped).
+ * Returns the tag, or -1 if the element does not parse inside [*p, end). */
+static int der_skip(const unsigned char **p, const unsigned char *end)
+{
+    const unsigned char *q = *p;
+    long len = 0;
+    int tag = 0, cls = 0;
+    if (q >= end)
+        return -1;
+    int first = q[0];
+    int r = ASN1_get_object(&q, &len, &tag, &cls, end - q);
+    if (r & 0x80 || len > end - q)
+        return -1;
+    *p = q + len;
+    return first;
+}
+
+/* The tag bytes of the TBSCertList's fields, in order (at most max), read from the DER of a
+ * CertificateList: version, signature, issuer, thisUpdate, nextUpdate, then either
+ * revokedCertificates (a SEQUENCE, 0x30) or straight the crlExtensions ([0], 0xa0). */
+static int tbs_tags(const uint8_t *der, size_t len, int *tags, int max)
+{
+    const unsigned char *p = der, *end = der + len;
+    long l = 0;
+    int tag = 0, cls = 0, n = 0;
+    assert_false(ASN1_get_object(&p, &l, &tag, &cls, (long)len) & 0x80);   /* CertificateList */
+    assert_int_equal(tag, V_ASN1_SEQUENCE);
+    assert_false(ASN1_get_object(&p, &l, &tag, &cls, end - p) & 0x80);     /* TBSCertList */
+    assert_int_equal(tag, V_ASN1_SEQUENCE);
+    const unsigned char *tbs_end = p + l;
+    assert_true(tbs_end <= end);
+    while (p < tbs_end && n < max) {
+        int t = der_skip(&p, tbs_end);
+        assert_true(t >= 0);
+        tags[n++] = t;
+    }
+    assert_ptr_equal(p, tbs_end);
+    return n;
+}
+
 static void test_empty_crl(void **state)
 {
     fixture *f = *state;
@@ -93,8 +133,30 @@ static void test_empty_crl(void **state)
     X509_CRL *crl = sign_and_parse(s, b, 7, now, now + 3600, NULL);
     assert_int_equal(X509_CRL_verify(crl, f->key), 1);
     assert_int_equal(X509_CRL_get_version(crl), 1);            /* v2 */
-    /* RFC 5280: the list is absent, not empty, when nothing is revoked */
-    assert_true(X509_CRL_get_REVOKED(crl) == NULL || sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)) == 0);
+    /* RFC 5280 5.1.2.6: the list is absent, not empty, when nothing is revoked. OpenSSL
+     * decodes both the same way, so look at the DER: after thisUpdate and nextUpdate comes
+     * crlExtensions [0] directly, no SEQUENCE (not even an empty 30 00). */
+    uint8_t *der = NULL;
+    size_t der_len = 0;
+    int tags[8];
+    assert_int_equal(crl_builder_sign(b, s, 7, now, now + 3600, &der, &der_len), 0);
+    int n = tbs_tags(der, der_len, tags, 8);
+    assert_int_equal(n, 6);
+    assert_int_equal(tags[0], 0x02);                    /* version */
+    assert_int_equal(tags[1], 0x30);                    /* signature */
+    assert_int_equal(tags[2], 0x30);                    /* issuer */
+    assert_true(tags[3] == 0x17 || tags[3] == 0x18);    /* thisUpdate */
+    assert_true(tags[4] == 0x17 || tags[4] == 0x18);    /* nextUpdate */
+    assert_int_equal(tags[5], 0xa0);                    /* crlExtensions, no revoked list */
+    free(der);
+    /* the same walk sees the list once there is an entry (the check can fail) */
+    uint8_t one[16] = {0x40, 1};
+    assert_int_equal(crl_builder_add(b, one, 16, now, 1, 0), 0);
+    assert_int_equal(crl_builder_sign(b, s, 8, now, now + 3600, &der, &der_len), 0);
+    assert_int_equal(tbs_tags(der, der_len, tags, 8), 7);
+    assert_int_equal(tags[5], 0x30);
+    assert_int_equal(tags[6], 0xa0);
+    free(der);
     assert_int_equal(X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(f->ca)), 0);
     ASN1_INTEGER *num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
     assert_non_null(num);

@@ -50,6 +50,35 @@ static void test_hash(void **state)
     assert_memory_not_equal(h1, h4, 32);
 }
 
+/* Known answers: HMAC-SHA256(key, "scepd-challenge-v1" || value), computed outside scepd with
+ *   python3 -c 'import hmac,hashlib; print(hmac.new(b"server-key-0123456789\0",
+ *               b"scepd-challenge-v1abc", hashlib.sha256).hexdigest())'
+ * and checked with `printf 'scepd-challenge-v1abc' | openssl dgst -sha256 -mac HMAC -macopt
+ * hexkey:7365727665722d6b65792d3031323334353637383900` (KEY is sizeof(KEY) = 22 bytes, its
+ * NUL included). The keyless hash is HMAC with an empty key (`-macopt hexkey:` with
+ * `openssl mac -digest SHA256 HMAC`). A change of the tag, the digest or the key handling
+ * invalidates every stored challenge, so it must show here. */
+static void test_hash_known_answer(void **state)
+{
+    (void)state;
+    static const uint8_t keyed[32] = {
+        0xc3, 0x5f, 0x51, 0x26, 0x67, 0x31, 0xd9, 0x71, 0x65, 0x7d, 0x29, 0xb7, 0xc7, 0x91, 0x63, 0xbc,
+        0x33, 0x3e, 0x71, 0x94, 0x4b, 0x46, 0xb7, 0x97, 0xf7, 0x8e, 0xec, 0xb1, 0xc0, 0xd6, 0x95, 0x1d,
+    };
+    static const uint8_t keyless[32] = {
+        0x03, 0x8e, 0x97, 0x45, 0x72, 0xd8, 0xec, 0x3c, 0xd1, 0x2b, 0x1d, 0xd9, 0xe7, 0x67, 0xfa, 0xf4,
+        0x5b, 0xfa, 0x11, 0x58, 0xd3, 0x39, 0x92, 0x5c, 0x76, 0x8b, 0x14, 0x5a, 0x5f, 0x34, 0x7a, 0x05,
+    };
+    uint8_t h[32];
+    assert_int_equal(challenge_hash(KEY, sizeof(KEY), "abc", 3, h), 0);
+    assert_memory_equal(h, keyed, 32);
+    assert_int_equal(challenge_hash(NULL, 0, "abc", 3, h), 0);
+    assert_memory_equal(h, keyless, 32);
+    /* a zero-length key is the keyless hash, not an error */
+    assert_int_equal(challenge_hash(KEY, 0, "abc", 3, h), 0);
+    assert_memory_equal(h, keyless, 32);
+}
+
 static void make(challenge_record *r, const char *value, X509_NAME *subject, GENERAL_NAMES *san)
 {
     assert_int_equal(challenge_record_init(r, KEY, sizeof(KEY), value, strlen(value), "wifi", NOW,
@@ -281,6 +310,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generate),
         cmocka_unit_test(test_hash),
+        cmocka_unit_test(test_hash_known_answer),
         cmocka_unit_test(test_record_roundtrip),
         cmocka_unit_test(test_record_init_limits),
         cmocka_unit_test(test_verify_outcomes),

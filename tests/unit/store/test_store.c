@@ -1,4 +1,8 @@
 /* Tests for engine/store/store.c against a real LMDB environment in a fresh temporary directory. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE         /* RTLD_NEXT */
+#endif
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -9,8 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -33,6 +39,62 @@ struct tput {
     char profile[16];
     uint8_t der[DER_MAX];
 };
+
+/* ---- sync accounting ----
+ * The test program defines fdatasync, fsync and msync itself, so liblmdb's calls land here
+ * first (then go on to libc): each one that flushes the environment's data file (or, for
+ * msync, any mapping: MDB_WRITEMAP) is counted. A reader in another process would see an
+ * unsynced commit through the page cache, so only this count can tell that a commit was
+ * made durable before the done callback ran (an environment opened with MDB_NOSYNC makes
+ * test_durable_after_done fail). */
+static atomic_int data_syncs;
+static dev_t data_dev;
+static ino_t data_ino;       /* 0: not watching */
+
+static void note_sync(int fd)
+{
+    struct stat st;
+    if (data_ino != 0 && fstat(fd, &st) == 0 && st.st_ino == data_ino && st.st_dev == data_dev)
+        atomic_fetch_add(&data_syncs, 1);
+}
+
+int fdatasync(int fd)
+{
+    static int (*real)(int);
+    if (real == NULL)
+        real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    note_sync(fd);
+    return real(fd);
+}
+
+int fsync(int fd)
+{
+    static int (*real)(int);
+    if (real == NULL)
+        real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    note_sync(fd);
+    return real(fd);
+}
+
+int msync(void *addr, size_t len, int flags)
+{
+    static int (*real)(void *, size_t, int);
+    if (real == NULL)
+        real = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "msync");
+    if (data_ino != 0 && (flags & MS_SYNC))
+        atomic_fetch_add(&data_syncs, 1);
+    return real(addr, len, flags);
+}
+
+static void watch_data_file(const char *env_path)
+{
+    char data[160];
+    struct stat st;
+    snprintf(data, sizeof(data), "%s/data.mdb", env_path);
+    assert_int_equal(stat(data, &st), 0);
+    data_dev = st.st_dev;
+    data_ino = st.st_ino;
+}
 
 struct fixture {
     char dir[64];
@@ -192,8 +254,10 @@ static void test_roundtrip(void **state)
     assert_int_equal(store_count(r, &n), 0);
     assert_int_equal(n, 2);
 
-    /* begin twice renews the snapshot and sees later writes once it ends */
+    /* begin on an open reader is allowed (it renews: test_snapshot_isolation) */
     assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_count(r, &n), 0);
+    assert_int_equal(n, 2);
     store_reader_end(r);
     store_reader_end(r);    /* ending twice is harmless */
     assert_int_equal(store_count(r, &n), -EINVAL);
@@ -203,21 +267,98 @@ static void test_roundtrip(void **state)
     free(bare);
 }
 
+/* A writer on another thread, so that a write can commit while this thread holds a snapshot
+ * (store_put_sync must not run on a thread with an open reader). */
+struct bg_put {
+    store *s;
+    store_put *list;
+    int rc;
+};
+
+static void *bg_put_main(void *arg)
+{
+    struct bg_put *b = arg;
+    b->rc = store_put_sync(b->s, b->list);
+    return NULL;
+}
+
+static void put_from_thread(store *s, store_put *list)
+{
+    struct bg_put b = { s, list, 1 };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bg_put_main, &b), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(b.rc, 0);
+}
+
+/* A reader's snapshot does not see what commits after its begin (a new certificate, its
+ * txid, a revocation of a certificate it already saw, the counters); a second reader begun
+ * after the commit does, and so does the first one once it begins again. */
 static void test_snapshot_isolation(void **state)
 {
     struct fixture *f = *state;
     open_store(f, 0);
     struct tput *a = make_put(1, 4, 100), *b = make_put(2, 4, 100);
     assert_int_equal(put1(f->s, a), STORE_OK);
-    store_reader *r = NULL;
-    assert_int_equal(store_reader_create(f->s, &r), 0);
-    assert_int_equal(store_reader_begin(r), 0);
-    store_reader_end(r);
-    assert_int_equal(put1(f->s, b), STORE_OK);
-    assert_int_equal(store_reader_begin(r), 0);   /* renewed snapshot sees b */
+    store_reader *r = NULL, *r2 = NULL;
+    store_cert got;
+    store_revocation rv;
+    uint8_t sn[STORE_SERIAL_LEN], kh[STORE_HASH_LEN];
+    uint64_t gen = 99, num = 99;
     size_t n = 0;
+    assert_int_equal(store_reader_create(f->s, &r), 0);
+    assert_int_equal(store_reader_create(f->s, &r2), 0);
+    assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_count(r, &n), 0);
+    assert_int_equal(n, 1);
+
+    /* while r is open: b is added and a revoked, committed */
+    b->put.next = NULL;
+    put_from_thread(f->s, &b->put);
+    assert_int_equal(b->put.result, STORE_OK);
+    store_put rp;
+    memset(&rp, 0, sizeof(rp));
+    rp.kind = STORE_PUT_REVOKE;
+    memcpy(rp.rev.serial, a->put.cert.serial, STORE_SERIAL_LEN);
+    rp.rev.reason = 1;
+    rp.rev.revoked_at = 1700000999;
+    put_from_thread(f->s, &rp);
+    assert_int_equal(rp.result, STORE_OK);
+
+    /* r still reads its snapshot */
+    assert_int_equal(store_count(r, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_get_cert(r, b->put.cert.serial, &got), STORE_NOTFOUND);
+    assert_int_equal(store_get_txid(r, b->txid, strlen(b->txid), sn, kh), STORE_NOTFOUND);
+    assert_int_equal(store_get_cert(r, a->put.cert.serial, &got), 0);
+    assert_int_equal(got.status, STORE_CERT_VALID);
+    assert_int_equal(store_get_revocation(r, a->put.cert.serial, &rv), STORE_NOTFOUND);
+    assert_int_equal(store_count_revoked(r, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_get_counters(r, &gen, &num), 0);
+    assert_int_equal(gen, 0);
+
+    /* a reader begun after the commits sees them (so the writes did happen) */
+    assert_int_equal(store_reader_begin(r2), 0);
+    assert_int_equal(store_count(r2, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_get_cert(r2, b->put.cert.serial, &got), 0);
+    assert_cert_eq(&got, &b->put.cert);
+    assert_int_equal(store_get_cert(r2, a->put.cert.serial, &got), 0);
+    assert_int_equal(got.status, STORE_CERT_REVOKED);
+    assert_int_equal(store_get_counters(r2, &gen, &num), 0);
+    assert_int_equal(gen, 1);
+    store_reader_end(r2);
+
+    /* begin on an open reader renews the snapshot: now r sees both writes too */
+    assert_int_equal(store_reader_begin(r), 0);
     assert_int_equal(store_count(r, &n), 0);
     assert_int_equal(n, 2);
+    assert_int_equal(store_get_txid(r, b->txid, strlen(b->txid), sn, kh), 0);
+    assert_memory_equal(sn, b->put.cert.serial, STORE_SERIAL_LEN);
+    assert_int_equal(store_get_revocation(r, a->put.cert.serial, &rv), 0);
+    assert_int_equal(rv.revoked_at, 1700000999);
+    store_reader_destroy(r2);
     store_reader_destroy(r);   /* destroy with an open snapshot */
     free(a);
     free(b);
@@ -422,6 +563,7 @@ struct wctx {
     store *s;
     struct tput *puts[W_THREADS * W_LISTS * W_PER];
     int batches, max_batch, bad_result, total;
+    int syncs_at_done;      /* data_syncs when the last batch was handed to done */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
@@ -438,6 +580,7 @@ static void done_cb(store_put *batch, void *arg)
         n++;
     }
     pthread_mutex_lock(&w->mu);
+    w->syncs_at_done = atomic_load(&data_syncs);
     w->batches++;
     if (n > w->max_batch)
         w->max_batch = n;
@@ -555,11 +698,23 @@ static void test_durable_after_done(void **state)
     pthread_cond_init(&w.cv, NULL);
     struct tput *t = make_put(77, 4, 900);
     t->put.next = NULL;
+    watch_data_file(f->path);
     assert_int_equal(store_writer_start(f->s, 8, done_cb, &w), 0);
+    int before = atomic_load(&data_syncs);
     store_submit(f->s, &t->put);
     wait_total(&w, 1);
     assert_int_equal(t->put.result, STORE_OK);
     store_writer_stop(f->s);
+    /* the data file was flushed after the submit and before done saw the batch */
+    assert_true(w.syncs_at_done > before);
+
+    /* the same for store_put_sync (scepctl): synced before it returns */
+    struct tput *t2 = make_put(78, 4, 900);
+    before = atomic_load(&data_syncs);
+    assert_int_equal(put1(f->s, t2), STORE_OK);
+    assert_true(atomic_load(&data_syncs) > before);
+    data_ino = 0;
+    free(t2);
 
     /* Another process opens the environment (the parent keeps it open) and finds it. */
     pid_t pid = fork();
