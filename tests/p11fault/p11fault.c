@@ -665,7 +665,9 @@ static CK_RV w_C_Finalize(CK_VOID_PTR r)
     rv = g.real->C_Finalize(r);
     if (rv == CKR_OK) {
         pthread_mutex_lock(&g.mu);
-        g.nsess = g.ndead = 0;
+        free(g.sess);
+        g.sess = NULL;
+        g.nsess = g.capsess = g.ndead = 0;
         pthread_mutex_unlock(&g.mu);
     }
     log_call(F_C_Finalize, 0, 0, rv, FORWARD);
