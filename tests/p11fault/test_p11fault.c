@@ -91,7 +91,9 @@ static int setup(void **st)
     CK_C_GetFunctionList getfl = (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList");
     assert_non_null(getfl);
     assert_int_equal(getfl(&f), CKR_OK);
-    assert_int_equal(f->C_Initialize(NULL), CKR_OK);
+    /* OS locking as scepd asks for it: the concurrent test calls from several threads. */
+    CK_C_INITIALIZE_ARGS ia = { .flags = CKF_OS_LOCKING_OK };
+    assert_int_equal(f->C_Initialize(&ia), CKR_OK);
     CK_SLOT_ID slots[8];
     CK_ULONG n = 8;
     assert_int_equal(f->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
