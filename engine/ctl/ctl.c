@@ -34,7 +34,8 @@
 #include "engine/pki/crl.h"
 #include "engine/pki/serial.h"
 #include "engine/ctl/ctl_ca.h"
-#include "engine/enroll/enroll.h"
+#include "engine/enroll/pending.h"
+#include "engine/enroll/record.h"
 #include "engine/policy/issue.h"
 #include "engine/policy/profile.h"
 #include "engine/store/store.h"
@@ -556,14 +557,14 @@ static int list_request(const uint8_t *key, size_t klen, const uint8_t *val, siz
                         void *arg)
 {
     int all = *(int *)arg;
-    enroll_request r;
+    pending_request r;
     char when[32];
     static const char *const names[] = {"pending", "approved", "denied"};
-    if (enroll_request_decode(val, vlen, &r) != 0) {
+    if (pending_decode(val, vlen, &r) != 0) {
         printf("%.*s  (corrupt record)\n", (int)klen, (const char *)key);
         return 0;
     }
-    if (!all && r.status != ENROLL_REQ_PENDING)
+    if (!all && r.status != PENDING_WAITING)
         return 0;
     iso_time(r.created, when, sizeof(when));
     printf("%.*s  %-8s  %s  %-12s  %s  %s\n", (int)klen, (const char *)key, names[r.status], when,
@@ -583,10 +584,10 @@ typedef struct decide_arg {
 static int decide(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv, size_t *nl)
 {
     decide_arg *d = arg;
-    enroll_request r;
-    if (cur == NULL || enroll_request_decode(cur, cur_len, &r) != 0)
+    pending_request r;
+    if (cur == NULL || pending_decode(cur, cur_len, &r) != 0)
         return 1;
-    if (r.status != ENROLL_REQ_PENDING)
+    if (r.status != PENDING_WAITING)
         return 2;
     r.status = d->status;
     r.decided_at = d->when;
@@ -595,7 +596,7 @@ static int decide(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t *
         memcpy(r.serial, d->serial, STORE_SERIAL_LEN);
     free(d->buf);
     d->buf = NULL;
-    if (enroll_request_encode(&r, &d->buf, nl) != 0)
+    if (pending_encode(&r, &d->buf, nl) != 0)
         return 3;
     *nv = d->buf;
     return 0;
@@ -625,7 +626,7 @@ static int cmd_request(const config *cfg, int argc, char **argv)
     X509 *cert = NULL;
     uint8_t *csr_der = NULL, *cert_der = NULL;
     char who[160], pin[256] = "", err[512], subject[512] = "", sn_hex[33] = "";
-    enroll_request rq;
+    pending_request rq;
     decide_arg d = {0};
     int rc = 1, e;
 
@@ -664,7 +665,7 @@ static int cmd_request(const config *cfg, int argc, char **argv)
         e = STORE_NOTFOUND;
     else
         e = store_get_aux(r, STORE_DB_REQUESTS, id, strlen(id), &v, &vl);
-    if (e == 0 && enroll_request_decode(v, vl, &rq) == 0 && (csr_der = malloc(rq.csr_len + 1)) != NULL) {
+    if (e == 0 && pending_decode(v, vl, &rq) == 0 && (csr_der = malloc(rq.csr_len + 1)) != NULL) {
         memcpy(csr_der, rq.csr, rq.csr_len);
         rq.csr = csr_der;
     } else if (e == 0) {
@@ -675,15 +676,15 @@ static int cmd_request(const config *cfg, int argc, char **argv)
         fprintf(stderr, "scepctl: request %s: %s\n", id, e == STORE_NOTFOUND ? "not found" : store_strerror(e));
         goto out;
     }
-    if (rq.status != ENROLL_REQ_PENDING) {
+    if (rq.status != PENDING_WAITING) {
         fprintf(stderr, "scepctl: request %s was already %s\n", id,
-                rq.status == ENROLL_REQ_APPROVED ? "approved" : "denied");
+                rq.status == PENDING_APPROVED ? "approved" : "denied");
         goto out;
     }
     who_am_i(who, sizeof(who));
     store_put puts[2];
     memset(puts, 0, sizeof(puts));
-    d.status = approve ? ENROLL_REQ_APPROVED : ENROLL_REQ_DENIED;
+    d.status = approve ? PENDING_APPROVED : PENDING_DENIED;
     d.when = (int64_t)time(NULL);
     d.who = who;
     puts[0].kind = STORE_PUT_UPDATE;
@@ -731,33 +732,17 @@ static int cmd_request(const config *cfg, int argc, char **argv)
         }
         uint8_t serial[STORE_SERIAL_LEN], subj_hash[32];
         int dlen = i2d_X509(cert, &cert_der);
-        struct tm tm;
         if (dlen <= 0 || asn1_serial(X509_get0_serialNumber(cert), serial) != 0 ||
             issue_name_hash(X509_REQ_get_subject_name(csr), subj_hash) != 0)
             goto out;
         for (int i = 0; i < STORE_SERIAL_LEN; i++)
             snprintf(sn_hex + 2 * i, 3, "%02x", serial[i]);
         snprintf(subject, sizeof(subject), "%s", rq.subject);
-        store_cert *c = &puts[1].cert;
+        enroll_record m = {rq.key_hash, subj_hash, subject, id, rq.profile, d.when};
         puts[0].next = &puts[1];
         puts[1].kind = STORE_PUT_CERT;
-        memcpy(c->serial, serial, sizeof(serial));
-        c->status = STORE_CERT_VALID;
-        ASN1_TIME_to_tm(X509_get0_notBefore(cert), &tm);
-        c->not_before = (int64_t)timegm(&tm);
-        ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm);
-        c->not_after = (int64_t)timegm(&tm);
-        c->issued_at = d.when;
-        memcpy(c->key_hash, rq.key_hash, 32);
-        memcpy(c->subject_hash, subj_hash, 32);
-        c->subject = subject;
-        c->subject_len = strlen(subject);
-        c->txid = id;
-        c->txid_len = strlen(id);
-        c->profile = rq.profile;
-        c->profile_len = strlen(rq.profile);
-        c->der = cert_der;
-        c->der_len = (size_t)dlen;
+        if (enroll_record_fill(&puts[1].cert, cert, cert_der, (size_t)dlen, &m) != 0)
+            goto out;
         memcpy((uint8_t *)(d.serial = malloc(STORE_SERIAL_LEN)), serial, STORE_SERIAL_LEN);
     }
     e = store_put_sync(s, &puts[0]);

@@ -4,7 +4,8 @@
  * requests on one connection are answered in order, one at a time), enforces the limits of
  * the configuration (URL 414, headers 431, body 413, header/idle timeouts, connection cap:
  * at the cap it stops accepting until a connection closes) and hands each complete request
- * to the application (app_handle). Nothing on a shard blocks: no PKCS#11, no fsync.
+ * to the application's handler (shard_handler_fn). Nothing on a shard blocks: no PKCS#11, no
+ * fsync.
  *
  * Answers computed elsewhere (crypto workers, store writer) come back through
  * shard_deliver(): one lock and one eventfd write per list, drained by the shard in a batch.
@@ -48,9 +49,12 @@ typedef struct shard_reply {
     void              (*release)(struct shard_reply *r);
 } shard_reply;
 
+/* What a handler returns. Part of the shard's contract with its application (the shard acts
+ * on it, and engine/net includes nothing of the server), so it is declared here. */
 enum app_verdict { APP_RESPOND = 0, APP_DEFER = 1 };
 
-/* The application's request handler (engine/server/app.c), given to shard_create with its ctx.
+/* The application's request handler (scepd's: route_request, engine/server/route.c), given to
+ * shard_create with its ctx.
  * Called on the shard thread for each complete request; req slices, body and peer ("ip:port",
  * "[v6]:port" for IPv6) are valid only during the call.
  * APP_RESPOND: *resp is filled; resp->body must stay valid until the next handler call on

@@ -15,6 +15,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "engine/scep/der.h"
+
 #define CRL_ENTRY_MAX 96       /* one encoded entry: 2 + 22 + 17 + 2 + 12 + 21 bytes at most */
 #define CRL_HDR_MAX   6        /* tag + 0x84 + 4 length bytes */
 
@@ -40,31 +42,8 @@ const char *crl_reason_name(int reason)
     return "unspecified";
 }
 
-/* ------------------------------------------------------------------ DER helpers */
-
-static size_t der_len_size(size_t n)
-{
-    return n < 0x80 ? 1 : n <= 0xff ? 2 : n <= 0xffff ? 3 : n <= 0xffffff ? 4 : 5;
-}
-
-static size_t der_hdr_size(size_t n)
-{
-    return 1 + der_len_size(n);
-}
-
-static uint8_t *der_hdr(uint8_t *p, uint8_t tag, size_t n)
-{
-    *p++ = tag;
-    size_t ls = der_len_size(n);
-    if (ls == 1) {
-        *p++ = (uint8_t)n;
-        return p;
-    }
-    *p++ = (uint8_t)(0x80 | (ls - 1));
-    for (size_t i = ls - 1; i > 0; i--)
-        *p++ = (uint8_t)(n >> (8 * (i - 1)));
-    return p;
-}
+/* ------------------------------------------------------------------ DER helpers
+ * Headers come from engine/scep/der.h; the primitives only a CRL needs are here. */
 
 /* UTCTime for 1950..2049, GeneralizedTime otherwise (RFC 5280 4.1.2.5); force_gen for
  * invalidityDate, which is always GeneralizedTime. */

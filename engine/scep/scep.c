@@ -10,6 +10,7 @@
 #include <openssl/pkcs7.h>
 #include <openssl/rand.h>
 
+#include "engine/scep/der.h"
 #include "engine/scep/reject.h"
 #include "engine/scep/scep_oid.h"
 
@@ -263,6 +264,42 @@ out:
     OPENSSL_free(der);
     PKCS7_free(p7);
     return rc;
+}
+
+/* The SignedData is written as DER around the published CRL bytes: a CRL may be megabytes
+ * (a million entries), and parsing it into an X509_CRL only to encode it again would cost
+ * more than the rest of the answer.
+ *   ContentInfo { signedData, [0] SignedData { 1, {}, { data }, [1] { crl }, {} } } */
+static const uint8_t OID_SIGNED_DATA[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02 };
+static const uint8_t OID_DATA[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01 };
+
+int scep_degenerate_crl(const uint8_t *crl, size_t crl_len, uint8_t **out, size_t *outlen)
+{
+    size_t crls = der_hdr_size(crl_len) + crl_len;
+    size_t sd_inner = 3 + 2 + (2 + sizeof(OID_DATA)) + crls + 2;
+    size_t sd = der_hdr_size(sd_inner) + sd_inner;
+    size_t ci_inner = sizeof(OID_SIGNED_DATA) + der_hdr_size(sd) + sd;
+    size_t total = der_hdr_size(ci_inner) + ci_inner;
+    uint8_t *b = malloc(total), *p = b;
+    if (b == NULL)
+        return -1;
+    p = der_hdr(p, 0x30, ci_inner);
+    memcpy(p, OID_SIGNED_DATA, sizeof(OID_SIGNED_DATA));
+    p += sizeof(OID_SIGNED_DATA);
+    p = der_hdr(p, 0xa0, sd);
+    p = der_hdr(p, 0x30, sd_inner);
+    *p++ = 0x02; *p++ = 0x01; *p++ = 0x01;          /* version 1 */
+    *p++ = 0x31; *p++ = 0x00;                       /* digestAlgorithms {} */
+    p = der_hdr(p, 0x30, sizeof(OID_DATA));          /* encapContentInfo { data } */
+    memcpy(p, OID_DATA, sizeof(OID_DATA));
+    p += sizeof(OID_DATA);
+    p = der_hdr(p, 0xa1, crl_len);                  /* crls [1] */
+    memcpy(p, crl, crl_len);
+    p += crl_len;
+    *p++ = 0x31; *p++ = 0x00;                       /* signerInfos {} */
+    *out = b;
+    *outlen = (size_t)(p - b);
+    return 0;
 }
 
 /* DER of a CMS ContentInfo into a malloc'd buffer. */

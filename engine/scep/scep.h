@@ -100,4 +100,8 @@ int scep_certrep_content(const scep_request *req, int status, int failinfo,
 /* A degenerate certs-only PKCS#7 SignedData of certs (DER, malloc()ed). Returns 0 or -1. */
 int scep_degenerate(STACK_OF(X509) *certs, uint8_t **out, size_t *outlen);
 
+/* A degenerate SignedData whose crls field holds crl (the DER of one CRL, copied as is, not
+ * parsed), for the GetCRL CertRep (scep_certrep_content). *out malloc()ed. Returns 0 or -1. */
+int scep_degenerate_crl(const uint8_t *crl, size_t crl_len, uint8_t **out, size_t *outlen);
+
 #endif

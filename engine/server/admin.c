@@ -1,34 +1,18 @@
 /* The admin API: POST /admin/revocations and POST /admin/challenges, bearer-token auth. */
 #include "engine/server/app_internal.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/provider.h>
-#include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <sys/eventfd.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include "engine/common/audit.h"
-#include "engine/pki/ca.h"
-#include "engine/policy/challenge.h"
-#include "engine/pki/crl.h"
-#include "engine/enroll/enroll.h"
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include "engine/net/http.h"
-#include "engine/policy/issue.h"
-#include "engine/server/job.h"
-#include "engine/pki/ocsp.h"
+#include "engine/pki/serial.h"
+#include "engine/policy/challenge.h"
 #include "engine/policy/profile.h"
-#include "engine/net/shard.h"
-#include "engine/store/store.h"
-#include "hsm/hsm.h"
 
 /* The value of "key" in a flat JSON object of strings ({"serial":"..","reason":".."}) or
  * in a form body (serial=..&reason=..). Returns 1 and a NUL-terminated copy, 0 if absent,
@@ -70,24 +54,6 @@ static int body_field(const uint8_t *body, size_t len, const char *key, char *ou
     return 1;
 }
 
-static int parse_serial_hex(const char *s, uint8_t out[STORE_SERIAL_LEN])
-{
-    size_t n = strlen(s);
-    uint8_t b[STORE_SERIAL_LEN] = {0};
-    if (n == 0 || n > 2 * STORE_SERIAL_LEN)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[n - 1 - i];
-        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (v < 0)
-            return -1;
-        b[STORE_SERIAL_LEN - 1 - i / 2] |= (uint8_t)(i % 2 ? v << 4 : v);
-    }
-    memcpy(out, b, sizeof(b));
-    return 0;
-}
-
 static int admin_reject_ev(app *a, int event, http_response *resp, int status,
                            const char *diag, const char *text, const char *peer)
 {
@@ -95,7 +61,6 @@ static int admin_reject_ev(app *a, int event, http_response *resp, int status,
                       .http_status = status};
     audit_emit(a->audit, event, &f);
     route_respond(resp, status, CT_TEXT, text, strlen(text));
-    resp->close = 0;
     if (status == 401)
         resp->extra_headers = "WWW-Authenticate: Bearer realm=\"scepd-admin\"\r\n";
     return APP_RESPOND;
@@ -140,8 +105,8 @@ int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t bo
         return APP_RESPOND;
     }
     int hs = body_field(body, body_len, "serial", serial_txt, sizeof(serial_txt));
-    if (hs != 1 || parse_serial_hex(serial_txt, serial) != 0)
-        return admin_reject(a, resp, 400, "bad_serial", "serial missing or not 1-32 hex digits\n", peer);
+    if (hs != 1 || serial_parse(serial_txt, serial) != 0)
+        return admin_reject(a, resp, 400, "bad_serial", "serial missing or not 1-32 hex digits (colons allowed)\n", peer);
     int hr = body_field(body, body_len, "reason", reason_txt, sizeof(reason_txt));
     if (hr < 0 || (hr == 1 && (reason = crl_reason_from_name(reason_txt)) < 0))
         return admin_reject(a, resp, 400, "bad_reason", "unknown reason (RFC 5280 name, e.g. keyCompromise)\n", peer);
@@ -151,17 +116,16 @@ int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t bo
     job *j = app_job_new(a, JOB_REVOKE, ref, peer, "");
     if (j == NULL)
         return route_respond(resp, 503, CT_TEXT, "busy\n", 5);
-    for (int i = 0; i < STORE_SERIAL_LEN; i++)
-        snprintf(j->serial_hex + 2 * i, 3, "%02x", serial[i]);
-    snprintf(j->who, sizeof(j->who), "admin-api %s", peer != NULL ? peer : "");
+    serial_to_hex(serial, j->revoke.serial_hex);
+    snprintf(j->revoke.who, sizeof(j->revoke.who), "admin-api %s", peer != NULL ? peer : "");
     store_revocation *rv = &j->put.rev;
     j->put.kind = STORE_PUT_REVOKE;
     memcpy(rv->serial, serial, sizeof(serial));
     rv->reason = reason;
     rv->revoked_at = (int64_t)time(NULL);
     rv->invalidity = (int64_t)inv;
-    rv->who = j->who;
-    rv->who_len = strlen(j->who);
+    rv->who = j->revoke.who;
+    rv->who_len = strlen(j->revoke.who);
     store_submit(a->store, &j->put);
     return APP_DEFER;
 }
@@ -223,7 +187,8 @@ int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t
     int64_t now = (int64_t)time(NULL);
     size_t rec_len = 0;
     if (challenge_create(prof->name, now, ttl_ms / 1000, hs == 1 ? subject : NULL,
-                         hn == 1 ? san : NULL, j->txkey, j->aux_key, rec, &rec_len, &why) != 0) {
+                         hn == 1 ? san : NULL, j->challenge.value, j->challenge.key, rec, &rec_len,
+                         &why) != 0) {
         free(rec);
         app_job_release(&j->reply);
         char msg[200];
@@ -231,18 +196,16 @@ int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t
         audit_fields f = {.diag = "bad_binding", .peer = peer, .detail = why, .failinfo = -1,
                           .http_status = 400};
         audit_emit(a->audit, AUDIT_HTTP_REJECTED, &f);
-        route_respond(resp, 400, CT_TEXT, why, strlen(why));
-        resp->close = 0;
-        return APP_RESPOND;
+        return route_respond(resp, 400, CT_TEXT, why, strlen(why));
     }
     j->msg = rec;
     j->msg_len = rec_len;
-    j->crl_next_update = now + ttl_ms / 1000;     /* the expiry, for the answer */
-    snprintf(j->who, sizeof(j->who), "admin-api %s", peer != NULL ? peer : "");
+    j->challenge.expires = now + ttl_ms / 1000;
+    snprintf(j->challenge.who, sizeof(j->challenge.who), "admin-api %s", peer != NULL ? peer : "");
     j->put.kind = STORE_PUT_UPDATE;
     j->put.aux_db = STORE_DB_CHALLENGES;
-    j->put.aux_key = j->aux_key;
-    j->put.aux_key_len = sizeof(j->aux_key);
+    j->put.aux_key = j->challenge.key;
+    j->put.aux_key_len = sizeof(j->challenge.key);
     j->put.update = challenge_insert;
     j->put.update_arg = j;
     store_submit(a->store, &j->put);

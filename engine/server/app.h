@@ -1,9 +1,11 @@
 /* app: a running scepd — configuration, CA material, store, shards, crypto workers, and the
  * routing of HTTP requests to SCEP operations.
  *
- * Threads: N shards (engine/net/shard.c), M crypto workers (this file; each with its own PKCS#11
- * session and store reader), one store writer (engine/store/store.c). Jobs move between them in
- * batched lists (engine/server/job.h).
+ * Threads: N shards (engine/net/shard.c; their handler is route_request in route.c), M crypto
+ * workers (worker.c; each with its own PKCS#11 session and store reader), one store writer
+ * (engine/store/store.c; its commit callback is commit.c), the CRL publisher (publisher.c).
+ * Jobs move between them in batched lists (engine/server/job.h). The files' shared internals
+ * are in app_internal.h.
  */
 #ifndef SCEPD_APP_H
 #define SCEPD_APP_H

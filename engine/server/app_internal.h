@@ -1,6 +1,7 @@
-/* app internals shared by the files of a running scepd: app.c (jobs, worker queue, crypto
- * workers, commit callback, lifecycle), route.c (HTTP routing on the shards), admin.c (the
- * authenticated admin API) and publisher.c (the CRL publisher thread). Not a public API. */
+/* app internals shared by the files of a running scepd: app.c (lifecycle, a connection's
+ * jobs), worker.c (the crypto workers and their queue), commit.c (the store writer's commit
+ * callback), route.c (HTTP routing on the shards), admin.c (the authenticated admin API) and
+ * publisher.c (the CRL publisher thread). Not a public API. */
 #ifndef SCEPD_APP_INTERNAL_H
 #define SCEPD_APP_INTERNAL_H
 
@@ -10,14 +11,14 @@
 
 #include <openssl/provider.h>
 
-#include "engine/server/app.h"
 #include "engine/common/audit.h"
+#include "engine/net/shard.h"
 #include "engine/pki/ca.h"
 #include "engine/pki/crl.h"
-#include "engine/policy/issue.h"
-#include "engine/server/job.h"
 #include "engine/pki/ocsp.h"
-#include "engine/net/shard.h"
+#include "engine/policy/issue.h"
+#include "engine/server/app.h"
+#include "engine/server/job.h"
 #include "engine/store/store.h"
 
 #define CT_TEXT "text/plain"
@@ -74,11 +75,22 @@ struct app {
 };
 
 /* app.c */
+/* job_new for a request of connection ref: answered through the shard, freed by
+ * app_job_release. NULL when out of memory. */
 job *app_job_new(app *a, int kind, conn_ref ref, const char *peer, const char *pname);
 /* Frees a job (its shard_reply release function). */
 void app_job_release(shard_reply *r);
+
+/* worker.c: the crypto workers */
 /* Appends a linked list of jobs to the crypto workers' queue (one lock, one wake-up). */
-void app_queue_push(app *a, job *head);
+void  worker_queue_push(app *a, job *head);
+/* Sends each job's reply to its shard: one shard_deliver per shard per call. */
+void  worker_deliver(app *a, job *list);
+/* A worker thread's body (arg: its worker). */
+void *worker_main(void *arg);
+
+/* commit.c: the store writer's commit callback (store_writer_start's done, arg = the app). */
+void  commit_done(store_put *batch, void *arg);
 
 /* route.c: the shard handlers */
 int  route_request(void *ctx, const http_request *req, const uint8_t *body, size_t body_len,
@@ -86,8 +98,12 @@ int  route_request(void *ctx, const http_request *req, const uint8_t *body, size
 void route_flush(void *ctx, uint32_t shard_index);
 void route_http_reject(void *ctx, int status, const char *reason, const char *peer);
 /* Helpers the admin API shares with the router (shard thread). */
+/* Queues j for the crypto workers at the end of the shard's batch (route_flush). */
 void route_stage(app *a, job *j);
+/* An immediate answer: job_answer (engine/server/job.h: the one setter and its close policy)
+ * and the shard verdict APP_RESPOND. */
 int  route_respond(http_response *resp, int status, const char *ct, const void *body, size_t len);
+/* route_respond of a text/plain refusal, audited as AUDIT_HTTP_REJECTED. */
 int  route_reject(app *a, http_response *resp, int status, const char *reason, const char *peer);
 
 /* admin.c: POST /admin/revocations and /admin/challenges (bearer token). */
@@ -96,7 +112,9 @@ int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t bo
 int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t body_len,
                     int is_post, conn_ref ref, const char *peer, http_response *resp);
 
-/* publisher.c: the CRL publisher thread body. */
+/* publisher.c: the CRL publisher thread body (arg = the app). */
 void *publisher_main(void *arg);
+/* Gives the publisher back its JOB_CRL, built or failed (j->crl.ok); any thread. */
+void  publisher_handoff(app *a, job *j);
 
 #endif

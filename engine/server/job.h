@@ -1,7 +1,19 @@
-/* job: one deferred request on its way shard -> crypto worker -> (store writer) -> shard.
+/* job: one deferred request on its way shard -> crypto worker -> (store writer) -> shard,
+ * and the one place an HTTP answer of the server is filled in.
  *
- * A job is allocated by the shard's handler, owned by whichever stage holds it, and freed by
- * the shard through reply.release once the answer is sent (or the connection is gone).
+ * A job is allocated by the shard's handler (engine/server/route.c, admin.c) or the CRL
+ * publisher, owned by whichever stage holds it, and freed by the shard through
+ * reply.release once the answer is sent (or the connection is gone). A job has a common
+ * header and the data of its kind in a union: only the member named by kind is used.
+ *
+ * Close policy (job_answer, for every answer the server gives, immediate or deferred): the
+ * connection stays open. An answer from the server is always to a request the HTTP parser
+ * framed completely (head and body read), so the stream is in a known state whatever the
+ * status; only the shard closes, for its own parse-level refusals (400/408/413/414/431/
+ * 501/505, engine/net/shard.h) where the stream is unusable, when the client asked to
+ * (Connection: close, HTTP/1.0), and at shutdown.
+ *
+ * Threads: a job is touched by one thread at a time, the one that holds it.
  */
 #ifndef SCEPD_JOB_H
 #define SCEPD_JOB_H
@@ -9,12 +21,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/scep/scep.h"
 #include "engine/net/shard.h"
+#include "engine/policy/challenge.h"
+#include "engine/scep/scep.h"
 #include "engine/store/store.h"
 
 enum job_kind {
-    JOB_PKIOPERATION = 0,
+    JOB_PKIOPERATION = 0,  /* msg = pkiMessage DER; engine/enroll answers it on a worker   */
     JOB_HEALTH = 1,
     JOB_OCSP = 2,       /* msg = OCSPRequest DER: answered on a worker (cache or sign)       */
     JOB_CRL = 3,        /* no connection: the CRL publisher's build; worker builds and signs,
@@ -32,46 +45,97 @@ enum job_next {
     JOB_COMMIT = 1,    /* reply carries a new certificate: store it first, then send */
 };
 
+/* JOB_PKIOPERATION: what the worker pass keeps for the store record and the audit event,
+ * and the state of a request that takes more than one pass (engine/enroll). */
+typedef struct job_pki {
+    uint8_t      *cert_der;      /* the issued certificate (owned); put.cert.der points here */
+    size_t        cert_der_len;
+    char          subject[512];  /* of the CSR or the certificate, RFC 2253 text */
+    char          txkey[SCEP_TXID_MAX + 40];  /* transactionID, or transactionID@signer-serial
+                                                  (renewal): the store's transaction key */
+    char          serial_hex[2 * STORE_SERIAL_LEN + 1];
+    int           audit_event;   /* event to emit once committed */
+    const char   *audit_detail;  /* static text for that event, or NULL */
+    /* One-time-challenge and manual-approval profiles. */
+    int           requeue;       /* after the commit: back to a worker, not to the client */
+    int           chal_done;     /* the challenge was checked in the store: chal_verdict */
+    int           chal_verdict;  /* enum challenge_result */
+    void         *state;         /* enroll's state across passes (owned, state_free) */
+    void        (*state_free)(void *state);
+} job_pki;
+
+/* JOB_CRL: what the worker built (body = the signed CRL DER). */
+typedef struct job_crl {
+    uint64_t      number;        /* in: the published number; out: the new one */
+    uint64_t      rev_gen;       /* the store's revocation generation it was built from */
+    int64_t       this_update, next_update;
+    int           ok;            /* built, signed and its number committed */
+} job_crl;
+
+/* JOB_REVOKE */
+typedef struct job_revoke {
+    char          serial_hex[2 * STORE_SERIAL_LEN + 1];
+    char          who[160];      /* who revoked (for the store and the audit) */
+} job_revoke;
+
+/* JOB_CHALLENGE: the value is sent once in the answer and cleansed after; the store keeps
+ * only its hash (key). */
+typedef struct job_challenge {
+    char          value[CHALLENGE_VALUE_LEN + 1];
+    uint8_t       key[CHALLENGE_HASH_LEN];
+    int64_t       expires;       /* seconds since the epoch */
+    char          who[160];      /* who created it (audit) */
+} job_challenge;
+
+/* JOB_HELD: unhold(hold) when the job is released. */
+typedef struct job_held {
+    void         *hold;
+    void        (*unhold)(void *hold);
+    char          headers[256];  /* extra response header lines (ETag, Cache-Control...) */
+} job_held;
+
 typedef struct job {
     struct job   *next;          /* link in the worker queue */
     shard_reply   reply;         /* what the shard sends; reply.resp.body -> body */
     store_put     put;           /* the record to commit (JOB_COMMIT) */
     void         *owner;         /* the app */
-    int           kind;
+    int           kind;          /* enum job_kind: which member of the union is used */
     int           attempts;      /* worker passes (a store conflict sends a job back) */
     char          peer[64];
     char          profile[64];
-    uint8_t      *msg;           /* the pkiMessage (owned) */
+    uint8_t      *msg;           /* the request's payload (owned): see enum job_kind */
     size_t        msg_len;
     uint8_t      *body;          /* the answer body (owned; NULL for static bodies) */
     size_t        body_len;
-    /* Kept from the worker pass for the store record and the audit event. */
-    uint8_t      *cert_der;      /* owned */
-    size_t        cert_der_len;
-    char          subject[512];
-    char          txkey[SCEP_TXID_MAX + 40];    /* transactionID, or transactionID@signer-serial (renewal) */
-    char          serial_hex[2 * STORE_SERIAL_LEN + 1];
-    int           audit_event;   /* event to emit once committed */
-    const char   *audit_detail;  /* static text for that event, or NULL */
-    /* A body held by reference (JOB_HELD): unhold(hold) when the job is released. */
-    void         *hold;
-    void        (*unhold)(void *hold);
-    char          headers[256];  /* extra response header lines of this job, if any */
-    char          who[160];      /* JOB_REVOKE: who revoked (for the store and the audit) */
-    /* PKIOperation under a one-time-challenge or manual-approval profile (engine/enroll/enroll.c). */
-    int           requeue;       /* after the commit: back to a worker, not to the client    */
-    int           chal_done;     /* the challenge was checked in the store: chal_verdict    */
-    int           chal_verdict;  /* enum challenge_result                                   */
-    void         *ext;           /* enroll's state for these passes (owned)                 */
-    void        (*ext_free)(void *ext);
-    uint8_t       aux_key[32];   /* JOB_CHALLENGE: the store key of the record              */
-    /* JOB_CRL: what the worker built (body = the signed CRL DER). */
-    uint64_t      crl_number, crl_rev_gen;
-    int64_t       crl_this_update, crl_next_update;
-    int           crl_ok;
+    union {
+        job_pki       pki;
+        job_crl       crl;
+        job_revoke    revoke;
+        job_challenge challenge;
+        job_held      held;
+    };
 } job;
 
 #define JOB_OF_REPLY(r) ((job *)((char *)(r) - offsetof(job, reply)))
 #define JOB_OF_PUT(p)   ((job *)((char *)(p) - offsetof(job, put)))
+
+/* A zeroed job of kind with peer and profile copied (either may be NULL: ""). reply.ref,
+ * reply.release and owner are the caller's. NULL when out of memory. */
+job *job_new(int kind, const char *peer, const char *profile);
+
+/* Frees j and everything it owns (msg, body, the data of its kind). Accepts NULL. */
+void job_free(job *j);
+
+/* The one response setter (close policy above). body is not copied: static, or owned by
+ * whoever holds resp until the shard has sent it. extra_headers is reset to NULL; a caller
+ * that needs header lines sets them afterwards. */
+void job_answer(http_response *resp, int status, const char *content_type, const void *body,
+                size_t len);
+
+/* j's reply: takes body (malloc'd, or NULL with len 0), freeing a previous one. */
+void job_reply(job *j, int status, const char *content_type, uint8_t *body, size_t len);
+
+/* j's reply with a static text/plain body. */
+void job_reply_text(job *j, int status, const char *text);
 
 #endif

@@ -1,42 +1,25 @@
 /* The CRL publisher thread: decides when to rebuild and publishes what a worker built. */
 #include "engine/server/app_internal.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/provider.h>
-#include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
-#include <sys/eventfd.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include "engine/common/audit.h"
-#include "engine/pki/ca.h"
-#include "engine/policy/challenge.h"
-#include "engine/pki/crl.h"
-#include "engine/enroll/enroll.h"
-#include "engine/net/http.h"
-#include "engine/policy/issue.h"
-#include "engine/server/job.h"
-#include "engine/pki/ocsp.h"
-#include "engine/policy/profile.h"
-#include "engine/net/shard.h"
-#include "engine/store/store.h"
-#include "hsm/hsm.h"
-
-/* ------------------------------------------------------------------ CRL publisher */
 
 static int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void publisher_handoff(app *a, job *j)
+{
+    pthread_mutex_lock(&a->pub_mu);
+    a->pub_done = j;
+    pthread_cond_broadcast(&a->pub_cv);
+    pthread_mutex_unlock(&a->pub_mu);
 }
 
 /* Saves and publishes what a JOB_CRL produced (its number is durable by now). */
@@ -51,15 +34,15 @@ static int crl_publish(app *a, job *j)
         audit_emit(a->audit, AUDIT_CRL_FAILED, &f);
         /* Still served: the signed CRL is good, only the copy on disk is older. */
     }
-    if (crl_snapshot_create(j->body, j->body_len, j->crl_number, j->crl_this_update,
-                            j->crl_next_update, &snap) != 0) {
+    if (crl_snapshot_create(j->body, j->body_len, j->crl.number, j->crl.this_update,
+                            j->crl.next_update, &snap) != 0) {
         j->body = NULL;
         return -1;
     }
     j->body = NULL;
     crl_cache_set(a->crls, snap);
     snprintf(detail, sizeof(detail), "crl_number=%llu bytes=%zu",
-             (unsigned long long)j->crl_number, j->body_len);
+             (unsigned long long)j->crl.number, j->body_len);
     audit_fields f = {.detail = detail, .failinfo = -1};
     audit_emit(a->audit, AUDIT_CRL_PUBLISHED, &f);
     return 0;
@@ -98,19 +81,18 @@ void *publisher_main(void *arg)
             change_seen = ms;
         int due = stale || (gen != built_gen && ms - change_seen >= a->cfg.crl_rebuild_delay_ms);
         if (due && ms >= retry_at) {
-            job *j = calloc(1, sizeof(*j));
+            job *j = job_new(JOB_CRL, NULL, NULL);
             if (j != NULL) {
                 j->owner = a;
-                j->kind = JOB_CRL;
-                j->crl_number = cur_number;
-                app_queue_push(a, j);
+                j->crl.number = cur_number;
+                worker_queue_push(a, j);
                 pthread_mutex_lock(&a->pub_mu);
                 while (a->pub_done == NULL)
                     pthread_cond_wait(&a->pub_cv, &a->pub_mu);
                 a->pub_done = NULL;
                 pthread_mutex_unlock(&a->pub_mu);
-                if (j->crl_ok && crl_publish(a, j) == 0) {
-                    built_gen = j->crl_rev_gen;
+                if (j->crl.ok && crl_publish(a, j) == 0) {
+                    built_gen = j->crl.rev_gen;
                     change_seen = built_gen == gen ? 0 : ms;
                     retry_at = 0;
                 } else {
@@ -119,8 +101,7 @@ void *publisher_main(void *arg)
                     audit_emit(a->audit, AUDIT_CRL_FAILED, &f);
                     retry_at = ms + 10000;
                 }
-                free(j->body);
-                free(j);
+                job_free(j);
             }
             pthread_mutex_lock(&a->pub_mu);
             continue;

@@ -1,34 +1,13 @@
 /* HTTP routing on the shard threads: SCEP operations, /healthz, /crl, /ocsp, /admin. */
 #include "engine/server/app_internal.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/provider.h>
-#include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-#include <sys/eventfd.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include "engine/common/audit.h"
-#include "engine/pki/ca.h"
-#include "engine/policy/challenge.h"
-#include "engine/pki/crl.h"
-#include "engine/enroll/enroll.h"
+
 #include "engine/net/http.h"
-#include "engine/policy/issue.h"
-#include "engine/server/job.h"
-#include "engine/pki/ocsp.h"
 #include "engine/policy/profile.h"
-#include "engine/net/shard.h"
-#include "engine/store/store.h"
-#include "hsm/hsm.h"
 
 /* ------------------------------------------------------------------ routing (shard thread) */
 
@@ -50,7 +29,7 @@ void route_flush(void *ctx, uint32_t shard_index)
     stage *st = &a->stages[shard_index];
     if (st->head == NULL)
         return;
-    app_queue_push(a, st->head);
+    worker_queue_push(a, st->head);
     st->head = st->tail = NULL;
 }
 
@@ -88,12 +67,7 @@ static int scep_path(const app *a, http_slice path, char *pname, size_t plen)
 
 int route_respond(http_response *resp, int status, const char *ct, const void *body, size_t len)
 {
-    resp->status = status;
-    resp->content_type = ct;
-    resp->body = body;
-    resp->body_len = len;
-    resp->extra_headers = NULL;
-    resp->close = status >= 400 && status != 404;
+    job_answer(resp, status, ct, body, len);
     return APP_RESPOND;
 }
 
@@ -197,14 +171,11 @@ static int serve_crl(app *a, const http_request *req, conn_ref ref, const char *
         crl_snapshot_unref(crl);
         return route_respond(resp, 503, CT_TEXT, "busy\n", 5);
     }
-    j->hold = crl;
-    j->unhold = unhold_crl;
-    snprintf(j->headers, sizeof(j->headers), "%s", crl->headers);
-    j->reply.resp.status = 200;
-    j->reply.resp.content_type = "application/pkix-crl";
-    j->reply.resp.body = crl->der;
-    j->reply.resp.body_len = crl->len;
-    j->reply.resp.extra_headers = j->headers;
+    j->held.hold = crl;
+    j->held.unhold = unhold_crl;
+    snprintf(j->held.headers, sizeof(j->held.headers), "%s", crl->headers);
+    job_answer(&j->reply.resp, 200, "application/pkix-crl", crl->der, crl->len);
+    j->reply.resp.extra_headers = j->held.headers;
     shard_deliver(a->shards[ref.shard], &j->reply);
     return APP_DEFER;
 }

@@ -292,14 +292,7 @@ typedef struct outcome {
 /* Frees what the job owns, as app_job_release does once the reply is sent. */
 static void job_release(job *j)
 {
-    if (j == NULL)
-        return;
-    if (j->ext_free != NULL)
-        j->ext_free(j->ext);
-    free(j->msg);
-    free(j->body);
-    free(j->cert_der);
-    free(j);
+    job_free(j);
 }
 
 static void outcome_clear(outcome *o)
@@ -504,7 +497,7 @@ static void test_pkcsreq_success(void **state)
     assert_null(o.res.failinfo_text);
     assert_int_equal(o.next, JOB_COMMIT);
     assert_int_equal(o.audit_lines, 0);             /* the issue event waits for the commit */
-    assert_int_equal(o.j->audit_event, AUDIT_ISSUED);
+    assert_int_equal(o.j->pki.audit_event, AUDIT_ISSUED);
     X509 *cert = o.res.cert;
     assert_non_null(cert);
 
@@ -603,7 +596,7 @@ static void test_renewal_and_revoked(void **state)
     assert_true(o.parsed);
     assert_int_equal(o.res.status, SCEPC_SUCCESS);
     assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(o.res.cert), F.keys[4]), 1);
-    assert_int_equal(o.j->audit_event, AUDIT_RENEWED);
+    assert_int_equal(o.j->pki.audit_event, AUDIT_RENEWED);
     commit(&o);
     outcome_clear(&o);
 

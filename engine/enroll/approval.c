@@ -1,0 +1,82 @@
+/* Manual approval: a PKCSReq under such a profile is answered PENDING and recorded in the
+ * store's "requests" db (engine/enroll/pending.h); an administrator decides with scepctl,
+ * and the client's CertPoll then finds the certificate (engine/enroll/poll.c). */
+#include "engine/enroll/enroll_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/enroll/pending.h"
+#include "engine/scep/reject.h"
+
+/* Writer thread: stores a pending request unless the transaction already has one. */
+static int request_insert(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
+                          size_t *nl)
+{
+    enroll_state *st = arg;
+    (void)cur_len;
+    if (cur != NULL)
+        return 1;
+    *nv = st->reqrec;
+    *nl = st->reqrec_len;
+    return 0;
+}
+
+int enroll_approval_repeat(const enroll_ctx *ctx, job *j, const scep_request *req,
+                           const uint8_t key_hash[STORE_HASH_LEN], int *answered)
+{
+    uint8_t old_key[STORE_HASH_LEN];
+    int status = 0;
+    int rc = enroll_lookup_request(ctx, j->pki.txkey, &status, old_key);
+
+    *answered = 0;
+    if (rc == STORE_NOTFOUND)
+        return REJ_NONE;
+    if (rc != 0)
+        return REJ_INTERNAL;
+    *answered = 1;
+    if (memcmp(old_key, key_hash, STORE_HASH_LEN) != 0)
+        return REJ_TXID_CONFLICT;
+    if (status == PENDING_DENIED)
+        return REJ_REQUEST_DENIED;
+    return enroll_pending_reply(ctx, j, req, "repeated request, still pending");
+}
+
+int enroll_approval_hold(const enroll_ctx *ctx, job *j, const scep_request *req,
+                         const profile *prof, const uint8_t key_hash[STORE_HASH_LEN])
+{
+    enroll_state *st = enroll_state_of(j);
+    pending_request r;
+    int rej;
+
+    if (st == NULL)
+        return REJ_INTERNAL;
+    memset(&r, 0, sizeof(r));
+    r.status = PENDING_WAITING;
+    r.created = (int64_t)time(NULL);
+    memcpy(r.key_hash, key_hash, STORE_HASH_LEN);
+    snprintf(r.profile, sizeof(r.profile), "%s", prof->name);
+    snprintf(r.subject, sizeof(r.subject), "%s", j->pki.subject);
+    snprintf(r.peer, sizeof(r.peer), "%s", j->peer);
+    r.csr = req->inner;
+    r.csr_len = req->inner_len;
+    free(st->reqrec);
+    st->reqrec = NULL;
+    if (pending_encode(&r, &st->reqrec, &st->reqrec_len) != 0)
+        return REJ_INTERNAL;
+    if ((rej = enroll_pending_reply(ctx, j, req, NULL)) != REJ_NONE)
+        return rej;
+    store_put *p = &j->put;
+    memset(p, 0, sizeof(*p));
+    p->kind = STORE_PUT_UPDATE;
+    p->aux_db = STORE_DB_REQUESTS;
+    p->aux_key = j->pki.txkey;
+    p->aux_key_len = strlen(j->pki.txkey);
+    p->update = request_insert;
+    p->update_arg = st;
+    j->pki.audit_event = AUDIT_REQUEST_PENDING;
+    j->pki.audit_detail = NULL;
+    return REJ_NONE;
+}

@@ -1,0 +1,111 @@
+/* What the files of engine/enroll share; not a public API (engine/enroll/enroll.h is).
+ *
+ *   enroll.c    enroll_process: parse, then one handler per message type
+ *   pkcsreq.c   PKCSReq / RenewalReq, phase by phase
+ *   onetime.c   the one-time-challenge pass (consumed in the store before issuing)
+ *   approval.c  manual approval: the pending request record, a repeated request
+ *   poll.c      CertPoll (GetCertInitial)
+ *   query.c     GetCert, GetCRL
+ *   lookup.c    what the store already holds (certificates, transactions, requests) and
+ *               the renewal signer check against it
+ *   reply.c     the answers (CertRep SUCCESS / FAILURE / PENDING) and their audit events
+ *   pending.c   the pending-request record codec (pending.h)
+ *   record.c    the store record of an issued certificate (record.h)
+ * Everything runs on a crypto worker, except the store callbacks (named *_update/_insert),
+ * which run on the store writer inside its transaction. */
+#ifndef SCEPD_ENROLL_INTERNAL_H
+#define SCEPD_ENROLL_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/x509v3.h>
+
+#include "engine/enroll/enroll.h"
+#include "engine/policy/challenge.h"
+#include "engine/policy/profile.h"
+#include "engine/scep/scep.h"
+
+#define ENROLL_PROFILE_MAX 64     /* a profile name, NUL included (as job->profile) */
+
+/* A PKCSReq's state across its passes (job->pki.state, freed with the job): what the
+ * writer needs for the one-time challenge or the pending request, and what it found. */
+typedef struct enroll_state {
+    char           presented[256];   /* the CSR's challengePassword (cleansed on free) */
+    size_t         plen;
+    char           profile[ENROLL_PROFILE_MAX];
+    unsigned       flags;            /* CHALLENGE_CHECK_* */
+    X509_NAME     *subject;          /* the CSR's, for the binding check */
+    GENERAL_NAMES *san;
+    uint8_t        key[CHALLENGE_HASH_LEN];
+    int64_t        now;
+    challenge_record rec;            /* as read by the writer: bindings for "override" */
+    int            have_rec;
+    uint8_t        buf[CHALLENGE_RECORD_MAX];
+    uint8_t       *reqrec;           /* encoded pending request (owned) */
+    size_t         reqrec_len;
+} enroll_state;
+
+/* pkcsreq.c */
+int  enroll_pkcsreq(const enroll_ctx *ctx, job *j, scep_request *req);
+/* j's state, created on first use; NULL when out of memory. */
+enroll_state *enroll_state_of(job *j);
+
+/* onetime.c: the put that consumes the challenge the CSR presents (first pass). REJ_. */
+int  enroll_onetime_put(job *j, const profile *prof, X509_REQ *csr);
+
+/* approval.c */
+/* A request already waiting under txkey: REJ_NONE with *answered = 1 when this is its
+ * repetition (answered PENDING, or refused: conflict, denied), *answered = 0 when there is
+ * none. */
+int  enroll_approval_repeat(const enroll_ctx *ctx, job *j, const scep_request *req,
+                            const uint8_t key_hash[STORE_HASH_LEN], int *answered);
+/* Answers PENDING and prepares the put that records the request. REJ_. */
+int  enroll_approval_hold(const enroll_ctx *ctx, job *j, const scep_request *req,
+                          const profile *prof, const uint8_t key_hash[STORE_HASH_LEN]);
+
+/* poll.c, query.c: return enum job_next with j's reply set. */
+int  enroll_certpoll(const enroll_ctx *ctx, job *j, scep_request *req);
+int  enroll_getcert(const enroll_ctx *ctx, job *j, scep_request *req);
+int  enroll_getcrl(const enroll_ctx *ctx, job *j, scep_request *req);
+
+/* lookup.c: STORE_OK / STORE_NOTFOUND / < 0 unless said otherwise. */
+/* A stored certificate, parsed (*out, caller frees); meta (may be NULL) gets its record
+ * without the pointers (they would dangle once the read ends), profile_out (may be
+ * NULL, ENROLL_PROFILE_MAX bytes) the name of the profile it was issued under when it fits. */
+int  enroll_stored_cert(const enroll_ctx *ctx, const uint8_t serial[STORE_SERIAL_LEN],
+                        X509 **out, store_cert *meta, char *profile_out);
+/* The certificate issued for a transaction key, and its key hash. */
+int  enroll_lookup_txid(const enroll_ctx *ctx, const char *txkey,
+                        uint8_t serial[STORE_SERIAL_LEN], uint8_t key_hash[STORE_HASH_LEN]);
+/* A pending request under txkey: 0 with its status and key hash. */
+int  enroll_lookup_request(const enroll_ctx *ctx, const char *txkey, int *status,
+                           uint8_t key_hash[STORE_HASH_LEN]);
+/* Authorisation of a renewal: signer is a certificate we issued, currently valid, known to
+ * the store and not revoked. REJ_NONE with its serial, validity and the profile it was
+ * issued under ("" if unknown), or the REJ_ code. */
+int  enroll_check_renewal_signer(const enroll_ctx *ctx, X509 *signer,
+                                 uint8_t serial[STORE_SERIAL_LEN], int64_t *nb, int64_t *na,
+                                 char old_profile[ENROLL_PROFILE_MAX]);
+
+/* reply.c */
+/* Audits event for j (rej REJ_NONE: no diagnostic). req may be NULL. */
+void enroll_emit(const enroll_ctx *ctx, const job *j, const scep_request *req, int event,
+                 int rej, const char *detail);
+/* j's reply: a CertRep of status (FAILURE: rej's failInfo and text; SUCCESS: cert). 0/-1. */
+int  enroll_certrep(const enroll_ctx *ctx, job *j, const scep_request *req, int status,
+                    int rej, X509 *cert);
+/* j's reply: CertRep SUCCESS whose envelope carries content (a degenerate SignedData). */
+int  enroll_certrep_content(const enroll_ctx *ctx, job *j, const scep_request *req,
+                            const uint8_t *content, size_t content_len);
+/* Answers FAILURE for rej and audits it (HTTP 500 if even that cannot be signed). Returns
+ * JOB_DELIVER. */
+int  enroll_fail(const enroll_ctx *ctx, job *j, const scep_request *req, int rej,
+                 const char *detail);
+/* Answers PENDING (audited as AUDIT_REQUEST_PENDING with detail when detail is not NULL).
+ * REJ_NONE, or REJ_INTERNAL when the CertRep cannot be signed. */
+int  enroll_pending_reply(const enroll_ctx *ctx, job *j, const scep_request *req,
+                          const char *detail);
+/* name as RFC 2253 text, truncated to outlen; "" on error. */
+void enroll_name_text(const X509_NAME *name, char *out, size_t outlen);
+
+#endif

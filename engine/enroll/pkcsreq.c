@@ -1,0 +1,287 @@
+/* PKCSReq and RenewalReq, phase by phase:
+ *   signer check -> profile -> idempotence by transactionID -> repeated pending request ->
+ *   one-time challenge -> hold for approval, or issue and record.
+ * Each phase returns REJ_NONE to go on, or ends the pass (t->done: return t->next, the reply
+ * set or, for JOB_COMMIT, the put prepared); any REJ_ code ends the transaction with a
+ * CertRep FAILURE. */
+#include "engine/enroll/enroll_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/err.h>
+
+#include "engine/enroll/record.h"
+#include "engine/pki/serial.h"
+#include "engine/scep/reject.h"
+
+typedef struct pkcsreq {
+    const enroll_ctx *ctx;
+    job              *j;
+    scep_request     *req;
+    int               ours;         /* the signer is a certificate of this CA */
+    int               renewal;      /* RenewalReq, or a PKCSReq signed by one of ours */
+    int               manual;       /* an initial request under a manual-approval profile */
+    int               done;         /* this pass ends: return next */
+    int               next;         /* enum job_next */
+    const char       *detail;       /* the profile's finer diagnostic of a refusal */
+    X509_REQ         *csr;
+    const profile    *prof;
+    uint8_t           signer_serial[STORE_SERIAL_LEN];
+    int64_t           old_nb, old_na;  /* the renewed certificate's validity */
+    char              old_profile[ENROLL_PROFILE_MAX];
+    uint8_t           key_hash[STORE_HASH_LEN], subj_hash[STORE_HASH_LEN];
+    X509_NAME        *bound_subject;   /* a one-time challenge's bindings ("override") */
+    GENERAL_NAMES    *bound_san;
+} pkcsreq;
+
+static void state_free(void *p)
+{
+    enroll_state *st = p;
+    if (st == NULL)
+        return;
+    OPENSSL_cleanse(st->presented, sizeof(st->presented));
+    X509_NAME_free(st->subject);
+    GENERAL_NAMES_free(st->san);
+    free(st->reqrec);
+    free(st);
+}
+
+enroll_state *enroll_state_of(job *j)
+{
+    if (j->pki.state == NULL) {
+        j->pki.state = calloc(1, sizeof(enroll_state));
+        j->pki.state_free = state_free;
+    }
+    return j->pki.state;
+}
+
+static void stop_with(pkcsreq *t, int next)
+{
+    t->done = 1;
+    t->next = next;
+}
+
+/* The envelope, and for a renewal the certificate that signed it. */
+static int phase_signer(pkcsreq *t)
+{
+    const enroll_ctx *ctx = t->ctx;
+    int rej = scep_open_envelope(t->req, ctx->ca->ra_key, ctx->ca->ra_cert,
+                                 ctx->cfg->allow_des_requests);
+    if (rej != REJ_NONE || !t->renewal)
+        return rej;
+    if (!t->ours)
+        return REJ_RENEW_SIGNER;
+    return enroll_check_renewal_signer(ctx, t->req->signer, t->signer_serial, &t->old_nb,
+                                       &t->old_na, t->old_profile);
+}
+
+/* The profile (the URL's; a renewal on the default path stays under the profile of the
+ * certificate it renews), the CSR checked under it, and a renewal's window. */
+static int phase_profile(pkcsreq *t)
+{
+    job *j = t->j;
+    char url_profile[ENROLL_PROFILE_MAX];
+    snprintf(url_profile, sizeof(url_profile), "%s", j->profile);
+    const char *want = url_profile;
+    if (want[0] == '\0' && t->renewal && t->old_profile[0] != '\0' &&
+        profile_set_find(issuer_profiles(t->ctx->issuer), t->old_profile,
+                         strlen(t->old_profile)) != NULL)
+        want = t->old_profile;
+    int rej = issue_check_request(t->ctx->issuer, t->req->inner, t->req->inner_len, want,
+                                  !t->renewal, &t->prof, &t->csr, &t->detail);
+    if (t->prof != NULL)
+        snprintf(j->profile, sizeof(j->profile), "%s", t->prof->name);
+    if (rej != REJ_NONE)
+        return rej;
+    enroll_name_text(X509_REQ_get_subject_name(t->csr), j->pki.subject,
+                     sizeof(j->pki.subject));
+    t->manual = !t->renewal && t->prof->approval == PROFILE_APPROVAL_MANUAL;
+    if (t->renewal) {
+        int pr = profile_renewal_allowed(t->prof, time(NULL), t->old_nb, t->old_na);
+        if (pr != PROFILE_OK) {
+            t->detail = profile_result_diag(pr);
+            return issue_profile_reject(pr);
+        }
+    }
+    return REJ_NONE;
+}
+
+/* Idempotence: the same transaction (a renewal is keyed by its signer too) with the same key
+ * and subject gets the certificate already issued; anything else under that transactionID
+ * is a conflict. */
+static int phase_replay(pkcsreq *t)
+{
+    job *j = t->j;
+    uint8_t serial[STORE_SERIAL_LEN], old_key[STORE_HASH_LEN];
+    X509 *cert = NULL;
+    store_cert meta;
+    int rej = REJ_INTERNAL;
+
+    if (t->renewal) {
+        char sh[2 * STORE_SERIAL_LEN + 1];
+        serial_to_hex(t->signer_serial, sh);
+        snprintf(j->pki.txkey, sizeof(j->pki.txkey), "%s@%s", t->req->txid, sh);
+    } else {
+        snprintf(j->pki.txkey, sizeof(j->pki.txkey), "%s", t->req->txid);
+    }
+    if (issue_spki_hash(X509_REQ_get_X509_PUBKEY(t->csr), t->key_hash) != 0 ||
+        issue_name_hash(X509_REQ_get_subject_name(t->csr), t->subj_hash) != 0)
+        goto out;
+    int trc = enroll_lookup_txid(t->ctx, j->pki.txkey, serial, old_key);
+    if (trc == STORE_NOTFOUND) {
+        rej = REJ_NONE;     /* a new transaction */
+        goto out;
+    }
+    if (trc != STORE_OK || enroll_stored_cert(t->ctx, serial, &cert, &meta, NULL) != STORE_OK)
+        goto out;
+    rej = REJ_TXID_CONFLICT;
+    if (memcmp(old_key, t->key_hash, STORE_HASH_LEN) != 0 ||
+        memcmp(meta.subject_hash, t->subj_hash, STORE_HASH_LEN) != 0)
+        goto out;
+    serial_to_hex(serial, j->pki.serial_hex);
+    rej = REJ_INTERNAL;
+    if (enroll_certrep(t->ctx, j, t->req, SCEP_SUCCESS, REJ_NONE, cert) != 0)
+        goto out;
+    enroll_emit(t->ctx, j, t->req, AUDIT_REPLAYED, REJ_NONE, NULL);
+    stop_with(t, JOB_DELIVER);
+    rej = REJ_NONE;
+out:
+    X509_free(cert);
+    return rej;
+}
+
+/* A repeated PKCSReq of a request already waiting: PENDING again (or its denial). */
+static int phase_repeat(pkcsreq *t)
+{
+    int again = 0;
+    if (!t->manual)
+        return REJ_NONE;
+    int rej = enroll_approval_repeat(t->ctx, t->j, t->req, t->key_hash, &again);
+    if (rej == REJ_NONE && again)
+        stop_with(t, JOB_DELIVER);
+    return rej;
+}
+
+/* One-time challenge: consumed in the store first (this pass ends with that commit), then,
+ * on the pass after it, the verdict; an "override" profile takes the bindings. */
+static int phase_onetime(pkcsreq *t)
+{
+    job *j = t->j;
+    if (t->renewal || t->prof->challenge != PROFILE_CHALLENGE_ONETIME)
+        return REJ_NONE;
+    if (!j->pki.chal_done) {
+        int rej = enroll_onetime_put(j, t->prof, t->csr);
+        if (rej == REJ_NONE)
+            stop_with(t, JOB_COMMIT);
+        return rej;
+    }
+    if (j->pki.chal_verdict != CHALLENGE_OK)
+        return challenge_reject_code(j->pki.chal_verdict);
+    const enroll_state *st = j->pki.state;
+    if (st != NULL && st->have_rec) {
+        if (t->prof->subject_source == PROFILE_SOURCE_OVERRIDE)
+            t->bound_subject = challenge_bound_subject(&st->rec);
+        if (t->prof->san_source == PROFILE_SOURCE_OVERRIDE)
+            t->bound_san = challenge_bound_san(&st->rec);
+    }
+    return REJ_NONE;
+}
+
+/* Manual approval: PENDING, committed with the stored request. */
+static int phase_hold(pkcsreq *t)
+{
+    if (!t->manual)
+        return REJ_NONE;
+    int rej = enroll_approval_hold(t->ctx, t->j, t->req, t->prof, t->key_hash);
+    if (rej == REJ_NONE)
+        stop_with(t, JOB_COMMIT);
+    return rej;
+}
+
+/* j->pki.cert_der: a copy of cert's DER. 0 or -1. */
+static int keep_der(job *j, X509 *cert)
+{
+    unsigned char *der = NULL;
+    int dlen = i2d_X509(cert, &der);
+    if (dlen <= 0)
+        return -1;
+    free(j->pki.cert_der);
+    j->pki.cert_der = malloc((size_t)dlen);
+    if (j->pki.cert_der != NULL) {
+        memcpy(j->pki.cert_der, der, (size_t)dlen);
+        j->pki.cert_der_len = (size_t)dlen;
+    }
+    OPENSSL_free(der);
+    return j->pki.cert_der != NULL ? 0 : -1;
+}
+
+/* Issue (CA key), answer SUCCESS (RA key), and prepare the record: the certificate leaves
+ * the server only once the writer has committed it. */
+static int phase_issue(pkcsreq *t)
+{
+    job *j = t->j;
+    X509 *cert = NULL;
+    int capped = 0;
+    int rej = issue_build_profile(t->ctx->issuer, t->csr, t->prof, t->bound_subject,
+                                  t->bound_san, &cert, &capped);
+    if (rej != REJ_NONE) {
+        if (rej == REJ_INTERNAL)
+            enroll_emit(t->ctx, j, t->req, AUDIT_HSM_FAILURE, rej, "CA signature failed");
+        goto out;
+    }
+    if (t->bound_subject != NULL)
+        enroll_name_text(X509_get_subject_name(cert), j->pki.subject, sizeof(j->pki.subject));
+    rej = REJ_INTERNAL;
+    enroll_record m = {t->key_hash, t->subj_hash, j->pki.subject, j->pki.txkey, j->profile,
+                       (int64_t)time(NULL)};
+    memset(&j->put, 0, sizeof(j->put));
+    if (keep_der(j, cert) != 0 ||
+        enroll_record_fill(&j->put.cert, cert, j->pki.cert_der, j->pki.cert_der_len, &m) != 0)
+        goto out;
+    if (enroll_certrep(t->ctx, j, t->req, SCEP_SUCCESS, REJ_NONE, cert) != 0) {
+        enroll_emit(t->ctx, j, t->req, AUDIT_HSM_FAILURE, rej, "cannot sign CertRep");
+        goto out;
+    }
+    serial_to_hex(j->put.cert.serial, j->pki.serial_hex);
+    j->pki.audit_event = t->renewal ? AUDIT_RENEWED : AUDIT_ISSUED;
+    j->pki.audit_detail = capped ? "validity capped at CA notAfter"
+                        : t->req->cipher_nid == NID_des_cbc ? "single-DES request, DES3 reply"
+                        : NULL;
+    stop_with(t, JOB_COMMIT);
+    rej = REJ_NONE;
+out:
+    X509_free(cert);
+    return rej;
+}
+
+static int (*const phases[])(pkcsreq *) = {
+    phase_signer, phase_profile, phase_replay, phase_repeat, phase_onetime, phase_hold,
+    phase_issue,
+};
+
+int enroll_pkcsreq(const enroll_ctx *ctx, job *j, scep_request *req)
+{
+    pkcsreq t;
+    int rej = REJ_NONE;
+
+    memset(&t, 0, sizeof(t));
+    t.ctx = ctx;
+    t.j = j;
+    t.req = req;
+    t.ours = ca_issued(ctx->ca, req->signer);
+    t.renewal = req->msg_type == SCEP_MSG_RENEWALREQ || t.ours;
+    t.next = JOB_DELIVER;
+    j->pki.requeue = 0;
+    for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]) && rej == REJ_NONE && !t.done;
+         i++)
+        rej = phases[i](&t);
+    X509_REQ_free(t.csr);
+    X509_NAME_free(t.bound_subject);
+    GENERAL_NAMES_free(t.bound_san);
+    ERR_clear_error();
+    if (rej != REJ_NONE)
+        return enroll_fail(ctx, j, req, rej, t.detail);
+    return t.next;
+}
