@@ -226,11 +226,13 @@ static int phase_issue(pkcsreq *t)
     int capped = 0;
     int rej = issue_build_profile(t->ctx->issuer, t->csr, t->prof, t->bound_subject,
                                   t->bound_san, &cert, &capped);
-    if (rej != REJ_NONE) {
-        if (rej == REJ_INTERNAL)
-            enroll_emit(t->ctx, j, t->req, AUDIT_HSM_FAILURE, rej, "CA signature failed");
+    if (rej == REJ_INTERNAL) {
+        stop_with(t, enroll_unavailable(t->ctx, j, t->req, "CA signature failed"));
+        rej = REJ_NONE;
         goto out;
     }
+    if (rej != REJ_NONE)
+        goto out;
     if (t->bound_subject != NULL)
         enroll_name_text(X509_get_subject_name(cert), j->pki.subject, sizeof(j->pki.subject));
     rej = REJ_INTERNAL;
@@ -241,7 +243,8 @@ static int phase_issue(pkcsreq *t)
         enroll_record_fill(&j->put.cert, cert, j->pki.cert_der, j->pki.cert_der_len, &m) != 0)
         goto out;
     if (enroll_certrep(t->ctx, j, t->req, SCEP_SUCCESS, REJ_NONE, cert) != 0) {
-        enroll_emit(t->ctx, j, t->req, AUDIT_HSM_FAILURE, rej, "cannot sign CertRep");
+        stop_with(t, enroll_unavailable(t->ctx, j, t->req, "cannot sign CertRep"));
+        rej = REJ_NONE;
         goto out;
     }
     serial_to_hex(j->put.cert.serial, j->pki.serial_hex);

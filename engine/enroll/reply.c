@@ -6,6 +6,7 @@
 #include <openssl/objects.h>
 
 #include "engine/scep/reject.h"
+#include "hsm/hsm.h"
 
 static const char PKI_MESSAGE_TYPE[] = "application/x-pki-message";
 
@@ -88,10 +89,33 @@ int enroll_fail(const enroll_ctx *ctx, job *j, const scep_request *req, int rej,
     int ev = rej >= REJ_CHAL_WRONG && rej <= REJ_CHAL_PROFILE ? AUDIT_CHALLENGE_REJECTED
                                                                : AUDIT_REQUEST_REJECTED;
     enroll_emit(ctx, j, req, ev, rej, detail);
-    if (enroll_certrep(ctx, j, req, SCEP_FAILURE, rej, NULL) != 0) {
-        enroll_emit(ctx, j, req, AUDIT_HSM_FAILURE, REJ_INTERNAL, "cannot sign CertRep FAILURE");
-        job_reply_text(j, 500, "cannot sign the reply\n");
-    }
+    if (enroll_certrep(ctx, j, req, SCEP_FAILURE, rej, NULL) != 0)
+        return enroll_unavailable(ctx, j, req, "cannot sign CertRep FAILURE");
+    return JOB_DELIVER;
+}
+
+/* The request was fine but a private-key operation failed: the client gets HTTP 503 and
+ * should retry; no CertRep (it could not be signed, or would wrongly tell the device its
+ * request is bad). One HSM_FAILURE event, with the token's own error (the CKR name). */
+int enroll_unavailable(const enroll_ctx *ctx, job *j, const scep_request *req,
+                       const char *what)
+{
+    char detail[320];
+    if (ctx->ca->token != NULL)
+        snprintf(detail, sizeof(detail), "%s: %s", what, hsm_last_error());
+    else
+        snprintf(detail, sizeof(detail), "%s", what);
+    audit_fields f = {
+        .txid = req != NULL && req->txid_len > 0 ? req->txid : NULL,
+        .profile = j->profile,
+        .subject = j->pki.subject,
+        .peer = j->peer,
+        .detail = detail,
+        .failinfo = -1,
+        .http_status = 503,
+    };
+    audit_emit(ctx->audit, AUDIT_HSM_FAILURE, &f);
+    job_reply_text(j, 503, "CA unavailable, retry later\n");
     return JOB_DELIVER;
 }
 
