@@ -37,6 +37,7 @@ cleanup() {
     log "--- scepd log ---"; cat "$T/scepd.log" 2>/dev/null | tail -n 40 >&2 || true
     log "--- audit log (tail) ---"; tail -n 20 "$T/state/audit.log" 2>/dev/null >&2 || true
   fi
+  [ -n "${KEEP_T:-}" ] && { log "kept $T"; return; }
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -115,6 +116,16 @@ reply_of() {
 # audit_of TXID: the latest audit line of that transaction.
 audit_of() { grep -F -e "\"txid\":\"$1\"" -e "\"txid\":\"$1@" "$STATE/audit.log" | tail -n1; }
 
+# audit_mark: the number of audit lines so far. new_txid MARK: the one transactionID of the
+# audit lines written after MARK (fails unless exactly one): how a refusal of a client that
+# does not print its transactionID (micromdm's scepclient) is bound to its transaction.
+audit_mark() { wc -l < "$STATE/audit.log"; }
+new_txid() {
+  local ids
+  ids=$(tail -n +$(($1 + 1)) "$STATE/audit.log" | sed -n 's/.*"txid":"\([^"@]*\)[^"]*".*/\1/p' | sort -u)
+  [ -n "$ids" ] && [ "$(wc -l <<<"$ids")" -eq 1 ] || { log "  want one new transaction; got: '${ids//$'\n'/ }'"; return 1; }
+  echo "$ids"
+}
 # expect_refusal TXID EVENT DIAG FAILINFO: the latest audit event of transaction TXID is
 # EVENT (2000, 2002) with diag DIAG and failinfo FAILINFO (name or number) together.
 expect_refusal() {
