@@ -217,18 +217,22 @@ served_chain() {
   done
   [ -s "$d/anchors.pem" ]
 }
-# verify_cert PEM: PEM verifies (openssl verify -x509_strict) against the chain the running
-# scepd serves in GetCACert at $URL: its self-signed CA as the anchor, the rest untrusted.
+# verify_cert PEM...: each PEM verifies (openssl verify -x509_strict) against the chain the
+# running scepd serves in GetCACert at $URL: its self-signed CA as the anchor, the rest
+# untrusted (an intermediate CA, the RA).
 verify_cert() {
-  local d=$T/served-chain out
-  [ -s "$1" ] || { log "  verify_cert: no certificate in $1"; return 1; }
+  local d=$T/served-chain out f rc=0
   served_chain "$d" || { log "  verify_cert: cannot get the served chain"; return 1; }
-  if [ -s "$d/others.pem" ]; then
-    out=$(openssl verify -x509_strict -CAfile "$d/anchors.pem" -untrusted "$d/others.pem" "$1" 2>&1)
-  else
-    out=$(openssl verify -x509_strict -CAfile "$d/anchors.pem" "$1" 2>&1)
-  fi
-  [ "$out" = "$1: OK" ] || { log "  verify_cert $1: $out"; return 1; }
+  for f in "$@"; do
+    [ -s "$f" ] || { log "  verify_cert: no certificate in $f"; rc=1; continue; }
+    if [ -s "$d/others.pem" ]; then
+      out=$(openssl verify -x509_strict -CAfile "$d/anchors.pem" -untrusted "$d/others.pem" "$f" 2>&1)
+    else
+      out=$(openssl verify -x509_strict -CAfile "$d/anchors.pem" "$f" 2>&1)
+    fi
+    [ "$out" = "$f: OK" ] || { log "  verify_cert $f: $out"; rc=1; }
+  done
+  return $rc
 }
 # upn_of PEM: the UPN otherName values (1.3.6.1.4.1.311.20.2.3, UTF8String) of PEM's
 # subjectAltName, one a line, read from the DER rather than from openssl's rendering.
