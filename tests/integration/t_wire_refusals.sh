@@ -16,6 +16,9 @@ need_cmd python3 curl
 # of conf/scepd.conf.example; init-state allows them for old clients).
 KEYS=file init_state
 sed -i 's/^allow_sha1_messages = yes$/allow_sha1_messages = no/' "$CONF"
+# A profile whose key usage an EC key cannot perform (key transport) but whose key types
+# admit EC: the key-usage rule, not the key-type rule, refuses.
+printf '[profile]\nkey_usage = keyEncipherment\nkey_types = rsa, ec\n' > "$STATE/profiles/kt.conf"
 grep -q '^allow_sha1_messages = no$' "$CONF" || { log "cannot set allow_sha1_messages = no"; exit 1; }
 start_scepd
 cd "$T"
@@ -306,6 +309,11 @@ check "RenewalReq signed by an expired CA-signed certificate: FAILURE badTime, r
 "$REQ" enroll --url "$URL" --challenge "$C" --cn nobody --msgtype 20 > ut.out 2>&1 || true
 check "CertPoll for an unknown transactionID: FAILURE badCertId, unknown_transaction" \
   expect_failure ut 2000 unknown_transaction badCertId
+
+# --- profile_key_usage: an EC key under a key-transport profile ---
+"$REQ" enroll --url "$URL/kt" --challenge "$C" --cn kt-ec --key-type ec:P-256 > ku.out 2>&1 || true
+check "EC key under key_usage keyEncipherment: FAILURE badAlg, profile_key_usage" \
+  expect_failure ku 2000 profile_key_usage badAlg
 
 # --- the helpers can fail ---
 fails() { ! "$@" 2>/dev/null; }
