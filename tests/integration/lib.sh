@@ -37,6 +37,7 @@ cleanup() {
     log "--- scepd log ---"; cat "$T/scepd.log" 2>/dev/null | tail -n 40 >&2 || true
     log "--- audit log (tail) ---"; tail -n 20 "$T/state/audit.log" 2>/dev/null >&2 || true
   fi
+  [ -n "${KEEP_T:-}" ] && { log "kept $T"; return; }
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -70,8 +71,194 @@ ok()   { PASSED=$((PASSED + 1)); log "ok   - $*"; }
 fail() { FAILED=$((FAILED + 1)); log "FAIL - $*"; }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
 
-# audit_has DIAG_OR_NAME: the audit log has a line containing the given JSON fragment.
+# audit_has FRAGMENT: the audit log has a line containing the given JSON fragment. For
+# successes and non-transaction events only; a refusal is checked with expect_refusal.
 audit_has() { grep -q -- "$1" "$STATE/audit.log"; }
+
+# --- requirements: a test that cannot run is skipped (77) on a developer machine, but fails
+# where the suite's dependencies are supposed to be there: SCEPD_REQUIRE_ALL=1, CI=true, or
+# the marker scripts/install-deps.sh leaves in the build directory (make test runs it).
+require_all() {
+  [ "${SCEPD_REQUIRE_ALL:-}" = 1 ] || [ "${CI:-}" = true ] || [ -e "$BUILD/.deps-installed" ]
+}
+# need WHAT COMMAND...: runs COMMAND; if it fails, WHAT is missing: exit 1 when everything is
+# required, else 77 (ctest: skipped). Call it before the first check, so a skip hides nothing.
+need() {
+  local what=$1; shift
+  "$@" >/dev/null 2>&1 && return 0
+  if require_all; then log "FAIL - $what missing (SCEPD_REQUIRE_ALL / CI / deps marker)"; exit 1; fi
+  log "SKIP - $what missing"; exit 77
+}
+need_cmd() { local c; for c in "$@"; do need "$c" command -v "$c"; done; }
+
+# --- refusals: the answer on the wire and the audit event of that one transaction ---
+
+# failinfo_num NAME|NUMBER: the failInfo number (RFC 8894 3.2.1.4.5) of badAlg .. badCertId.
+failinfo_num() {
+  case $1 in
+    badAlg|0) echo 0 ;; badMessageCheck|1) echo 1 ;; badRequest|2) echo 2 ;;
+    badTime|3) echo 3 ;; badCertId|4) echo 4 ;; *) return 1 ;;
+  esac
+}
+# diag_text DIAG: the failInfoText of a diagnostic, from engine/scep/reject.h.
+diag_text() {
+  sed -n "s/^ *X([A-Z_]*, *[A-Z]*, *\"$1\", *\"\(.*\)\") *\\\\\{0,1\}\$/\1/p" "$SRC/engine/scep/reject.h"
+}
+# txid_of NAME|FILE: the transactionID scep_req printed (first txid= line).
+reply_file() { if [ -f "$1" ]; then echo "$1"; else echo "$T/$1.out"; fi; }
+txid_of() { sed -n 's/^txid=//p' "$(reply_file "$1")" | head -n1; }
+# reply_of NAME|FILE: "status|failinfo|failInfoText" of the last CertRep scep_req decoded.
+reply_of() {
+  awk '/^status=/ { st = $1; fi = $2; sub(/^status=/, "", st); sub(/^failinfo=/, "", fi); txt = "" }
+       /^failinfotext=/ { txt = substr($0, 14) }
+       END { if (st != "") printf "%s|%s|%s\n", st, fi, txt }' "$(reply_file "$1")"
+}
+# audit_of TXID: the latest audit line of that transaction.
+audit_of() { grep -F -e "\"txid\":\"$1\"" -e "\"txid\":\"$1@" "$STATE/audit.log" | tail -n1; }
+
+# audit_mark: the number of audit lines so far. new_txid MARK: the one transactionID of the
+# audit lines written after MARK (fails unless exactly one): how a refusal of a client that
+# does not print its transactionID (micromdm's scepclient) is bound to its transaction.
+audit_mark() { wc -l < "$STATE/audit.log"; }
+new_txid() {
+  local ids
+  ids=$(tail -n +$(($1 + 1)) "$STATE/audit.log" | sed -n 's/.*"txid":"\([^"@]*\)[^"]*".*/\1/p' | sort -u)
+  [ -n "$ids" ] && [ "$(wc -l <<<"$ids")" -eq 1 ] || { log "  want one new transaction; got: '${ids//$'\n'/ }'"; return 1; }
+  echo "$ids"
+}
+# expect_refusal TXID EVENT DIAG FAILINFO: the latest audit event of transaction TXID is
+# EVENT (2000, 2002) with diag DIAG and failinfo FAILINFO (name or number) together.
+expect_refusal() {
+  local txid=$1 ev=$2 diag=$3 fi line
+  fi=$(failinfo_num "$4") || { log "  expect_refusal: unknown failinfo $4"; return 1; }
+  [ -n "$txid" ] || { log "  expect_refusal: no transactionID"; return 1; }
+  line=$(audit_of "$txid")
+  case $line in
+    *"\"event\":$ev,"*"\"diag\":\"$diag\",\"failinfo\":$fi,"*"\"txid\":\"$txid\""*) return 0 ;;
+  esac
+  log "  want event $ev diag $diag failinfo $fi for txid $txid; got: ${line:-no audit line}"
+  return 1
+}
+# expect_failure NAME|FILE EVENT DIAG FAILINFO: scep_req's last CertRep in $T/NAME.out is
+# FAILURE with FAILINFO and DIAG's failInfoText, and its transaction's audit event (above).
+expect_failure() {
+  local rep want
+  rep=$(reply_of "$1")
+  want="FAILURE|$4|$(diag_text "$3")"
+  if [ "$rep" != "$want" ]; then
+    log "  want CertRep '$want'; got: '${rep:-$(tail -n 3 "$(reply_file "$1")" 2>/dev/null)}'"
+    return 1
+  fi
+  expect_refusal "$(txid_of "$1")" "$2" "$3" "$4"
+}
+# expect_detail NAME|FILE DETAIL: the latest audit event of NAME's transaction has that
+# detail (the profile rule behind a refusal: profile_key_type, profile_hash, ...).
+expect_detail() {
+  local line
+  line=$(audit_of "$(txid_of "$1")")
+  case $line in *"\"detail\":\"$2\""*) return 0 ;; esac
+  log "  want detail $2; got: ${line:-no audit line}"
+  return 1
+}
+# expect_event NAME|FILE EVENT: the audit log has EVENT (1000 issued, 1001 renewed, 1002
+# replayed, 1003 returned, ...) for scep_req's transaction in NAME, naming the serial of the
+# certificate scep_req printed.
+expect_event() {
+  local txid serial line got
+  txid=$(txid_of "$1")
+  serial=$(sed -n 's/.*status=SUCCESS failinfo=- serial=\([0-9A-Fa-f]*\).*/\1/p' "$(reply_file "$1")" | tail -n1 | tr 'A-F' 'a-f' | sed 's/^0*//')
+  # Events after the store commit name the store's transaction key: a renewal's is
+  # TXID@<signer serial>.
+  line=$(grep -F -e "\"txid\":\"$txid\"" -e "\"txid\":\"$txid@" "$STATE/audit.log" | grep -F -- "\"event\":$2," | tail -n1)
+  got=$(sed -n 's/.*"serial":"\([0-9a-f]*\)".*/\1/p' <<<"$line" | sed 's/^0*//')
+  # GetCRL answers name no certificate: the event of the transaction is enough there.
+  if grep -q 'status=SUCCESS failinfo=- serial=- ' "$(reply_file "$1")"; then
+    [ -n "$txid" ] && [ -n "$line" ] && return 0
+  fi
+  [ -n "$txid" ] && [ -n "$serial" ] && [ "$got" = "$serial" ] && return 0
+  log "  want event $2 serial ${serial:-?} for txid ${txid:-?}; got: ${line:-no audit line}"
+  return 1
+}
+# expect_http_refusal PORT STATUS DIAG: an HTTP-level refusal (event 2001) of the one
+# connection from local port PORT (curl -w '%{local_port}'), with its status and diag.
+expect_http_refusal() {
+  local line
+  line=$(grep -F -- "\"peer\":\"127.0.0.1:$1\"" "$STATE/audit.log" | tail -n1)
+  case $line in
+    *'"event":2001,'*"\"diag\":\"$3\","*"\"http_status\":$2,"*) return 0 ;;
+  esac
+  log "  want event 2001 diag $3 http_status $2 for peer port $1; got: ${line:-no audit line}"
+  return 1
+}
+
+# --- issued certificates ---
+
+# served_chain DIR: the certificates GetCACert serves at $URL, one PEM file each in DIR,
+# the self-signed ones (trust anchors) also in DIR/anchors.pem, the others in DIR/others.pem.
+served_chain() {
+  local d=$1 ct f
+  rm -rf "$d" && mkdir -p "$d"
+  ct=$(curl -fsS -o "$d/cacert.bin" -w '%{content_type}' "$URL?operation=GetCACert") || return 1
+  case $ct in
+    application/x-x509-ca-ra-cert*) openssl pkcs7 -inform DER -in "$d/cacert.bin" -print_certs -out "$d/all.pem" ;;
+    application/x-x509-ca-cert*) openssl x509 -inform DER -in "$d/cacert.bin" -out "$d/all.pem" ;;
+    *) log "  GetCACert: unexpected content type $ct"; return 1 ;;
+  esac || return 1
+  awk -v d="$d" '/-----BEGIN CERTIFICATE-----/ { n++; f = sprintf("%s/c%02d.pem", d, n) } f { print > f } /-----END CERTIFICATE-----/ { close(f); f = "" }' "$d/all.pem"
+  : > "$d/anchors.pem"; : > "$d/others.pem"
+  for f in "$d"/c*.pem; do
+    if [ "$(openssl x509 -in "$f" -noout -subject -nameopt RFC2253 | cut -d= -f2-)" = \
+         "$(openssl x509 -in "$f" -noout -issuer -nameopt RFC2253 | cut -d= -f2-)" ] \
+       && openssl verify -x509_strict -CAfile "$f" "$f" >/dev/null 2>&1; then
+      cat "$f" >> "$d/anchors.pem"
+    else
+      cat "$f" >> "$d/others.pem"
+    fi
+  done
+  [ -s "$d/anchors.pem" ]
+}
+# verify_cert PEM...: each PEM verifies (openssl verify -x509_strict) against the chain the
+# running scepd serves in GetCACert at $URL: its self-signed CA as the anchor, the rest
+# untrusted (an intermediate CA, the RA).
+verify_cert() {
+  local d=$T/served-chain out f rc=0
+  served_chain "$d" || { log "  verify_cert: cannot get the served chain"; return 1; }
+  for f in "$@"; do
+    [ -s "$f" ] || { log "  verify_cert: no certificate in $f"; rc=1; continue; }
+    if [ -s "$d/others.pem" ]; then
+      out=$(openssl verify -x509_strict -CAfile "$d/anchors.pem" -untrusted "$d/others.pem" "$f" 2>&1)
+    else
+      out=$(openssl verify -x509_strict -CAfile "$d/anchors.pem" "$f" 2>&1)
+    fi
+    [ "$out" = "$f: OK" ] || { log "  verify_cert $f: $out"; rc=1; }
+  done
+  return $rc
+}
+# upn_of PEM: the UPN otherName values (1.3.6.1.4.1.311.20.2.3, UTF8String) of PEM's
+# subjectAltName, one a line, read from the DER rather than from openssl's rendering.
+upn_of() {
+  local der off
+  der=$(mktemp "$T/upn.XXXXXX")
+  openssl x509 -in "$1" -outform DER -out "$der" || return 1
+  off=$(openssl asn1parse -inform DER -in "$der" | grep -A1 ':X509v3 Subject Alternative Name$' | tail -n1 | cut -d: -f1 | tr -d ' ')
+  [ -n "$off" ] && openssl asn1parse -inform DER -in "$der" -strparse "$off" \
+    | awk '/:Microsoft User Principal Name$/ { want = 1; next } want && /UTF8STRING/ { sub(/.*UTF8STRING *:/, ""); print; want = 0 }'
+  rm -f "$der"
+}
+# ext_is PEM EXT VALUE [critical]: openssl's rendering of extension EXT (keyUsage,
+# basicConstraints, extendedKeyUsage, subjectAltName, ...) of PEM is exactly VALUE (value
+# lines trimmed and joined with "; "), critical exactly when "critical" is given.
+ext_is() {
+  local out head val crit=""
+  out=$(openssl x509 -in "$1" -noout -ext "$2" 2>/dev/null)
+  head=$(head -n1 <<<"$out")
+  val=$(tail -n +2 <<<"$out" | sed 's/^ *//; s/ *$//' | awk 'NR > 1 { printf "; " } { printf "%s", $0 }')
+  case $head in *": critical") crit=critical ;; esac
+  if [ -z "$head" ] || [ "$val" != "$3" ] || [ "$crit" != "${4:-}" ]; then
+    log "  $1 $2: want '$3' ${4:-}; got '$val' $crit"
+    return 1
+  fi
+}
 
 finish() {
   stop_scepd

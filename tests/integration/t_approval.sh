@@ -34,8 +34,10 @@ check "request list no longer shows it; --all does (approved)" \
   sh -c "! '$BUILD/scepctl' -c '$CONF' request list | grep -qF -- '$TX' && '$BUILD/scepctl' -c '$CONF' request list --all | grep -F -- '$TX' | grep -q approved"
 "$REQ" enroll --url "$B" --challenge "$V" --cn manual-1 --key m1.key --txid "$TX" --poll --cert-out m1.pem > m1c.out 2>&1 || true
 check "CertPoll after approval: SUCCESS" sh -c "statuses() { grep -o 'status=[A-Z]*' '$T/m1c.out' | tail -n1; }; [ \"\$(statuses)\" = status=SUCCESS ]"
-check "the certificate is the approved one and verifies" \
-  sh -c "[ \"\$(openssl x509 -in m1.pem -noout -serial | cut -d= -f2 | tr A-F a-f)\" = '$serial' ] && openssl verify -CAfile '$STATE/ca.pem' m1.pem >/dev/null"
+check "the certificate is the approved one" \
+  test "$(openssl x509 -in m1.pem -noout -serial | cut -d= -f2 | tr A-F a-f)" = "$serial"
+check "the approved certificate verifies against the served chain" verify_cert m1.pem
+check "audit: CertPoll answered (1003) for that transaction and serial" expect_event m1c 1003
 check "store: the certificate, under profile manual" sh -c "'$BUILD/scepctl' -c '$CONF' cert show '$serial' | grep -q '^profile: manual'"
 
 # --- denial ---
@@ -48,7 +50,10 @@ check "audit: REQUEST_DENIED (1502)" audit_has '"event":1502'
 "$REQ" enroll --url "$B" --challenge "$V2" --cn manual-2 --key m2.key --txid "$TX2" --poll > m2b.out 2>&1 || true
 check "after denial: PKCSReq and CertPoll get FAILURE badRequest" \
   test "$(statuses m2b)" = "status=FAILURE failinfo=badRequest status=FAILURE failinfo=badRequest "
-check "audit: request_denied" audit_has '"diag":"request_denied"'
+check "after denial: the CertPoll's CertRep and audit event say request_denied" \
+  expect_failure m2b 2000 request_denied badRequest
+check "after denial: both refusals of that transaction are audited request_denied" \
+  test "$(grep -F "\"txid\":\"$TX2\"" "$STATE/audit.log" | tail -n2 | grep -c '"event":2000,"name":"REQUEST_REJECTED","diag":"request_denied","failinfo":2,')" = 2
 check "approve after deny fails" sh -c "! '$BUILD/scepctl' -c '$CONF' request approve '$TX2' 2>/dev/null"
 check "unknown request id fails" sh -c "! '$BUILD/scepctl' -c '$CONF' request approve nosuchtxid 2>/dev/null"
 check "exactly one certificate issued" test "$(ctl cert count)" = 1
@@ -58,6 +63,7 @@ V3=$(ctl challenge new --profile manual --ttl 10m)
 "$REQ" enroll --url "$B" --challenge "$V3" --cn manual-3 --key m3.key > m3.out 2>&1 || true
 TX3=$(txid_of m3)
 "$REQ" enroll --url "$B" --challenge "$V3" --cn manual-3 --txid "$TX3" > m3b.out 2>&1 || true
-check "same transactionID, another key while pending: FAILURE badRequest" grep -q "status=FAILURE failinfo=badRequest" m3b.out
+check "same transactionID, another key while pending: FAILURE badRequest, txid_conflict" \
+  expect_failure m3b 2000 txid_conflict badRequest
 
 finish

@@ -69,6 +69,10 @@ check "GetCACaps does not offer GetNextCACert before staging" sh -c \
 check "PKCSReq under the intermediate: SUCCESS" grep -q "status=SUCCESS" "$T/dev1.out"
 check "issued certificate verifies with -CAfile root -untrusted intermediate" sh -c \
   "openssl verify -CAfile '$T/root.pem' -untrusted '$T/ica.pem' '$T/dev1.pem' >/dev/null"
+check "issued certificate verifies against the served chain (root anchor, intermediate, RA)" \
+  verify_cert "$T/dev1.pem"
+check "the served chain's only anchor is the external root" \
+  cmp <(openssl x509 -in "$T/served-chain/anchors.pem" -outform DER) <(openssl x509 -in "$T/root.pem" -outform DER)
 check "issued certificate does not verify against the root alone" sh -c \
   "! openssl verify -CAfile '$T/root.pem' '$T/dev1.pem' >/dev/null 2>&1"
 stop_scepd
@@ -105,6 +109,7 @@ check "after activation GetCACaps no longer offers GetNextCACert" sh -c \
 check "PKCSReq after rollover: SUCCESS" grep -q "status=SUCCESS" "$T/dev2.out"
 check "new certificate verifies against the new CA" sh -c \
   "openssl verify -CAfile '$STATE/ca.pem' '$T/dev2.pem' >/dev/null"
+check "new certificate verifies against the chain served after the rollover" verify_cert "$T/dev2.pem"
 check "new certificate signed with ecdsa-with-SHA384" sh -c \
   "openssl x509 -in '$T/dev2.pem' -noout -text | grep -q 'ecdsa-with-SHA384'"
 stop_scepd

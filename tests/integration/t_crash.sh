@@ -38,10 +38,13 @@ for f in got/*.pem; do
   "$BUILD/scepctl" -c "$CONF" cert show "$s" >/dev/null 2>&1 || { missing=$((missing + 1)); log "not in store: $f ($s)"; }
 done
 check "every received certificate is in the store after the crash" test "$missing" -eq 0
+check "every received certificate verifies against the served chain" \
+  verify_cert $(find got -name '*.pem' -size +0)
 stored=$("$BUILD/scepctl" -c "$CONF" cert count)
 check "store holds at least what clients received ($stored >= $received)" test "$stored" -ge "$received"
 dups=$("$BUILD/scepctl" -c "$CONF" cert list | awk '{print $1}' | sort | uniq -d | wc -l)
 check "no serial appears twice" test "$dups" -eq 0
-"$REQ" enroll --url "$URL" --challenge "$CHALLENGE_VALUE" --cn after-crash > after.out 2>&1 || true
+"$REQ" enroll --url "$URL" --challenge "$CHALLENGE_VALUE" --cn after-crash --cert-out after.pem > after.out 2>&1 || true
 check "scepd issues again after the restart" grep -q "status=SUCCESS" after.out
+check "the certificate issued after the restart verifies" verify_cert after.pem
 finish

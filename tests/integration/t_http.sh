@@ -2,7 +2,7 @@
 # HTTP surface of scepd: routes, NDES-compatible paths, limits (414/413/431), malformed input,
 # health, and that the server survives all of it.
 . "$(dirname "$0")/lib.sh"
-command -v curl >/dev/null || { log "curl missing"; exit 77; }
+need_cmd curl
 
 init_state
 start_scepd
@@ -24,9 +24,11 @@ check "missing operation: 400" test "$(code "$B/scep")" = 400
 check "PUT: 405" test "$(code -X PUT "$B/scep?operation=GetCACaps")" = 405
 check "PKIOperation GET without message: 400" test "$(code "$B/scep?operation=PKIOperation")" = 400
 check "PKIOperation GET with non-base64 message: 400" test "$(code "$B/scep?operation=PKIOperation&message=%%%")" = 400
-check "PKIOperation POST of garbage DER: 400" \
-  test "$(code --data-binary $'\x30\x03\x02\x01\x01' -H 'Content-Type: application/x-pki-message' "$B/scep?operation=PKIOperation")" = 400
-check "audit: not_pkimessage" audit_has '"diag":"not_pkimessage"'
+read -r st port < <(curl -s -o "$T/body" -w '%{http_code} %{local_port}\n' --data-binary $'\x30\x03\x02\x01\x01' \
+  -H 'Content-Type: application/x-pki-message' "$B/scep?operation=PKIOperation")
+check "PKIOperation POST of garbage DER: 400" test "$st" = 400
+check "garbage DER: that connection's audit event is 2001 not_pkimessage, 400" \
+  expect_http_refusal "$port" 400 not_pkimessage
 check "PKIOperation POST of random bytes: 400" \
   test "$(head -c 3000 /dev/urandom | curl -s -o /dev/null -w '%{http_code}' --data-binary @- "$B/scep?operation=PKIOperation")" = 400
 
@@ -42,9 +44,14 @@ check "header block over the limit: 431" test "$(code -H "X-Big: $hdr" "$B/scep?
 check "audit: router rejects are recorded (400)" audit_has '"http_status":400'
 check "audit: HTTP-layer rejects are recorded (414, 413, 431)" sh -c "grep -q '\"http_status\":414' \"$STATE/audit.log\" && grep -q '\"http_status\":413' \"$STATE/audit.log\" && grep -q '\"http_status\":431' \"$STATE/audit.log\""
 
-# keep-alive: several requests on one connection
-n=$(curl -s "$B/scep?operation=GetCACaps" "$B/scep?operation=GetCACaps" "$B/scep?operation=GetCACaps" | grep -c POSTPKIOperation)
-check "keep-alive: 3 answers on one connection" test "$n" = 3
+# keep-alive: several requests on one connection. curl reports per transfer how many new
+# connections it opened and its local port: 1, 0, 0 and one port means the one connection.
+curl -s -w '%{num_connects} %{local_port}\n' -o "$T/ka1" -o "$T/ka2" -o "$T/ka3" \
+  "$B/scep?operation=GetCACaps" "$B/scep?operation=GetCACaps" "$B/scep?operation=GetCACaps" > "$T/ka.txt"
+check "keep-alive: 3 GetCACaps answers" \
+  test "$(cat "$T/ka1" "$T/ka2" "$T/ka3" | grep -cx POSTPKIOperation)" = 3
+check "keep-alive: one connection for the 3 answers (connects 1, 0, 0 from one local port)" \
+  sh -c "[ \"\$(cut -d' ' -f1 '$T/ka.txt' | tr '\n' ' ')\" = '1 0 0 ' ] && [ \"\$(cut -d' ' -f2 '$T/ka.txt' | sort -u | wc -l)\" = 1 ]"
 check "server still healthy after bad input" test "$(code "$B/healthz")" = 200
 check "scepd process still alive" kill -0 "$SCEPD_PID"
 finish

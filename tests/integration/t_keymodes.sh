@@ -3,6 +3,7 @@
 # (GetCACert answers the CA alone, DER), and an EC P-384 CA in the SoftHSM token (RA RSA).
 . "$(dirname "$0")/lib.sh"
 REQ=$BUILD/tests/scep_req
+need_cmd scepclient
 
 # --- file keys, no separate RA ---
 KEYS=file init_state
@@ -16,10 +17,11 @@ check "CA alone: GetCACert body is the CA's DER" \
   cmp "$T/ca.der" <(openssl x509 -in "$STATE/ca.pem" -outform DER)
 "$REQ" enroll --url "$URL" --challenge "$CHALLENGE_VALUE" --cn file-1 --cert-out "$T/f1.pem" > "$T/f1.out" 2>&1 || true
 check "file mode: PKCSReq SUCCESS" grep -q "status=SUCCESS" "$T/f1.out"
-check "file mode: certificate verifies" sh -c "openssl verify -CAfile '$STATE/ca.pem' '$T/f1.pem' >/dev/null"
+check "file mode: certificate verifies against the served CA" verify_cert "$T/f1.pem"
+check "file mode: audit ISSUED for that transaction and serial" expect_event "$T/f1.out" 1000
 mkdir -p "$T/dev" && (cd "$T/dev" && scepclient -server-url "$URL" -challenge "$CHALLENGE_VALUE" \
   -private-key d.key -certificate d.pem -cn file-scepclient >"$T/sc.log" 2>&1 || true)
-check "file mode, CA as RA: micromdm scepclient enrolls" sh -c "openssl verify -CAfile '$STATE/ca.pem' '$T/dev/d.pem' >/dev/null"
+check "file mode, CA as RA: micromdm scepclient enrolls (certificate verifies)" verify_cert "$T/dev/d.pem"
 stop_scepd
 rm -rf "$STATE"
 
@@ -29,6 +31,6 @@ check "EC CA: CA key is EC P-384" sh -c "openssl x509 -in '$STATE/ca.pem' -noout
 start_scepd
 "$REQ" enroll --url "$URL" --challenge "$CHALLENGE_VALUE" --cn ec-ca-1 --cert-out "$T/e1.pem" > "$T/e1.out" 2>&1 || true
 check "EC CA: PKCSReq SUCCESS" grep -q "status=SUCCESS" "$T/e1.out"
-check "EC CA: certificate verifies" sh -c "openssl verify -CAfile '$STATE/ca.pem' '$T/e1.pem' >/dev/null"
+check "EC CA: certificate verifies against the served chain" verify_cert "$T/e1.pem"
 check "EC CA: signed with ecdsa-with-SHA384" sh -c "openssl x509 -in '$T/e1.pem' -noout -text | grep -q 'Signature Algorithm: ecdsa-with-SHA384'"
 finish

@@ -7,6 +7,7 @@
 # the certificate, ~30 s because scepclient sleeps before asking again), and a reused one.
 . "$(dirname "$0")/lib.sh"
 REQ=$BUILD/tests/scep_req
+need_cmd scepclient
 
 init_state
 P=$STATE/profiles
@@ -44,7 +45,10 @@ days_left() { echo $(( ($(date -d "$(openssl x509 -in "$T/$1.pem" -noout -enddat
 # days_about NAME N: notAfter is now + N days within a day.
 days_about() { local d; d=$(days_left "$1"); [ "$d" -ge $(($2 - 1)) ] && [ "$d" -le "$2" ] || { echo "  got $d days" >&2; return 1; }; }
 no_pup() { ! openssl x509 -in "$T/$1.pem" -noout -text | grep -qi "Private Key Usage Period"; }
-rejected() { grep "\"diag\":\"$1\"" "$STATE/audit.log" | grep -q "\"profile\":\"$2\""; }
+# in_profile TXID PROFILE: the latest audit event of the transaction names PROFILE.
+in_profile() { audit_of "$1" | grep -q "\"profile\":\"$2\"" || { log "  not under profile $2: $(audit_of "$1")"; return 1; }; }
+# ok_cert NAME: SUCCESS, and the certificate verifies against the served chain.
+ok_cert() { status_is "$1" SUCCESS - && verify_cert "$T/$1.pem"; }
 
 # --- the scep_req options themselves: the CSR carries what was asked ---
 "$REQ" enroll --ca-dir "$STATE" --challenge "$C" --cn emit --key-usage digitalSignature \
@@ -59,7 +63,7 @@ check "scep_req: non-numeric --valid-days is a usage error (exit 1)" \
 for path in scep cgi-bin/pkiclient.exe; do
   u="$B/$path"; t=${path//\//_}; t=${t//./_}
   req "$t-sig" "$u" --key-usage digitalSignature
-  check "/$path keyUsage digitalSignature only: SUCCESS" status_is "$t-sig" SUCCESS -
+  check "/$path keyUsage digitalSignature only: SUCCESS, certificate verifies" ok_cert "$t-sig"
   check "/$path signature-only CSR: audit ISSUED under profile signature" issued_under "$t-sig" signature
   check "/$path signature-only CSR: keyUsage of the signature profile" \
     ku_is "$t-sig" "Digital Signature, Non Repudiation"
@@ -67,66 +71,70 @@ for path in scep cgi-bin/pkiclient.exe; do
     eku_has "$t-sig" "E-mail Protection"
 
   req "$t-enc" "$u" --key-usage keyEncipherment
-  check "/$path keyUsage keyEncipherment only: SUCCESS" status_is "$t-enc" SUCCESS -
+  check "/$path keyUsage keyEncipherment only: SUCCESS, certificate verifies" ok_cert "$t-enc"
   check "/$path encryption-only CSR: audit ISSUED under profile encryption" issued_under "$t-enc" encryption
   check "/$path encryption-only CSR: keyUsage of the encryption profile" \
     ku_is "$t-enc" "Key Encipherment, Data Encipherment"
 
   req "$t-both" "$u" --key-usage digitalSignature,keyEncipherment
-  check "/$path keyUsage signature + encryption: SUCCESS" status_is "$t-both" SUCCESS -
+  check "/$path keyUsage signature + encryption: SUCCESS, certificate verifies" ok_cert "$t-both"
   check "/$path both: audit ISSUED under profile default" issued_under "$t-both" default
   check "/$path both: keyUsage of the default profile" \
     ku_is "$t-both" "Digital Signature, Key Encipherment"
-  check "/$path both: EKU clientAuth only" \
-    sh -c "openssl x509 -in '$T/$t-both.pem' -noout -ext extendedKeyUsage | tail -n +2 | grep -qx ' *TLS Web Client Authentication'"
+  check "/$path both: EKU clientAuth only" ext_is "$T/$t-both.pem" extendedKeyUsage "TLS Web Client Authentication"
+  check "/$path both: basicConstraints critical CA:FALSE" ext_is "$T/$t-both.pem" basicConstraints "CA:FALSE" critical
 done
 req nonrep "$B/scep" --key-usage nonRepudiation
 check "/scep keyUsage nonRepudiation only: under profile signature" issued_under nonrep signature
+check "/scep keyUsage nonRepudiation only: certificate verifies" ok_cert nonrep
 req dataenc "$B/scep" --key-usage dataEncipherment
 check "/scep keyUsage dataEncipherment only: under profile encryption" issued_under dataenc encryption
+check "/scep keyUsage dataEncipherment only: certificate verifies" ok_cert dataenc
 req noku "$B/scep"
 check "/scep no keyUsage: under profile default" issued_under noku default
+check "/scep no keyUsage: certificate verifies" ok_cert noku
 # The encryption profile is RSA only: an EC key asking for encryption alone is refused there.
 req ec-enc "$B/scep" --key-usage keyEncipherment --key-type ec:P-256
-check "/scep EC key, keyEncipherment only: FAILURE badAlg (encryption profile is RSA only)" \
-  status_is ec-enc FAILURE badAlg
+check "/scep EC key, keyEncipherment only: FAILURE badAlg, key_not_allowed (encryption profile is RSA only)" \
+  expect_failure ec-enc 2000 key_not_allowed badAlg
 # The refusal's audit event names the profile the keyUsage selected.
-txid_of() { sed -n 's/^txid=//p' "$T/$1.out"; }
 check "audit: key_not_allowed / profile_key_type under profile encryption" \
   sh -c "grep '\"txid\":\"$(txid_of ec-enc)\"' '$STATE/audit.log' | grep '\"diag\":\"key_not_allowed\"' | grep '\"profile\":\"encryption\"' | grep -q '\"detail\":\"profile_key_type\"'"
 # A named profile path wins over the requested keyUsage.
 req named "$B/scep/default" --key-usage keyEncipherment
 check "/scep/default with keyEncipherment only: stays under profile default" issued_under named default
+check "/scep/default with keyEncipherment only: certificate verifies" ok_cert named
 check "/scep/default: keyUsage of the default profile, not the CSR's" \
   ku_is named "Digital Signature, Key Encipherment"
 
 # --- shorter validity (privateKeyUsagePeriod notAfter in the extensionRequest) ---
 req short "$B/scep/default" --valid-days 30
-check "allow_shorter: --valid-days 30 SUCCESS" status_is short SUCCESS -
+check "allow_shorter: --valid-days 30 SUCCESS, certificate verifies" ok_cert short
 check "allow_shorter: notAfter = now + 30 days (±1)" days_about short 30
 check "allow_shorter: no privateKeyUsagePeriod in the certificate" no_pup short
 req short-def "$B/scep" --valid-days 30 --key-usage digitalSignature
+check "default path, signature profile: SUCCESS, certificate verifies" ok_cert short-def
 check "default path, signature profile: notAfter = now + 30 days (±1)" days_about short-def 30
 check "default path: no privateKeyUsagePeriod in the certificate" no_pup short-def
 req longer "$B/scep/default" --valid-days 1000
-check "asking for more than the profile maximum: SUCCESS" status_is longer SUCCESS -
+check "asking for more than the profile maximum: SUCCESS, certificate verifies" ok_cert longer
 check "asking for more: still the profile's 365 days" days_about longer 365
 check "asking for more: no privateKeyUsagePeriod in the certificate" no_pup longer
 req past "$B/scep/default" --valid-days -1
-check "allow_shorter, end in the past: FAILURE badTime" status_is past FAILURE badTime
-check "audit: profile_validity_request" rejected profile_validity_request default
+check "allow_shorter, end in the past: FAILURE badTime, profile_validity_request" \
+  expect_failure past 2000 profile_validity_request badTime
+check "audit: the refusal names profile default" in_profile "$(txid_of past)" default
 req fixed "$B/scep/fixed" --valid-days 30
-check "allow_shorter = no: --valid-days 30 ignored, SUCCESS" status_is fixed SUCCESS -
+check "allow_shorter = no: --valid-days 30 ignored, SUCCESS, certificate verifies" ok_cert fixed
 check "allow_shorter = no: notAfter = the profile's 365 days" days_about fixed 365
 check "allow_shorter = no: no privateKeyUsagePeriod in the certificate" no_pup fixed
 
-# --- micromdm scepclient against profile URLs ---
-if ! command -v scepclient >/dev/null; then
-  log "scepclient missing: skipping its checks"
-  finish; exit
-fi
-# sc NAME URL CHALLENGE: scepclient in its own directory (it writes ./self.pem).
+# --- micromdm scepclient against profile URLs (need_cmd above: no silent skip) ---
+# sc NAME URL CHALLENGE: scepclient in its own directory (it writes ./self.pem); the audit
+# position before it in MARK[NAME], to find its one transaction afterwards (sc_txid).
+declare -A MARK
 sc() {
+  MARK[$1]=$(audit_mark)
   mkdir -p "$T/sc-$1" && (cd "$T/sc-$1" && timeout 120 scepclient -server-url "$2" -challenge "$3" \
     -private-key dev.key -certificate dev.pem -cn "$1" -organization fleet >"$T/sc-$1.log" 2>&1) || true
 }
@@ -137,8 +145,15 @@ sc_issued_under() {
 }
 sc_ok() {
   test -s "$T/sc-$1/dev.pem" && ! grep -q failInfo "$T/sc-$1.log" \
-    && openssl verify -CAfile "$STATE/ca.pem" "$T/sc-$1/dev.pem" >/dev/null \
+    && verify_cert "$T/sc-$1/dev.pem" \
     || { tail -n 5 "$T/sc-$1.log" >&2; return 1; }
+}
+sc_txid() { new_txid "${MARK[$1]}"; }
+# sc_refused NAME EVENT DIAG PROFILE: scepclient's one transaction was refused with EVENT,
+# DIAG and badRequest (it prints failInfo badRequest), under PROFILE.
+sc_refused() {
+  local tx
+  tx=$(sc_txid "$1") && expect_refusal "$tx" "$2" "$3" badRequest && in_profile "$tx" "$4"
 }
 
 sc vpn-dev "$B/scep/vpn" "$C"
@@ -152,6 +167,8 @@ sc vpn-bad "$B/scep/vpn" wrong-password
 check "scepclient /scep/vpn wrong static challenge: failInfo badRequest" \
   grep -q "failInfo: badRequest" "$T/sc-vpn-bad.log"
 check "scepclient wrong static challenge: no certificate" test ! -s "$T/sc-vpn-bad/dev.pem"
+check "scepclient wrong static challenge: its transaction audited bad_challenge under vpn" \
+  sc_refused vpn-bad 2000 bad_challenge vpn
 
 V=$("$BUILD/scepctl" -c "$CONF" challenge new --profile otp --ttl 10m)
 sc otp-1 "$B/scep/otp" "$V"
@@ -161,11 +178,13 @@ sc otp-2 "$B/scep/otp" "$V"
 check "scepclient reusing the one-time challenge: failInfo badRequest" \
   grep -q "failInfo: badRequest" "$T/sc-otp-2.log"
 check "scepclient reuse: no certificate written" test ! -s "$T/sc-otp-2/dev.pem"
-check "scepclient reuse: audit diag challenge_used under profile otp" rejected challenge_used otp
+check "scepclient reuse: its transaction audited 2002 challenge_used under profile otp" \
+  sc_refused otp-2 2002 challenge_used otp
 
 # The shipped one-time example, manual: scepclient gets PENDING, sleeps 30 s and asks again;
 # approved meanwhile, it gets the certificate. The challenge is then spent.
 VM=$("$BUILD/scepctl" -c "$CONF" challenge new --profile manual --ttl 10m)
+MARK[man-1]=$(audit_mark)
 mkdir -p "$T/sc-man-1"
 (cd "$T/sc-man-1" && timeout 120 scepclient -server-url "$B/scep/manual" -challenge "$VM" \
   -private-key dev.key -certificate dev.pem -cn man-1 >"$T/sc-man-1.log" 2>&1) &
@@ -184,6 +203,6 @@ check "scepclient /scep/manual: it is the approved certificate" test "$(sc_seria
 sc man-2 "$B/scep/manual" "$VM"
 check "scepclient reusing the manual profile's one-time challenge: failInfo badRequest" \
   grep -q "failInfo: badRequest" "$T/sc-man-2.log"
-check "scepclient manual reuse: audit diag challenge_used under profile manual" \
-  rejected challenge_used manual
+check "scepclient manual reuse: its transaction audited 2002 challenge_used under profile manual" \
+  sc_refused man-2 2002 challenge_used manual
 finish

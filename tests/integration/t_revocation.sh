@@ -28,6 +28,9 @@ ocsp() { openssl ocsp -issuer "$STATE/ca.pem" -url "$B/ocsp" -CAfile "$STATE/ca.
 
 enroll dev-a; enroll dev-b; enroll dev-c
 check "three certificates issued" grep -q "status=SUCCESS" dev-c.out
+for n in dev-a dev-b dev-c; do
+  check "$n: certificate verifies against the served chain" verify_cert "$n.pem"
+done
 SA=$(serial dev-a); SB=$(serial dev-b); SC=$(serial dev-c)
 
 # --- the CRL before any revocation ---
@@ -93,9 +96,10 @@ check "openssl verify -crl_check: dev-b passes" \
 "$REQ" getcrl --url "$URL" --serial "$SB" --key dev-b.key --cert dev-b.pem --crl-out getcrl.pem > getcrl.out 2>&1 || true
 check "GetCRL: SUCCESS" grep -q "status=SUCCESS" getcrl.out
 check "GetCRL: the same CRL as /crl/ca.crl" sh -c "openssl crl -in getcrl.pem -outform DER | cmp - crl1.der"
-check "audit: CRL_RETURNED 1004" audit_has '"event":1004'
+check "audit: CRL_RETURNED 1004 for that transaction" expect_event getcrl.out 1004
 "$REQ" getcrl --url "$URL" --serial 40000000000000000000000000000001 --key dev-b.key --cert dev-b.pem > getcrl2.out 2>&1 || true
-check "GetCRL for a serial we never issued: FAILURE badCertId" grep -q "status=FAILURE failinfo=badCertId" getcrl2.out
+check "GetCRL for a serial we never issued: FAILURE badCertId, unknown_certificate" \
+  expect_failure getcrl2.out 2000 unknown_certificate badCertId
 
 # --- OCSP ---
 ocsp -cert dev-a.pem > o-a.txt
@@ -119,10 +123,11 @@ check "OCSP: garbage -> malformedRequest, audited" sh -c "openssl ocsp -respin b
 
 # --- renewal with a revoked certificate ---
 "$REQ" enroll --url "$URL" --renew-with dev-a.pem --renew-key dev-a.key --cn dev-a --key renew.key > renew.out 2>&1 || true
-check "RenewalReq signed by a revoked certificate: FAILURE badRequest" grep -q "status=FAILURE failinfo=badRequest" renew.out
-check "audit: renewal_revoked" audit_has '"diag":"renewal_revoked"'
+check "RenewalReq signed by a revoked certificate: FAILURE badRequest, renewal_revoked" \
+  expect_failure renew.out 2000 renewal_revoked badRequest
 "$REQ" enroll --url "$URL" --challenge "$C" --cn dev-a --pkcsreq-signed-by dev-a.pem --renew-key dev-a.key > renew2.out 2>&1 || true
-check "renewal-style PKCSReq signed by a revoked certificate: FAILURE badRequest" grep -q "status=FAILURE failinfo=badRequest" renew2.out
+check "renewal-style PKCSReq signed by a revoked certificate: FAILURE badRequest, renewal_revoked" \
+  expect_failure renew2.out 2000 renewal_revoked badRequest
 
 # --- restart (with CDP/AIA URLs configured): the last good CRL is served at once ---
 stop_scepd
@@ -134,6 +139,7 @@ curl -fsS -o after.der "$B/crl/ca.crl"
 check "after a restart a CRL is served immediately, never an older number" \
   test "$(($(crl_number after.der)))" -ge "$(($(crl_number before.der)))"
 enroll dev-d
+check "dev-d: certificate verifies against the served chain" verify_cert dev-d.pem
 openssl x509 -in dev-d.pem -noout -text > dev-d.txt
 check "crl_url set: issued certificate has the CRL Distribution Point" \
   sh -c "grep -A3 'CRL Distribution Points' dev-d.txt | grep -q 'URI:http://pki.example.test/crl/ca.crl'"
