@@ -42,7 +42,7 @@ const profile_set *issuer_profiles(const issuer *is);
  * profile_name selects it (NULL or "": by the keyUsage the CSR requests, NDES-style,
  * see profile_select_for_key_usage). need_challenge: initial enrollment; a profile with
  * challenge = static checks the password here, challenge = onetime leaves it to the caller
- * (engine/enroll/enroll.c: the store consumes it), challenge = none needs nothing.
+ * (engine/enroll/onetime.c: the store consumes it), challenge = none needs nothing.
  * Returns REJ_NONE with *out (caller frees), or an enum scep_reject with *detail_out (may be
  * NULL) set to the profile's finer diagnostic (e.g. "profile_key_size" for REJ_KEY_TYPE) or
  * NULL. *prof_out (may be NULL) is the profile chosen (the issuer's), set on refusal too so
