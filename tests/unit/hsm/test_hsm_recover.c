@@ -172,10 +172,18 @@ static int group_teardown(void **state)
 
 /* The kept PIN sits in a locked, non-dumpable page that is unmapped by hsm_token_close. A second
  * handle on the same module (which is already initialised and logged in) has a page of its own
- * and can be closed without disturbing the first. */
+ * and can be closed without disturbing the first. That the bytes were wiped before the unmap
+ * cannot be observed from outside (reading an unmapped page faults); pin.c cleanses, then
+ * unlocks and unmaps. */
 static void test_pin_page(void **state)
 {
+    /* ASan intercepts mlock as a no-op (its shadow memory could not be locked), so under ASan
+     * the page shows "dd" only; the locking is checked by the plain build */
+#if defined(__SANITIZE_ADDRESS__)
+    static const char *const flags[] = { "dd", "dd" };
+#else
     static const char *const flags[] = { "lo", "dd" };
+#endif
     hsm_token *t2 = NULL;
     size_t len = 0;
     unsigned char vec[1];
@@ -190,9 +198,15 @@ static void test_pin_page(void **state)
     assert_int_equal(vmflags_have(page, flags, 2), 1);
     assert_int_equal(mincore((void *)page, len, vec), 0);
     hsm_token_close(t2);
+    /* unmapped: mincore answers ENOMEM (under ASan the range may be reused at once by the
+     * sanitizer's own mappings, so only the plain build checks it) */
     errno = 0;
-    assert_int_equal(mincore((void *)page, len, vec), -1);     /* unmapped */
-    assert_int_equal(errno, ENOMEM);
+    int gone = mincore((void *)page, len, vec) == -1 && errno == ENOMEM;
+#if defined(__SANITIZE_ADDRESS__)
+    (void)gone;
+#else
+    assert_true(gone);
+#endif
     assert_int_equal(sign_verify(rsa, rsa_pub), 1);            /* first handle unaffected */
 }
 
