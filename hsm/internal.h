@@ -1,9 +1,11 @@
 /* hsm/internal.h: shared by the files of hsm/ only. Nothing outside hsm/ includes this (it pulls
  * in the PKCS#11 header).
  *
- * Layering: p11.c owns the module, the token and its sessions (CK_RV inside); keys.c turns
- * token objects into EVP_PKEYs and generates key pairs; prov*.c is the OpenSSL 3 provider
- * (1/0 at the OpenSSL boundary). The provider never sees a session: it calls hsm_p11_sign /
+ * Layering: p11.c owns the module, the token and its sessions (CK_RV inside); recover.c
+ * reopens them after a fault and answers hsm_ping; rv.c names and classifies CK_RVs; pin.c
+ * keeps the PIN in a locked page; keys.c turns token objects into EVP_PKEYs, generates key
+ * pairs and finds loaded keys again after a recovery; prov*.c is the OpenSSL 3 provider
+ * (1/0 at the OpenSSL boundary); test_hooks.c injects faults for the unit tests. The provider never sees a session: it calls hsm_p11_sign /
  * hsm_p11_decrypt with the token and object handle kept in the key.
  */
 #ifndef SCEPD_HSM_INTERNAL_H
