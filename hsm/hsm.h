@@ -86,9 +86,10 @@ int hsm_key_is_protected(hsm_token *t, const char *label);
  * otherwise (hsm_last_error says why). Never blocks behind a module re-initialisation (answers
  * negative while one runs). Checks, in order:
  *  - the token is still present in its slot with its label (C_GetTokenInfo, no session);
- *  - when the calling thread has a session of its own (an attached worker) or is unattached
- *    (the shared session): C_GetSessionInfo on it — a loss found here marks the session dead,
- *    exactly as a failed operation would, and is recorded as the thread's last result;
+ *  - when the calling thread is an attached worker with a live session, or no thread is
+ *    attached at all (then the shared session): C_GetSessionInfo on it — a loss found here
+ *    marks the session dead, exactly as a failed operation would, and is recorded as the
+ *    thread's last result;
  *  - when any thread is attached: at least one attached thread's session is live (worked at
  *    its last use and was not found dead since). So /healthz answers 503 while no worker has
  *    a session, and 200 again as soon as one worker recovered, whichever thread asks.

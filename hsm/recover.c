@@ -173,8 +173,10 @@ int hsm_ping(hsm_token *t)
         hsm_set_error("another token is in the slot of \"%s\"", t->label);
         goto out;
     }
-    /* the caller's own session, unless it is an attached thread already known to be dead */
-    if (hsm_tls.tok != t || hsm_tls.live) {
+    /* the caller's own session when it is a live worker's, or the shared one when no thread is
+     * attached (scepctl, start-up); an unattached caller of a running server is answered from
+     * the workers' state, since the shared session may wait for its own recovery */
+    if (hsm_tls.tok == t ? hsm_tls.live : atomic_load(&t->attached) == 0) {
         rv = hsm_sess_get(t, &s);
         if (rv == CKR_OK)
             rv = t->f->C_GetSessionInfo(s.h, &si);
