@@ -122,9 +122,10 @@ out:
     return rv;
 }
 
-/* Finds the private key labelled label and reads its public half into k (k->tok set).
- * Runs on a borrowed session. 0 or negative. */
-static int lookup(hsm_token *t, const char *label, hsm_key *out)
+/* Finds the private key labelled label and reads its public half into *out (tok, priv and gen
+ * set, ref NULL). Runs on a borrowed session. CKR_OK, the failing call's CK_RV, or
+ * CKR_GENERAL_ERROR (no such key, several, unsupported type); the error text is set. */
+static CK_RV lookup(hsm_token *t, const char *label, hsm_key *out)
 {
     hsm_sess s;
     hsm_key k = { 0 };
@@ -132,14 +133,15 @@ static int lookup(hsm_token *t, const char *label, hsm_key *out)
     CK_ULONG type = 0;
     unsigned char *id = NULL;
     size_t idlen = 0;
-    int count = 0, rc = -1;
+    int count = 0;
     CK_RV rv;
 
     if (t == NULL || label == NULL) {
         hsm_set_error("missing token or label");
-        return -1;
+        return CKR_ARGUMENTS_BAD;
     }
-    hsm_sess_get(t, &s);
+    if ((rv = hsm_sess_get(t, &s)) != CKR_OK)
+        goto out;
     rv = hsm_find_one(&s, CKO_PRIVATE_KEY, CKA_LABEL, label, strlen(label), &priv, &count);
     if (rv != CKR_OK) {
         if (count > 1)
@@ -150,6 +152,7 @@ static int lookup(hsm_token *t, const char *label, hsm_key *out)
     }
     k.tok = t;
     k.priv = priv;
+    k.gen = s.gen;
     if ((rv = read_ulong(&s, priv, CKA_KEY_TYPE, &type)) != CKR_OK) {
         hsm_set_error("CKA_KEY_TYPE: %s", hsm_rv_name(rv));
         goto out;
@@ -173,21 +176,99 @@ static int lookup(hsm_token *t, const char *label, hsm_key *out)
             hsm_set_error("no public key for \"%s\"", label);
             goto out;
         }
-        if (read_ec_public(&s, pub, &k) != CKR_OK)
-            goto out;
+        rv = read_ec_public(&s, pub, &k);
     } else {
         hsm_set_error("key \"%s\" has unsupported type %lu", label, (unsigned long)type);
-        goto out;
+        rv = CKR_GENERAL_ERROR;
     }
-    rc = 0;
 out:
     hsm_sess_put(&s);
     OPENSSL_free(id);
-    if (rc == 0)
+    if (rv == CKR_OK)
         *out = k;
     else
         hsm_key_clear(&k);
-    return rc;
+    return rv;
+}
+
+/* The token's entry for label, created on first load; k is the key just found. An entry keeps
+ * the public half it was first loaded with; a later load of another key under the same label
+ * (deleted and regenerated) is refused rather than silently re-pointing older EVP_PKEYs. */
+static int same_public(const hsm_key *a, const hsm_key *b)
+{
+    if (a->kind != b->kind)
+        return 0;
+    if (a->kind == HSM_KIND_RSA)
+        return BN_cmp(a->n, b->n) == 0 && BN_cmp(a->e, b->e) == 0;
+    return a->curve_nid == b->curve_nid && a->publen == b->publen
+           && memcmp(a->pub, b->pub, a->publen) == 0;
+}
+
+static hsm_keyref *keyref_get(hsm_token *t, const char *label, const hsm_key *k)
+{
+    hsm_keyref *r;
+    pthread_mutex_lock(&t->keys_mu);
+    for (r = t->keys; r != NULL; r = r->next)
+        if (strcmp(r->label, label) == 0)
+            break;
+    if (r != NULL) {
+        if (!same_public(&r->pub, k)) {
+            hsm_set_error("key \"%s\" is not the key loaded earlier under that label", label);
+            r = NULL;
+        }
+        goto out;
+    }
+    if ((r = OPENSSL_zalloc(sizeof(*r))) == NULL || (r->label = OPENSSL_strdup(label)) == NULL
+        || !hsm_key_copy(&r->pub, k)) {
+        if (r != NULL)
+            OPENSSL_free(r->label);
+        OPENSSL_free(r);
+        r = NULL;
+        hsm_set_error("out of memory");
+        goto out;
+    }
+    r->pub.tok = NULL;
+    r->pub.ref = NULL;
+    atomic_store(&r->handle, k->priv);
+    atomic_store(&r->gen, k->gen);
+    r->next = t->keys;
+    t->keys = r;
+out:
+    pthread_mutex_unlock(&t->keys_mu);
+    return r;
+}
+
+CK_RV hsm_keys_resolve(hsm_token *t)
+{
+    CK_RV rv = CKR_OK;
+    pthread_mutex_lock(&t->keys_mu);
+    for (hsm_keyref *r = t->keys; r != NULL && rv == CKR_OK; r = r->next) {
+        hsm_key k = { 0 };
+        if ((rv = lookup(t, r->label, &k)) != CKR_OK)
+            break;
+        if (!same_public(&r->pub, &k)) {
+            hsm_set_error("key \"%s\" on the token is not the key loaded at start", r->label);
+            rv = CKR_GENERAL_ERROR;
+        } else {
+            /* handle before gen: a reader that sees the new generation sees its handle */
+            atomic_store(&r->handle, k.priv);
+            atomic_store(&r->gen, k.gen);
+        }
+        hsm_key_clear(&k);
+    }
+    pthread_mutex_unlock(&t->keys_mu);
+    return rv;
+}
+
+void hsm_keys_free(hsm_token *t)
+{
+    for (hsm_keyref *r = t->keys, *n; r != NULL; r = n) {
+        n = r->next;
+        hsm_key_clear(&r->pub);
+        OPENSSL_free(r->label);
+        OPENSSL_free(r);
+    }
+    t->keys = NULL;
 }
 
 int hsm_key_load(hsm_token *t, const char *label, EVP_PKEY **out)
@@ -198,7 +279,9 @@ int hsm_key_load(hsm_token *t, const char *label, EVP_PKEY **out)
     EVP_PKEY *pkey = NULL;
     int rc = -1;
 
-    if (out == NULL || lookup(t, label, &k) != 0)
+    if (out == NULL || lookup(t, label, &k) != CKR_OK)
+        goto out;
+    if ((k.ref = keyref_get(t, label, &k)) == NULL)
         goto out;
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_octet_string(HSM_PARAM_REF, &ref, sizeof(ref)),
@@ -297,8 +380,9 @@ int hsm_key_generate(hsm_token *t, const char *label, const char *spec, EVP_PKEY
     CK_MECHANISM mech = { is_rsa ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN, NULL, 0 };
     CK_ULONG npriv = sizeof(priv_tmpl) / sizeof(priv_tmpl[0]) - (is_rsa ? 0 : 1);
 
-    hsm_sess_get(t, &s);
     have_sess = 1;
+    if ((rv = hsm_sess_get(t, &s)) != CKR_OK)
+        goto out;
     if (label_exists(&s, label)) {
         hsm_set_error("a key labelled \"%s\" already exists", label);
         goto out;
@@ -335,12 +419,16 @@ int hsm_key_is_protected(hsm_token *t, const char *label)
     CK_RV rv, srv;
     int rc;
 
-    if (lookup(t, label, &k) != 0)
+    if (lookup(t, label, &k) != CKR_OK)
         return -1;
     sec.type = k.kind == HSM_KIND_RSA ? CKA_PRIVATE_EXPONENT : CKA_VALUE;
-    hsm_sess_get(t, &s);
-    rv = t->f->C_GetAttributeValue(s.h, k.priv, flags, 2);
-    srv = t->f->C_GetAttributeValue(s.h, k.priv, &sec, 1);
+    srv = rv = hsm_sess_get(t, &s);
+    if (rv == CKR_OK && s.gen == k.gen) {
+        rv = t->f->C_GetAttributeValue(s.h, k.priv, flags, 2);
+        srv = t->f->C_GetAttributeValue(s.h, k.priv, &sec, 1);
+    } else if (rv == CKR_OK) {
+        rv = CKR_KEY_HANDLE_INVALID;
+    }
     hsm_sess_put(&s);
     OPENSSL_cleanse(secret, sizeof(secret));
     hsm_key_clear(&k);
@@ -368,7 +456,7 @@ int hsm_probe_sign(hsm_token *t, const char *label, int n)
     CK_MECHANISM mech = { 0, NULL, 0 };
     int rc = -1;
 
-    if (n < 0 || lookup(t, label, &k) != 0)
+    if (n < 0 || lookup(t, label, &k) != CKR_OK)
         goto out;
     if (k.kind == HSM_KIND_RSA) {
         hsm_digest_info_prefix(NID_sha256, &pfx, &pfxlen);
@@ -381,7 +469,7 @@ int hsm_probe_sign(hsm_token *t, const char *label, int n)
     inlen = pfxlen + 32;
     for (int i = 0; i < n; i++) {
         size_t siglen = sizeof(sig);
-        if (hsm_p11_sign(t, k.priv, &mech, in, inlen, sig, &siglen) != CKR_OK)
+        if (hsm_p11_sign(&k, &mech, in, inlen, sig, &siglen) != CKR_OK)
             goto out;
     }
     rc = 0;
@@ -403,7 +491,7 @@ int hsm_probe_decrypt(hsm_token *t, const char *label, int n)
     CK_MECHANISM mech = { CKM_RSA_PKCS, NULL, 0 };
     int rc = -1;
 
-    if (n < 0 || lookup(t, label, &k) != 0)
+    if (n < 0 || lookup(t, label, &k) != CKR_OK)
         goto out;
     if (k.kind != HSM_KIND_RSA) {
         hsm_set_error("decrypt probe needs an RSA key");
@@ -426,7 +514,7 @@ int hsm_probe_decrypt(hsm_token *t, const char *label, int n)
     }
     for (int i = 0; i < n; i++) {
         size_t ptlen = sizeof(pt);
-        if (hsm_p11_decrypt(t, k.priv, &mech, ct, ctlen, pt, &ptlen) != CKR_OK)
+        if (hsm_p11_decrypt(&k, &mech, ct, ctlen, pt, &ptlen) != CKR_OK)
             goto out;
         if (ptlen != sizeof(msg) || memcmp(pt, msg, sizeof(msg)) != 0) {
             hsm_set_error("decrypt probe returned wrong plaintext");

@@ -1,4 +1,5 @@
-/* hsm/p11.c: PKCS#11 module loading, token login, sessions, object lookup, errors. */
+/* hsm/p11.c: PKCS#11 module loading, token login, sessions, object lookup, errors.
+ * Recovery after a fault is in recover.c, CK_RV names and classes in rv.c. */
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,11 +10,10 @@
 
 #include "hsm/internal.h"
 
-/* Per-thread error text and attached session: owned by the thread, so no lock. */
+/* Per-thread error text, attached session and last result: owned by the thread, no lock. */
 static _Thread_local char err_buf[256];
 static _Thread_local const char *err_msg;
-static _Thread_local hsm_token *tls_tok;
-static _Thread_local CK_SESSION_HANDLE tls_sess;
+_Thread_local hsm_thread hsm_tls;
 
 void hsm_set_error(const char *fmt, ...)
 {
@@ -29,28 +29,42 @@ const char *hsm_last_error(void)
     return err_msg != NULL ? err_msg : "no error";
 }
 
-const char *hsm_rv_name(CK_RV rv)
+void hsm_note_rv(hsm_token *t, CK_RV rv)
 {
-    switch (rv) {
-#define R(x) case x: return #x;
-    R(CKR_OK) R(CKR_HOST_MEMORY) R(CKR_GENERAL_ERROR) R(CKR_FUNCTION_FAILED)
-    R(CKR_ARGUMENTS_BAD) R(CKR_ATTRIBUTE_SENSITIVE) R(CKR_ATTRIBUTE_TYPE_INVALID)
-    R(CKR_DEVICE_ERROR) R(CKR_DEVICE_REMOVED) R(CKR_ENCRYPTED_DATA_INVALID)
-    R(CKR_ENCRYPTED_DATA_LEN_RANGE) R(CKR_KEY_HANDLE_INVALID) R(CKR_KEY_TYPE_INCONSISTENT)
-    R(CKR_KEY_FUNCTION_NOT_PERMITTED) R(CKR_MECHANISM_INVALID) R(CKR_MECHANISM_PARAM_INVALID)
-    R(CKR_OBJECT_HANDLE_INVALID) R(CKR_OPERATION_ACTIVE) R(CKR_PIN_INCORRECT)
-    R(CKR_PIN_LOCKED) R(CKR_SESSION_HANDLE_INVALID) R(CKR_SESSION_COUNT)
-    R(CKR_TEMPLATE_INCOMPLETE) R(CKR_TEMPLATE_INCONSISTENT) R(CKR_TOKEN_NOT_PRESENT)
-    R(CKR_USER_NOT_LOGGED_IN) R(CKR_USER_ALREADY_LOGGED_IN) R(CKR_BUFFER_TOO_SMALL)
-    R(CKR_CRYPTOKI_NOT_INITIALIZED) R(CKR_CRYPTOKI_ALREADY_INITIALIZED) R(CKR_DATA_LEN_RANGE)
-    R(CKR_DATA_INVALID) R(CKR_SLOT_ID_INVALID)
-#undef R
-    default: return "CKR_(other)";
+    hsm_tls.last_rv = rv;
+    if (HSM_FAULT_IS_LOSS(hsm_rv_fault(rv)) && hsm_tls.tok == t && hsm_tls.live) {
+        hsm_tls.live = 0;
+        atomic_fetch_sub(&t->live, 1);
     }
 }
 
+hsm_fault hsm_last_fault(void)
+{
+    return hsm_rv_fault(hsm_tls.last_rv);
+}
+
+unsigned long hsm_last_rv(void)
+{
+    return (unsigned long)hsm_tls.last_rv;
+}
+
+const char *hsm_last_rv_name(void)
+{
+    return hsm_rv_name(hsm_tls.last_rv);
+}
+
+void hsm_fault_clear(void)
+{
+    hsm_tls.last_rv = CKR_OK;
+}
+
+uint64_t hsm_thread_ops(void)
+{
+    return hsm_tls.ops;
+}
+
 /* Token labels are blank-padded to 32 bytes, not NUL-terminated. */
-static int label_matches(const CK_UTF8CHAR padded[32], const char *want)
+int hsm_label_matches(const CK_UTF8CHAR padded[32], const char *want)
 {
     size_t n = strlen(want);
     if (n > 32)
@@ -63,7 +77,7 @@ static int label_matches(const CK_UTF8CHAR padded[32], const char *want)
     return 1;
 }
 
-static CK_RV find_slot(hsm_token *t, const char *label, CK_SLOT_ID *out)
+CK_RV hsm_find_slot(hsm_token *t, CK_SLOT_ID *out)
 {
     CK_SLOT_ID *slots = NULL;
     CK_ULONG n = 0;
@@ -83,7 +97,7 @@ static CK_RV find_slot(hsm_token *t, const char *label, CK_SLOT_ID *out)
         CK_TOKEN_INFO ti;
         if (t->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
             continue;
-        if (label_matches(ti.label, label)) {
+        if (hsm_label_matches(ti.label, t->label)) {
             *out = slots[i];
             rv = CKR_OK;
             break;
@@ -96,7 +110,8 @@ out:
 
 static CK_RV open_session(hsm_token *t, CK_SESSION_HANDLE *out)
 {
-    return t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, out);
+    return t->f->C_OpenSession(atomic_load(&t->slot), CKF_SERIAL_SESSION | CKF_RW_SESSION,
+                               NULL, NULL, out);
 }
 
 int hsm_token_open(const char *module_path, const char *token_label, const char *pin,
@@ -104,6 +119,7 @@ int hsm_token_open(const char *module_path, const char *token_label, const char 
 {
     int rc = -1;
     CK_RV rv;
+    CK_SLOT_ID slot;
     hsm_token *t = NULL;
     CK_C_GetFunctionList getfl;
 
@@ -119,6 +135,14 @@ int hsm_token_open(const char *module_path, const char *token_label, const char 
         goto out;
     }
     pthread_mutex_init(&t->shared_mu, NULL);
+    pthread_mutex_init(&t->keys_mu, NULL);
+    pthread_rwlock_init(&t->module_lock, NULL);
+    if ((t->label = strdup(token_label)) == NULL) {
+        hsm_set_error("out of memory");
+        goto out;
+    }
+    if (hsm_pin_keep(&t->pin, pin) != 0)
+        goto out;
     t->dl = dlopen(module_path, RTLD_NOW | RTLD_LOCAL);
     if (t->dl == NULL) {
         hsm_set_error("cannot load PKCS#11 module %s: %s", module_path, dlerror());
@@ -127,6 +151,7 @@ int hsm_token_open(const char *module_path, const char *token_label, const char 
     getfl = (CK_C_GetFunctionList)dlsym(t->dl, "C_GetFunctionList");
     if (getfl == NULL || getfl(&t->f) != CKR_OK || t->f == NULL) {
         hsm_set_error("%s: no C_GetFunctionList", module_path);
+        t->f = NULL;
         goto out;
     }
     CK_C_INITIALIZE_ARGS ia = { .flags = CKF_OS_LOCKING_OK };
@@ -137,20 +162,21 @@ int hsm_token_open(const char *module_path, const char *token_label, const char 
         hsm_set_error("C_Initialize: %s", hsm_rv_name(rv));
         goto out;
     }
-    rv = find_slot(t, token_label, &t->slot);
+    rv = hsm_find_slot(t, &slot);
     if (rv != CKR_OK) {
         hsm_set_error("token \"%s\" not found: %s", token_label, hsm_rv_name(rv));
         goto out;
     }
+    atomic_store(&t->slot, slot);
     rv = open_session(t, &t->shared);
     if (rv != CKR_OK) {
         hsm_set_error("C_OpenSession: %s", hsm_rv_name(rv));
         goto out;
     }
     t->has_shared = 1;
-    rv = t->f->C_Login(t->shared, CKU_USER, (CK_UTF8CHAR *)pin, strlen(pin));
+    rv = t->f->C_Login(t->shared, CKU_USER, t->pin.page, t->pin.len);
     if (rv == CKR_OK)
-        t->logged_in = 1;
+        atomic_store(&t->logged_in, 1);
     else if (rv != CKR_USER_ALREADY_LOGGED_IN) {
         hsm_set_error("C_Login on token \"%s\": %s", token_label, hsm_rv_name(rv));
         goto out;
@@ -170,17 +196,23 @@ void hsm_token_close(hsm_token *t)
     if (t == NULL)
         return;
     if (t->f != NULL) {
-        if (tls_tok == t)
+        if (hsm_tls.tok == t)
             hsm_thread_detach();
-        if (t->logged_in)
+        int shared_ok = t->has_shared && t->shared_gen == atomic_load(&t->gen);
+        if (shared_ok && atomic_load(&t->logged_in))
             t->f->C_Logout(t->shared);
-        if (t->has_shared)
+        if (shared_ok)
             t->f->C_CloseSession(t->shared);
         if (t->owns_init)
             t->f->C_Finalize(NULL);
     }
     if (t->dl != NULL)
         dlclose(t->dl);
+    hsm_keys_free(t);
+    hsm_pin_wipe(&t->pin);
+    free(t->label);
+    pthread_rwlock_destroy(&t->module_lock);
+    pthread_mutex_destroy(&t->keys_mu);
     pthread_mutex_destroy(&t->shared_mu);
     free(t);
 }
@@ -193,68 +225,92 @@ int hsm_thread_attach(hsm_token *t)
         hsm_set_error("hsm_thread_attach: no token");
         return -1;
     }
-    if (tls_tok != NULL) {
+    if (hsm_tls.tok != NULL) {
         hsm_set_error("thread already attached");
         return -1;
     }
+    hsm_tls = (hsm_thread){ .tok = t, .ops = hsm_tls.ops };
+    atomic_fetch_add(&t->attached, 1);
+    pthread_rwlock_rdlock(&t->module_lock);
     rv = open_session(t, &h);
+    if (rv == CKR_OK) {
+        hsm_tls.h = h;
+        hsm_tls.gen = atomic_load(&t->gen);
+        hsm_tls.has_sess = 1;
+        hsm_tls.live = 1;
+        atomic_fetch_add(&t->live, 1);
+    }
+    pthread_rwlock_unlock(&t->module_lock);
+    hsm_tls.last_rv = rv;
     if (rv != CKR_OK) {
         hsm_set_error("C_OpenSession: %s", hsm_rv_name(rv));
         return -1;
     }
-    tls_tok = t;
-    tls_sess = h;
     return 0;
+}
+
+void hsm_thread_drop_session(hsm_token *t)
+{
+    if (hsm_tls.has_sess) {
+        pthread_rwlock_rdlock(&t->module_lock);
+        if (hsm_tls.gen == atomic_load(&t->gen))
+            t->f->C_CloseSession(hsm_tls.h);
+        pthread_rwlock_unlock(&t->module_lock);
+    }
+    if (hsm_tls.live)
+        atomic_fetch_sub(&t->live, 1);
+    hsm_tls.has_sess = 0;
+    hsm_tls.live = 0;
 }
 
 void hsm_thread_detach(void)
 {
-    if (tls_tok == NULL)
+    hsm_token *t = hsm_tls.tok;
+    if (t == NULL)
         return;
-    tls_tok->f->C_CloseSession(tls_sess);
-    tls_tok = NULL;
+    hsm_thread_drop_session(t);
+    atomic_fetch_sub(&t->attached, 1);
+    hsm_tls.tok = NULL;
 }
 
 /* The attached session when this thread attached to t, else the shared one under its mutex
- * (held until hsm_sess_put, so init and operation stay paired). */
+ * (held until hsm_sess_put, so init and operation stay paired). Either way the module is
+ * read-locked until the put, so no re-initialisation happens under a call. A session of an
+ * older module generation (or none) is refused without calling the module. */
 CK_RV hsm_sess_get(hsm_token *t, hsm_sess *s)
 {
+    CK_RV rv = CKR_OK;
     s->t = t;
-    if (tls_tok == t) {
-        s->h = tls_sess;
-        s->locked = 0;
-        return CKR_OK;
+    s->locked = 0;
+    if (hsm_tls.tok != t) {
+        pthread_mutex_lock(&t->shared_mu);
+        s->locked = 1;
     }
-    pthread_mutex_lock(&t->shared_mu);
-    s->h = t->shared;
-    s->locked = 1;
-    return CKR_OK;
+    pthread_rwlock_rdlock(&t->module_lock);
+    s->rdlocked = 1;
+    s->gen = atomic_load(&t->gen);
+    if (s->locked) {
+        s->h = t->shared;
+        if (!t->has_shared || t->shared_gen != s->gen)
+            rv = CKR_SESSION_HANDLE_INVALID;
+    } else {
+        s->h = hsm_tls.h;
+        if (!hsm_tls.has_sess || hsm_tls.gen != s->gen)
+            rv = CKR_SESSION_HANDLE_INVALID;
+    }
+    if (rv != CKR_OK)
+        hsm_set_error("no usable PKCS#11 session (recovery needed)");
+    return rv;
 }
 
 void hsm_sess_put(hsm_sess *s)
 {
+    if (s->rdlocked)
+        pthread_rwlock_unlock(&s->t->module_lock);
     if (s->locked)
         pthread_mutex_unlock(&s->t->shared_mu);
+    s->rdlocked = 0;
     s->locked = 0;
-}
-
-int hsm_ping(hsm_token *t)
-{
-    hsm_sess s;
-    CK_SESSION_INFO si;
-    CK_RV rv;
-    if (t == NULL) {
-        hsm_set_error("hsm_ping: no token");
-        return -1;
-    }
-    hsm_sess_get(t, &s);
-    rv = t->f->C_GetSessionInfo(s.h, &si);
-    hsm_sess_put(&s);
-    if (rv != CKR_OK) {
-        hsm_set_error("C_GetSessionInfo: %s", hsm_rv_name(rv));
-        return -1;
-    }
-    return 0;
 }
 
 OSSL_LIB_CTX *hsm_libctx(hsm_token *t)
@@ -262,55 +318,71 @@ OSSL_LIB_CTX *hsm_libctx(hsm_token *t)
     return NULL;
 }
 
-CK_RV hsm_p11_sign(hsm_token *t, CK_OBJECT_HANDLE key, CK_MECHANISM *mech,
-                   const unsigned char *in, size_t inlen, unsigned char *out, size_t *outlen)
+/* The handle k names in generation gen: an object handle found in an older generation is
+ * refused, since numbering restarts after C_Initialize. */
+static CK_RV key_handle(const hsm_key *k, unsigned gen, CK_OBJECT_HANDLE *out)
 {
+    if (k->ref == NULL) {
+        *out = k->priv;
+        return k->gen == gen ? CKR_OK : CKR_KEY_HANDLE_INVALID;
+    }
+    if (atomic_load(&k->ref->gen) != gen)
+        return CKR_KEY_HANDLE_INVALID;
+    *out = atomic_load(&k->ref->handle);
+    return CKR_OK;
+}
+
+/* C_SignInit + C_Sign or C_DecryptInit + C_Decrypt; records the result for the thread. */
+static CK_RV private_op(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
+                        const unsigned char *in, size_t inlen, unsigned char *out,
+                        size_t *outlen)
+{
+    hsm_token *t = k->tok;
+    CK_FUNCTION_LIST *f = t->f;
     hsm_sess s;
+    CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
     CK_ULONG n = *outlen;
-    CK_RV rv;
-    hsm_sess_get(t, &s);
-    rv = t->f->C_SignInit(s.h, mech, key);
+    CK_RV rv = hsm_sess_get(t, &s);
+    if (rv == CKR_OK)
+        rv = key_handle(k, s.gen, &key);
+    if (rv == CKR_OK)
+        rv = decrypt ? f->C_DecryptInit(s.h, mech, key) : f->C_SignInit(s.h, mech, key);
     if (rv == CKR_OK) {
-        rv = t->f->C_Sign(s.h, (CK_BYTE *)in, inlen, out, &n);
+        rv = decrypt ? f->C_Decrypt(s.h, (CK_BYTE *)in, inlen, out, &n)
+                     : f->C_Sign(s.h, (CK_BYTE *)in, inlen, out, &n);
         /* a too-small buffer leaves the operation active; end it so the session stays usable */
         if (rv == CKR_BUFFER_TOO_SMALL) {
             unsigned char *big = OPENSSL_malloc(n);
-            if (big != NULL)
-                t->f->C_Sign(s.h, (CK_BYTE *)in, inlen, big, &n);
+            if (big != NULL) {
+                if (decrypt)
+                    f->C_Decrypt(s.h, (CK_BYTE *)in, inlen, big, &n);
+                else
+                    f->C_Sign(s.h, (CK_BYTE *)in, inlen, big, &n);
+            }
             OPENSSL_clear_free(big, n);
         }
     }
     hsm_sess_put(&s);
-    if (rv == CKR_OK)
+    hsm_note_rv(t, rv);
+    if (rv == CKR_OK) {
         *outlen = n;
-    else
-        hsm_set_error("C_Sign: %s", hsm_rv_name(rv));
+        hsm_tls.ops++;
+    } else {
+        hsm_set_error("%s: %s", decrypt ? "C_Decrypt" : "C_Sign", hsm_rv_name(rv));
+    }
     return rv;
 }
 
-CK_RV hsm_p11_decrypt(hsm_token *t, CK_OBJECT_HANDLE key, CK_MECHANISM *mech,
-                      const unsigned char *in, size_t inlen, unsigned char *out, size_t *outlen)
+CK_RV hsm_p11_sign(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in,
+                   size_t inlen, unsigned char *out, size_t *outlen)
 {
-    hsm_sess s;
-    CK_ULONG n = *outlen;
-    CK_RV rv;
-    hsm_sess_get(t, &s);
-    rv = t->f->C_DecryptInit(s.h, mech, key);
-    if (rv == CKR_OK) {
-        rv = t->f->C_Decrypt(s.h, (CK_BYTE *)in, inlen, out, &n);
-        if (rv == CKR_BUFFER_TOO_SMALL) {
-            unsigned char *big = OPENSSL_malloc(n);
-            if (big != NULL)
-                t->f->C_Decrypt(s.h, (CK_BYTE *)in, inlen, big, &n);
-            OPENSSL_clear_free(big, n);
-        }
-    }
-    hsm_sess_put(&s);
-    if (rv == CKR_OK)
-        *outlen = n;
-    else
-        hsm_set_error("C_Decrypt: %s", hsm_rv_name(rv));
-    return rv;
+    return private_op(k, 0, mech, in, inlen, out, outlen);
+}
+
+CK_RV hsm_p11_decrypt(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in,
+                      size_t inlen, unsigned char *out, size_t *outlen)
+{
+    return private_op(k, 1, mech, in, inlen, out, outlen);
 }
 
 CK_RV hsm_find_one(hsm_sess *s, CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type, const void *val,

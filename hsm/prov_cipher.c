@@ -195,7 +195,7 @@ static int decrypt_oaep(ciph_ctx *c, unsigned char *out, size_t *outlen, size_t 
     op.source = CKZ_DATA_SPECIFIED;
     op.pSourceData = c->labellen ? c->label : NULL;
     op.ulSourceDataLen = c->labellen;
-    rv = hsm_p11_decrypt(c->key->tok, c->key->priv, &mech, in, inlen, tmp, &n);
+    rv = hsm_p11_decrypt(c->key, &mech, in, inlen, tmp, &n);
     if (rv == CKR_OK) {
         if (n > outsize)
             return 0;
@@ -209,7 +209,7 @@ static int decrypt_oaep(ciph_ctx *c, unsigned char *out, size_t *outlen, size_t 
     /* token cannot do these OAEP parameters: raw RSA on the token, OAEP check here */
     CK_MECHANISM raw = { CKM_RSA_X_509, NULL, 0 };
     n = k;
-    if (inlen != k || hsm_p11_decrypt(c->key->tok, c->key->priv, &raw, in, inlen, tmp, &n) != CKR_OK)
+    if (inlen != k || hsm_p11_decrypt(c->key, &raw, in, inlen, tmp, &n) != CKR_OK)
         return 0;
     if (n < k) {                /* restore leading zeros a token may strip */
         memmove(tmp + (k - n), tmp, n);
@@ -241,7 +241,7 @@ static int ciph_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t o
     }
     CK_MECHANISM mech = { CKM_RSA_PKCS, NULL, 0 };
     n = k;
-    if (hsm_p11_decrypt(c->key->tok, c->key->priv, &mech, in, inlen, tmp, &n) != CKR_OK)
+    if (hsm_p11_decrypt(c->key, &mech, in, inlen, tmp, &n) != CKR_OK)
         goto out;
     if (n > outsize) {
         hsm_set_error("decrypt buffer too small");

@@ -189,14 +189,14 @@ static int do_sign(sig_ctx *c, unsigned char *sig, size_t *siglen, size_t sigsiz
             tbslen += pfxlen;
         }
         n = sigsize;
-        if (hsm_p11_sign(c->key->tok, c->key->priv, &mech, tbs, tbslen, sig, &n) != CKR_OK)
+        if (hsm_p11_sign(c->key, &mech, tbs, tbslen, sig, &n) != CKR_OK)
             return 0;
         *siglen = n;
         return 1;
     }
     mech.mechanism = CKM_ECDSA;
     n = sizeof(raw);
-    if (hsm_p11_sign(c->key->tok, c->key->priv, &mech, tbs, tbslen, raw, &n) != CKR_OK)
+    if (hsm_p11_sign(c->key, &mech, tbs, tbslen, raw, &n) != CKR_OK)
         return 0;
     return ecdsa_raw_to_der(raw, n, sig, siglen, sigsize);
 }
