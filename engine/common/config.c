@@ -632,6 +632,17 @@ int config_read_pin(const config *cfg, char *pin, size_t pinlen, char *err, size
     return 0;
 }
 
+void config_forget_pin_env(void)
+{
+    /* /proc/<pid>/environ shows the environment block the process started with, not libc's
+     * copy: overwrite the value in place (getenv points into that block until the variable
+     * is changed), then drop the variable. */
+    char *env = getenv("SCEPD_PIN");
+    if (env != NULL)
+        OPENSSL_cleanse(env, strlen(env));
+    unsetenv("SCEPD_PIN");
+}
+
 int config_read_challenge(const config *cfg, char *buf, size_t buflen)
 {
     if (cfg->challenge_file[0] != '\0')

@@ -119,6 +119,11 @@ int config_apply_module_env(const config *cfg);
  * Returns 0 (pin NUL-terminated) or -1 with err set (err may be NULL). */
 int config_read_pin(const config *cfg, char *pin, size_t pinlen, char *err, size_t errlen);
 
+/* Erases SCEPD_PIN from the process: its bytes in the initial environment block (what
+ * /proc/<pid>/environ shows) are overwritten, then the variable is removed. The server calls
+ * it once the token is open (the token keeps the PIN in locked memory for re-login). */
+void config_forget_pin_env(void);
+
 /* Reads the challenge (challenge= or challenge_file=, trailing CR/LF stripped) into buf,
  * NUL-terminated. Returns its length (0 and "" when neither is set), or -1 when the file is
  * unreadable or empty, or the challenge does not fit buflen - 1 bytes. */

@@ -191,6 +191,7 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
         goto out;
     if (ca_load(cfg, pin, &a->ca, err, errlen) != 0)
         goto out;
+    config_forget_pin_env();
     /* Single DES lives in OpenSSL's legacy provider; load it only when asked to. */
     if (cfg->allow_des_requests && (a->legacy = OSSL_PROVIDER_load(NULL, "legacy")) == NULL) {
         snprintf(err, errlen, "allow_des_requests needs OpenSSL's legacy provider, which did not load");

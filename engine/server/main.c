@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "engine/server/app.h"
 #include "engine/common/config.h"
@@ -41,6 +42,9 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
+    /* No core dumps and no ptrace by other users: the process holds the token PIN (in locked
+     * memory, hsm/) and, in file mode, the CA key. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (config_load(&cfg, conf, err, sizeof(err)) != 0) {
         fprintf(stderr, "scepd: %s: %s\n", conf, err);
         return 1;
