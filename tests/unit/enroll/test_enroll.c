@@ -10,7 +10,13 @@
  * test, and the macro checks the literal against the rejection table too.
  *
  * A job that returns JOB_COMMIT is committed here with store_put_sync, as the store writer
- * would before the app sends the reply. */
+ * would before the app sends the reply; a job under a one-time-challenge profile (requeue) is
+ * then handed back to enroll_process with the writer's verdict, as on_committed in app.c does.
+ *
+ * Besides the fixture's issuer (the built-in "default" profile, as scepd without a profiles
+ * directory), the tests use: an issuer with profiles parsed from text by profile_parse (the
+ * conf/profiles/ syntax), one created without a challenge, and an issuer on a CA certificate
+ * that has expired (same key and name, so the RA and the client's view stay the same). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,7 +46,9 @@
 #include "engine/enroll/enroll.h"
 #include "engine/pki/ca.h"
 #include "engine/pki/crl.h"
+#include "engine/policy/challenge.h"
 #include "engine/policy/issue.h"
+#include "engine/policy/profile.h"
 #include "engine/scep/reject.h"
 #include "engine/store/store.h"
 
@@ -63,7 +71,30 @@ static struct fixture {
     scepc_caset *caset;        /* RA + CA, as GetCACert gives them */
     EVP_PKEY *keys[NKEYS];     /* RSA client keys, one or two per test */
     X509 *ra_cert;             /* the fixture's own copies, for OpenSSL-side checks */
+    enroll_ctx base;           /* what every test starts from (reset_ctx) */
+    char url_profile[64];      /* the profile the URL names ("" : /scep) */
+    issuer *pis;               /* the profiles of PROFILES below */
+    issuer *nochal;            /* built-in profile, no challenge configured */
+    config old_cfg;            /* ca_cert = an expired certificate of the same CA key */
+    ca_set *old_ca;
+    issuer *old_is;
 } F;
+
+/* Profiles in the syntax of conf/profiles/<name>.conf, one rule each (docs/profiles.md). The
+ * static ones take the main challenge (CHALLENGE). */
+static const struct { const char *name, *text; } PROFILES[] = {
+    { "default",       "[profile]\nrenewal_threshold_percent = 100\n" },
+    { "onetime",       "[profile]\nchallenge = onetime\n" },
+    { "onetime-other", "[profile]\nchallenge = onetime\n" },
+    { "manual",        "[profile]\napproval = manual\n" },
+    { "ec-encipher",   "[profile]\nkey_usage = keyEncipherment, dataEncipherment\n" },
+    { "smartcard",     "[profile]\neku = smartcardLogon, clientAuth\nsan_types = upn, email\n" },
+    { "short-subject", "[profile]\nsubject_max_length = 12\n" },
+    { "printable",     "[profile]\nsubject_chars = printable\n" },
+    { "refuse",        "[profile]\nvalidity_days = 36500\nbeyond_ca = refuse\n" },
+    { "renew20",       "[profile]\nrenewal_threshold_percent = 20\n" },
+};
+#define NPROFILES (sizeof(PROFILES) / sizeof(PROFILES[0]))
 
 /* ------------------------------------------------------------------ certificates */
 
@@ -163,6 +194,10 @@ static int group_setup(void **state)
     F.ra_cert = make_cert(ra_key, "Enroll Test RA", ca_cert, ca_key, NULL, 0, -3600,
                           5L * 365 * 86400, 0, "critical,digitalSignature,keyEncipherment");
 
+    /* The same CA (key and name) with a certificate that expired yesterday. */
+    X509 *expired_ca = make_cert(ca_key, "Enroll Test CA", NULL, ca_key, NULL, 0, -30L * 86400,
+                             -86400, 1, "critical,keyCertSign,cRLSign");
+
     config_defaults(&F.cfg);
     F.cfg.key_mode = CONFIG_KEYS_FILE;
     snprintf(F.cfg.ca_cert, sizeof(F.cfg.ca_cert), "%s/ca.pem", F.dir);
@@ -178,6 +213,10 @@ static int group_setup(void **state)
     write_pem(F.cfg.ra_cert, F.ra_cert, NULL);
     write_pem(F.cfg.ca_key_file, NULL, ca_key);
     write_pem(F.cfg.ra_key_file, NULL, ra_key);
+    F.old_cfg = F.cfg;
+    snprintf(F.old_cfg.ca_cert, sizeof(F.old_cfg.ca_cert), "%s/ca-expired.pem", F.dir);
+    write_pem(F.old_cfg.ca_cert, expired_ca, NULL);
+    X509_free(expired_ca);
     X509_free(ca_cert);
     EVP_PKEY_free(ca_key);
     EVP_PKEY_free(ra_key);
@@ -192,7 +231,28 @@ static int group_setup(void **state)
     assert_int_equal(store_reader_create(F.st, &F.reader), 0);
     snprintf(F.audit_path, sizeof(F.audit_path), "%s/audit.log", F.dir);
     assert_int_equal(audit_open(F.audit_path, &F.au), 0);
-    F.ectx = (enroll_ctx){ &F.cfg, F.ca, F.is, F.au, F.reader, NULL };
+    F.base = (enroll_ctx){ &F.cfg, F.ca, F.is, F.au, F.reader, NULL };
+    F.ectx = F.base;
+
+    profile profs[NPROFILES];
+    profile_set *set = NULL;
+    for (size_t i = 0; i < NPROFILES; i++) {
+        if (profile_parse(PROFILES[i].text, strlen(PROFILES[i].text), PROFILES[i].name,
+                          PROFILES[i].name, NULL, &profs[i], err, sizeof(err)) != 0) {
+            print_error("profile %s: %s\n", PROFILES[i].name, err);
+            return -1;
+        }
+    }
+    assert_int_equal(profile_set_from(profs, NPROFILES, &set, err, sizeof(err)), 0);
+    assert_int_equal(issuer_create(&F.cfg, F.ca, CHALLENGE, &F.pis), 0);
+    assert_int_equal(issuer_set_profiles(F.pis, set, err, sizeof(err)), 0);
+    assert_int_equal(issuer_create(&F.cfg, F.ca, "", &F.nochal), 0);
+    if (ca_load(&F.old_cfg, NULL, &F.old_ca, err, sizeof(err)) != 0) {
+        print_error("ca_load (expired CA): %s\n", err);
+        return -1;
+    }
+    assert_true(F.old_ca->ca_not_after < (int64_t)time(NULL));
+    assert_int_equal(issuer_create(&F.old_cfg, F.old_ca, CHALLENGE, &F.old_is), 0);
 
     STACK_OF(X509) *certs = sk_X509_new_null();
     assert_non_null(certs);
@@ -209,6 +269,15 @@ static int group_setup(void **state)
     return 0;
 }
 
+/* Each test starts with the fixture's CA and issuer and the /scep path. */
+static int reset_ctx(void **state)
+{
+    (void)state;
+    F.ectx = F.base;
+    F.url_profile[0] = '\0';
+    return 0;
+}
+
 static int group_teardown(void **state)
 {
     (void)state;
@@ -220,6 +289,10 @@ static int group_teardown(void **state)
     store_close(F.st);
     audit_close(F.au);
     issuer_destroy(F.is);
+    issuer_destroy(F.pis);
+    issuer_destroy(F.nochal);
+    issuer_destroy(F.old_is);
+    ca_free(F.old_ca);
     ca_free(F.ca);
     X509_free(F.ra_cert);
     nftw(F.dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
@@ -283,6 +356,8 @@ typedef struct outcome {
     job *j;
     int next;                  /* enum job_next */
     int parsed;                /* res holds a decoded CertRep */
+    int passes;                /* worker passes (2: a one-time challenge went to the store) */
+    int chal_verdict;          /* the writer's verdict on that challenge (enum challenge_result) */
     scepc_result res;
     scepc_txn txn;
     char audit[8192];          /* the audit lines this pass wrote */
@@ -302,8 +377,10 @@ static void outcome_clear(outcome *o)
     memset(o, 0, sizeof(*o));
 }
 
-/* One worker pass over msg (ownership taken), profile from the URL (""), as the worker of
- * app.c runs it; the reply is decoded when it is a pkiMessage. */
+/* The worker passes over msg (ownership taken), profile from the URL (F.url_profile), as the
+ * worker of app.c runs them: a first pass that asks for a one-time challenge to be consumed
+ * (JOB_COMMIT with requeue) is committed and run again with the writer's verdict. The reply
+ * is decoded when it is a pkiMessage. */
 static void run_job(outcome *o, uint8_t *msg, size_t len, X509 *signer, EVP_PKEY *signer_key,
                     const EVP_PKEY *subject_key)
 {
@@ -313,11 +390,27 @@ static void run_job(outcome *o, uint8_t *msg, size_t len, X509 *signer, EVP_PKEY
     assert_non_null(j);
     j->kind = JOB_PKIOPERATION;
     snprintf(j->peer, sizeof(j->peer), "%s", PEER);
-    j->profile[0] = '\0';
+    snprintf(j->profile, sizeof(j->profile), "%s", F.url_profile);
     j->msg = msg;
     j->msg_len = len;
     o->j = j;
     o->next = enroll_process(&F.ectx, j);
+    o->passes = 1;
+    o->chal_verdict = -1;
+    if (o->next == JOB_COMMIT && j->requeue) {
+        assert_int_equal(j->put.kind, STORE_PUT_UPDATE);
+        assert_int_equal(j->put.aux_db, STORE_DB_CHALLENGES);
+        j->put.next = NULL;
+        assert_int_equal(store_put_sync(F.st, &j->put), 0);
+        assert_int_equal(j->put.result, STORE_OK);
+        j->requeue = 0;
+        j->chal_done = 1;
+        j->chal_verdict = o->chal_verdict = j->put.verdict;
+        j->attempts++;
+        o->next = enroll_process(&F.ectx, j);
+        o->passes = 2;
+        assert_false(j->requeue);
+    }
     audit_take(o->audit, sizeof(o->audit));
     o->audit_lines = count_lines(o->audit);
     if (j->reply.resp.status == 200) {
@@ -359,10 +452,9 @@ static void expect_refusal(const outcome *o, int rej, const char *diag, int fail
     assert_int_equal(reject_failinfo(rej), failinfo);
     if (!o->parsed)
         fail_msg("line %d: %s: no CertRep (HTTP %d)", line, diag, o->j->reply.resp.status);
-    assert_int_equal(o->next, JOB_DELIVER);
-    if (o->res.status != SCEPC_FAILURE)
-        fail_msg("line %d: %s: pkiStatus %s, want FAILURE", line, diag,
-                 scepc_status_name(o->res.status));
+    if (o->res.status != SCEPC_FAILURE || o->next != JOB_DELIVER)
+        fail_msg("line %d: %s: pkiStatus %s (%s), want FAILURE (deliver)", line, diag,
+                 scepc_status_name(o->res.status), o->next == JOB_COMMIT ? "commit" : "deliver");
     if (o->res.failinfo != failinfo)
         fail_msg("line %d: %s: failInfo %s, want %s", line, diag,
                  scepc_failinfo_name(o->res.failinfo), scepc_failinfo_name(failinfo));
@@ -999,21 +1091,482 @@ static void test_message_refusals(void **state)
     X509_free(ss);
 }
 
+/* ------------------------------------------------------------------ profiles, challenges */
+
+/* A CSR for key: subject CN=cn, O=enroll-test (cn NULL: an empty subject), challenge (NULL:
+ * none), the subjectAltNames of sans ("dns:x", NULL-terminated; NULL: none), one extra
+ * extension (may be NULL, freed here), signed with md. */
+static X509_REQ *csr_ex(EVP_PKEY *key, const char *cn, const char *challenge,
+                        const char *const *sans, X509_EXTENSION *extra, scepc_md md)
+{
+    X509_NAME *n = cn != NULL ? name_of(cn) : X509_NAME_new();
+    scepc_san san[4];
+    size_t nsans = 0;
+    STACK_OF(X509_EXTENSION) *exts = NULL;
+    X509_REQ *csr = NULL;
+    assert_non_null(n);
+    for (; sans != NULL && sans[nsans] != NULL; nsans++) {
+        assert_true(nsans < 4);
+        assert_int_equal(scepc_san_parse(sans[nsans], &san[nsans]), SCEPC_OK);
+    }
+    if (extra != NULL) {
+        exts = sk_X509_EXTENSION_new_null();
+        assert_non_null(exts);
+        assert_true(sk_X509_EXTENSION_push(exts, extra) > 0);
+    }
+    assert_int_equal(scepc_build_csr(F.cl, key, n, challenge, san, nsans, exts, md, &csr),
+                     SCEPC_OK);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    X509_NAME_free(n);
+    return csr;
+}
+
+/* A PKCSReq of csr by key (self-signed transient signer) under txid. */
+static void pkcsreq(outcome *o, EVP_PKEY *key, const X509_REQ *csr, const char *txid)
+{
+    X509 *ss = self_signed(key, "device-signer");
+    scepc_msg_params p = params(SCEPC_MSG_PKCSREQ, ss, key, txid);
+    p.csr = csr;
+    send_msg(o, &p, key);
+    X509_free(ss);
+}
+
+/* pkcsreq with a CSR of csr_ex(key, cn, challenge, sans, NULL, SHA-256). */
+static void enroll_as(outcome *o, EVP_PKEY *key, const char *cn, const char *challenge,
+                      const char *const *sans, const char *txid)
+{
+    X509_REQ *csr = csr_ex(key, cn, challenge, sans, NULL, SCEPC_MD_SHA256);
+    pkcsreq(o, key, csr, txid);
+    X509_REQ_free(csr);
+}
+
+/* The refusal's audit line also carries the profile's finer diagnostic and the profile. */
+static void expect_detail(const outcome *o, const char *detail, const char *prof)
+{
+    char v[128];
+    if (detail != NULL && strcmp(audit_str(o->audit, "detail", v, sizeof(v)), detail) != 0)
+        fail_msg("audit detail \"%s\", want \"%s\": %s", v, detail, o->audit);
+    if (prof != NULL && strcmp(audit_str(o->audit, "profile", v, sizeof(v)), prof) != 0)
+        fail_msg("audit profile \"%s\", want \"%s\": %s", v, prof, o->audit);
+}
+
+/* SUCCESS with a certificate for the requester's key (scepc_parse_certrep checks the key),
+ * waiting for its commit. */
+static void expect_success(const outcome *o)
+{
+    if (!o->parsed || o->res.status != SCEPC_SUCCESS)
+        fail_msg("want SUCCESS, got %s %s: %s",
+                 o->parsed ? scepc_status_name(o->res.status) : "no CertRep",
+                 o->parsed ? scepc_failinfo_name(o->res.failinfo) : "", o->audit);
+    assert_non_null(o->res.cert);
+    assert_int_equal(o->next, JOB_COMMIT);
+}
+
+/* A privateKeyUsagePeriod extension (how a client asks for a shorter validity) whose
+ * notAfter lies off seconds from now. */
+static X509_EXTENSION *usage_period(long off)
+{
+    PKEY_USAGE_PERIOD *pup = PKEY_USAGE_PERIOD_new();
+    assert_non_null(pup);
+    pup->notAfter = ASN1_GENERALIZEDTIME_adj(NULL, time(NULL), 0, off);
+    assert_non_null(pup->notAfter);
+    X509_EXTENSION *e = X509V3_EXT_i2d(NID_private_key_usage_period, 0, pup);
+    assert_non_null(e);
+    PKEY_USAGE_PERIOD_free(pup);
+    return e;
+}
+
+/* Refusals of the request itself under the built-in profile (the defaults of profile.h: RSA
+ * 2048..4096, P-256/P-384, SHA-256/384/512, SANs DNS/email/URI/UPN, a subject or a SAN), each
+ * audited with the profile's finer diagnostic. */
+static void test_request_rules(void **state)
+{
+    (void)state;
+    outcome o;
+
+    EVP_PKEY *small = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+    assert_non_null(small);
+    enroll_as(&o, small, "device-small", CHALLENGE, NULL, "tx-rule-1");
+    EXPECT_REFUSAL(&o, REJ_KEY_TYPE, "key_not_allowed", SCEP_FAIL_BADALG);
+    expect_detail(&o, "profile_key_size", "default");
+    outcome_clear(&o);
+    EVP_PKEY_free(small);
+
+    EVP_PKEY *p521 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-521");
+    assert_non_null(p521);
+    enroll_as(&o, p521, "device-p521", CHALLENGE, NULL, "tx-rule-2");
+    EXPECT_REFUSAL(&o, REJ_KEY_TYPE, "key_not_allowed", SCEP_FAIL_BADALG);
+    expect_detail(&o, "profile_key_curve", "default");
+    outcome_clear(&o);
+    EVP_PKEY_free(p521);
+
+    EVP_PKEY *key = F.keys[7];
+    X509_REQ *csr = csr_ex(key, "device-sha1", CHALLENGE, NULL, NULL, SCEPC_MD_SHA1);
+    pkcsreq(&o, key, csr, "tx-rule-3");
+    EXPECT_REFUSAL(&o, REJ_CSR_SIG_ALG, "csr_alg_not_allowed", SCEP_FAIL_BADALG);
+    expect_detail(&o, "profile_hash", "default");
+    outcome_clear(&o);
+    X509_REQ_free(csr);
+
+    static const char *const ip[] = { "ip:192.0.2.10", NULL };
+    enroll_as(&o, key, "device-ip", CHALLENGE, ip, "tx-rule-4");
+    EXPECT_REFUSAL(&o, REJ_SAN_TYPE, "san_not_allowed", SCEP_FAIL_BADREQUEST);
+    expect_detail(&o, "profile_san_type", "default");
+    outcome_clear(&o);
+
+    enroll_as(&o, key, NULL, CHALLENGE, NULL, "tx-rule-5");
+    EXPECT_REFUSAL(&o, REJ_EMPTY_SUBJECT, "empty_subject", SCEP_FAIL_BADREQUEST);
+    expect_detail(&o, "profile_subject_empty", "default");
+    outcome_clear(&o);
+    /* an empty subject with a SAN is a request */
+    static const char *const dns[] = { "dns:nameless.example", NULL };
+    enroll_as(&o, key, NULL, CHALLENGE, dns, "tx-rule-6");
+    expect_success(&o);
+    outcome_clear(&o);
+
+    /* a requested notAfter in the past, and a privateKeyUsagePeriod that does not decode */
+    csr = csr_ex(key, "device-validity", CHALLENGE, NULL, usage_period(-3600), SCEPC_MD_SHA256);
+    pkcsreq(&o, key, csr, "tx-rule-7");
+    EXPECT_REFUSAL(&o, REJ_VALIDITY_REQUEST, "profile_validity_request", SCEP_FAIL_BADTIME);
+    outcome_clear(&o);
+    X509_REQ_free(csr);
+    ASN1_OCTET_STRING *junk = ASN1_OCTET_STRING_new();
+    assert_non_null(junk);
+    assert_int_equal(ASN1_OCTET_STRING_set(junk, (const unsigned char *)"\x05\x00", 2), 1);
+    X509_EXTENSION *bad = X509_EXTENSION_create_by_NID(NULL, NID_private_key_usage_period, 0, junk);
+    assert_non_null(bad);
+    ASN1_OCTET_STRING_free(junk);
+    csr = csr_ex(key, "device-validity", CHALLENGE, NULL, bad, SCEPC_MD_SHA256);
+    pkcsreq(&o, key, csr, "tx-rule-8");
+    EXPECT_REFUSAL(&o, REJ_VALIDITY_REQUEST, "profile_validity_request", SCEP_FAIL_BADTIME);
+    outcome_clear(&o);
+    X509_REQ_free(csr);
+
+    /* a URL naming a profile that does not exist */
+    snprintf(F.url_profile, sizeof(F.url_profile), "no-such-profile");
+    enroll_as(&o, key, "device-noprofile", CHALLENGE, NULL, "tx-rule-9");
+    EXPECT_REFUSAL(&o, REJ_NO_PROFILE, "no_profile", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+}
+
+/* What the issuer's setup decides: no challenge configured at all (initial enrollment off),
+ * and a CA certificate that has expired. */
+static void test_issuer_state(void **state)
+{
+    (void)state;
+    outcome o;
+    EVP_PKEY *key = F.keys[8];
+
+    F.ectx.issuer = F.nochal;
+    enroll_as(&o, key, "device-nochal", CHALLENGE, NULL, "tx-issuer-1");
+    EXPECT_REFUSAL(&o, REJ_NO_CHALLENGE_SET, "enrollment_disabled", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+    enroll_as(&o, key, "device-nochal", NULL, NULL, "tx-issuer-2");
+    EXPECT_REFUSAL(&o, REJ_NO_CHALLENGE_SET, "enrollment_disabled", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+
+    F.ectx.ca = F.old_ca;
+    F.ectx.issuer = F.old_is;
+    enroll_as(&o, key, "device-late", CHALLENGE, NULL, "tx-issuer-3");
+    EXPECT_REFUSAL(&o, REJ_CA_EXPIRED, "ca_expired", SCEP_FAIL_BADTIME);
+    outcome_clear(&o);
+}
+
+/* One rule of a profile each, chosen by the URL (/scep/<name>); the same request is accepted
+ * where the rule is met, so the refusal is about that rule. */
+static void test_profile_rules(void **state)
+{
+    (void)state;
+    outcome o;
+    EVP_PKEY *rsa = F.keys[9];
+    F.ectx.issuer = F.pis;
+
+    /* keyEncipherment/dataEncipherment only: nothing an EC key can do */
+    EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    assert_non_null(ec);
+    snprintf(F.url_profile, sizeof(F.url_profile), "ec-encipher");
+    enroll_as(&o, ec, "device-ec", CHALLENGE, NULL, "tx-prof-1");
+    EXPECT_REFUSAL(&o, REJ_KEY_USAGE, "profile_key_usage", SCEP_FAIL_BADALG);
+    expect_detail(&o, "profile_key_usage", "ec-encipher");
+    outcome_clear(&o);
+    enroll_as(&o, rsa, "device-rsa", CHALLENGE, NULL, "tx-prof-2");
+    expect_success(&o);
+    outcome_clear(&o);
+    EVP_PKEY_free(ec);
+
+    /* smart card logon implies a required UPN */
+    snprintf(F.url_profile, sizeof(F.url_profile), "smartcard");
+    static const char *const email[] = { "email:user@example.com", NULL };
+    enroll_as(&o, rsa, "device-card", CHALLENGE, email, "tx-prof-3");
+    EXPECT_REFUSAL(&o, REJ_UPN_REQUIRED, "profile_upn_required", SCEP_FAIL_BADREQUEST);
+    expect_detail(&o, "profile_upn_required", "smartcard");
+    outcome_clear(&o);
+    static const char *const upn[] = { "upn:user@example.com", NULL };
+    enroll_as(&o, rsa, "device-card", CHALLENGE, upn, "tx-prof-4");
+    expect_success(&o);
+    outcome_clear(&o);
+
+    snprintf(F.url_profile, sizeof(F.url_profile), "short-subject");
+    enroll_as(&o, rsa, "device-with-a-long-name", CHALLENGE, NULL, "tx-prof-5");
+    EXPECT_REFUSAL(&o, REJ_SUBJECT_LENGTH, "profile_subject_length", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+    enroll_as(&o, rsa, "device-12345", CHALLENGE, NULL, "tx-prof-6");
+    expect_success(&o);
+    outcome_clear(&o);
+
+    snprintf(F.url_profile, sizeof(F.url_profile), "printable");
+    enroll_as(&o, rsa, "device_under", CHALLENGE, NULL, "tx-prof-7");
+    EXPECT_REFUSAL(&o, REJ_SUBJECT_CHARS, "profile_subject_chars", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+    enroll_as(&o, rsa, "device-dash", CHALLENGE, NULL, "tx-prof-8");
+    expect_success(&o);
+    outcome_clear(&o);
+
+    /* 100 years asked of a 10-year CA, beyond_ca = refuse */
+    snprintf(F.url_profile, sizeof(F.url_profile), "refuse");
+    enroll_as(&o, rsa, "device-long", CHALLENGE, NULL, "tx-prof-9");
+    EXPECT_REFUSAL(&o, REJ_BEYOND_CA, "profile_beyond_ca", SCEP_FAIL_BADTIME);
+    outcome_clear(&o);
+    /* a shorter notAfter the client asks for (allow_shorter) stays inside the CA */
+    X509_REQ *csr = csr_ex(rsa, "device-long", CHALLENGE, NULL, usage_period(30L * 86400),
+                           SCEPC_MD_SHA256);
+    pkcsreq(&o, rsa, csr, "tx-prof-10");
+    expect_success(&o);
+    outcome_clear(&o);
+    X509_REQ_free(csr);
+
+    /* renewal only in the last 20 %: a fresh certificate is too young; the renewal on /scep
+     * stays under the profile the certificate was issued under */
+    snprintf(F.url_profile, sizeof(F.url_profile), "renew20");
+    X509 *young = issue_one(F.keys[10], "device-young", "tx-prof-11");
+    F.url_profile[0] = '\0';
+    renew(&o, young, F.keys[10], F.keys[11], "device-young", "tx-prof-12");
+    EXPECT_REFUSAL(&o, REJ_RENEW_EARLY, "profile_renewal_early", SCEP_FAIL_BADREQUEST);
+    expect_detail(&o, "profile_renewal_early", "renew20");
+    outcome_clear(&o);
+    X509_free(young);
+}
+
+typedef struct blob {
+    const uint8_t *v;
+    size_t n;
+    uint8_t *owned;            /* decide(): the re-encoded record */
+    int status;
+} blob;
+
+/* Store update: insert b unless the key exists (verdict 1). */
+static int insert_new(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
+                      size_t *nl)
+{
+    blob *b = arg;
+    (void)cur_len;
+    if (cur != NULL)
+        return 1;
+    *nv = b->v;
+    *nl = b->n;
+    return 0;
+}
+
+/* Store update: an administrator's decision on a pending request (scepctl request deny). */
+static int decide(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv, size_t *nl)
+{
+    blob *b = arg;
+    enroll_request r;
+    if (cur == NULL || enroll_request_decode(cur, cur_len, &r) != 0 ||
+        r.status != ENROLL_REQ_PENDING)
+        return 1;
+    r.status = b->status;
+    r.decided_at = (int64_t)time(NULL);
+    snprintf(r.decided_by, sizeof(r.decided_by), "test-admin");
+    free(b->owned);
+    b->owned = NULL;
+    if (enroll_request_encode(&r, &b->owned, &b->n) != 0)
+        return 1;
+    *nv = b->owned;
+    *nl = b->n;
+    return 0;
+}
+
+/* A manual-approval request: PENDING (the request record is what the writer commits), still
+ * PENDING on CertPoll; once an administrator denies it, both the repeated PKCSReq and the
+ * CertPoll are refused. */
+static void test_request_denied(void **state)
+{
+    (void)state;
+    outcome o;
+    EVP_PKEY *key = F.keys[0];
+    F.ectx.issuer = F.pis;
+    snprintf(F.url_profile, sizeof(F.url_profile), "manual");
+    X509 *ss = self_signed(key, "device-manual");
+    X509_REQ *csr = make_csr(key, "device-manual", CHALLENGE);
+    scepc_msg_params p = params(SCEPC_MSG_PKCSREQ, ss, key, "tx-manual");
+    p.csr = csr;
+    send_msg(&o, &p, key);
+    assert_true(o.parsed);
+    assert_int_equal(o.res.status, SCEPC_PENDING);
+    assert_int_equal(o.j->put.kind, STORE_PUT_UPDATE);
+    assert_int_equal(o.j->put.aux_db, STORE_DB_REQUESTS);
+    commit(&o);
+    assert_int_equal(o.j->put.verdict, 0);
+    outcome_clear(&o);
+
+    X509_NAME *subj = name_of("device-manual");
+    scepc_msg_params poll = params(SCEPC_MSG_CERTPOLL, ss, key, "tx-manual");
+    poll.subject = subj;
+    send_msg(&o, &poll, key);
+    assert_true(o.parsed);
+    assert_int_equal(o.res.status, SCEPC_PENDING);
+    outcome_clear(&o);
+
+    blob d = { .status = ENROLL_REQ_DENIED };
+    store_put put;
+    memset(&put, 0, sizeof(put));
+    put.kind = STORE_PUT_UPDATE;
+    put.aux_db = STORE_DB_REQUESTS;
+    put.aux_key = "tx-manual";
+    put.aux_key_len = strlen("tx-manual");
+    put.update = decide;
+    put.update_arg = &d;
+    assert_int_equal(store_put_sync(F.st, &put), 0);
+    assert_int_equal(put.result, STORE_OK);
+    assert_int_equal(put.verdict, 0);
+    free(d.owned);
+
+    send_msg(&o, &p, key);
+    EXPECT_REFUSAL(&o, REJ_REQUEST_DENIED, "request_denied", SCEP_FAIL_BADREQUEST);
+    expect_detail(&o, NULL, "manual");
+    outcome_clear(&o);
+    F.url_profile[0] = '\0';
+    send_msg(&o, &poll, key);
+    EXPECT_REFUSAL(&o, REJ_REQUEST_DENIED, "request_denied", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+    X509_NAME_free(subj);
+    X509_REQ_free(csr);
+    X509_free(ss);
+}
+
+/* A one-time challenge for prof, created at now with ttl_s and optional bindings, stored
+ * under its hash as POST /admin/challenges and scepctl challenge create store it. */
+static void add_challenge(const char *prof, int64_t now, int64_t ttl_s, const char *subject,
+                          const char *san, char value[CHALLENGE_VALUE_LEN + 1])
+{
+    uint8_t key[CHALLENGE_HASH_LEN], rec[CHALLENGE_RECORD_MAX];
+    size_t rec_len = 0;
+    const char *why = NULL;
+    if (challenge_create(prof, now, ttl_s, subject, san, value, key, rec, &rec_len, &why) != 0)
+        fail_msg("challenge_create: %s", why != NULL ? why : "?");
+    blob b = { rec, rec_len, NULL, 0 };
+    store_put p;
+    memset(&p, 0, sizeof(p));
+    p.kind = STORE_PUT_UPDATE;
+    p.aux_db = STORE_DB_CHALLENGES;
+    p.aux_key = key;
+    p.aux_key_len = sizeof(key);
+    p.update = insert_new;
+    p.update_arg = &b;
+    assert_int_equal(store_put_sync(F.st, &p), 0);
+    assert_int_equal(p.result, STORE_OK);
+    assert_int_equal(p.verdict, 0);
+}
+
+/* A one-time challenge is consumed in the store before anything is issued: right once, then
+ * used; unknown, absent, expired, bound to another subject / SANs / profile. A refused
+ * binding does not consume it. */
+static void test_onetime_challenges(void **state)
+{
+    (void)state;
+    outcome o;
+    char v[CHALLENGE_VALUE_LEN + 1];
+    int64_t now = (int64_t)time(NULL);
+    F.ectx.issuer = F.pis;
+    snprintf(F.url_profile, sizeof(F.url_profile), "onetime");
+
+    add_challenge("onetime", now, 3600, NULL, NULL, v);
+    enroll_as(&o, F.keys[1], "device-ot", v, NULL, "tx-ot-1");
+    expect_success(&o);
+    assert_int_equal(o.passes, 2);
+    assert_int_equal(o.chal_verdict, CHALLENGE_OK);
+    commit(&o);
+    outcome_clear(&o);
+    enroll_as(&o, F.keys[2], "device-ot", v, NULL, "tx-ot-2");
+    EXPECT_REFUSAL(&o, REJ_CHAL_USED, "challenge_used", SCEP_FAIL_BADREQUEST);
+    assert_int_equal(o.passes, 2);
+    outcome_clear(&o);
+
+    char unknown[CHALLENGE_VALUE_LEN + 1];
+    assert_int_equal(challenge_generate(unknown, sizeof(unknown)), 0);
+    enroll_as(&o, F.keys[2], "device-ot", unknown, NULL, "tx-ot-3");
+    EXPECT_REFUSAL(&o, REJ_CHAL_WRONG, "challenge_wrong", SCEP_FAIL_BADREQUEST);
+    assert_int_equal(o.passes, 2);
+    outcome_clear(&o);
+    enroll_as(&o, F.keys[2], "device-ot", NULL, NULL, "tx-ot-4");
+    EXPECT_REFUSAL(&o, REJ_CHAL_WRONG, "challenge_wrong", SCEP_FAIL_BADREQUEST);
+    assert_int_equal(o.passes, 1);
+    outcome_clear(&o);
+    /* the static challenge means nothing here */
+    enroll_as(&o, F.keys[2], "device-ot", CHALLENGE, NULL, "tx-ot-5");
+    EXPECT_REFUSAL(&o, REJ_CHAL_WRONG, "challenge_wrong", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+
+    add_challenge("onetime", now - 7200, 60, NULL, NULL, v);
+    enroll_as(&o, F.keys[2], "device-ot", v, NULL, "tx-ot-6");
+    EXPECT_REFUSAL(&o, REJ_CHAL_EXPIRED, "challenge_expired", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+
+    add_challenge("onetime", now, 3600, "/CN=device-bound/O=enroll-test", NULL, v);
+    enroll_as(&o, F.keys[2], "device-other", v, NULL, "tx-ot-7");
+    EXPECT_REFUSAL(&o, REJ_CHAL_SUBJECT, "challenge_subject", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+    enroll_as(&o, F.keys[2], "device-bound", v, NULL, "tx-ot-8");
+    expect_success(&o);
+    commit(&o);
+    outcome_clear(&o);
+
+    static const char *const other[] = { "dns:other.example", NULL };
+    static const char *const bound[] = { "dns:bound.example", NULL };
+    add_challenge("onetime", now, 3600, NULL, "dns:bound.example", v);
+    enroll_as(&o, F.keys[3], "device-san", v, other, "tx-ot-9");
+    EXPECT_REFUSAL(&o, REJ_CHAL_SAN, "challenge_san", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+    enroll_as(&o, F.keys[3], "device-san", v, NULL, "tx-ot-10");
+    EXPECT_REFUSAL(&o, REJ_CHAL_SAN, "challenge_san", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+    enroll_as(&o, F.keys[3], "device-san", v, bound, "tx-ot-11");
+    expect_success(&o);
+    commit(&o);
+    outcome_clear(&o);
+
+    add_challenge("onetime-other", now, 3600, NULL, NULL, v);
+    enroll_as(&o, F.keys[4], "device-ot", v, NULL, "tx-ot-12");
+    EXPECT_REFUSAL(&o, REJ_CHAL_PROFILE, "challenge_profile", SCEP_FAIL_BADREQUEST);
+    expect_detail(&o, NULL, "onetime");
+    outcome_clear(&o);
+    snprintf(F.url_profile, sizeof(F.url_profile), "onetime-other");
+    enroll_as(&o, F.keys[4], "device-ot", v, NULL, "tx-ot-13");
+    expect_success(&o);
+    outcome_clear(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pkcsreq_success),
-        cmocka_unit_test(test_txid_conflict),
-        cmocka_unit_test(test_renewal_and_revoked),
-        cmocka_unit_test(test_renewal_unknown_cert),
-        cmocka_unit_test(test_renewal_expired),
-        cmocka_unit_test(test_renewal_signer),
-        cmocka_unit_test(test_certpoll),
-        cmocka_unit_test(test_getcert),
-        cmocka_unit_test(test_getcrl),
-        cmocka_unit_test(test_internal_error),
-        cmocka_unit_test(test_padding_oracle),
-        cmocka_unit_test(test_message_refusals),
+        cmocka_unit_test_setup(test_pkcsreq_success, reset_ctx),
+        cmocka_unit_test_setup(test_txid_conflict, reset_ctx),
+        cmocka_unit_test_setup(test_renewal_and_revoked, reset_ctx),
+        cmocka_unit_test_setup(test_renewal_unknown_cert, reset_ctx),
+        cmocka_unit_test_setup(test_renewal_expired, reset_ctx),
+        cmocka_unit_test_setup(test_renewal_signer, reset_ctx),
+        cmocka_unit_test_setup(test_certpoll, reset_ctx),
+        cmocka_unit_test_setup(test_getcert, reset_ctx),
+        cmocka_unit_test_setup(test_getcrl, reset_ctx),
+        cmocka_unit_test_setup(test_internal_error, reset_ctx),
+        cmocka_unit_test_setup(test_padding_oracle, reset_ctx),
+        cmocka_unit_test_setup(test_message_refusals, reset_ctx),
+        cmocka_unit_test_setup(test_request_rules, reset_ctx),
+        cmocka_unit_test_setup(test_issuer_state, reset_ctx),
+        cmocka_unit_test_setup(test_profile_rules, reset_ctx),
+        cmocka_unit_test_setup(test_request_denied, reset_ctx),
+        cmocka_unit_test_setup(test_onetime_challenges, reset_ctx),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
