@@ -44,6 +44,7 @@
 #include "engine/common/audit.h"
 #include "engine/common/config.h"
 #include "engine/enroll/enroll.h"
+#include "engine/enroll/pending.h"
 #include "engine/pki/ca.h"
 #include "engine/pki/crl.h"
 #include "engine/policy/challenge.h"
@@ -397,19 +398,19 @@ static void run_job(outcome *o, uint8_t *msg, size_t len, X509 *signer, EVP_PKEY
     o->next = enroll_process(&F.ectx, j);
     o->passes = 1;
     o->chal_verdict = -1;
-    if (o->next == JOB_COMMIT && j->requeue) {
+    if (o->next == JOB_COMMIT && j->pki.requeue) {
         assert_int_equal(j->put.kind, STORE_PUT_UPDATE);
         assert_int_equal(j->put.aux_db, STORE_DB_CHALLENGES);
         j->put.next = NULL;
         assert_int_equal(store_put_sync(F.st, &j->put), 0);
         assert_int_equal(j->put.result, STORE_OK);
-        j->requeue = 0;
-        j->chal_done = 1;
-        j->chal_verdict = o->chal_verdict = j->put.verdict;
+        j->pki.requeue = 0;
+        j->pki.chal_done = 1;
+        j->pki.chal_verdict = o->chal_verdict = j->put.verdict;
         j->attempts++;
         o->next = enroll_process(&F.ectx, j);
         o->passes = 2;
-        assert_false(j->requeue);
+        assert_false(j->pki.requeue);
     }
     audit_take(o->audit, sizeof(o->audit));
     o->audit_lines = count_lines(o->audit);
@@ -1371,16 +1372,16 @@ static int insert_new(const uint8_t *cur, size_t cur_len, void *arg, const uint8
 static int decide(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv, size_t *nl)
 {
     blob *b = arg;
-    enroll_request r;
-    if (cur == NULL || enroll_request_decode(cur, cur_len, &r) != 0 ||
-        r.status != ENROLL_REQ_PENDING)
+    pending_request r;
+    if (cur == NULL || pending_decode(cur, cur_len, &r) != 0 ||
+        r.status != PENDING_WAITING)
         return 1;
     r.status = b->status;
     r.decided_at = (int64_t)time(NULL);
     snprintf(r.decided_by, sizeof(r.decided_by), "test-admin");
     free(b->owned);
     b->owned = NULL;
-    if (enroll_request_encode(&r, &b->owned, &b->n) != 0)
+    if (pending_encode(&r, &b->owned, &b->n) != 0)
         return 1;
     *nv = b->owned;
     *nl = b->n;
@@ -1418,7 +1419,7 @@ static void test_request_denied(void **state)
     assert_int_equal(o.res.status, SCEPC_PENDING);
     outcome_clear(&o);
 
-    blob d = { .status = ENROLL_REQ_DENIED };
+    blob d = { .status = PENDING_DENIED };
     store_put put;
     memset(&put, 0, sizeof(put));
     put.kind = STORE_PUT_UPDATE;
