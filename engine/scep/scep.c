@@ -242,41 +242,20 @@ out:
     return rc;
 }
 
-int scep_degenerate(STACK_OF(X509) *certs, uint8_t **out, size_t *outlen)
-{
-    PKCS7 *p7 = PKCS7_new();
-    unsigned char *der = NULL;
-    int rc = -1, n;
-
-    if (p7 == NULL || !PKCS7_set_type(p7, NID_pkcs7_signed) ||
-        !PKCS7_content_new(p7, NID_pkcs7_data))
-        goto out;
-    for (int i = 0; i < sk_X509_num(certs); i++)
-        if (!PKCS7_add_certificate(p7, sk_X509_value(certs, i)))
-            goto out;
-    n = i2d_PKCS7(p7, &der);
-    if (n <= 0 || (*out = malloc((size_t)n)) == NULL)
-        goto out;
-    memcpy(*out, der, (size_t)n);
-    *outlen = (size_t)n;
-    rc = 0;
-out:
-    OPENSSL_free(der);
-    PKCS7_free(p7);
-    return rc;
-}
-
-/* The SignedData is written as DER around the published CRL bytes: a CRL may be megabytes
- * (a million entries), and parsing it into an X509_CRL only to encode it again would cost
- * more than the rest of the answer.
- *   ContentInfo { signedData, [0] SignedData { 1, {}, { data }, [1] { crl }, {} } } */
+/* Degenerate certificates-only SignedData, written as DER around ready-made bytes (the
+ * certificates, or a published CRL that may be megabytes: parsing it into an X509_CRL only to
+ * encode it again would cost more than the rest of the answer). RFC 8894 section 3.4: the
+ * content MUST be omitted, so encapContentInfo is { id-data } with no eContent.
+ *   ContentInfo { signedData, [0] SignedData { 1, {}, { data }, [tag] { body }, {} } }
+ * tag is 0xa0 (certificates [0], kept in the given order: RA first) or 0xa1 (crls [1]). */
 static const uint8_t OID_SIGNED_DATA[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02 };
 static const uint8_t OID_DATA[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01 };
 
-int scep_degenerate_crl(const uint8_t *crl, size_t crl_len, uint8_t **out, size_t *outlen)
+static int degenerate(uint8_t tag, const uint8_t *body, size_t body_len, uint8_t **out,
+                      size_t *outlen)
 {
-    size_t crls = der_hdr_size(crl_len) + crl_len;
-    size_t sd_inner = 3 + 2 + (2 + sizeof(OID_DATA)) + crls + 2;
+    size_t set = body_len > 0 ? der_hdr_size(body_len) + body_len : 0;
+    size_t sd_inner = 3 + 2 + (2 + sizeof(OID_DATA)) + set + 2;
     size_t sd = der_hdr_size(sd_inner) + sd_inner;
     size_t ci_inner = sizeof(OID_SIGNED_DATA) + der_hdr_size(sd) + sd;
     size_t total = der_hdr_size(ci_inner) + ci_inner;
@@ -290,16 +269,47 @@ int scep_degenerate_crl(const uint8_t *crl, size_t crl_len, uint8_t **out, size_
     p = der_hdr(p, 0x30, sd_inner);
     *p++ = 0x02; *p++ = 0x01; *p++ = 0x01;          /* version 1 */
     *p++ = 0x31; *p++ = 0x00;                       /* digestAlgorithms {} */
-    p = der_hdr(p, 0x30, sizeof(OID_DATA));          /* encapContentInfo { data } */
+    p = der_hdr(p, 0x30, sizeof(OID_DATA));          /* encapContentInfo { data }, no eContent */
     memcpy(p, OID_DATA, sizeof(OID_DATA));
     p += sizeof(OID_DATA);
-    p = der_hdr(p, 0xa1, crl_len);                  /* crls [1] */
-    memcpy(p, crl, crl_len);
-    p += crl_len;
+    if (body_len > 0) {
+        p = der_hdr(p, tag, body_len);
+        memcpy(p, body, body_len);
+        p += body_len;
+    }
     *p++ = 0x31; *p++ = 0x00;                       /* signerInfos {} */
     *out = b;
     *outlen = (size_t)(p - b);
     return 0;
+}
+
+int scep_degenerate(STACK_OF(X509) *certs, uint8_t **out, size_t *outlen)
+{
+    uint8_t *body = NULL, *p;
+    size_t len = 0;
+    int rc = -1;
+
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        int n = i2d_X509(sk_X509_value(certs, i), NULL);
+        if (n <= 0)
+            return -1;
+        len += (size_t)n;
+    }
+    if (len > 0 && (body = malloc(len)) == NULL)
+        return -1;
+    p = body;
+    for (int i = 0; i < sk_X509_num(certs); i++)
+        if (i2d_X509(sk_X509_value(certs, i), &p) <= 0)
+            goto out;
+    rc = degenerate(0xa0, body, len, out, outlen);
+out:
+    free(body);
+    return rc;
+}
+
+int scep_degenerate_crl(const uint8_t *crl, size_t crl_len, uint8_t **out, size_t *outlen)
+{
+    return degenerate(0xa1, crl, crl_len, out, outlen);
 }
 
 /* DER of a CMS ContentInfo into a malloc'd buffer. */

@@ -97,7 +97,8 @@ int scep_certrep_content(const scep_request *req, int status, int failinfo,
                          const char *failtext, const uint8_t *content, size_t content_len,
                          EVP_PKEY *signer_key, X509 *signer_cert, uint8_t **out, size_t *outlen);
 
-/* A degenerate certs-only PKCS#7 SignedData of certs (DER, malloc()ed). Returns 0 or -1. */
+/* A degenerate certs-only SignedData of certs, in the given order, with no eContent (RFC 8894
+ * section 3.4) (DER, malloc()ed). Returns 0 or -1. */
 int scep_degenerate(STACK_OF(X509) *certs, uint8_t **out, size_t *outlen);
 
 /* A degenerate SignedData whose crls field holds crl (the DER of one CRL, copied as is, not

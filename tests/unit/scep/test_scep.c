@@ -1010,6 +1010,26 @@ static void test_degenerate(void **state)
     assert_int_equal(X509_cmp(sk_X509_value(p7->d.sign->cert, 0), F.ra), 0);
     assert_int_equal(X509_cmp(sk_X509_value(p7->d.sign->cert, 1), F.ca), 0);
     PKCS7_free(p7);
+    /* RFC 8894 3.4: the content is omitted. SignedData's version and empty digestAlgorithms
+     * are followed by encapContentInfo = SEQUENCE { id-data } and nothing else: no [0]
+     * eContent (not even an empty OCTET STRING), then the certificates [0]. */
+    static const uint8_t encap[] = {0x02, 0x01, 0x01, 0x31, 0x00, 0x30, 0x0b, 0x06, 0x09, 0x2a,
+                                    0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01, 0xa0};
+    int found = 0;
+    for (size_t i = 0; i + sizeof(encap) <= len; i++)
+        found += memcmp(der + i, encap, sizeof(encap)) == 0;
+    assert_int_equal(found, 1);
+    free(der);
+
+    /* Same through CMS: no eContent. */
+    p = NULL;
+    assert_int_equal(scep_degenerate(certs, &der, &len), 0);
+    p = der;
+    CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
+    assert_non_null(cms);
+    ASN1_OCTET_STRING **content = CMS_get0_content(cms);
+    assert_true(content == NULL || *content == NULL);
+    CMS_ContentInfo_free(cms);
     free(der);
 
     /* The client's GetCACert parser agrees. */
