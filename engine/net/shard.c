@@ -1,4 +1,5 @@
-/* shard: io_uring event loop of one thread. See shard.h and docs/http.md.
+/* shard: io_uring event loop of one thread (the pieces: shard_internal.h). See shard.h and
+ * docs/http.md.
  *
  * Every submission carries user_data = op (8 bits) | slot (24 bits) | generation (32 bits).
  * A connection slot goes back to the free list only when none of its operations is still in
