@@ -1,0 +1,154 @@
+/* shard_internal: what the files of a shard share. Not a public API (see shard.h).
+ *
+ *   shard.c         the event loop: ring, accept/tick/event operations, completions,
+ *                   timeouts, reply delivery, create/run/stop/destroy
+ *   shard_conn.c    one connection: open, receive, parse and dispatch, close, finalize
+ *   shard_send.c    writing responses and what follows a sent one (keep-alive, linger)
+ *   shard_listen.c  the listening socket
+ *
+ * Everything here runs on the shard's own thread except where shard.h says otherwise.
+ */
+#ifndef SCEPD_SHARD_INTERNAL_H
+#define SCEPD_SHARD_INTERNAL_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "engine/common/config.h"
+#include "engine/net/http.h"
+#include "engine/net/shard.h"
+
+#define SHARD_SLOT_MAX     ((1u << 24) - 1)
+#define RBUF_INITIAL       (16 * 1024)
+
+enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_TICK, OP_EVENT, OP_CANCEL };
+
+enum conn_state {
+    C_FREE,      /* in the free list */
+    C_READ,      /* reading / parsing a request */
+    C_WAIT,      /* request handed to the app, reply deferred */
+    C_SEND,      /* response being sent */
+    C_LINGER,    /* response sent, write side shut, draining input until EOF or timeout */
+    C_CLOSING,   /* fd closed, operations still in the kernel */
+};
+
+typedef struct conn {
+    int             fd;
+    uint32_t        gen;
+    enum conn_state st;
+    unsigned        recv_busy : 1, send_busy : 1, close_after : 1, keep_alive : 1,
+                    peer_eof : 1, head_ok : 1;
+    char           *rbuf;
+    size_t          rcap, rpos, rlen;    /* unconsumed input is rbuf[rpos..rlen) */
+    size_t          scanned, parsed_at;  /* bytes of the current request scanned / parsed */
+    size_t          head_len, body_len;  /* valid when head_ok */
+    char           *wbuf;
+    size_t          wcap;
+    struct iovec    iov[2];
+    int             iov_idx, iov_cnt;
+    struct msghdr   msg;
+    shard_reply    *reply;               /* deferred reply whose body is being sent */
+    uint64_t        req_start;           /* ms of the first byte of the request, 0 if none */
+    uint64_t        last_active;         /* ms of the last progress (idle, send stall) */
+    uint64_t        linger_until;
+    char            peer[64];
+} conn;
+
+struct shard {
+    uint32_t          index;
+    shard_handler_fn  fn;
+    shard_flush_fn    flush;
+    shard_reject_fn   on_reject;
+    void             *ctx;
+    http_limits       lim;
+    size_t            rbuf_max;
+    int               header_to_ms, idle_to_ms;
+    uint64_t          tick_ms;
+
+    struct io_uring   ring;
+    int               ring_ok;
+    unsigned          inflight;          /* submitted operations without a completion */
+    int               lfd, efd;
+    uint16_t          port;
+    uint64_t          evbuf;
+    struct __kernel_timespec tick_ts;
+    struct sockaddr_storage  acc_addr;
+    socklen_t         acc_len;
+    int               accept_armed, accept_paused, tick_armed, ev_armed, stopping;
+
+    conn             *conns;
+    uint32_t          max;
+    uint32_t         *freelist;
+    uint32_t          nfree;
+    atomic_size_t     nused;
+
+    pthread_mutex_t   mu;
+    int               mu_ok;
+    shard_reply      *pend_head, *pend_tail;
+    atomic_int        stop_req;
+
+    uint64_t          now;               /* monotonic ms, refreshed once per batch */
+    time_t            date_t;
+    char              date[40];
+};
+
+/* user_data of a submission: op (8 bits) | slot (24 bits) | generation (32 bits). */
+static inline uint64_t ud_pack(enum op op, uint32_t slot, uint32_t gen)
+{
+    return (uint64_t)op << 56 | (uint64_t)(slot & SHARD_SLOT_MAX) << 32 | gen;
+}
+
+static inline uint32_t slot_of(const shard *s, const conn *c)
+{
+    return (uint32_t)(c - s->conns);
+}
+
+/* ---- the loop (shard.c) ---- */
+
+/* A submission queue entry, counted as in flight; submits to make room when the SQ ring is
+ * full. NULL if there is still none. */
+struct io_uring_sqe *shard_get_sqe(shard *s);
+/* Arms the accept unless one is armed, accepting is paused, no slot is free or stopping. */
+void shard_arm_accept(shard *s);
+/* Asks the kernel to cancel the operation with user_data ud. */
+void shard_cancel_op(shard *s, uint64_t ud);
+
+/* ---- one connection (shard_conn.c) ---- */
+
+/* Takes a free slot (the caller checked there is one) for the accepted fd; starts reading. */
+void shard_conn_open(shard *s, int fd);
+/* Closes the connection and cancels its operations; the slot is finalized when none is left
+ * in the kernel. No-op on a closed connection. */
+void shard_conn_close(shard *s, conn *c);
+/* Releases the connection's reply and big buffers and returns the slot to the free list. */
+void shard_conn_finalize(shard *s, conn *c);
+/* Keeps one recv outstanding while there is room in the read buffer. */
+void shard_ensure_recv(shard *s, conn *c);
+/* Parses and dispatches the requests already buffered while the connection is in C_READ. */
+void shard_process(shard *s, conn *c);
+/* A recv completed with res (bytes or -errno). */
+void shard_on_recv(shard *s, conn *c, int res);
+
+/* ---- responses (shard_send.c) ---- */
+
+/* Starts sending resp; reply (deferred answers) owns the body and is released after the
+ * send, or at once if the send cannot start. NULL: the body is copied. */
+void shard_start_response(shard *s, conn *c, const http_response *resp, shard_reply *reply);
+/* Answers a request the shard itself refuses (status 4xx/5xx) and closes afterwards. */
+void shard_send_error(shard *s, conn *c, int status);
+/* A send completed with res (bytes or -errno). */
+void shard_on_send(shard *s, conn *c, int res);
+
+/* ---- the listening socket (shard_listen.c) ---- */
+
+/* Binds and listens on cfg's listen_host:listen_port with SO_REUSEPORT; returns 0 with the fd
+ * and the bound port (useful when port 0 was asked), or -errno. */
+int shard_open_listener(const config *cfg, int *fd_out, uint16_t *port_out);
+
+#endif
