@@ -8,7 +8,7 @@ PKGS=(
   libssl-dev openssl liblmdb-dev lmdb-utils liburing-dev libp11-kit-dev p11-kit
   softhsm2 libcmocka-dev
   scep certmonger            # peer server + real clients (micromdm scepclient, scep-submit)
-  curl gnuplot-nox procps
+  curl gnuplot-nox procps lintian
 )
 
 missing=()
