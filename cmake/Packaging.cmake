@@ -27,14 +27,16 @@ install(TARGETS scepd scepctl RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
 install(TARGETS scep-loadgen RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 # A stripped install (cpack, cmake --install --strip) also drops the compiler's .comment and
 # the .note section, as dh_strip does for Debian's own packages.
-install(CODE [[
+set(SCEPD_STRIP_FILES "${CMAKE_INSTALL_SBINDIR}/scepd;${CMAKE_INSTALL_SBINDIR}/scepctl;${CMAKE_INSTALL_BINDIR}/scep-loadgen")
+string(CONFIGURE [[
   if(CMAKE_INSTALL_DO_STRIP)
-    foreach(f sbin/scepd sbin/scepctl bin/scep-loadgen)
+    foreach(f @SCEPD_STRIP_FILES@)
       execute_process(COMMAND strip --remove-section=.comment --remove-section=.note
                               "$ENV{DESTDIR}${CMAKE_INSTALL_PREFIX}/${f}" COMMAND_ERROR_IS_FATAL ANY)
     endforeach()
   endif()
-]])
+]] strip_code @ONLY)
+install(CODE "${strip_code}")
 
 # ---- configuration: the example with the package's paths. Each override replaces the value
 # of one key in its section and keeps the comment after it, so every key the example lists
