@@ -7,7 +7,7 @@ CMAKE_OPTS ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build run test test-asan bench fuzz clean
+.PHONY: all deps build run test test-asan bench fuzz deb clean
 
 all: build
 
@@ -38,6 +38,12 @@ bench: build
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DSCEPD_FUZZ=ON >/dev/null
 	@cmake --build build-fuzz -j $(JOBS)
+
+# The Debian package, built in its own directory (prefix /usr, dpkg-buildflags hardening):
+# packaging/build-deb.sh, docs/packaging.md.
+DEB_BUILD ?= build-deb
+deb: deps
+	@packaging/build-deb.sh $(DEB_BUILD) $(JOBS)
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

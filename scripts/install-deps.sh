@@ -16,7 +16,8 @@ PKGS=(
   softhsm2 libcmocka-dev
   scep certmonger            # micromdm's scepclient and scepserver (t_loadgen's peer), scep-submit
   curl gnuplot-nox procps
-  python3                    # t_wire_refusals' DER editor
+  python3                    # t_wire_refusals' DER editor, test emulators
+  lintian systemd man-db groff-base dpkg-dev   # t_package, t_manpages
 )
 mark() { mkdir -p "$MARKER_DIR" && : > "$MARKER_DIR/.deps-installed"; }
 

@@ -258,11 +258,15 @@ int app_run(app *a)
         audit_fields f = {.detail = "ready", .failinfo = -1};
         audit_emit(a->audit, AUDIT_STARTED, &f);
     }
+    /* systemd (Type=notify): the listeners are bound and the token logged in (app_create),
+     * the workers, the publisher and the shards run. */
+    sdnotify("READY=1");
     uint64_t v;
     while (read(a->stop_fd, &v, sizeof(v)) < 0 && errno == EINTR)
         ;
     rc = 0;
 stop:
+    sdnotify("STOPPING=1");
     /* Order matters: no new requests, then every queued job is processed, then the writer
      * commits (and hands back) what it holds; only then do the shards go away. */
     for (uint32_t i = 0; i < started_shards; i++)
