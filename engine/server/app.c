@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
+#include "engine/common/sdnotify.h"
 #include <openssl/evp.h>
 #include <openssl/provider.h>
 
