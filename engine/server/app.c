@@ -12,10 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
-#include "engine/common/sdnotify.h"
 #include <openssl/evp.h>
 #include <openssl/provider.h>
 
+#include "engine/common/sdnotify.h"
 #include "engine/policy/profile.h"
 #include "hsm/hsm.h"
 
