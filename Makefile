@@ -32,6 +32,13 @@ test-asan: deps
 	@cmake --build build-asan -j $(JOBS)
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j 2 --timeout 900 -L 'unit|fuzz|integration'
 
+# Deliberate, test-only breakages (tests/mutants/mutants.list), each built in
+# build-mutant-<name>/ and run against the suite: prints which tests kill each mutant
+# (docs/testing-mutants.md). Not part of CI, it takes a while. MUTANTS="NOSYNC ..." picks some.
+.PHONY: test-mutants
+test-mutants: deps
+	@tests/mutants/run.sh $(MUTANTS)
+
 bench: build
 	@bench/run.sh $(if $(FULL),--full,)
 

@@ -71,10 +71,13 @@ static int phase_signer(pkcsreq *t)
                                  ctx->cfg->allow_des_requests);
     if (rej != REJ_NONE || !t->renewal)
         return rej;
-    if (!t->ours)
-        return REJ_RENEW_SIGNER;
-    return enroll_check_renewal_signer(ctx, t->req->signer, t->signer_serial, &t->old_nb,
-                                       &t->old_na, t->old_profile);
+    rej = !t->ours ? REJ_RENEW_SIGNER
+        : enroll_check_renewal_signer(ctx, t->req->signer, t->signer_serial, &t->old_nb,
+                                      &t->old_na, t->old_profile);
+#ifdef SCEPD_MUTANT_RENEW_NO_SIGNER_CHECK   /* test-only breakage, docs/testing-mutants.md */
+    rej = REJ_NONE;
+#endif
+    return rej;
 }
 
 /* The profile (the URL's; a renewal on the default path stays under the profile of the

@@ -307,6 +307,9 @@ out:
 
 void challenge_mark_used(challenge_record *rec, int64_t now)
 {
+#ifdef SCEPD_MUTANT_CHALLENGE_NOT_MARKED   /* test-only breakage, docs/testing-mutants.md */
+    return;
+#endif
     rec->used = 1;
     rec->used_at = now;
 }

@@ -286,6 +286,9 @@ int profile_add_extensions(const profile *p, X509 *cert, X509 *ca, EVP_PKEY *sub
     if (bc == NULL || ku == NULL || eku == NULL || pol == NULL || akid == NULL || ski == NULL)
         goto out;
     bc->ca = 0;
+#ifdef SCEPD_MUTANT_CA_TRUE   /* test-only breakage, docs/testing-mutants.md */
+    bc->ca = 0xff;
+#endif
     if (!add_nid(cert, NID_basic_constraints, 1, bc))
         goto out;
 

@@ -12,6 +12,10 @@ static const struct {
 
 int reject_failinfo(int rej)
 {
+#ifdef SCEPD_MUTANT_BADREQUEST_AS_BADALG   /* test-only breakage, docs/testing-mutants.md */
+    if (rej >= 0 && rej < REJ__COUNT && rejects[rej].failinfo == SCEP_FAIL_BADREQUEST)
+        return SCEP_FAIL_BADALG;
+#endif
     return rej >= 0 && rej < REJ__COUNT ? rejects[rej].failinfo : SCEP_FAIL_BADREQUEST;
 }
 

@@ -157,6 +157,9 @@ int store_open(const char *path, size_t map_size_bytes, store **out)
      * can move between pooled threads. Default sync: a returned commit is on disk. */
     if ((rc = mdb_env_open(s->env, path, MDB_NOTLS, 0600)) != 0)
         goto out;
+#ifdef SCEPD_MUTANT_NOSYNC   /* test-only breakage, docs/testing-mutants.md */
+    mdb_env_set_flags(s->env, MDB_NOSYNC, 1);
+#endif
     s->max_key = (unsigned)mdb_env_get_maxkeysize(s->env);
     rc = open_schema(s);
 out:
