@@ -51,9 +51,11 @@ void ctl_usage(void)
             "  request deny TXID     refuse it (the client's CertPoll gets FAILURE)\n");
 }
 
-int ctl_store_open(const config *cfg, store **s)
+int ctl_store_open(const config *cfg, store **s, store_reader **r)
 {
     int e = store_open(cfg->store_path, cfg->store_map_size, s);
+    if (e == 0 && r != NULL)
+        e = store_reader_create(*s, r);
     if (e != 0)
         fprintf(stderr, "scepctl: store %s: %s\n", cfg->store_path, store_strerror(e));
     return e;

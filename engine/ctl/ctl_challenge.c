@@ -56,7 +56,7 @@ static int challenge_store(const config *cfg, const uint8_t key[CHALLENGE_HASH_L
 {
     store *s = NULL;
     int rc = -1;
-    if (ctl_store_open(cfg, &s) != 0)
+    if (ctl_store_open(cfg, &s, NULL) != 0)
         goto out;
     const uint8_t *span[2] = {rec, rec + rec_len};
     store_put p;

@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
+#include "engine/ctl/ctl_ca_internal.h"
 #include "engine/ctl/ctl_cert.h"
 #include "hsm/hsm.h"
 
@@ -75,31 +76,15 @@ static int init_check(const config *cfg, const struct init_opts *o, struct init_
 }
 
 /* The CA key and, unless --no-ra, the RA key: in the token (opened here, kept in m->tok for
- * the OCSP key) or as new files. */
+ * the OCSP key) or as new files, as `ca init-root` makes them. */
 static int init_keys(const config *cfg, const struct init_opts *o, struct init_made *m)
 {
-    char pin[256], err[256];
-    if (cfg->key_mode != CONFIG_KEYS_PKCS11) {
-        if ((m->ca_key = ctl_key_file_new(cfg->ca_key_file, o->ca_spec)) == NULL ||
-            (o->with_ra && (m->ra_key = ctl_key_file_new(cfg->ra_key_file, "rsa:2048")) == NULL)) {
-            fprintf(stderr, "scepctl: cannot create key files\n");
-            return -1;
-        }
-        return 0;
-    }
-    if (config_read_pin(cfg, pin, sizeof(pin), err, sizeof(err)) != 0) {
-        fprintf(stderr, "scepctl: %s\n", err);
+    if (ctl_ca_open_token(cfg, &m->tok) != 0 ||
+        (m->ca_key = ctl_ca_new_key(m->tok, cfg->ca_key_label, cfg->ca_key_file, o->ca_spec)) == NULL)
         return -1;
-    }
-    int e = config_apply_module_env(cfg) != 0
-                ? -1
-                : hsm_token_open(cfg->pkcs11_module, cfg->token_label, pin, &m->tok);
-    OPENSSL_cleanse(pin, sizeof(pin));
-    if (e != 0 || hsm_key_generate(m->tok, cfg->ca_key_label, o->ca_spec, &m->ca_key) != 0 ||
-        (o->with_ra && hsm_key_generate(m->tok, cfg->ra_key_label, "rsa:2048", &m->ra_key) != 0)) {
-        fprintf(stderr, "scepctl: token: %s\n", hsm_last_error());
+    if (o->with_ra &&
+        (m->ra_key = ctl_ca_new_key(m->tok, cfg->ra_key_label, cfg->ra_key_file, "rsa:2048")) == NULL)
         return -1;
-    }
     return 0;
 }
 
@@ -125,21 +110,12 @@ static int init_certs(const config *cfg, const struct init_opts *o, struct init_
 static int init_ocsp(const config *cfg, const struct init_opts *o, struct init_made *m)
 {
     char dn[400];
-    int kr = -1;
     if (cfg->ocsp_cert[0] == '\0')
         return 0;
     snprintf(dn, sizeof(dn), "%s OCSP", o->ca_subject);
-    if ((m->ocsp_dn = ctl_parse_dn(dn)) != NULL) {
-        if (cfg->key_mode == CONFIG_KEYS_PKCS11)
-            kr = hsm_key_generate(m->tok, cfg->ocsp_key_label, "ec:P-256", &m->ocsp_key);
-        else
-            kr = (m->ocsp_key = ctl_key_file_new(cfg->ocsp_key_file, "ec:P-256")) != NULL ? 0 : -1;
-    }
-    if (kr != 0) {
-        fprintf(stderr, "scepctl: cannot create the OCSP key: %s\n",
-                cfg->key_mode == CONFIG_KEYS_PKCS11 ? hsm_last_error() : cfg->ocsp_key_file);
+    if ((m->ocsp_dn = ctl_parse_dn(dn)) == NULL ||
+        (m->ocsp_key = ctl_ca_new_key(m->tok, cfg->ocsp_key_label, cfg->ocsp_key_file, "ec:P-256")) == NULL)
         return -1;
-    }
     m->ocsp = ctl_make_cert(m->ocsp_dn, m->ocsp_key, m->ca, m->ca_key, o->days, CTL_CERT_OCSP);
     if (m->ocsp == NULL || ctl_write_certs(cfg->ocsp_cert, NULL, m->ocsp) != 0) {
         fprintf(stderr, "scepctl: cannot create the OCSP responder certificate\n");
@@ -176,7 +152,7 @@ int ctl_cmd_init(const config *cfg, int argc, char **argv)
     if (init_check(cfg, &o, &m) != 0 || init_keys(cfg, &o, &m) != 0 ||
         init_certs(cfg, &o, &m) != 0 || init_ocsp(cfg, &o, &m) != 0)
         goto out;
-    int e = ctl_store_open(cfg, &s);
+    int e = ctl_store_open(cfg, &s, NULL);
     store_close(s);
     if (e != 0)
         goto out;

@@ -20,8 +20,9 @@
 /* The usage text of every command but ca|ra (ctl_ca.c has its own), on stderr. */
 void ctl_usage(void);
 
-/* Opens the configured store; 0, or the store error (message printed; *s is then closed). */
-int ctl_store_open(const config *cfg, store **s);
+/* Opens the configured store and, when r is not NULL, a reader on it; 0, or the store error
+ * (message printed). The caller destroys *r and closes *s, also after a failure. */
+int ctl_store_open(const config *cfg, store **s, store_reader **r);
 
 /* t (seconds since the epoch) as "YYYY-MM-DDTHH:MM:SSZ" (out: at least 21 bytes). */
 void ctl_iso_time(int64_t t, char *out, size_t outlen);

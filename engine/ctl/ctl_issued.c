@@ -75,9 +75,9 @@ int ctl_cmd_cert(const config *cfg, int argc, char **argv)
         ctl_usage();
         return 2;
     }
-    if (ctl_store_open(cfg, &s) != 0)
+    if (ctl_store_open(cfg, &s, &r) != 0)
         goto out;
-    if ((e = store_reader_create(s, &r)) != 0 || (e = store_reader_begin(r)) != 0) {
+    if ((e = store_reader_begin(r)) != 0) {
         fprintf(stderr, "scepctl: store %s: %s\n", cfg->store_path, store_strerror(e));
         goto out;
     }
@@ -143,7 +143,7 @@ int ctl_cmd_revoke(const config *cfg, int argc, char **argv)
     if (revoke_parse(argc, argv, &reason, &inv) != 0)
         return 2;
     ctl_who_am_i(who, sizeof(who));
-    if (ctl_store_open(cfg, &s) != 0)
+    if (ctl_store_open(cfg, &s, NULL) != 0)
         goto out;
     store_put p;
     memset(&p, 0, sizeof(p));

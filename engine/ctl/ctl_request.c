@@ -269,18 +269,14 @@ int ctl_cmd_request(const config *cfg, int argc, char **argv)
 {
     store *s = NULL;
     store_reader *r = NULL;
-    int rc = 1, e;
+    int rc = 1;
 
     if (argc < 1) {
         ctl_usage();
         return 2;
     }
-    if (ctl_store_open(cfg, &s) != 0)
+    if (ctl_store_open(cfg, &s, &r) != 0)
         goto out;
-    if ((e = store_reader_create(s, &r)) != 0) {
-        fprintf(stderr, "scepctl: store %s: %s\n", cfg->store_path, store_strerror(e));
-        goto out;
-    }
     if (strcmp(argv[0], "list") == 0 && argc <= 2)
         rc = request_list(r, argc, argv);
     else
