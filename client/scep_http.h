@@ -1,7 +1,7 @@
 /* scepc_http: HTTP/1.1 over plain TCP for SCEP clients (RFC 8894 section 4.1): the URL, the
  * GET form of a message, a response framer, and one small blocking exchange.
  *
- * The framer is incremental and allocation-free, so scep-loadgen's io_uring loop calls it on
+ * The framer is incremental and allocation-free, so scep-loadgen's epoll loop calls it on
  * every read; the blocking exchange (one request on a fresh connection, "Connection: close")
  * is what tests/tools/scep_req and the load generator's setup phase use. Error convention of
  * the library (scep_client.h): 0 or a positive scepc_err, out-parameters set only on success.

@@ -1,6 +1,7 @@
 /* ctl_ca_internal: what the files of `scepctl ca|ra` share (ctl_ca.c: command table, helpers,
  * setup and export; ctl_ca_rollover.c: RA renewal, next-CA staging and activation). Every
- * function prints its own message on stderr when it fails. Not for use outside ctl_ca*.c. */
+ * function prints its own message on stderr when it fails. Not for use outside ctl_ca*.c and
+ * ctl_init.c (init makes its keys the same way). */
 #ifndef SCEPD_CTL_CA_INTERNAL_H
 #define SCEPD_CTL_CA_INTERNAL_H
 

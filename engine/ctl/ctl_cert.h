@@ -1,5 +1,5 @@
-/* ctl_cert: the certificates and keys scepctl makes, shared by its commands (engine/ctl/ctl.c,
- * engine/ctl/ctl_ca.c): names from "/CN=.." text, new key files, certificates of the three
+/* ctl_cert: the certificates and keys scepctl makes, shared by its commands (engine/ctl/ctl_init.c,
+ * engine/ctl/ctl_ca*.c): names from "/CN=.." text, new key files, certificates of the three
  * kinds a SCEP installation needs, and writing them as PEM. */
 #ifndef SCEPD_CTL_CERT_H
 #define SCEPD_CTL_CERT_H

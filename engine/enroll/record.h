@@ -1,7 +1,7 @@
 /* record: the store record (store_cert) of a certificate this CA has just issued, filled
  * from the X509 and from what the issuance knew. The one place that turns an issued
  * certificate into its record: the crypto workers (engine/enroll/pkcsreq.c) and scepctl
- * request approve (engine/ctl/ctl.c) both use it. */
+ * request approve (engine/ctl/ctl_request.c) both use it. */
 #ifndef SCEPD_RECORD_H
 #define SCEPD_RECORD_H
 
