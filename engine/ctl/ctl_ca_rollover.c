@@ -235,14 +235,8 @@ int ctl_ca_activate_next(const config *cfg, int argc, char **argv)
     X509 *next = sk_X509_value(certs, 0);
     if (ctl_ca_open_token(cfg, &tok) != 0)
         goto out;
-    if (tok != NULL) {
-        FILE *f = fopen(label_path, "r");
-        if (f != NULL) {
-            if (fgets(label, sizeof(label), f) != NULL)
-                label[strcspn(label, "\r\n")] = '\0';
-            fclose(f);
-        }
-    }
+    if (tok != NULL)
+        ca_key_label(next_path, "", label, sizeof(label));
     key = ctl_ca_load_key(tok, label, keyfile);
     if (key == NULL || EVP_PKEY_eq(X509_get0_pubkey(next), key) != 1) {
         fprintf(stderr, "scepctl: the staged key does not match %s\n", next_path);

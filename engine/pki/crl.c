@@ -15,6 +15,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "engine/common/file.h"
+#include "engine/common/hex.h"
 #include "engine/scep/der.h"
 
 #define CRL_ENTRY_MAX 96       /* one encoded entry: 2 + 22 + 17 + 2 + 12 + 21 bytes at most */
@@ -404,8 +406,7 @@ int crl_snapshot_create(uint8_t *der, size_t len, uint64_t number, int64_t this_
     s->pub.next_update = next_update;
     atomic_init(&s->refs, 1);
     s->pub.etag[0] = '"';
-    for (int i = 0; i < 16; i++)
-        snprintf(s->pub.etag + 1 + 2 * i, 3, "%02x", md[i]);
+    hex_encode(md, 16, s->pub.etag + 1);
     s->pub.etag[33] = '"';
     s->pub.etag[34] = '\0';
     strftime(lm, sizeof(lm), "%a, %d %b %Y %H:%M:%S GMT", &tm);
@@ -443,22 +444,24 @@ static int64_t asn1_time_secs(const ASN1_TIME *t)
     return (int64_t)timegm(&tm);
 }
 
+/* A published CRL file larger than this is not ours (a million entries is ~40 MB). */
+#define CRL_FILE_MAX ((size_t)1 << 30)
+
 int crl_file_load(const char *path, EVP_PKEY *ca_pub, crl_snapshot **out)
 {
-    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
     uint8_t *der = NULL;
+    size_t len = 0;
     X509_CRL *crl = NULL;
     ASN1_INTEGER *num = NULL;
     int rc = -1;
-    struct stat st;
 
-    if (f == NULL || fstat(fileno(f), &st) != 0 || st.st_size <= 0 ||
-        (der = malloc((size_t)st.st_size)) == NULL ||
-        fread(der, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
+    if (file_read(path, CRL_FILE_MAX, &buf, &len) != 0 || len == 0)
         goto out;
+    der = (uint8_t *)buf;
     const unsigned char *p = der;
-    crl = d2i_X509_CRL(NULL, &p, (long)st.st_size);
-    if (crl == NULL || p != der + st.st_size || X509_CRL_verify(crl, ca_pub) != 1)
+    crl = d2i_X509_CRL(NULL, &p, (long)len);
+    if (crl == NULL || p != der + len || X509_CRL_verify(crl, ca_pub) != 1)
         goto out;
     num = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
     uint64_t n = 0;
@@ -466,11 +469,9 @@ int crl_file_load(const char *path, EVP_PKEY *ca_pub, crl_snapshot **out)
         goto out;
     int64_t tu = asn1_time_secs(X509_CRL_get0_lastUpdate(crl));
     int64_t nu = asn1_time_secs(X509_CRL_get0_nextUpdate(crl));
-    rc = crl_snapshot_create(der, (size_t)st.st_size, n, tu, nu, out);
+    rc = crl_snapshot_create(der, len, n, tu, nu, out);
     der = NULL;
 out:
-    if (f != NULL)
-        fclose(f);
     free(der);
     X509_CRL_free(crl);
     ASN1_INTEGER_free(num);
