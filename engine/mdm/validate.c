@@ -311,9 +311,9 @@ void mdm_op_complete(mdm_op *op, const mdm_verdict *v)
     }
     mdm_xfer_free(op->xfer);
     op->xfer = NULL;
-    op->finish(op, v);                      /* frees op */
-    if (counted)
+    if (counted)                            /* first: the callback may submit again */
         atomic_fetch_sub(&s->in_flight, 1);
+    op->finish(op, v);                      /* frees op */
 }
 
 static void run_retries(mdm_stage *s, int64_t now, long *wait_ms)
