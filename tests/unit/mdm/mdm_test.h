@@ -29,7 +29,7 @@ typedef struct emu {
 } emu;
 
 /* Starts python3 tests/emulators/<script> --log <dir>/calls.jsonl <args...> (NULL-ended). */
-static int emu_start(emu *e, const char *script, const char *const *extra)
+static inline int emu_start(emu *e, const char *script, const char *const *extra)
 {
     const char *src = getenv("SCEPD_SRC");
     char path[1024], line[64];
@@ -62,7 +62,7 @@ static int emu_start(emu *e, const char *script, const char *const *extra)
     return ok ? 0 : -1;
 }
 
-static void emu_stop(emu *e)
+static inline void emu_stop(emu *e)
 {
     char cmd[128];
     if (e->pid > 0) {
@@ -76,7 +76,7 @@ static void emu_stop(emu *e)
 }
 
 /* A plain synchronous request to the emulator (knobs). Returns the HTTP status. */
-static long emu_post(const emu *e, const char *path, const char *json)
+static inline long emu_post(const emu *e, const char *path, const char *json)
 {
     char url[256];
     long status = 0;
@@ -97,7 +97,7 @@ static long emu_post(const emu *e, const char *path, const char *json)
 }
 
 /* The recorded calls (a JSON array, caller decrefs). */
-static json_t *emu_calls(const emu *e)
+static inline json_t *emu_calls(const emu *e)
 {
     json_t *all = json_array();
     FILE *f = fopen(e->log, "r");
@@ -115,7 +115,7 @@ static json_t *emu_calls(const emu *e)
 }
 
 /* The last recorded call whose path ends with suffix (borrowed from calls), or NULL. */
-static json_t *emu_last(json_t *calls, const char *suffix)
+static inline json_t *emu_last(json_t *calls, const char *suffix)
 {
     json_t *hit = NULL;
     for (size_t i = 0; i < json_array_size(calls); i++) {
@@ -128,7 +128,7 @@ static json_t *emu_last(json_t *calls, const char *suffix)
     return hit;
 }
 
-static size_t emu_count(json_t *calls, const char *suffix)
+static inline size_t emu_count(json_t *calls, const char *suffix)
 {
     size_t n = 0;
     for (size_t i = 0; i < json_array_size(calls); i++) {
@@ -149,14 +149,14 @@ typedef struct waiter {
     size_t          nrevs;
 } waiter;
 
-static void waiter_init(waiter *w)
+static inline void waiter_init(waiter *w)
 {
     memset(w, 0, sizeof(*w));
     pthread_mutex_init(&w->m, NULL);
     pthread_cond_init(&w->c, NULL);
 }
 
-static void on_verdict(void *arg, const mdm_verdict *v)
+static inline void on_verdict(void *arg, const mdm_verdict *v)
 {
     waiter *w = arg;
     pthread_mutex_lock(&w->m);
@@ -166,7 +166,7 @@ static void on_verdict(void *arg, const mdm_verdict *v)
     pthread_mutex_unlock(&w->m);
 }
 
-static void on_revocations(void *arg, const mdm_verdict *v, const mdm_revocation *l, size_t n)
+static inline void on_revocations(void *arg, const mdm_verdict *v, const mdm_revocation *l, size_t n)
 {
     waiter *w = arg;
     pthread_mutex_lock(&w->m);
@@ -180,7 +180,7 @@ static void on_revocations(void *arg, const mdm_verdict *v, const mdm_revocation
 }
 
 /* Waits for count callbacks (a generous bound: a hang is a failure, not a timing claim). */
-static int waiter_wait(waiter *w, int count)
+static inline int waiter_wait(waiter *w, int count)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -195,7 +195,7 @@ static int waiter_wait(waiter *w, int count)
 }
 
 /* Standard base64 without line breaks (caller frees): computed here, not by the module. */
-static char *b64(const uint8_t *b, size_t n)
+static inline char *b64(const uint8_t *b, size_t n)
 {
     char *out = malloc(4 * ((n + 2) / 3) + 1);
     EVP_EncodeBlock((unsigned char *)out, b, (int)n);
