@@ -59,9 +59,6 @@ typedef struct config {
     int      allow_sha1;                   /* allow_sha1 = no: SHA-1 on CSRs          */
     int      allow_sha1_messages;          /* allow_sha1_messages = no: SHA-1 on the
                                               pkiMessage signature only              */
-                                           /* allow_des_requests: retired; = no still
-                                              loads, = yes is refused: single DES is a
-                                              profile's allow_des (engine/policy)     */
     char     crl_url[512];                 /* CDP URI in issued certs; empty: none    */
     char     ocsp_url[512];                /* AIA OCSP URI in issued certs; empty: none */
     char     profiles_dir[CONFIG_PATH_MAX]; /* profiles_dir = profiles: one <name>.conf per
