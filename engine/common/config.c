@@ -75,7 +75,6 @@ static const struct cfg_key cfg_keys[] = {
     { "issue", "challenge_file",   T_PATH, F(challenge_file), 0, 0 },
     { "issue", "allow_sha1",       T_BOOL, F(allow_sha1), 0, 0 },
     { "issue", "allow_sha1_messages", T_BOOL, F(allow_sha1_messages), 0, 0 },
-    { "issue", "allow_des_requests", T_BOOL, F(allow_des_requests), 0, 0 },
     { "issue", "crl_url",          T_STR,  F(crl_url), 0, 0 },
     { "issue", "ocsp_url",         T_STR,  F(ocsp_url), 0, 0 },
     { "issue", "profiles_dir",     T_PATH, F(profiles_dir), 0, 0 },
@@ -88,6 +87,16 @@ static const struct cfg_key cfg_keys[] = {
     { "ocsp", "validity",          T_SEC,  F(ocsp_validity_s), 60000, 7 * CFG_DAY_MS },
     { "ocsp", "nonce",             T_BOOL, F(ocsp_nonce), 0, 0 },
     { "admin", "token_file",       T_PATH, F(admin_token_file), 0, 0 },
+};
+
+/* Removed switches: "off" still loads (configurations copied from older examples carry
+ * it) and means nothing; "on" is refused with what replaced the key, so an installation
+ * that relied on it learns so at start instead of answering its clients differently. */
+static const struct { const char *section, *name, *replaced_by; } cfg_retired[] = {
+    { "issue", "allow_des_requests",
+      "single DES (an RFC 8894 MUST NOT) is allowed per profile now: remove the line and set "
+      "allow_des = yes in the profile the old clients use (conf/profiles/legacy.conf is one; "
+      "docs/profiles.md)" },
 };
 
 static const char *const cfg_sections[] = { "server", "keys", "store", "issue", "crl", "ocsp",
@@ -123,7 +132,6 @@ void config_defaults(config *cfg)
     cfg->backdate_s = 300;
     cfg->allow_sha1 = 0;
     cfg->allow_sha1_messages = 0;
-    cfg->allow_des_requests = 0;
     set_str(cfg->profiles_dir, sizeof(cfg->profiles_dir), "profiles");
     cfg->crl_validity_s = 86400;
     cfg->crl_rebuild_delay_ms = 2000;
@@ -401,6 +409,28 @@ int config_parse_value(const char *p, const char *end, char *out, size_t outlen,
     return 0;
 }
 
+/* A key that is not in cfg_keys: 0 for a retired switch set off, else -1 with why. */
+static int retired_key(const char *sname, const char *key, size_t kl, const char *v,
+                       const char *end, char *why, size_t whylen)
+{
+    char value[64], vwhy[128];
+    for (size_t i = 0; i < sizeof(cfg_retired) / sizeof(cfg_retired[0]); i++) {
+        if (strcmp(cfg_retired[i].section, sname) != 0 || strlen(cfg_retired[i].name) != kl ||
+            memcmp(cfg_retired[i].name, key, kl) != 0)
+            continue;
+        int on = 1;
+        if (config_parse_value(v, end, value, sizeof(value), vwhy, sizeof(vwhy)) != 0)
+            value[0] = '\0';
+        else if (parse_bool(value, &on) == 0 && !on)
+            return 0;
+        err_set(why, whylen, "'%s = %s' is no longer supported (only 'no' is still accepted): %s",
+                cfg_retired[i].name, value, cfg_retired[i].replaced_by);
+        return -1;
+    }
+    err_set(why, whylen, "unknown key '%.*s' in [%s]", (int)(kl > 64 ? 64 : kl), key, sname);
+    return -1;
+}
+
 static int parse_line(config *cfg, const char *p, const char *end, int *section,
                       const char *base_dir, char *why, size_t whylen)
 {
@@ -466,10 +496,8 @@ static int parse_line(config *cfg, const char *p, const char *end, int *section,
             break;
         }
     }
-    if (k == NULL) {
-        err_set(why, whylen, "unknown key '%.*s' in [%s]", (int)(kl > 64 ? 64 : kl), p, sname);
-        return -1;
-    }
+    if (k == NULL)
+        return retired_key(sname, p, kl, eq + 1, end, why, whylen);
     char vwhy[128];
     if (config_parse_value(eq + 1, end, value, sizeof(value), vwhy, sizeof(vwhy)) != 0) {
         err_set(why, whylen, "%s for '%s'", vwhy, k->name);

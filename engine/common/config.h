@@ -59,9 +59,6 @@ typedef struct config {
     int      allow_sha1;                   /* allow_sha1 = no: SHA-1 on CSRs          */
     int      allow_sha1_messages;          /* allow_sha1_messages = no: SHA-1 on the
                                               pkiMessage signature only              */
-    int      allow_des_requests;           /* allow_des_requests = no: accept a request
-                                              envelope in single DES (legacy clients);
-                                              replies are never single DES           */
     char     crl_url[512];                 /* CDP URI in issued certs; empty: none    */
     char     ocsp_url[512];                /* AIA OCSP URI in issued certs; empty: none */
     char     profiles_dir[CONFIG_PATH_MAX]; /* profiles_dir = profiles: one <name>.conf per

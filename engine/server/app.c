@@ -193,11 +193,6 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     if (ca_load(cfg, pin, &a->ca, err, errlen) != 0)
         goto out;
     config_forget_pin_env();
-    /* Single DES lives in OpenSSL's legacy provider; load it only when asked to. */
-    if (cfg->allow_des_requests && (a->legacy = OSSL_PROVIDER_load(NULL, "legacy")) == NULL) {
-        snprintf(err, errlen, "allow_des_requests needs OpenSSL's legacy provider, which did not load");
-        goto out;
-    }
     if (config_read_challenge(cfg, challenge, sizeof(challenge)) < 0) {
         snprintf(err, errlen, "cannot read the challenge (challenge_file %s)", cfg->challenge_file);
         goto out;
@@ -208,6 +203,13 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     }
     if (load_profiles(a, err, errlen) != 0)
         goto out;
+    /* Single DES lives in OpenSSL's legacy provider: loaded only when a profile allows it. */
+    if (profile_set_allows_des(issuer_profiles(a->issuer)) &&
+        (a->legacy = OSSL_PROVIDER_load(NULL, "legacy")) == NULL) {
+        snprintf(err, errlen, "a profile has allow_des = yes, which needs OpenSSL's legacy "
+                 "provider; it did not load");
+        goto out;
+    }
     int src = store_open(cfg->store_path, cfg->store_map_size, &a->store);
     if (src != 0) {
         snprintf(err, errlen, "store %s: %s", cfg->store_path, store_strerror(src));

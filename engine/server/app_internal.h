@@ -48,7 +48,7 @@ struct app {
     shard       **shards;
     pthread_t    *shard_threads;
     stage        *stages;          /* one per shard */
-    OSSL_PROVIDER *legacy;         /* loaded only for allow_des_requests */
+    OSSL_PROVIDER *legacy;         /* loaded only when a profile allows DES */
     int           nworkers;
     worker       *workers;
     int           stop_fd;         /* eventfd: app_stop -> app_run */

@@ -209,7 +209,6 @@ static int group_setup(void **state)
     snprintf(F.cfg.state_dir, sizeof(F.cfg.state_dir), "%s", F.dir);
     F.cfg.validity_days = 365;
     F.cfg.allow_sha1_messages = 0;
-    F.cfg.allow_des_requests = 0;
     write_pem(F.cfg.ca_cert, ca_cert, NULL);
     write_pem(F.cfg.ra_cert, F.ra_cert, NULL);
     write_pem(F.cfg.ca_key_file, NULL, ca_key);
