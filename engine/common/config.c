@@ -53,6 +53,8 @@ static const struct cfg_key cfg_keys[] = {
     { "server", "header_timeout",  T_MS,   F(header_timeout_ms), 1, CFG_DAY_MS },
     { "server", "idle_timeout",    T_MS,   F(idle_timeout_ms), 1, CFG_DAY_MS },
     { "server", "max_connections", T_INT,  F(max_conns), 1, 1000000 },
+    { "server", "queue_max",       T_INT,  F(queue_max), 0, 1000000 },
+    { "server", "request_timeout", T_MS,   F(request_timeout_ms), 1, CFG_DAY_MS },
     { "server", "state_dir",       T_PATH, F(state_dir), 0, 0 },
     { "server", "audit_log",       T_LOG,  F(audit_log), 0, 0 },
     { "keys", "mode",              T_MODE, F(key_mode), 0, 0 },
@@ -118,6 +120,7 @@ void config_defaults(config *cfg)
     cfg->header_timeout_ms = 10000;
     cfg->idle_timeout_ms = 60000;
     cfg->max_conns = 4096;
+    cfg->request_timeout_ms = 10000;
     set_str(cfg->state_dir, sizeof(cfg->state_dir), ".");
     set_str(cfg->audit_log, sizeof(cfg->audit_log), "-");
     cfg->key_mode = CONFIG_KEYS_PKCS11;

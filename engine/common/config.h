@@ -29,6 +29,11 @@ typedef struct config {
     int      header_timeout_ms;   /* header_timeout = 10s                             */
     int      idle_timeout_ms;     /* idle_timeout = 60s                               */
     int      max_conns;           /* max_connections = 4096 (per shard)               */
+    int      queue_max;           /* queue_max = 0 -> 100 per crypto worker: requests
+                                     admitted to the workers and not yet answered      */
+    int      request_timeout_ms;  /* request_timeout = 10s: a queued request older than
+                                     this is dropped (503) before its next private-key
+                                     operation                                        */
     char     state_dir[CONFIG_PATH_MAX];   /* state_dir = .                           */
     char     audit_log[CONFIG_PATH_MAX];   /* audit_log = "-" (stdout) or a path      */
 

@@ -288,8 +288,14 @@ int enroll_pkcsreq(const enroll_ctx *ctx, job *j, scep_request *req)
     t.next = JOB_DELIVER;
     j->pki.requeue = 0;
     for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]) && rej == REJ_NONE && !t.done;
-         i++)
+         i++) {
+        /* A client gone or past its deadline costs no further key operation. */
+        if (i > 0 && ctx->cancelled != NULL && ctx->cancelled(ctx->cancel_arg, j)) {
+            stop_with(&t, JOB_DELIVER);
+            break;
+        }
         rej = phases[i](&t);
+    }
     X509_REQ_free(t.csr);
     X509_NAME_free(t.bound_subject);
     GENERAL_NAMES_free(t.bound_san);
