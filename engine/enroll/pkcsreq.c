@@ -82,6 +82,29 @@ static int phase_signer(pkcsreq *t)
                                        &t->old_na, t->old_profile);
 }
 
+/* The profile (the URL's; a renewal on the default path stays under the profile of the
+ * certificate it renews) and the CSR checked under it. */
+static int phase_profile(pkcsreq *t)
+{
+    job *j = t->j;
+    char url_profile[ENROLL_PROFILE_MAX];
+    snprintf(url_profile, sizeof(url_profile), "%s", j->profile);
+    const char *want = url_profile;
+    const char *old = t->old_profile[0] != '\0' ? t->old_profile : PROFILE_LEGACY_NAME;
+    if (want[0] == '\0' && t->renewal &&
+        profile_set_find(issuer_profiles(t->ctx->issuer), old, strlen(old)) != NULL)
+        want = old;
+    int rej = issue_check_request(t->ctx->issuer, t->req->inner, t->req->inner_len, want,
+                                  !t->renewal, &t->prof, &t->csr, &t->detail);
+    if (t->prof != NULL)
+        snprintf(j->profile, sizeof(j->profile), "%s", t->prof->name);
+    if (rej != REJ_NONE)
+        return rej;
+    enroll_name_text(X509_REQ_get_subject_name(t->csr), j->pki.subject,
+                     sizeof(j->pki.subject));
+    return REJ_NONE;
+}
+
 /* The initial-enrollment authorisation of the chosen profile, for a renewal out of its lane:
  * REJ_NONE when the request carries what an initial request there needs (the static
  * challenge, or nothing under challenge = none). A one-time challenge is only looked for
@@ -144,29 +167,6 @@ out:
         t->manual = t->prof->approval == PROFILE_APPROVAL_MANUAL &&
                     (!t->renewal || !t->prof->approve_renewals);
     return rej;
-}
-
-/* The profile (the URL's; a renewal on the default path stays under the profile of the
- * certificate it renews) and the CSR checked under it. */
-static int phase_profile(pkcsreq *t)
-{
-    job *j = t->j;
-    char url_profile[ENROLL_PROFILE_MAX];
-    snprintf(url_profile, sizeof(url_profile), "%s", j->profile);
-    const char *want = url_profile;
-    const char *old = t->old_profile[0] != '\0' ? t->old_profile : PROFILE_LEGACY_NAME;
-    if (want[0] == '\0' && t->renewal &&
-        profile_set_find(issuer_profiles(t->ctx->issuer), old, strlen(old)) != NULL)
-        want = old;
-    int rej = issue_check_request(t->ctx->issuer, t->req->inner, t->req->inner_len, want,
-                                  !t->renewal, &t->prof, &t->csr, &t->detail);
-    if (t->prof != NULL)
-        snprintf(j->profile, sizeof(j->profile), "%s", t->prof->name);
-    if (rej != REJ_NONE)
-        return rej;
-    enroll_name_text(X509_REQ_get_subject_name(t->csr), j->pki.subject,
-                     sizeof(j->pki.subject));
-    return REJ_NONE;
 }
 
 /* Idempotence: the same transaction (a renewal is keyed by its signer too) with the same key

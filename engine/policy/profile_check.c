@@ -1,6 +1,6 @@
 /* Certificate profiles: the per-request decisions (key, hash, SAN, subject, validity, renewal
- * window and binding), the choice of a profile by requested keyUsage, and the extensions a profile puts
- * in an issued certificate. Pure functions of a loaded profile; see profile.h. */
+ * window and binding), the choice of a profile by requested keyUsage, and the extensions a
+ * profile puts in an issued certificate. Pure functions of a loaded profile; see profile.h. */
 #include "engine/policy/profile.h"
 #include "engine/policy/profile_internal.h"
 
