@@ -137,14 +137,21 @@ static void check_cert(X509 *c, X509_REQ *req)
     ERR_clear_error();
 }
 
+/* A refusal is any row of the reject table (engine/scep/reject.h) that is answered with a
+ * failInfo; which rows a check may return grows with the profiles, so the harness checks the
+ * table's invariants, not a list of codes. */
+static int is_refusal(int rc)
+{
+    return rc > REJ_NONE && rc < REJ__COUNT && reject_failinfo(rc) != SCEP_FAIL_NONE;
+}
+
 static void run(const issuer *is, const uint8_t *der, size_t len, int need_challenge)
 {
     X509_REQ *req = NULL;
     X509 *cert = NULL;
     int rc = issue_check_csr(is, der, len, need_challenge, &req);
 
-    switch (rc) {
-    case REJ_NONE:
+    if (rc == REJ_NONE) {
         if (req == NULL)
             abort();
         rc = issue_build(is, req, &cert);
@@ -152,23 +159,10 @@ static void run(const issuer *is, const uint8_t *der, size_t len, int need_chall
             if (cert == NULL)
                 abort();
             check_cert(cert, req);
-        } else if (rc != REJ_INTERNAL || cert != NULL) {
+        } else if (!is_refusal(rc) || cert != NULL) {
             abort();
         }
-        break;
-    case REJ_BAD_CSR:
-    case REJ_KEY_TYPE:
-    case REJ_CSR_SIG_ALG:
-    case REJ_POP:
-    case REJ_CA_REQUESTED:
-    case REJ_SAN_TYPE:
-    case REJ_EMPTY_SUBJECT:
-    case REJ_CHALLENGE:
-    case REJ_NO_CHALLENGE_SET:
-        if (req != NULL)
-            abort();
-        break;
-    default:
+    } else if (!is_refusal(rc) || req != NULL) {
         abort();
     }
     X509_free(cert);
