@@ -51,6 +51,7 @@ fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DSCEPD_FUZZ=ON >/dev/null
 	@cmake --build build-fuzz -j $(JOBS)
 
+.PHONY: fuzz-run
 fuzz-run: fuzz
 	@FUZZ_BUILD=build-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
 
