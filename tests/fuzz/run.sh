@@ -57,6 +57,8 @@ for t in "${targets[@]}"; do
     "$bin" -max_total_time="$SECONDS_EACH" -print_final_stats=1 -timeout=25 -rss_limit_mb=2048 \
            -artifact_prefix="$dir/" "$dir/corpus" "$seeds" >"$dir/log" 2>&1
     rc=$?
+    # A target that aborts leaves its temporary store (fuzz_store, fuzz_ocsp) behind.
+    rm -rf "${TMPDIR:-/tmp}/$t".??????
     # The last status line ("#N DONE cov: E ft: F corp: C/S ...", or the last progress line
     # before a crash) has the edges and the corpus; the final stats have the executions.
     last=$(grep -E '^#[0-9]+' "$dir/log" | tail -n 1)
