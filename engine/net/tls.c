@@ -169,8 +169,12 @@ int tls_ctx_create(const config *cfg, tls_ctx **out, char *err, size_t errlen)
         snprintf(err, errlen, "tls: listen is set, so cert and key are needed");
         goto out;
     }
-    /* A token key would make the handshake sign on the shard thread through PKCS#11. */
-    if (strncmp(cfg->tls_key, "pkcs11:", 7) == 0) {
+    /* A token key would make the handshake sign on the shard thread through PKCS#11. The
+     * configuration resolved the value as a relative path, so the URI may follow a
+     * directory. */
+    const char *base = strrchr(cfg->tls_key, '/');
+    if (strncmp(base != NULL ? base + 1 : cfg->tls_key, "pkcs11:", 7) == 0 ||
+        strncmp(cfg->tls_key, "pkcs11:", 7) == 0) {
         snprintf(err, errlen, "tls: key must be a PEM file, not a token object (the handshake "
                  "signs on the shard thread, which never waits for the token)");
         goto out;
