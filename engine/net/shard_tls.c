@@ -42,32 +42,43 @@ static int encrypt_more(conn *c)
     return 0;
 }
 
+/* Keeps up to two chunks of the response encrypted ahead of the socket, so the next one is
+ * ready when a send completes. */
+static int top_up(conn *c)
+{
+    int more = c->st == C_SEND && (c->iov_idx < c->iov_cnt || (c->close_after && !c->tls_bye));
+    if (more && tls_out_pending(c->tls) < 2 * TLS_CHUNK)
+        return encrypt_more(c);
+    return 0;
+}
+
 void shard_tls_send(shard *s, conn *c)
 {
     if (c->fd < 0)
         return;
-    int more = c->st == C_SEND && (c->iov_idx < c->iov_cnt || (c->close_after && !c->tls_bye));
-    if (more && tls_out_pending(c->tls) < TLS_CHUNK && encrypt_more(c) != 0) {
+    if (!c->send_busy) {
+        if (top_up(c) != 0) {
+            shard_conn_close(s, c);
+            return;
+        }
+        size_t n;
+        const uint8_t *p = tls_out_next(c->tls, &n);
+        if (n == 0) {
+            if (c->st == C_SEND && c->iov_idx == c->iov_cnt && (!c->close_after || c->tls_bye))
+                shard_response_done(s, c);
+            return;
+        }
+        struct io_uring_sqe *sqe = shard_get_sqe(s);
+        if (sqe == NULL) {
+            shard_conn_close(s, c);
+            return;
+        }
+        io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, slot_of(s, c), c->gen));
+        c->send_busy = 1;
+    }
+    if (top_up(c) != 0)
         shard_conn_close(s, c);
-        return;
-    }
-    if (c->send_busy)
-        return;     /* its completion comes back here */
-    size_t n;
-    const uint8_t *p = tls_out_next(c->tls, &n);
-    if (n == 0) {
-        if (c->st == C_SEND && c->iov_idx == c->iov_cnt && (!c->close_after || c->tls_bye))
-            shard_response_done(s, c);
-        return;
-    }
-    struct io_uring_sqe *sqe = shard_get_sqe(s);
-    if (sqe == NULL) {
-        shard_conn_close(s, c);
-        return;
-    }
-    io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, slot_of(s, c), c->gen));
-    c->send_busy = 1;
 }
 
 void shard_tls_on_send(shard *s, conn *c, size_t res)
