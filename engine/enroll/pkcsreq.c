@@ -13,6 +13,7 @@
 #include <openssl/err.h>
 
 #include "engine/enroll/record.h"
+#include "engine/enroll/validate.h"
 #include "engine/pki/serial.h"
 #include "engine/scep/reject.h"
 
@@ -174,12 +175,23 @@ static int phase_repeat(pkcsreq *t)
     return rej;
 }
 
+/* MDM validation (intune, webhook) and a multi-kind profile's static challenge: validate.c. */
+static int phase_validate(pkcsreq *t)
+{
+    int next = -1;
+    int rej = enroll_validate(t->ctx, t->j, t->req, t->prof, t->csr, t->renewal, &t->detail,
+                              &next);
+    if (rej == REJ_NONE && next >= 0)
+        stop_with(t, next);
+    return rej;
+}
+
 /* One-time challenge: consumed in the store first (this pass ends with that commit), then,
  * on the pass after it, the verdict; an "override" profile takes the bindings. */
 static int phase_onetime(pkcsreq *t)
 {
     job *j = t->j;
-    if (t->renewal || t->prof->challenge != PROFILE_CHALLENGE_ONETIME)
+    if (t->renewal || t->prof->challenge != PROFILE_CHALLENGE_ONETIME || j->pki.mdm.static_ok)
         return REJ_NONE;
     if (!j->pki.chal_done) {
         int rej = enroll_onetime_put(j, t->prof, t->csr);
@@ -270,8 +282,8 @@ out:
 }
 
 static int (*const phases[])(pkcsreq *) = {
-    phase_signer, phase_profile, phase_replay, phase_repeat, phase_onetime, phase_hold,
-    phase_issue,
+    phase_signer, phase_profile, phase_replay, phase_repeat, phase_validate, phase_onetime,
+    phase_hold, phase_issue,
 };
 
 int enroll_pkcsreq(const enroll_ctx *ctx, job *j, scep_request *req)

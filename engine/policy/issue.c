@@ -251,6 +251,19 @@ static const profile *select_profile(const issuer *is, X509_REQ *csr, const char
     return profile_select_for_key_usage(items, n, profile_requested_key_usage(csr));
 }
 
+int issue_static_challenge(const issuer *is, const profile *prof, X509_REQ *csr)
+{
+    size_t nitems = 0;
+    size_t idx = (size_t)(prof - profile_set_items(is->profiles, &nitems));
+    if (idx >= nitems)
+        return REJ_INTERNAL;
+    const uint8_t *want = is->prof_has[idx] ? is->prof_hash[idx]
+                        : is->has_challenge ? is->challenge_hash : NULL;
+    if (want == NULL)
+        return REJ_NO_CHALLENGE_SET;
+    return challenge_ok(want, csr) ? REJ_NONE : REJ_CHALLENGE;
+}
+
 int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
                         const char *profile_name, int need_challenge, const profile **prof_out,
                         X509_REQ **out, const char **detail_out)
