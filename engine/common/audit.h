@@ -36,6 +36,9 @@
     X(REQUEST_PENDING,  1500, "request of a manual-approval profile stored, answered PENDING") \
     X(REQUEST_APPROVED, 1501, "pending request approved and its certificate issued (scepctl request approve)") \
     X(REQUEST_DENIED,   1502, "pending request denied (scepctl request deny)") \
+    X(MDM_ALLOWED,      1600, "the MDM (Intune or webhook; detail: which, and its code) allowed the request") \
+    X(MDM_DENIED,       1601, "the MDM refused the request or could not be asked (diag: mdm_denied, mdm_timeout, mdm_unavailable, mdm_auth_failed, mdm_tls_failed, ...; detail: the service's code and reason)") \
+    X(MDM_NOTIFY_FAILED, 1602, "Intune did not acknowledge a notification after the retries (detail: success or failure notification, and why); after a successNotification the certificate is revoked") \
     X(REQUEST_REJECTED, 2000, "request rejected") \
     X(HTTP_REJECTED,    2001, "HTTP request rejected") \
     X(CHALLENGE_REJECTED, 2002, "one-time challenge refused (diag: wrong, expired, used, subject, san, profile)") \

@@ -58,6 +58,7 @@ static const struct cfg_key cfg_keys[] = {
     { "server", "request_timeout", T_MS,   F(request_timeout_ms), 1, CFG_DAY_MS },
     { "server", "state_dir",       T_PATH, F(state_dir), 0, 0 },
     { "server", "audit_log",       T_LOG,  F(audit_log), 0, 0 },
+    { "server", "mdm_config",      T_PATH, F(mdm_config), 0, 0 },
     { "keys", "mode",              T_MODE, F(key_mode), 0, 0 },
     { "keys", "pkcs11_module",     T_STR,  F(pkcs11_module), 0, 0 },
     { "keys", "token_label",       T_STR,  F(token_label), 0, 0 },

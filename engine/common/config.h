@@ -36,6 +36,9 @@ typedef struct config {
                                      operation                                        */
     char     state_dir[CONFIG_PATH_MAX];   /* state_dir = .                           */
     char     audit_log[CONFIG_PATH_MAX];   /* audit_log = "-" (stdout) or a path      */
+    char     mdm_config[CONFIG_PATH_MAX];  /* mdm_config = mdm.conf: the MDM validation
+                                              stage's own file (engine/mdm/mdm_config.h,
+                                              docs/mdm.md); empty: no stage             */
 
     /* [keys] */
     enum config_key_mode key_mode;         /* mode = pkcs11 | file                    */

@@ -253,10 +253,17 @@ static const profile *select_profile(const issuer *is, X509_REQ *csr, const char
 
 int issue_check_challenge(const issuer *is, const profile *prof, X509_REQ *csr)
 {
-    if (prof->challenge != PROFILE_CHALLENGE_STATIC)
+    if (!(PROFILE_CHALLENGES(prof) & PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_STATIC)))
         return REJ_NONE;
+    return issue_static_challenge(is, prof, csr);
+}
+
+int issue_static_challenge(const issuer *is, const profile *prof, X509_REQ *csr)
+{
     size_t nitems = 0;
     size_t idx = (size_t)(prof - profile_set_items(is->profiles, &nitems));
+    if (idx >= nitems)
+        return REJ_INTERNAL;
     const uint8_t *want = is->prof_has[idx] ? is->prof_hash[idx]
                         : is->has_challenge ? is->challenge_hash : NULL;
     if (want == NULL)

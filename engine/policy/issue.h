@@ -52,9 +52,15 @@ int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
                         X509_REQ **out, const char **detail_out);
 
 /* The initial-enrollment challenge of prof (one of the issuer's) for a parsed request: a
- * static challenge is compared here (REJ_NONE, REJ_CHALLENGE, REJ_NO_CHALLENGE_SET); onetime
- * and none give REJ_NONE (a one-time challenge is the store's to decide). */
+ * static challenge (when prof lists it) is compared here (REJ_NONE, REJ_CHALLENGE,
+ * REJ_NO_CHALLENGE_SET); otherwise REJ_NONE (a one-time challenge is the store's to decide,
+ * an MDM's verdict the validation stage's). */
 int issue_check_challenge(const issuer *is, const profile *prof, X509_REQ *csr);
+
+/* The static challenge of prof (one of the issuer's: its own, else the main configuration's)
+ * against the request's challengePassword, whatever kinds prof lists (a multi-kind profile
+ * tries it first): REJ_NONE, REJ_CHALLENGE, REJ_NO_CHALLENGE_SET. Constant time. */
+int issue_static_challenge(const issuer *is, const profile *prof, X509_REQ *csr);
 
 /* issue_check_request with the profile chosen by keyUsage. */
 int issue_check_csr(const issuer *is, const uint8_t *der, size_t len, int need_challenge,

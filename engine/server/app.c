@@ -243,6 +243,8 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     }
     if (revocation_setup(a, err, errlen) != 0)
         goto out;
+    if (mdm_wire_setup(a, err, errlen) != 0)
+        goto out;
     if (make_shards(a, err, errlen) != 0)
         goto out;
     rc = 0;
@@ -320,6 +322,7 @@ stop:
         pthread_join(a->pub_thread, NULL);
         a->pub_started = 0;
     }
+    mdm_wire_teardown(a);      /* its callbacks post to the workers and the writer */
     pthread_mutex_lock(&a->q_mu);
     a->q_stopping = 1;
     pthread_cond_broadcast(&a->q_cv);
@@ -361,6 +364,7 @@ void app_destroy(app *a)
     if (a->legacy != NULL)
         OSSL_PROVIDER_unload(a->legacy);
     free(a->workers);
+    mdm_wire_free(a);
     store_close(a->store);
     crl_cache_destroy(a->crls);
     crl_signer_destroy(a->crl_signer);

@@ -80,6 +80,12 @@ struct app {
     pthread_cond_t  pub_cv;
     int           pub_stop, pub_wake;
     job          *pub_done;
+    /* The MDM validation stage (mdm_wire.c) and the NDES page (ndes_route.c). */
+    struct mdm_stage  *mdm;        /* NULL: no mdm_config, or stopped; read under mdm_mu */
+    struct mdm_config *mdm_cfg;
+    pthread_mutex_t mdm_mu;
+    int           mdm_mu_ready;
+    struct ndes_state *ndes;       /* NULL: no [ndes] users_file */
 };
 
 /* app.c */
@@ -126,6 +132,36 @@ int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t bo
                  int is_post, conn_ref ref, const char *peer, http_response *resp);
 int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t body_len,
                     int is_post, conn_ref ref, const char *peer, http_response *resp);
+
+/* mdm_wire.c: the MDM validation stage in the server (engine/enroll/validate.h). */
+/* Loads cfg.mdm_config (if set) and starts the stage and the NDES page; after the profiles
+ * and the audit log. 0 or -1 with err. */
+int  mdm_wire_setup(app *a, char *err, size_t errlen);
+/* Stops the stage: pending validations come back to the worker queue (refused, shutdown);
+ * pending successNotifications end in revocation. Before the workers stop. */
+void mdm_wire_teardown(app *a);
+void mdm_wire_free(app *a);            /* teardown and free; accepts a half-built app */
+/* Worker: a job whose pass returned JOB_VALIDATE goes to the stage (or is answered 503). */
+void mdm_wire_park(app *a, job *j);
+/* Worker or writer: j is answered without a certificate; after an Intune allow, Intune gets
+ * a failureNotification (once). */
+void mdm_wire_refused(app *a, job *j);
+/* Writer, j's certificate committed: 1 when Intune must acknowledge it first (the job is
+ * the stage's until then), 0 to deliver now. */
+int  mdm_wire_committed(app *a, job *j);
+/* Writer: 1 when j's put was the revocation after a failed successNotification (j's reply
+ * is then the FAILURE), 0 otherwise. */
+int  mdm_wire_revoked(app *a, job *j);
+
+/* ndes_route.c: GET /certsrv/mscep_admin/ (NDES's one-time challenge page, Basic auth). */
+int  ndes_route_setup(app *a, char *err, size_t errlen);
+void ndes_route_free(app *a);
+/* 1 when path is the NDES admin page. */
+int  ndes_route_match(http_slice path);
+int  ndes_route(app *a, const http_request *req, int is_get, conn_ref ref, const char *peer,
+                http_response *resp);
+/* Writer: the answer to the page once its challenge is durable. */
+void ndes_committed(app *a, job *j);
 
 /* publisher.c: the CRL publisher thread body (arg = the app). */
 void *publisher_main(void *arg);

@@ -284,6 +284,8 @@ int route_request(void *ctx, const http_request *req, const uint8_t *body, size_
         return admin_revoke(a, req, body, body_len, is_post, ref, peer, resp);
     if (path_is(req->path, "/admin/challenges", 0))
         return admin_challenge(a, req, body, body_len, is_post, ref, peer, resp);
+    if (ndes_route_match(req->path))
+        return ndes_route(a, req, is_get, ref, peer, resp);
     int sp = scep_path(a, req->path, pname, sizeof(pname));
     if (sp == 0)
         return route_reject(a, resp, 404, "not found\n", peer);

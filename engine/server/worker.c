@@ -69,8 +69,10 @@ int worker_cancelled(void *arg, job *j)
 {
     app *a = arg;
     /* A one-time challenge is consumed only in the write transaction that records the
-     * certificate (engine/enroll/onetime.c), so dropping a job here never burns one. */
-    if (!j->admitted || (j->kind != JOB_PKIOPERATION && j->kind != JOB_OCSP))
+     * certificate (engine/enroll/onetime.c), so dropping a job here never burns one; a job
+     * with an MDM verdict finishes (the MDM was told, or will be, how it ended). */
+    if (!j->admitted || (j->kind != JOB_PKIOPERATION && j->kind != JOB_OCSP) ||
+        (j->kind == JOB_PKIOPERATION && j->pki.mdm.done))
         return 0;
     if (!shard_ref_live(a->shards[j->reply.ref.shard], j->reply.ref)) {
         admit_note(&a->admit, a->audit, ADMIT_GONE, j->peer);
@@ -245,10 +247,14 @@ void *worker_main(void *arg)
         }
         if (sample)
             admit_sample(&a->admit, (app_now_ms() - t0) * 1000u);
-        if (next == JOB_COMMIT) {
+        if (next == JOB_VALIDATE) {
+            mdm_wire_park(a, j);           /* held by the stage, not by this worker */
+        } else if (next == JOB_COMMIT) {
             j->put.next = NULL;
             store_submit(a->store, &j->put);
         } else {
+            if (j->kind == JOB_PKIOPERATION)
+                mdm_wire_refused(a, j);
             worker_deliver(a, j);
         }
     }
