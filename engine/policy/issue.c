@@ -253,7 +253,9 @@ static const profile *select_profile(const issuer *is, X509_REQ *csr, const char
 
 int issue_check_challenge(const issuer *is, const profile *prof, X509_REQ *csr)
 {
-    if (!(PROFILE_CHALLENGES(prof) & PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_STATIC)))
+    /* prof->challenge is the kind that decides: a multi-kind profile whose static challenge
+     * does not match is decided by its one-time challenge or its MDM. */
+    if (prof->challenge != PROFILE_CHALLENGE_STATIC)
         return REJ_NONE;
     return issue_static_challenge(is, prof, csr);
 }

@@ -52,7 +52,7 @@ int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
                         X509_REQ **out, const char **detail_out);
 
 /* The initial-enrollment challenge of prof (one of the issuer's) for a parsed request: a
- * static challenge (when prof lists it) is compared here (REJ_NONE, REJ_CHALLENGE,
+ * static challenge (when it is the kind that decides) is compared here (REJ_NONE, REJ_CHALLENGE,
  * REJ_NO_CHALLENGE_SET); otherwise REJ_NONE (a one-time challenge is the store's to decide,
  * an MDM's verdict the validation stage's). */
 int issue_check_challenge(const issuer *is, const profile *prof, X509_REQ *csr);

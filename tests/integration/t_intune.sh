@@ -95,17 +95,20 @@ check "timeout: FAILURE badRequest, mdm_timeout (2000)" expect_failure slow 2000
 check "timeout: audit MDM_DENIED (1601) diag mdm_timeout" has_event slow 1601 '"diag":"mdm_timeout"'
 
 # --- a full stage (max_in_flight = 1): HTTP 503 with Retry-After, no CertRep
-knob '{"delay_ms": 1500}'
+knob '{"delay_ms": 1800}'
+: > "$T/intune.calls.waiting"
 "$REQ" enroll --url "$B/intune" --challenge "intune-challenge-blob-5" --cn dev-5 --emit "$T/busy.msg" > "$T/busy-emit.out" 2>&1 || true
 req first intune --challenge "intune-challenge-blob-6" --cn dev-6 &
 first=$!
-sleep 0.7         # the first request is at the emulator (1.5 s) by now
+for _ in $(seq 1 200); do    # until the first request's validateRequest is at the emulator
+  grep -q validateRequest "$T/intune.calls.waiting" 2>/dev/null && break; sleep 0.05
+done
 code=$(curl -s -o /dev/null -D "$T/busy.hdr" -w '%{http_code}' --data-binary @"$T/busy.msg" \
   -H 'Content-Type: application/x-pki-message' "$B/intune?operation=PKIOperation")
 wait $first
 check "a full validation stage: HTTP 503" test "$code" = 503
 check "a full validation stage: Retry-After" grep -qi '^Retry-After: [0-9]' "$T/busy.hdr"
-check "the request in flight meanwhile was issued (delay 1.5 s < timeout 2 s)" status_is first SUCCESS -
+check "the request in flight meanwhile was issued (delay 1.8 s < timeout 2 s)" status_is first SUCCESS -
 
 # --- a refusal after validation: failureNotification with an HRESULT
 knob '{"delay_ms": 0}'
