@@ -358,7 +358,7 @@ check_cycle() {
 OTP_ATTEMPTS=0 OTP_CUT=0 OTP_REPLAYED=0 OTP_ISSUED=0 OTP_BURNT=0 OTP_OTHER=0 REUSE_PROBES=0
 CHECKS=0 MISSING=0 MISMATCH=0 DUP_STORE=0 DUP_GOT=0 UNVERIFIED=0 STORED=0 LG_OK=0 LG_ERR=0
 LOAD_REFUSED=0 RESTART_MAX=0 RESTART_SUM=0
-echo "cycle,run_ms,received,received_total,stored,missing,store_differs,dup_serials,otp_attempts,otp_cut,otp_replayed,otp_issued,otp_burnt,loadgen_ok,loadgen_errors,restart_ms" > "$T/cycles.csv"
+echo "cycle,run_ms,received,received_total,stored,missing,store_differs,dup_serials,otp_attempts,otp_cut,otp_repeat_ok,otp_burnt,loadgen_ok_total,loadgen_errors_total,restart_ms" > "$T/cycles.csv"
 log "state $STATE ($KEYS keys), $CYCLES cycles, $CLIENTS static + $ONETIME one-time clients, loadgen ${RATE}/s, kill after ${RUN_MIN}-${RUN_MAX} s, seed $SEED"
 printf '%5s %7s %8s %8s %8s %7s %6s %5s %8s %8s %8s %8s %9s\n' cycle run_ms received total stored missing differ dups otp_try otp_cut otp_rep otp_burnt restart_ms
 start_scepd
