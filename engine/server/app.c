@@ -140,7 +140,7 @@ void app_issuer_unpin(void)
 
 /* The issuer for cfg: its challenge, and the profiles directory replacing the built-in
  * "default" profile (no directory: the built-in). At start and on reload. */
-static int build_issuer(const app *a, const config *cfg, issuer **out, char *err, size_t errlen)
+static int build_issuer(app *a, const config *cfg, issuer **out, char *err, size_t errlen)
 {
     char challenge[256] = "", perr[512];
     profile_set *set = NULL;
@@ -170,7 +170,7 @@ static int build_issuer(const app *a, const config *cfg, issuer **out, char *err
     /* Single DES lives in OpenSSL's legacy provider: loaded only once a profile allows it
      * (main thread; it stays loaded until the end). */
     if (a->legacy == NULL && profile_set_allows_des(issuer_profiles(is)) &&
-        (((app *)a)->legacy = OSSL_PROVIDER_load(NULL, "legacy")) == NULL) {
+        (a->legacy = OSSL_PROVIDER_load(NULL, "legacy")) == NULL) {
         snprintf(err, errlen, "a profile has allow_des = yes, which needs OpenSSL's legacy "
                  "provider; it did not load");
         goto out;
@@ -489,6 +489,7 @@ void app_destroy(app *a)
     crl_cache_destroy(a->crls);
     crl_signer_destroy(a->crl_signer);
     ocsp_responder_destroy(a->ocsp);
+    app_issuer_unpin();        /* this thread's, if setup (ndes_route.c) pinned one */
     issuer_slot_destroy(a->policy);
     ca_free(a->ca);
     audit_close(a->audit);
