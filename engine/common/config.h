@@ -122,6 +122,15 @@ int config_parse_value(const char *p, const char *end, char *out, size_t outlen,
  * file). Returns 0 or -1 with err set; *cfg is written only on success. */
 int config_load(config *cfg, const char *path, char *err, size_t errlen);
 
+/* SIGHUP (docs/operations.md "Reload"): the keys of [issue] that only shape the issued
+ * certificates and the static challenges (validity_days, backdate, challenge,
+ * challenge_file, allow_sha1, crl_url, ocsp_url, profiles_dir) take effect on reload; every
+ * other key needs a restart. Writes the restart-only keys whose values differ between the
+ * running configuration and next into out as "[section] key, ..." (outlen bytes, always
+ * terminated; "" when none) and returns how many differ. */
+int config_restart_changes(const config *running, const config *next, char *out,
+                           size_t outlen);
+
 /* Sets the environment variable named by module_env (NAME=VALUE) for the PKCS#11 module
  * (SoftHSM2 finds its tokens through SOFTHSM2_CONF). Call before loading the module.
  * Returns 0 (also when module_env is empty) or -1 when it is malformed. */

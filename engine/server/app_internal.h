@@ -49,7 +49,8 @@ struct app {
     config        cfg;
     audit        *audit;
     ca_set       *ca;
-    issuer       *issuer;
+    issuer_slot  *policy;          /* the current issuer (profiles, static challenges):
+                                      app_issuer; swapped by app_reload                 */
     store        *store;
     uint32_t      nshards;
     shard       **shards;
@@ -59,6 +60,9 @@ struct app {
     int           nworkers;
     worker       *workers;
     int           stop_fd;         /* eventfd: app_stop -> app_run */
+    int           reload_fd;       /* eventfd: app_request_reload -> app_run */
+    config        cfg_file;        /* cfg as loaded (cfg.listen_port is the bound one) */
+    char          cfg_path[CONFIG_PATH_MAX]; /* what app_reload reads; "" : not known */
     admit         admit;           /* the bound on jobs admitted to the workers */
     /* The crypto workers' queue: one lock per pushed list, one wake-up per list. */
     pthread_mutex_t q_mu;
@@ -89,6 +93,13 @@ struct app {
 };
 
 /* app.c */
+/* The current issuer, pinned for the calling thread: valid until this thread's next
+ * app_issuer call. Call it where the thread holds nothing from a previous result (a worker
+ * at the start of a job, a shard per request), so a request that started under one
+ * profile set finishes under it. */
+const issuer *app_issuer(const app *a);
+/* Drops the calling thread's pin (before the thread ends). */
+void app_issuer_unpin(void);
 /* job_new for a request of connection ref: answered through the shard, freed by
  * app_job_release. NULL when out of memory. */
 job *app_job_new(app *a, int kind, conn_ref ref, const char *peer, const char *pname);

@@ -82,7 +82,7 @@ int ndes_route_setup(app *a, char *err, size_t errlen)
 
     if (mc == NULL || mc->ndes_users_file[0] == '\0')
         return 0;
-    const profile *p = profile_set_find(issuer_profiles(a->issuer), mc->ndes_profile,
+    const profile *p = profile_set_find(issuer_profiles(app_issuer(a)), mc->ndes_profile,
                                         strlen(mc->ndes_profile));
     if (p == NULL || p->challenge != PROFILE_CHALLENGE_ONETIME) {
         snprintf(err, errlen, "[ndes] profile '%s': no such profile with challenge = onetime",

@@ -60,7 +60,7 @@ static int scep_path(const app *a, http_slice path, char *pname, size_t plen)
     /* "/scep/" and "/scep/pkiclient.exe" (clients that append the CGI name) are the default. */
     if (n == 0 || (n == 13 && slash == NULL && strncasecmp(name, "pkiclient.exe", 13) == 0))
         return 1;
-    if (n >= plen || profile_set_find(issuer_profiles(a->issuer), name, n) == NULL)
+    if (n >= plen || profile_set_find(issuer_profiles(app_issuer(a)), name, n) == NULL)
         return -1;
     memcpy(pname, name, n);
     pname[n] = '\0';

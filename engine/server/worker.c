@@ -224,7 +224,7 @@ void *worker_main(void *arg)
         fprintf(stderr, "scepd: worker cannot create a store reader\n");
         return NULL;
     }
-    enroll_ctx ctx = {&a->cfg, a->ca, a->issuer, a->audit, reader, a->crls,
+    enroll_ctx ctx = {&a->cfg, a->ca, NULL, a->audit, reader, a->crls,
                       worker_cancelled, a};
     job *j;
     while ((j = queue_take(a)) != NULL) {
@@ -242,6 +242,7 @@ void *worker_main(void *arg)
                 continue;                  /* went back to the publisher */
             next = JOB_COMMIT;
         } else {
+            ctx.issuer = app_issuer(a);    /* the profile set this job runs under */
             next = enroll_process(&ctx, j);
             sample = 1;
         }
@@ -259,6 +260,7 @@ void *worker_main(void *arg)
         }
     }
     store_reader_destroy(reader);
+    app_issuer_unpin();
     if (a->ca->token != NULL)
         hsm_thread_detach();
     return NULL;
