@@ -123,21 +123,27 @@ int enroll_fail(const enroll_ctx *ctx, job *j, const scep_request *req, int rej,
 /* The request was fine but a private-key operation failed: the client gets HTTP 503 with
  * Retry-After and should retry; no CertRep (it could not be signed, or would wrongly tell the
  * device its request is bad). One HSM_FAILURE event with the token's own error (diag: the CKR
- * name), unless the worker runs the request again after recovering (enroll_ctx.hsm_will_retry):
- * then the next run's answer is the one audited. */
+ * name; while the worker is in an outage, the CKR that keeps it without a session), unless
+ * the worker runs the request again after recovering (enroll_ctx.hsm_will_retry): then the
+ * next run's answer is the one audited. */
 int enroll_unavailable(const enroll_ctx *ctx, job *j, const scep_request *req,
                        const char *what)
 {
+    const char *cause = NULL;
     int retried = ctx->ca->token != NULL && ctx->hsm_will_retry != NULL &&
-                  ctx->hsm_will_retry(ctx->hsm_arg);
+                  ctx->hsm_will_retry(ctx->hsm_arg, &cause);
     if (!retried) {
         char detail[320];
-        if (ctx->ca->token != NULL)
-            snprintf(detail, sizeof(detail), "%s: %s", what, hsm_last_error());
-        else
+        const char *rv = ctx->ca->token != NULL && hsm_last_rv() != 0 ? hsm_last_rv_name() : NULL;
+        if (ctx->ca->token == NULL)
             snprintf(detail, sizeof(detail), "%s", what);
+        else if (cause != NULL)
+            snprintf(detail, sizeof(detail), "%s: %s; the worker has no PKCS#11 session (%s)",
+                     what, hsm_last_error(), cause);
+        else
+            snprintf(detail, sizeof(detail), "%s: %s", what, hsm_last_error());
         audit_fields f = {
-            .diag = ctx->ca->token != NULL && hsm_last_rv() != 0 ? hsm_last_rv_name() : NULL,
+            .diag = cause != NULL ? cause : rv,
             .txid = req != NULL && req->txid_len > 0 ? req->txid : NULL,
             .profile = j->profile,
             .subject = j->pki.subject,

@@ -28,9 +28,11 @@ int recover_down(const recover *r)
     return r->down;
 }
 
-int recover_will_retry(void *arg)
+int recover_will_retry(void *arg, const char **cause)
 {
     const recover *r = arg;
+    if (cause != NULL)
+        *cause = r != NULL && r->down ? r->why : NULL;
     return r != NULL && r->token != NULL && !r->final && HSM_FAULT_IS_LOSS(hsm_last_fault()) &&
            hsm_thread_ops() == r->ops0;
 }
@@ -54,6 +56,7 @@ static void outage_begin(recover *r)
 {
     char detail[320];
     snprintf(r->rv, sizeof(r->rv), "%s", hsm_last_rv_name());
+    memcpy(r->why, r->rv, sizeof(r->why));
     snprintf(detail, sizeof(detail), "worker %d lost its PKCS#11 session: %s; recovering",
              r->index, hsm_last_error());
     audit_fields f = {.diag = r->rv, .detail = detail, .failinfo = -1};
@@ -74,6 +77,7 @@ static int attempt(recover *r)
     if (mono_ms() < r->next_ms)
         return 0;
     if (hsm_thread_recover(r->token) != 0) {
+        snprintf(r->why, sizeof(r->why), "%s", hsm_last_rv_name());
         back_off(r);
         return 0;
     }
@@ -102,7 +106,7 @@ int recover_run(recover *r, job *j, int (*run)(void *arg, job *j), void *arg)
         if (!HSM_FAULT_IS_LOSS(hsm_last_fault()))
             break;
         /* decided before the recovery attempt replaces the thread's last result */
-        int again = next >= 0 && recover_will_retry(r);
+        int again = next >= 0 && recover_will_retry(r, NULL);
         if (!r->down)
             outage_begin(r);
         up = attempt(r);

@@ -51,6 +51,7 @@ typedef struct recover {
     int         index;          /* the worker's number, in event details */
     int         down;           /* in an outage: the session is lost and not recovered */
     char        rv[48];         /* the CKR name that began the outage */
+    char        why[48];        /* the latest reason it lasts: the failed recovery's CKR */
     uint64_t    since_ms;       /* CLOCK_MONOTONIC ms: when the outage began */
     uint64_t    next_ms;        /* no recovery attempt before this */
     unsigned    backoff_ms;     /* 0: the next attempt is the first of the outage */
@@ -72,8 +73,10 @@ int  recover_run(recover *r, job *j, int (*run)(void *arg, job *j), void *arg);
 /* For the job's own code (enroll_ctx.hsm_will_retry, arg = the recover), asked when a
  * private-key operation failed: 1 when recover_run will run the job again (a loss, on its
  * first run, before any of its private-key operations completed), 0 when this run's answer is
- * the one the client gets. */
-int  recover_will_retry(void *arg);
+ * the one the client gets. *cause (may be NULL): while the worker is in an outage, the CKR
+ * name of its latest failed recovery (or of the loss that began it), which says more than
+ * the dead session's CKR_SESSION_HANDLE_INVALID; NULL otherwise. */
+int  recover_will_retry(void *arg, const char **cause);
 
 /* 1 while the worker is in an outage (tests, metrics). */
 int  recover_down(const recover *r);
