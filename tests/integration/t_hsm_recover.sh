@@ -17,7 +17,11 @@
 #      transparently (SUCCESS, one real decryption, no HSM_FAILURE for the transaction); lost
 #      on the CA's C_Sign, after the decryption completed, it is not (503: a request is never
 #      run again once one of its private-key operations completed) and the same transaction
-#      enrolls afterwards.
+#      enrolls afterwards;
+#  (e) a hung HSM (p11fault latency: each C_Sign takes 3 s, request_timeout 2 s): while both
+#      workers are inside C_Sign the shards keep answering GetCACaps; of three PKIOperations
+#      sent together the two on the workers get their CertRep, the one queued behind them is
+#      answered 503 with Retry-After once a worker takes it past its deadline.
 # Every wait is a bounded loop; nothing asserts a time.
 . "$(dirname "$0")/lib.sh"
 . "$SRC/tests/p11fault/p11fault.sh"
@@ -26,6 +30,7 @@ REQ=$BUILD/tests/scep_req
 
 init_state
 p11fault_use
+sed -i 's/^crypto_workers = .*/crypto_workers = 2\nrequest_timeout = 2s/' "$CONF"
 start_scepd
 cd "$T"
 
@@ -175,4 +180,31 @@ check "not retried: HSM_FAILURE for the transaction (http_status 503, CKR_SESSIO
 p11fault_set
 enroll late --cn late
 check "not retried: then SUCCESS" succeeded late
+
+# --- (e) a hung HSM: workers blocked inside C_Sign, shards still answering ---
+for n in hang1 hang2 hang3; do enroll_emit "$n" --challenge "$CHALLENGE_VALUE" --cn "$n"; done
+p11fault_set "latency C_Sign 3000"
+m=$(p11fault_mark)
+pids=""
+for n in hang1 hang2 hang3; do
+  ( curl -s -D "$n.hdr" -o "$n.body" -w '%{http_code} %{content_type}' --max-time 60 \
+      -H 'Content-Type: application/x-pki-message' --data-binary @"$n.msg" \
+      "$URL?operation=PKIOperation" > "$n.code" ) &
+  pids="$pids $!"
+done
+# Once both workers are inside a C_Sign (bounded wait on the call log)...
+for _ in $(seq 1 100); do [ "$(p11fault_count "$m" 'C_Decrypt CKR_OK real')" -ge 2 ] && break; sleep 0.05; done
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$URL?operation=GetCACaps" || true)
+check "hung HSM: GetCACaps answered while both workers wait in C_Sign" is "$code" 200
+for p in $pids; do wait "$p" || true; done
+p11fault_set
+got=$(for n in hang1 hang2 hang3; do cat "$n.code"; echo; done | sort | tr '\n' ',')
+check "hung HSM: two CertReps and one 503 for the request queued past its deadline" \
+  is "$got" "200 application/x-pki-message,200 application/x-pki-message,503 text/plain,"
+f503=$(grep -l '^503' hang1.code hang2.code hang3.code | head -n1 || true)
+check "hung HSM: the 503 has Retry-After" \
+  eval '[ -n "$f503" ] && grep -qi "^Retry-After: [0-9]" "${f503%.code}.hdr"'
+check "hung HSM: the dropped request audited (REQUEST_DROPPED, deadline)" \
+  test -n "$(grep -F '"event":2004,' "$STATE/audit.log" | grep -F '"diag":"deadline"')"
+check "hung HSM: afterwards an enrollment SUCCESS" enroll_until aftere 10
 finish
