@@ -24,6 +24,12 @@ typedef struct enroll_ctx {
      * 1 drops the job (it has set j's reply), 0 goes on. NULL: never. */
     int         (*cancelled)(void *arg, job *j);
     void         *cancel_arg;
+    /* Asked when a private-key operation failed (engine/server/recover.h): 1 when the worker
+     * will recover and run this request again, so this run answers 503 without an audit
+     * event (the next run audits what the client gets). *cause: the CKR name that keeps the
+     * worker without a session (its outage), or NULL when it is in none. NULL: never. */
+    int         (*hsm_will_retry)(void *arg, const char **cause);
+    void         *hsm_arg;
 } enroll_ctx;
 
 /* Processes j (a JOB_PKIOPERATION) and returns enum job_next: JOB_DELIVER with

@@ -79,44 +79,84 @@ int enroll_certrep_content(const enroll_ctx *ctx, job *j, const scep_request *re
     return 0;
 }
 
+/* The Retry-After of a 503 for a failed private-key operation: the longest backoff between a
+ * worker's recovery attempts (RECOVER_BACKOFF_MAX_MS in engine/server/recover.h, which runs
+ * the attempt when a request comes), so a client coming back finds the next attempt made. */
+#define ENROLL_HSM_RETRY_AFTER_S 2
+
+/* 1 when a private-key operation of this request failed because the session, the login or
+ * the token went away (hsm.h: the thread's last result, cleared when the worker's run began):
+ * the request cannot be judged by what came out of it (a decryption that failed so is not a
+ * bad envelope), and no CertRep can be signed. */
+static int hsm_lost(const enroll_ctx *ctx)
+{
+    return ctx->ca->token != NULL && HSM_FAULT_IS_LOSS(hsm_last_fault());
+}
+
 int enroll_fail(const enroll_ctx *ctx, job *j, const scep_request *req, int rej,
                 const char *detail)
 {
+    char what[96];
+    if (hsm_lost(ctx)) {
+        snprintf(what, sizeof(what), "%s (%s)",
+                 rej == REJ_DECRYPT ? "RA decryption failed" : "PKCS#11 session lost",
+                 reject_diag(rej));
+        return enroll_unavailable(ctx, j, req, what);
+    }
     if (rej == REJ_SIG_DIGEST && req->sig_md_nid != NID_undef)
         detail = OBJ_nid2sn(req->sig_md_nid);
     j->pki.mdm.rej = rej;          /* Intune's failureNotification names it (validate.h) */
     /* A refused one-time challenge has its own event (the Intune connector's "challenge
-     * expired/invalid" rows); everything else is a rejected request. */
+     * expired/invalid" rows); everything else is a rejected request. Written once the
+     * FAILURE is signed: a client answered 503 instead has the HSM_FAILURE event only (and
+     * a request the worker runs again is audited once). */
     int ev = rej >= REJ_CHAL_WRONG && rej <= REJ_CHAL_PROFILE ? AUDIT_CHALLENGE_REJECTED
                                                                : AUDIT_REQUEST_REJECTED;
+    if (enroll_certrep(ctx, j, req, SCEP_FAILURE, rej, NULL) != 0) {
+        snprintf(what, sizeof(what), "cannot sign CertRep FAILURE (%s)", reject_diag(rej));
+        return enroll_unavailable(ctx, j, req, what);
+    }
     enroll_emit(ctx, j, req, ev, rej, detail);
-    if (enroll_certrep(ctx, j, req, SCEP_FAILURE, rej, NULL) != 0)
-        return enroll_unavailable(ctx, j, req, "cannot sign CertRep FAILURE");
     return JOB_DELIVER;
 }
 
-/* The request was fine but a private-key operation failed: the client gets HTTP 503 and
- * should retry; no CertRep (it could not be signed, or would wrongly tell the device its
- * request is bad). One HSM_FAILURE event, with the token's own error (the CKR name). */
+/* The request was fine but a private-key operation failed: the client gets HTTP 503 with
+ * Retry-After and should retry; no CertRep (it could not be signed, or would wrongly tell the
+ * device its request is bad). One HSM_FAILURE event with the token's own error (diag: the CKR
+ * name; while the worker is in an outage, the CKR that keeps it without a session), unless
+ * the worker runs the request again after recovering (enroll_ctx.hsm_will_retry): then the
+ * next run's answer is the one audited. */
 int enroll_unavailable(const enroll_ctx *ctx, job *j, const scep_request *req,
                        const char *what)
 {
-    char detail[320];
-    if (ctx->ca->token != NULL)
-        snprintf(detail, sizeof(detail), "%s: %s", what, hsm_last_error());
-    else
-        snprintf(detail, sizeof(detail), "%s", what);
-    audit_fields f = {
-        .txid = req != NULL && req->txid_len > 0 ? req->txid : NULL,
-        .profile = j->profile,
-        .subject = j->pki.subject,
-        .peer = j->peer,
-        .detail = detail,
-        .failinfo = -1,
-        .http_status = 503,
-    };
-    audit_emit(ctx->audit, AUDIT_HSM_FAILURE, &f);
+    const char *cause = NULL;
+    int retried = ctx->ca->token != NULL && ctx->hsm_will_retry != NULL &&
+                  ctx->hsm_will_retry(ctx->hsm_arg, &cause);
+    if (!retried) {
+        char detail[320];
+        const char *rv = ctx->ca->token != NULL && hsm_last_rv() != 0 ? hsm_last_rv_name() : NULL;
+        if (ctx->ca->token == NULL)
+            snprintf(detail, sizeof(detail), "%s", what);
+        else if (cause != NULL)
+            snprintf(detail, sizeof(detail), "%s: %s; the worker has no PKCS#11 session (%s)",
+                     what, hsm_last_error(), cause);
+        else
+            snprintf(detail, sizeof(detail), "%s: %s", what, hsm_last_error());
+        audit_fields f = {
+            .diag = cause != NULL ? cause : rv,
+            .txid = req != NULL && req->txid_len > 0 ? req->txid : NULL,
+            .profile = j->profile,
+            .subject = j->pki.subject,
+            .peer = j->peer,
+            .detail = detail,
+            .failinfo = -1,
+            .http_status = 503,
+        };
+        audit_emit(ctx->audit, AUDIT_HSM_FAILURE, &f);
+    }
     job_reply_text(j, 503, "CA unavailable, retry later\n");
+    snprintf(j->headers, sizeof(j->headers), "Retry-After: %d\r\n", ENROLL_HSM_RETRY_AFTER_S);
+    j->reply.resp.extra_headers = j->headers;
     return JOB_DELIVER;
 }
 
@@ -124,7 +164,10 @@ int enroll_pending_reply(const enroll_ctx *ctx, job *j, const scep_request *req,
                          const char *detail)
 {
     if (enroll_certrep(ctx, j, req, SCEP_PENDING, REJ_NONE, NULL) != 0) {
-        enroll_emit(ctx, j, req, AUDIT_HSM_FAILURE, REJ_INTERNAL, "cannot sign CertRep PENDING");
+        /* a lost session: the caller's enroll_fail answers 503 and audits it */
+        if (!hsm_lost(ctx))
+            enroll_emit(ctx, j, req, AUDIT_HSM_FAILURE, REJ_INTERNAL,
+                        "cannot sign CertRep PENDING");
         return REJ_INTERNAL;
     }
     if (detail != NULL)

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "engine/enroll/enroll.h"
+#include "engine/server/recover.h"
 #include "hsm/hsm.h"
 
 void worker_queue_push(app *a, job *head)
@@ -209,6 +210,40 @@ out:
     return 1;
 }
 
+/* What one run of a job needs (recover_run runs a job twice when its first run lost the
+ * PKCS#11 session before any private-key operation completed). */
+typedef struct worker_run {
+    app          *a;
+    store_reader *reader;
+    enroll_ctx   *ctx;
+    int           sample;       /* the run did the job's work: its time feeds Retry-After */
+} worker_run;
+
+/* One run of j: enum job_next with j's reply (or put) ready, or -1 when j went back to the
+ * CRL publisher. */
+static int run_job(void *arg, job *j)
+{
+    worker_run *wr = arg;
+    app *a = wr->a;
+    int next = JOB_DELIVER;
+    wr->sample = 0;
+    if (worker_cancelled(a, j)) {
+        /* dropped before any private-key operation: the reply is set */
+    } else if (j->kind == JOB_HEALTH) {
+        health(a, j);
+    } else if (j->kind == JOB_OCSP) {
+        ocsp_job(a, wr->reader, j);
+        wr->sample = 1;
+    } else if (j->kind == JOB_CRL) {
+        next = crl_job(a, wr->reader, j) ? JOB_COMMIT : -1;
+    } else {
+        wr->ctx->issuer = app_issuer(a);    /* the profile set this job runs under */
+        next = enroll_process(wr->ctx, j);
+        wr->sample = 1;
+    }
+    return next;
+}
+
 void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -224,29 +259,18 @@ void *worker_main(void *arg)
         fprintf(stderr, "scepd: worker cannot create a store reader\n");
         return NULL;
     }
+    recover rec;
+    recover_init(&rec, a->ca->token, a->audit, (int)(w - a->workers));
     enroll_ctx ctx = {&a->cfg, a->ca, NULL, a->audit, reader, a->crls,
-                      worker_cancelled, a};
+                      worker_cancelled, a, recover_will_retry, &rec};
+    worker_run wr = {a, reader, &ctx, 0};
     job *j;
     while ((j = queue_take(a)) != NULL) {
         uint64_t t0 = app_now_ms();
-        int next = JOB_DELIVER, sample = 0;
-        if (worker_cancelled(a, j)) {
-            /* dropped before any private-key operation: the reply is set */
-        } else if (j->kind == JOB_HEALTH) {
-            health(a, j);
-        } else if (j->kind == JOB_OCSP) {
-            ocsp_job(a, reader, j);
-            sample = 1;
-        } else if (j->kind == JOB_CRL) {
-            if (!crl_job(a, reader, j))
-                continue;                  /* went back to the publisher */
-            next = JOB_COMMIT;
-        } else {
-            ctx.issuer = app_issuer(a);    /* the profile set this job runs under */
-            next = enroll_process(&ctx, j);
-            sample = 1;
-        }
-        if (sample)
+        int next = recover_run(&rec, j, run_job, &wr);
+        if (next < 0)
+            continue;                      /* went back to the publisher */
+        if (wr.sample)
             admit_sample(&a->admit, (app_now_ms() - t0) * 1000u);
         if (next == JOB_VALIDATE) {
             mdm_wire_park(a, j);           /* held by the stage, not by this worker */

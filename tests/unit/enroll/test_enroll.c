@@ -241,7 +241,7 @@ static int group_setup(void **state)
     assert_int_equal(store_reader_create(F.st, &F.reader), 0);
     snprintf(F.audit_path, sizeof(F.audit_path), "%s/audit.log", F.dir);
     assert_int_equal(audit_open(F.audit_path, &F.au), 0);
-    F.base = (enroll_ctx){ &F.cfg, F.ca, F.is, F.au, F.reader, NULL, NULL, NULL };
+    F.base = (enroll_ctx){ &F.cfg, F.ca, F.is, F.au, F.reader, NULL, NULL, NULL, NULL, NULL };
     F.ectx = F.base;
 
     profile profs[NPROFILES];
