@@ -107,12 +107,12 @@ int  enroll_certrep(const enroll_ctx *ctx, job *j, const scep_request *req, int 
 /* j's reply: CertRep SUCCESS whose envelope carries content (a degenerate SignedData). */
 int  enroll_certrep_content(const enroll_ctx *ctx, job *j, const scep_request *req,
                             const uint8_t *content, size_t content_len);
-/* Answers FAILURE for rej and audits it (HTTP 503 if even that cannot be signed). Returns
- * JOB_DELIVER. */
 /* HTTP 503 (retry later) and one HSM_FAILURE event naming what failed and the token's error:
  * for a private-key operation that failed on a request that was fine. Returns JOB_DELIVER. */
 int  enroll_unavailable(const enroll_ctx *ctx, job *j, const scep_request *req,
                         const char *what);
+/* Answers FAILURE for rej and audits it (HTTP 503 if even that cannot be signed). Returns
+ * JOB_DELIVER. */
 int  enroll_fail(const enroll_ctx *ctx, job *j, const scep_request *req, int rej,
                  const char *detail);
 /* Answers PENDING (audited as AUDIT_REQUEST_PENDING with detail when detail is not NULL).
