@@ -1,4 +1,5 @@
-/* shard: one thread, one io_uring, one SO_REUSEPORT listener, its own connections.
+/* shard: one thread, one io_uring, SO_REUSEPORT listeners (the SCEP one of shard_create, and
+ * the admin one of shard_add_listener), its own connections.
  *
  * A shard accepts connections, reads and parses HTTP/1.1 requests (keep-alive, pipelining:
  * requests on one connection are answered in order, one at a time), enforces the limits of
@@ -23,11 +24,16 @@
 
 typedef struct shard shard;
 
+/* What a listening socket serves; every connection carries the role of the listener that
+ * accepted it (conn_ref.role), so the application routes by it. */
+enum shard_role { SHARD_ROLE_SCEP = 0, SHARD_ROLE_ADMIN = 1 };
+
 /* Identifies one connection of one shard at one point in time. */
 typedef struct conn_ref {
     uint32_t shard;    /* shard index */
     uint32_t slot;     /* connection slot in that shard */
     uint32_t gen;      /* slot generation when the request was read */
+    uint32_t role;     /* enum shard_role of the listener that accepted the connection */
 } conn_ref;
 
 typedef struct http_response {
@@ -76,6 +82,11 @@ typedef void (*shard_flush_fn)(void *ctx, uint32_t shard_index);
  * Returns 0 or -errno. */
 int  shard_create(const config *cfg, uint32_t index, shard_handler_fn fn, void *ctx,
                   shard **out);
+/* Adds a listener of role on host:port (SO_REUSEPORT) before shard_run; *port_out (may be
+ * NULL) gets the bound port. Returns 0, -ENOSPC when the shard has its maximum of
+ * listeners, or -errno. */
+int  shard_add_listener(shard *s, const char *host, uint16_t port, enum shard_role role,
+                        uint16_t *port_out);
 /* Called on the shard thread when the shard itself refuses a request (400/408/413/414/431/
  * 501/505 from the parser or a timer, 500 on an internal error), so the app can audit it. */
 typedef void (*shard_reject_fn)(void *ctx, int status, const char *reason, const char *peer);
@@ -92,8 +103,10 @@ void shard_stop(shard *s);
 void shard_destroy(shard *s);
 /* Hands a list of replies to the shard (any thread). */
 void shard_deliver(shard *s, shard_reply *list);
-/* Port the listener is bound to (useful when listen_port is 0). */
+/* Port the SCEP listener of shard_create is bound to (useful when listen_port is 0). */
 uint16_t shard_port(const shard *s);
+/* Port of the first listener of that role, 0 if there is none. */
+uint16_t shard_role_port(const shard *s, enum shard_role role);
 /* 1 while the connection ref names is still open (its slot generation has not moved), 0
  * once it closed; any thread, a snapshot (an open connection may close right after). Lets
  * the app drop work whose client has gone. */

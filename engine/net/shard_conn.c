@@ -117,7 +117,8 @@ void shard_ensure_recv(shard *s, conn *c)
 
 static void dispatch(shard *s, conn *c, const http_request *req, const uint8_t *body)
 {
-    conn_ref ref = { .shard = s->index, .slot = slot_of(s, c), .gen = c->gen };
+    conn_ref ref = { .shard = s->index, .slot = slot_of(s, c), .gen = c->gen,
+                     .role = s->lst[c->listener].role };
     http_response resp;
     memset(&resp, 0, sizeof(resp));
     c->keep_alive = req->keep_alive;
@@ -240,7 +241,7 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t out
     }
 }
 
-void shard_conn_open(shard *s, int fd)
+void shard_conn_open(shard *s, int fd, shard_listener *l)
 {
     uint32_t slot = s->freelist[--s->nfree];
     conn *c = &s->conns[slot];
@@ -255,7 +256,8 @@ void shard_conn_open(shard *s, int fd)
     c->reply = NULL;
     c->req_start = 0;
     c->last_active = s->now;
-    format_peer(&s->acc_addr, c->peer, sizeof(c->peer));
+    c->listener = (uint8_t)(l - s->lst);
+    format_peer(&l->addr, c->peer, sizeof(c->peer));
     atomic_fetch_add(&s->nused, 1);
     shard_ensure_recv(s, c);
 }

@@ -4,7 +4,7 @@
  *                   timeouts, reply delivery, create/run/stop/destroy
  *   shard_conn.c    one connection: open, receive, parse and dispatch, close, finalize
  *   shard_send.c    writing responses and what follows a sent one (keep-alive, linger)
- *   shard_listen.c  the listening socket
+ *   shard_listen.c  the listening sockets (each tagged with its role)
  *
  * Everything here runs on the shard's own thread except where shard.h says otherwise.
  */
@@ -26,6 +26,7 @@
 
 #define SHARD_SLOT_MAX     ((1u << 24) - 1)
 #define RBUF_INITIAL       (16 * 1024)
+#define SHARD_LISTEN_MAX   4
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_TICK, OP_EVENT, OP_CANCEL };
 
@@ -44,6 +45,7 @@ typedef struct conn {
     enum conn_state st;
     unsigned        recv_busy : 1, send_busy : 1, close_after : 1, keep_alive : 1,
                     peer_eof : 1, head_ok : 1;
+    uint8_t         listener;            /* index of the listener that accepted it */
     char           *rbuf;
     size_t          rcap, rpos, rlen;    /* unconsumed input is rbuf[rpos..rlen) */
     size_t          scanned, parsed_at;  /* bytes of the current request scanned / parsed */
@@ -60,6 +62,16 @@ typedef struct conn {
     char            peer[64];
 } conn;
 
+/* One listening socket; accepts on it are armed and completed independently. */
+typedef struct shard_listener {
+    int               fd;
+    uint16_t          port;
+    enum shard_role   role;
+    int               armed;
+    struct sockaddr_storage addr;        /* of the connection being accepted */
+    socklen_t         addr_len;
+} shard_listener;
+
 struct shard {
     uint32_t          index;
     shard_handler_fn  fn;
@@ -74,13 +86,12 @@ struct shard {
     struct io_uring   ring;
     int               ring_ok;
     unsigned          inflight;          /* submitted operations without a completion */
-    int               lfd, efd;
-    uint16_t          port;
+    shard_listener    lst[SHARD_LISTEN_MAX];
+    unsigned          nlst;
+    int               efd;
     uint64_t          evbuf;
     struct __kernel_timespec tick_ts;
-    struct sockaddr_storage  acc_addr;
-    socklen_t         acc_len;
-    int               accept_armed, accept_paused, tick_armed, ev_armed, stopping;
+    int               accept_paused, tick_armed, ev_armed, stopping;
 
     conn             *conns;
     uint32_t          max;
@@ -98,7 +109,8 @@ struct shard {
     char              date[40];
 };
 
-/* user_data of a submission: op (8 bits) | slot (24 bits) | generation (32 bits). */
+/* user_data of a submission: op (8 bits) | slot (24 bits) | generation (32 bits). An
+ * accept carries its listener's index as the slot. */
 static inline uint64_t ud_pack(enum op op, uint32_t slot, uint32_t gen)
 {
     return (uint64_t)op << 56 | (uint64_t)(slot & SHARD_SLOT_MAX) << 32 | gen;
@@ -114,15 +126,17 @@ static inline uint32_t slot_of(const shard *s, const conn *c)
 /* A submission queue entry, counted as in flight; submits to make room when the SQ ring is
  * full. NULL if there is still none. */
 struct io_uring_sqe *shard_get_sqe(shard *s);
-/* Arms the accept unless one is armed, accepting is paused, no slot is free or stopping. */
+/* Arms an accept on each listener without one, unless accepting is paused, no slot is free
+ * or the shard is stopping. */
 void shard_arm_accept(shard *s);
 /* Asks the kernel to cancel the operation with user_data ud. */
 void shard_cancel_op(shard *s, uint64_t ud);
 
 /* ---- one connection (shard_conn.c) ---- */
 
-/* Takes a free slot (the caller checked there is one) for the accepted fd; starts reading. */
-void shard_conn_open(shard *s, int fd);
+/* Takes a free slot (the caller checked there is one) for the fd accepted on listener l;
+ * starts reading. */
+void shard_conn_open(shard *s, int fd, shard_listener *l);
 /* Closes the connection and cancels its operations; the slot is finalized when none is left
  * in the kernel. No-op on a closed connection. */
 void shard_conn_close(shard *s, conn *c);
@@ -145,10 +159,10 @@ void shard_send_error(shard *s, conn *c, int status);
 /* A send completed with res (bytes or -errno). */
 void shard_on_send(shard *s, conn *c, int res);
 
-/* ---- the listening socket (shard_listen.c) ---- */
+/* ---- the listening sockets (shard_listen.c) ---- */
 
-/* Binds and listens on cfg's listen_host:listen_port with SO_REUSEPORT; returns 0 with the fd
- * and the bound port (useful when port 0 was asked), or -errno. */
-int shard_open_listener(const config *cfg, int *fd_out, uint16_t *port_out);
+/* Binds and listens on host:port with SO_REUSEPORT; returns 0 with the fd and the bound port
+ * (useful when port 0 was asked), or -errno. */
+int shard_open_listener(const char *host, uint16_t port, int *fd_out, uint16_t *port_out);
 
 #endif
