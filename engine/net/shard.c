@@ -508,14 +508,6 @@ uint16_t shard_port(const shard *s)
     return s->nlst > 0 ? s->lst[0].port : 0;
 }
 
-uint16_t shard_role_port(const shard *s, enum shard_role role)
-{
-    for (unsigned i = 0; i < s->nlst; i++)
-        if (s->lst[i].role == role)
-            return s->lst[i].port;
-    return 0;
-}
-
 size_t shard_conn_count(const shard *s)
 {
     return atomic_load(&s->nused);

@@ -105,8 +105,6 @@ void shard_destroy(shard *s);
 void shard_deliver(shard *s, shard_reply *list);
 /* Port the SCEP listener of shard_create is bound to (useful when listen_port is 0). */
 uint16_t shard_port(const shard *s);
-/* Port of the first listener of that role, 0 if there is none. */
-uint16_t shard_role_port(const shard *s, enum shard_role role);
 /* 1 while the connection ref names is still open (its slot generation has not moved), 0
  * once it closed; any thread, a snapshot (an open connection may close right after). Lets
  * the app drop work whose client has gone. */
