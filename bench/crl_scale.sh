@@ -131,11 +131,14 @@ log "seeded in $SEED_S s: $(cat "$T/seed.json")"
 
 # ---- 2. first CRL ----
 t_launch=$(now)
-"$BUILD/scepd" -c "$S/scepd.conf" --port-file "$T/port" >"$T/scepd.log" 2>&1 &
+"$BUILD/scepd" -c "$S/scepd.conf" --port-file "$T/port" --admin-port-file "$T/admin-port" \
+  >"$T/scepd.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 600); do [ -s "$T/port" ] && break; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
 [ -s "$T/port" ] || { tail -n 20 "$T/scepd.log" >&2; die "scepd did not start"; }
 BASE=http://127.0.0.1:$(cat "$T/port")
+# The admin API has its own listener ([admin] listen; init-state.sh: port 0 here).
+ADMIN_BASE=http://127.0.0.1:$(cat "$T/admin-port")
 code=000
 for _ in $(seq 1 3000); do   # 300 s at most
   code=$(curl -s -o "$T/crl1.der" -w '%{http_code}' "$BASE/crl/ca.crl" || true)
@@ -191,7 +194,7 @@ grep -q 'prebuilt' "$T/build.out" || { tail -n 20 "$T/build.out" >&2; die "the l
 t_timed=$(awk -v a="$(now)" -v w="$WARMUP" 'BEGIN { printf "%.3f", a + w }')
 sleep $((WARMUP + 1))
 code=$(curl -s -o "$T/revoke.json" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
-  -d "{\"serial\":\"$SERIAL\",\"reason\":\"keyCompromise\"}" "$BASE/admin/revocations" || true)
+  -d "{\"serial\":\"$SERIAL\",\"reason\":\"keyCompromise\"}" "$ADMIN_BASE/admin/revocations" || true)
 [ "$code" = 200 ] || { cat "$T/revoke.json" >&2; die "revocation: HTTP $code"; }
 wait_loadgen build
 log "under rebuild: $(json_num "$T/build.json" enrollments_per_s) enrollments/s, p99 $(json_num "$T/build.json" p99_ms) ms"

@@ -7,7 +7,9 @@
 #
 #   scripts/init-state.sh STATE_DIR
 # Environment: LISTEN (127.0.0.1:8080), CHALLENGE (random when empty), KEYS (pkcs11|file),
-#   CA_KEY (rsa:2048), AUDIT_LOG ("-" = stdout), BUILD (build), CA_SUBJECT, SHARDS, WORKERS.
+#   CA_KEY (rsa:2048), AUDIT_LOG ("-" = stdout), BUILD (build), CA_SUBJECT, SHARDS, WORKERS,
+#   ADMIN_LISTEN (the admin listener: 127.0.0.1:0 when LISTEN's port is 0, so servers started
+#   at once never share one, else 127.0.0.1:8081).
 set -euo pipefail
 
 S=${1:?usage: init-state.sh STATE_DIR}
@@ -69,6 +71,11 @@ fi
 port=${LISTEN##*:}
 host=${LISTEN%:*}
 case "$host" in 0.0.0.0|"[::]") host=127.0.0.1 ;; esac
+if [ "$port" = 0 ]; then
+  ADMIN_LISTEN=${ADMIN_LISTEN:-127.0.0.1:0}
+else
+  ADMIN_LISTEN=${ADMIN_LISTEN:-127.0.0.1:8081}
+fi
 urls="# crl_url / ocsp_url: left out (listen port chosen at start)"
 if [ "$port" != 0 ]; then
   urls="crl_url = http://$host:$port/crl/ca.crl
@@ -114,6 +121,7 @@ key_file = ocsp.key
 validity = 1h
 
 [admin]
+listen = $ADMIN_LISTEN
 token_file = admin-token
 CONF
 

@@ -19,6 +19,7 @@ PKGS=(
   curl gnuplot-nox procps
   python3                    # t_wire_refusals' DER editor, test emulators
   lintian systemd man-db groff-base dpkg-dev   # t_package, t_manpages
+  prometheus                 # promtool: t_metrics checks the /metrics text format
 )
 mark() { mkdir -p "$MARKER_DIR" && : > "$MARKER_DIR/.deps-installed"; }
 
@@ -34,7 +35,7 @@ echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-for bin in scepclient scepserver curl python3 /usr/lib/certmonger/scep-submit; do
+for bin in scepclient scepserver curl python3 promtool /usr/lib/certmonger/scep-submit; do
   command -v "$bin" >/dev/null || { echo "install-deps: $bin still missing" >&2; exit 1; }
 done
 mark

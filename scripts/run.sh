@@ -17,6 +17,10 @@ fi
 S=$(cd "$STATE_DIR" && pwd)
 listen=$(sed -n 's/^listen *= *//p' "$S/scepd.conf" | head -n1)
 url="http://$listen/scep"
+admin_listen=$(sed -n '/^\[admin\]/,/^\[/s/^listen *= *//p' "$S/scepd.conf" | head -n1)
+admin_listen=${admin_listen:-127.0.0.1:8081}
+admin_url="http://$admin_listen" metrics_url="http://$admin_listen/metrics"
+[ "$admin_listen" = none ] && admin_url="none ([admin] listen = none)" metrics_url=none
 challenge=$(cat "$S/challenge")
 profiles=$(cd "$S/profiles" 2>/dev/null && ls *.conf 2>/dev/null | sed 's/\.conf$//' | tr '\n' ' ')
 
@@ -37,7 +41,9 @@ cat <<MSG
     mkdir -p /tmp/device-2 && cd /tmp/device-2 && scepclient -server-url $url/onetime -challenge "\$otp" -private-key device.key -certificate device.pem -cn device-2
   Manual:     the same with --profile manual: the request waits for scepctl request approve
   CRL, OCSP:  http://$listen/crl/ca.crl   http://$listen/ocsp
-  Admin API:  bearer token in $S/admin-token (POST /admin/revocations, /admin/challenges)
+  Admin API:  $admin_url (its own listener, [admin] listen; not on the SCEP port):
+              POST /admin/revocations, /admin/challenges with the bearer token in $S/admin-token
+  Metrics:    $metrics_url (Prometheus; conf/prometheus.yml)
 
 MSG
 exec "$BUILD/scepd" -c "$S/scepd.conf"

@@ -31,6 +31,7 @@ enum cfg_type {
     T_LOG,      /* T_PATH, except "-" (stdout) stays as is              */
     T_MODE,     /* pkcs11 | file                                        */
     T_BOOL,     /* yes/no/true/false/1/0 into int                       */
+    T_LISTEN_ADMIN, /* host:port or "none" into admin_listen_host / _port */
     T_LISTEN_TLS, /* host:port into tls_listen_host / tls_listen_port   */
 };
 
@@ -91,6 +92,9 @@ static const struct cfg_key cfg_keys[] = {
     { "ocsp", "validity",          T_SEC,  F(ocsp_validity_s), 60000, 7 * CFG_DAY_MS },
     { "ocsp", "nonce",             T_BOOL, F(ocsp_nonce), 0, 0 },
     { "admin", "token_file",       T_PATH, F(admin_token_file), 0, 0 },
+    { "admin", "listen",           T_LISTEN_ADMIN, F(admin_listen_port), 0, 0 },
+    { "admin", "auth_fail_max",    T_INT,  F(admin_auth_fail_max), 1, 1000000 },
+    { "admin", "auth_fail_window", T_SEC,  F(admin_auth_fail_window_s), 1000, CFG_DAY_MS },
     { "tls", "listen",             T_LISTEN_TLS, F(tls_listen_port), 0, 0 },
     { "tls", "cert",               T_PATH, F(tls_cert), 0, 0 },
     { "tls", "key",                T_PATH, F(tls_key), 0, 0 },
@@ -125,6 +129,10 @@ void config_defaults(config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     set_str(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
     cfg->listen_port = 8080;
+    set_str(cfg->admin_listen_host, sizeof(cfg->admin_listen_host), "127.0.0.1");
+    cfg->admin_listen_port = 8081;
+    cfg->admin_auth_fail_max = 5;
+    cfg->admin_auth_fail_window_s = 60;
     cfg->max_url = 65534;
     cfg->max_header = 16384;
     cfg->max_body = 256 * 1024;
@@ -302,6 +310,14 @@ static int apply_key(config *cfg, const struct cfg_key *k, const char *v, const 
     case T_LISTEN:
         return parse_listen(v, cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port,
                             why, whylen);
+    case T_LISTEN_ADMIN:
+        if (strcmp(v, "none") == 0) {
+            cfg->admin_listen_host[0] = '\0';
+            cfg->admin_listen_port = 0;
+            return 0;
+        }
+        return parse_listen(v, cfg->admin_listen_host, sizeof(cfg->admin_listen_host),
+                            &cfg->admin_listen_port, why, whylen);
     case T_LISTEN_TLS:
         return parse_listen(v, cfg->tls_listen_host, sizeof(cfg->tls_listen_host),
                             &cfg->tls_listen_port, why, whylen);

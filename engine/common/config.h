@@ -90,6 +90,13 @@ typedef struct config {
     /* [admin] */
     char     admin_token_file[CONFIG_PATH_MAX]; /* bearer token for /admin/...; empty:
                                               the admin API is disabled (404)        */
+    char     admin_listen_host[64];        /* listen = 127.0.0.1:8081: the admin listener
+                                              (/admin/..., /metrics, /healthz); "none":
+                                              none (host left empty)                 */
+    uint16_t admin_listen_port;
+    int      admin_auth_fail_max;          /* auth_fail_max = 5: failed bearer tokens
+                                              from one address per window, then 429   */
+    int      admin_auth_fail_window_s;     /* auth_fail_window = 60s                  */
 
     /* [tls] (docs/configuration.md, [tls]; docs/http.md, TLS) */
     char     tls_listen_host[64];          /* listen = 0.0.0.0:8443; empty (default): no

@@ -98,8 +98,9 @@ int  enroll_check_renewal_signer(const enroll_ctx *ctx, X509 *signer,
                                  char old_profile[ENROLL_PROFILE_MAX]);
 
 /* reply.c */
-/* Audits event for j (rej REJ_NONE: no diagnostic). req may be NULL. */
-void enroll_emit(const enroll_ctx *ctx, const job *j, const scep_request *req, int event,
+/* Audits event for j (rej REJ_NONE: no diagnostic) and notes both in j (m_event, m_rej)
+ * for the metrics. req may be NULL. */
+void enroll_emit(const enroll_ctx *ctx, job *j, const scep_request *req, int event,
                  int rej, const char *detail);
 /* j's reply: a CertRep of status (FAILURE: rej's failInfo and text; SUCCESS: cert). 0/-1. */
 int  enroll_certrep(const enroll_ctx *ctx, job *j, const scep_request *req, int status,

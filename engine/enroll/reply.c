@@ -27,9 +27,11 @@ void enroll_name_text(const X509_NAME *name, char *out, size_t outlen)
     BIO_free(b);
 }
 
-void enroll_emit(const enroll_ctx *ctx, const job *j, const scep_request *req, int event,
+void enroll_emit(const enroll_ctx *ctx, job *j, const scep_request *req, int event,
                  int rej, const char *detail)
 {
+    j->m_event = event;        /* the worker counts the outcome (engine/server/metrics.h) */
+    j->m_rej = rej;
     audit_fields f = {
         .diag = rej != REJ_NONE ? reject_diag(rej) : NULL,
         .txid = req != NULL && req->txid_len > 0 ? req->txid : NULL,

@@ -319,7 +319,7 @@ int shard_create(const config *cfg, uint32_t index, shard_handler_fn fn, void *c
         rc = -errno;
         goto out;
     }
-    rc = shard_add_listener(s, cfg->listen_host, cfg->listen_port, NULL, NULL);
+    rc = shard_add_listener(s, cfg->listen_host, cfg->listen_port, NULL, SHARD_ROLE_SCEP, NULL);
     if (rc != 0)
         goto out;
     struct io_uring_params p;
@@ -345,7 +345,7 @@ out:
 }
 
 int shard_add_listener(shard *s, const char *host, uint16_t port, tls_ctx *tls,
-                       uint16_t *port_out)
+                       enum shard_role role, uint16_t *port_out)
 {
     if (s->nlst == SHARD_LISTEN_MAX)
         return -ENOSPC;
@@ -356,6 +356,7 @@ int shard_add_listener(shard *s, const char *host, uint16_t port, tls_ctx *tls,
         return rc;
     l->kind = tls != NULL ? SHARD_LISTEN_TLS : SHARD_LISTEN_PLAIN;
     l->tls = tls != NULL ? tls_ctx_ref(tls) : NULL;
+    l->role = role;
     s->nlst++;
     if (port_out != NULL)
         *port_out = l->port;

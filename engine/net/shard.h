@@ -1,5 +1,6 @@
-/* shard: one thread, one io_uring, SO_REUSEPORT listeners (plain HTTP, and HTTPS when
- * given a TLS context), its own connections.
+/* shard: one thread, one io_uring, SO_REUSEPORT listeners, its own connections. Each
+ * listener has a kind (plain HTTP, or HTTPS when given a TLS context) and a role (the SCEP
+ * one of shard_create, an admin one added by shard_add_listener).
  *
  * A shard accepts connections, reads and parses HTTP/1.1 requests (keep-alive, pipelining:
  * requests on one connection are answered in order, one at a time), enforces the limits of
@@ -32,11 +33,16 @@ typedef struct shard shard;
 /* What a listening socket speaks. */
 enum shard_listen_kind { SHARD_LISTEN_PLAIN = 0, SHARD_LISTEN_TLS = 1 };
 
+/* What a listening socket serves; every connection carries the role of the listener that
+ * accepted it (conn_ref.role), so the application routes by it. */
+enum shard_role { SHARD_ROLE_SCEP = 0, SHARD_ROLE_ADMIN = 1 };
+
 /* Identifies one connection of one shard at one point in time. */
 typedef struct conn_ref {
     uint32_t shard;    /* shard index */
     uint32_t slot;     /* connection slot in that shard */
     uint32_t gen;      /* slot generation when the request was read */
+    uint32_t role;     /* enum shard_role of the listener that accepted the connection */
 } conn_ref;
 
 typedef struct http_response {
@@ -81,16 +87,16 @@ typedef int (*shard_handler_fn)(void *ctx, const http_request *req, const uint8_
  * one wake-up per batch, not per request). */
 typedef void (*shard_flush_fn)(void *ctx, uint32_t shard_index);
 
-/* Creates the ring and the plain HTTP listener (SO_REUSEPORT on cfg->listen_host:
+/* Creates the ring and the plain HTTP SCEP listener (SO_REUSEPORT on cfg->listen_host:
  * listen_port). Returns 0 or -errno. */
 int  shard_create(const config *cfg, uint32_t index, shard_handler_fn fn, void *ctx,
                   shard **out);
-/* Adds a listener on host:port (SO_REUSEPORT) before shard_run: plain HTTP when tls is
- * NULL, else HTTPS with that context (the shard takes its own reference). *port_out (may be
- * NULL) gets the bound port. Returns 0, -ENOSPC when the shard has its maximum of
+/* Adds a listener of role on host:port (SO_REUSEPORT) before shard_run: plain HTTP when tls
+ * is NULL, else HTTPS with that context (the shard takes its own reference). *port_out (may
+ * be NULL) gets the bound port. Returns 0, -ENOSPC when the shard has its maximum of
  * listeners, or -errno. */
 int  shard_add_listener(shard *s, const char *host, uint16_t port, tls_ctx *tls,
-                        uint16_t *port_out);
+                        enum shard_role role, uint16_t *port_out);
 /* Called on the shard thread when the shard itself refuses a request (400/408/413/414/431/
  * 501/505 from the parser or a timer, 500 on an internal error), so the app can audit it.
  * A TLS connection that fails its handshake is reported too, with a reason starting
@@ -110,7 +116,7 @@ void shard_stop(shard *s);
 void shard_destroy(shard *s);
 /* Hands a list of replies to the shard (any thread). */
 void shard_deliver(shard *s, shard_reply *list);
-/* Port the plain listener of shard_create is bound to (useful when listen_port is 0). */
+/* Port the plain SCEP listener of shard_create is bound to (useful when listen_port is 0). */
 uint16_t shard_port(const shard *s);
 /* 1 while the connection ref names is still open (its slot generation has not moved), 0
  * once it closed; any thread, a snapshot (an open connection may close right after). Lets

@@ -128,7 +128,8 @@ void shard_ensure_recv(shard *s, conn *c)
 
 static void dispatch(shard *s, conn *c, const http_request *req, const uint8_t *body)
 {
-    conn_ref ref = { .shard = s->index, .slot = slot_of(s, c), .gen = c->gen };
+    conn_ref ref = { .shard = s->index, .slot = slot_of(s, c), .gen = c->gen,
+                     .role = s->lst[c->listener].role };
     http_response resp;
     memset(&resp, 0, sizeof(resp));
     c->keep_alive = req->keep_alive;

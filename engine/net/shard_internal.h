@@ -4,7 +4,7 @@
  *                   timeouts, reply delivery, create/run/stop/destroy
  *   shard_conn.c    one connection: open, receive, parse and dispatch, close, finalize
  *   shard_send.c    writing responses and what follows a sent one (keep-alive, linger)
- *   shard_listen.c  the listening sockets (each tagged plain or TLS)
+ *   shard_listen.c  the listening sockets (each tagged plain or TLS, and SCEP or admin)
  *   shard_tls.c     a TLS connection: handshake, decrypting into the read buffer,
  *                   encrypting responses (over tls.h)
  *
@@ -73,6 +73,7 @@ typedef struct shard_listener {
     uint16_t          port;
     enum shard_listen_kind kind;
     tls_ctx          *tls;               /* a reference; NULL for plain */
+    enum shard_role   role;              /* copied into conn_ref.role at dispatch */
     int               armed;
     struct sockaddr_storage addr;        /* of the connection being accepted */
     socklen_t         addr_len;

@@ -1,6 +1,7 @@
 /* shard: the listening sockets of a shard (SO_REUSEPORT, so every shard binds the same
  * addresses and the kernel spreads connections over them). What a listener speaks (plain,
- * TLS) is the shard's business (shard_add_listener); opening one is the same for all. */
+ * TLS) and what it serves (SCEP, admin) is the shard's business (shard_add_listener);
+ * opening one is the same for all. */
 #include "engine/net/shard.h"
 #include "engine/net/shard_internal.h"
 

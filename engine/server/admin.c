@@ -1,4 +1,6 @@
-/* The admin API: POST /admin/revocations and POST /admin/challenges, bearer-token auth. */
+/* The admin listener ([admin] listen): POST /admin/revocations and POST /admin/challenges
+ * with bearer-token auth (failed tries rate-limited per address, authlimit.h), GET /metrics
+ * (metrics.h) and /healthz. Nothing here is reachable from the SCEP listener (route.c). */
 #include "engine/server/app_internal.h"
 
 #include <stdio.h>
@@ -61,8 +63,18 @@ static int admin_reject_ev(app *a, int event, http_response *resp, int status,
                       .http_status = status};
     audit_emit(a->audit, event, &f);
     route_respond(resp, status, CT_TEXT, text, strlen(text));
-    if (status == 401)
-        resp->extra_headers = "WWW-Authenticate: Bearer realm=\"scepd-admin\"\r\n";
+    return APP_RESPOND;
+}
+
+/* A missing or wrong token: 401, counted for the address's window (authlimit.h), which is
+ * audited once when the window ends, not here on every try. */
+static int admin_unauthorised(app *a, conn_ref ref, const char *peer, http_response *resp)
+{
+    static const char text[] = "missing or wrong bearer token\n";
+    authlimit_failed(&a->authlimit, a->audit, peer, app_now_ms());
+    m_inc(&metrics_shard(a->metrics, ref.shard)->admin_auth_failed);
+    route_respond(resp, 401, CT_TEXT, text, strlen(text));
+    resp->extra_headers = "WWW-Authenticate: Bearer realm=\"scepd-admin\"\r\n";
     return APP_RESPOND;
 }
 
@@ -87,7 +99,7 @@ static int admin_authorised(const app *a, const http_request *req)
 
 /* POST /admin/revocations: the revocation goes straight to the store writer (no crypto);
  * the answer is sent from the commit callback. */
-int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+static int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t body_len,
                         int is_post, conn_ref ref, const char *peer, http_response *resp)
 {
     char serial_txt[80], reason_txt[40], inv_txt[24];
@@ -98,7 +110,7 @@ int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t bo
     if (!a->has_admin)
         return route_reject(a, resp, 404, "admin API disabled\n", peer);
     if (!admin_authorised(a, req))
-        return admin_reject(a, resp, 401, "unauthorized", "missing or wrong bearer token\n", peer);
+        return admin_unauthorised(a, ref, peer, resp);
     if (!is_post) {
         route_reject(a, resp, 405, "method not allowed\n", peer);
         resp->extra_headers = "Allow: POST\r\n";
@@ -118,6 +130,7 @@ int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t bo
         return route_respond(resp, 503, CT_TEXT, "busy\n", 5);
     serial_to_hex(serial, j->revoke.serial_hex);
     snprintf(j->revoke.who, sizeof(j->revoke.who), "admin-api %s", peer != NULL ? peer : "");
+    j->m_submit_ns = metrics_now_ns();
     store_revocation *rv = &j->put.rev;
     j->put.kind = STORE_PUT_REVOKE;
     memcpy(rv->serial, serial, sizeof(serial));
@@ -146,7 +159,7 @@ static int challenge_insert(const uint8_t *cur, size_t cur_len, void *arg, const
 /* POST /admin/challenges {"profile":"P","ttl":"60m","subject":"/CN=..","san":"dns:.."}:
  * a new one-time challenge, stored (hashed) by the writer; the value is answered from the
  * commit callback. Generating it is cheap (random bytes, one hash): done right here. */
-int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+static int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t body_len,
                            int is_post, conn_ref ref, const char *peer, http_response *resp)
 {
     char pname[64], ttl_txt[32], subject[512], san[1024];
@@ -155,7 +168,7 @@ int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t
     if (!a->has_admin)
         return route_reject(a, resp, 404, "admin API disabled\n", peer);
     if (!admin_authorised(a, req))
-        return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 401, "unauthorized", "missing or wrong bearer token\n", peer);
+        return admin_unauthorised(a, ref, peer, resp);
     if (!is_post) {
         route_reject(a, resp, 405, "method not allowed\n", peer);
         resp->extra_headers = "Allow: POST\r\n";
@@ -208,6 +221,107 @@ int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t
     j->put.aux_key_len = sizeof(j->challenge.key);
     j->put.update = challenge_insert;
     j->put.update_arg = j;
+    j->m_submit_ns = metrics_now_ns();
     store_submit(a->store, &j->put);
     return APP_DEFER;
+}
+
+/* GET /metrics: rendered here on the shard from every thread's slot (a scrape is rare and
+ * reads only), answered as a job that owns the text. */
+static int serve_metrics(app *a, const http_request *req, conn_ref ref, const char *peer,
+                         http_response *resp)
+{
+    size_t conns[64], *pc = a->nshards <= 64 ? conns : calloc(a->nshards, sizeof(*pc));
+    char *text = NULL;
+    size_t len = 0;
+    int v;
+    if (req->method.n != 3 || memcmp(req->method.p, "GET", 3) != 0) {
+        route_reject(a, resp, 405, "method not allowed\n", peer);
+        resp->extra_headers = "Allow: GET\r\n";
+        v = APP_RESPOND;
+        goto out;
+    }
+    if (pc == NULL) {
+        v = route_respond(resp, 503, CT_TEXT, "busy\n", 5);
+        goto out;
+    }
+    for (uint32_t i = 0; i < a->nshards; i++)
+        pc[i] = shard_conn_count(a->shards[i]);
+    metrics_gauges g = {.admitted = atomic_load(&a->admit.inflight), .admit_max = a->admit.max,
+                        .shard_conns = pc};
+    pthread_mutex_lock(&a->q_mu);
+    g.queue_len = a->q_len;
+    pthread_mutex_unlock(&a->q_mu);
+    crl_snapshot *crl = crl_cache_get(a->crls);
+    if (crl != NULL) {
+        g.have_crl = 1;
+        g.crl_this_update = crl->this_update;
+        g.crl_bytes = crl->len;
+        g.crl_number = crl->number;
+        crl_snapshot_unref(crl);
+    }
+    job *j = app_job_new(a, JOB_HELD, ref, peer, "");
+    if (j == NULL || metrics_render(a->metrics, &g, &text, &len) != 0) {
+        if (j != NULL)
+            app_job_release(&j->reply);
+        v = route_respond(resp, 503, CT_TEXT, "busy\n", 5);
+        goto out;
+    }
+    j->m_op = M_OP_METRICS + 1;
+    job_reply(j, 200, "text/plain; version=0.0.4; charset=utf-8", (uint8_t *)text, len);
+    shard_deliver(a->shards[ref.shard], &j->reply);
+    v = APP_DEFER;
+out:
+    if (pc != conns)
+        free(pc);
+    return v;
+}
+
+static int path_eq(http_slice p, const char *s)
+{
+    return p.n == strlen(s) && memcmp(p.p, s, p.n) == 0;
+}
+
+/* Admin-API requests from an address past its failed-authentication limit are refused
+ * before anything else (the token is not even compared). */
+static int admin_api(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+                     conn_ref ref, const char *peer, http_response *resp, int challenge)
+{
+    int is_post = req->method.n == 4 && memcmp(req->method.p, "POST", 4) == 0;
+    unsigned retry = 0;
+    if (a->has_admin && authlimit_blocked(&a->authlimit, peer, app_now_ms(), &retry)) {
+        static const char text[] = "too many failed authentications, retry later\n";
+        stage *st = &a->stages[ref.shard];
+        m_inc(&metrics_shard(a->metrics, ref.shard)->admin_rate_limited);
+        snprintf(st->headers, sizeof(st->headers), "Retry-After: %u\r\n", retry);
+        route_respond(resp, 429, CT_TEXT, text, strlen(text));
+        resp->extra_headers = st->headers;
+        return APP_RESPOND;
+    }
+    return challenge ? admin_challenge(a, req, body, body_len, is_post, ref, peer, resp)
+                     : admin_revoke(a, req, body, body_len, is_post, ref, peer, resp);
+}
+
+int admin_route(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+                conn_ref ref, const char *peer, http_response *resp)
+{
+    int op = M_OP_OTHER, v;
+    if (path_eq(req->path, "/metrics")) {
+        op = M_OP_METRICS;
+        v = serve_metrics(a, req, ref, peer, resp);
+    } else if (path_eq(req->path, "/healthz")) {
+        op = M_OP_HEALTHZ;
+        v = route_health(a, ref, peer, resp);
+    } else if (path_eq(req->path, "/admin/revocations")) {
+        op = M_OP_ADMIN_REVOKE;
+        v = admin_api(a, req, body, body_len, ref, peer, resp, 0);
+    } else if (path_eq(req->path, "/admin/challenges")) {
+        op = M_OP_ADMIN_CHALLENGE;
+        v = admin_api(a, req, body, body_len, ref, peer, resp, 1);
+    } else {
+        v = route_reject(a, resp, 404, "not found\n", peer);
+    }
+    if (v == APP_RESPOND)
+        app_count_request(a, ref.shard, op, resp->status);
+    return v;
 }

@@ -21,9 +21,17 @@
 #include "engine/policy/profile.h"
 #include "hsm/hsm.h"
 
+/* Released on the shard thread (or at teardown, with every other thread stopped): the
+ * answer of a deferred request is counted here, in its shard's slot. */
 void app_job_release(shard_reply *r)
 {
     job *j = JOB_OF_REPLY(r);
+    app *a = j->owner;
+    if (j->m_op > 0 && r->resp.status != 0 && a->metrics != NULL) {
+        metrics_slot *ms = metrics_shard(a->metrics, r->ref.shard);
+        m_request(ms, (enum m_op)(j->m_op - 1), r->resp.status);
+        m_observe(&ms->request_seconds[j->m_op - 1], metrics_now_ns() - j->m_start_ns);
+    }
     if (j->admitted)
         admit_release(&((app *)j->owner)->admit);
     job_free(j);
@@ -36,11 +44,32 @@ uint64_t app_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+void app_count_request(app *a, uint32_t shard_index, int op, int status)
+{
+    m_request(metrics_shard(a->metrics, shard_index), (enum m_op)op, status);
+}
+
+/* The request metrics' operation of a job kind (a /metrics answer sets its own). */
+static int kind_op(int kind)
+{
+    switch (kind) {
+    case JOB_PKIOPERATION: return M_OP_PKIOPERATION;
+    case JOB_HEALTH:       return M_OP_HEALTHZ;
+    case JOB_OCSP:         return M_OP_OCSP;
+    case JOB_REVOKE:       return M_OP_ADMIN_REVOKE;
+    case JOB_HELD:         return M_OP_CRL;
+    case JOB_CHALLENGE:    return M_OP_ADMIN_CHALLENGE;
+    default:               return M_OP_OTHER;
+    }
+}
+
 job *app_job_new(app *a, int kind, conn_ref ref, const char *peer, const char *pname)
 {
     job *j = job_new(kind, peer, pname);
     if (j == NULL)
         return NULL;
+    j->m_op = kind_op(kind) + 1;
+    j->m_start_ns = metrics_now_ns();
     j->owner = a;
     j->reply.ref = ref;
     j->reply.release = app_job_release;
@@ -56,6 +85,11 @@ static int online_cpus(void)
 uint16_t app_port(const app *a)
 {
     return a->nshards > 0 ? shard_port(a->shards[0]) : 0;
+}
+
+uint16_t app_admin_port(const app *a)
+{
+    return a->admin_port;
 }
 
 /* CRL signer, the last good CRL from disk, the OCSP responder, the admin token. */
@@ -204,11 +238,38 @@ static int make_shards(app *a, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* The admin listener must not share the SCEP ports (plain or TLS): with SO_REUSEPORT
+     * both sockets would bind it and the kernel would spread devices' connections over the
+     * admin one. */
+    if (cfg->admin_listen_host[0] != '\0' && cfg->admin_listen_port != 0 &&
+        (cfg->admin_listen_port == cfg->listen_port ||
+         (cfg->tls_listen_host[0] != '\0' && cfg->admin_listen_port == cfg->tls_listen_port))) {
+        snprintf(err, errlen, "[admin] listen %s:%u uses a SCEP listener's port; give it its "
+                 "own port (or \"none\")", cfg->admin_listen_host, cfg->admin_listen_port);
+        return -1;
+    }
+    /* Enrollments are counted per profile: the names, in the set's order at start (a profile
+     * added by a reload is counted under "other" until a restart). */
+    size_t np = 0;
+    const profile *prof = profile_set_items(issuer_profiles(app_issuer(a)), &np);
+    const char **names = calloc(np + 1, sizeof(*names));
+    if (names == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < np; i++)
+        names[i] = prof[i].name;
+    int me = metrics_create(a->nshards, a->nworkers, names, np, &a->metrics);
+    free(names);
+    if (me != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     /* HTTPS ([tls] listen): one context, each shard takes its own reference. */
     tls_ctx *tls = NULL;
     if (cfg->tls_listen_host[0] != '\0' && tls_ctx_create(cfg, &tls, err, errlen) != 0)
         return -1;
-    /* Shard 0 binds first; with port 0 the others reuse the port it got. */
+    /* Shard 0 binds first; with port 0 the others reuse the ports it got. */
     config scfg = a->cfg;
     for (uint32_t i = 0; i < a->nshards; i++) {
         int e = shard_create(&scfg, i, route_request, a, &a->shards[i]);
@@ -219,10 +280,19 @@ static int make_shards(app *a, char *err, size_t errlen)
             return -1;
         }
         if (tls != NULL && (e = shard_add_listener(a->shards[i], scfg.tls_listen_host,
-                                                   scfg.tls_listen_port, tls,
+                                                   scfg.tls_listen_port, tls, SHARD_ROLE_SCEP,
                                                    &scfg.tls_listen_port)) != 0) {
             snprintf(err, errlen, "tls listen on %s:%u: %s", cfg->tls_listen_host,
                      cfg->tls_listen_port, strerror(-e));
+            tls_ctx_free(tls);
+            return -1;
+        }
+        if (cfg->admin_listen_host[0] != '\0' &&
+            (e = shard_add_listener(a->shards[i], scfg.admin_listen_host,
+                                    scfg.admin_listen_port, NULL, SHARD_ROLE_ADMIN,
+                                    &scfg.admin_listen_port)) != 0) {
+            snprintf(err, errlen, "[admin] listen on %s:%u: %s", cfg->admin_listen_host,
+                     cfg->admin_listen_port, strerror(-e));
             tls_ctx_free(tls);
             return -1;
         }
@@ -232,6 +302,10 @@ static int make_shards(app *a, char *err, size_t errlen)
             scfg.listen_port = shard_port(a->shards[0]);
     }
     a->cfg.listen_port = scfg.listen_port;
+    if (cfg->admin_listen_host[0] != '\0') {
+        a->cfg.admin_listen_port = scfg.admin_listen_port;
+        a->admin_port = scfg.admin_listen_port;
+    }
     tls_ctx_free(tls);
     return 0;
 }
@@ -255,6 +329,7 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     pthread_cond_init(&a->q_cv, NULL);
     pthread_mutex_init(&a->pub_mu, NULL);
     pthread_cond_init(&a->pub_cv, NULL);
+    authlimit_init(&a->authlimit, cfg->admin_auth_fail_max, cfg->admin_auth_fail_window_s);
     if (audit_open(cfg->audit_log, &a->audit) != 0) {
         snprintf(err, errlen, "cannot open audit log %s", cfg->audit_log);
         goto out;
@@ -318,6 +393,7 @@ int app_run(app *a)
         return -1;
     for (int i = 0; i < a->nworkers; i++) {
         a->workers[i].app = a;
+        a->workers[i].m = metrics_worker(a->metrics, i);
         if (pthread_create(&a->workers[i].thread, NULL, worker_main, &a->workers[i]) != 0)
             goto stop;
         a->workers[i].started = 1;
@@ -381,6 +457,7 @@ stop:
             pthread_join(a->workers[i].thread, NULL);
     store_writer_stop(a->store);
     admit_flush(&a->admit, a->audit, 1);
+    authlimit_flush(&a->authlimit, a->audit, app_now_ms(), 1);
     {
         audit_fields f = {.failinfo = -1};
         audit_emit(a->audit, AUDIT_STOPPED, &f);
@@ -501,5 +578,7 @@ void app_destroy(app *a)
     pthread_cond_destroy(&a->q_cv);
     pthread_mutex_destroy(&a->pub_mu);
     pthread_cond_destroy(&a->pub_cv);
+    authlimit_destroy(&a->authlimit);
+    metrics_destroy(a->metrics);
     free(a);
 }

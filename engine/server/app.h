@@ -41,5 +41,7 @@ void app_destroy(app *a);   /* accepts NULL; after app_run returned */
 
 /* The port shard 0 is bound to (when the configuration asked for port 0). */
 uint16_t app_port(const app *a);
+/* The port of the admin listener ([admin] listen), 0 when there is none. */
+uint16_t app_admin_port(const app *a);
 
 #endif

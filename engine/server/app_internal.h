@@ -19,7 +19,9 @@
 #include "engine/policy/issue.h"
 #include "engine/server/admit.h"
 #include "engine/server/app.h"
+#include "engine/server/authlimit.h"
 #include "engine/server/job.h"
+#include "engine/server/metrics.h"
 #include "engine/store/store.h"
 
 #define CT_TEXT "text/plain"
@@ -43,6 +45,10 @@ typedef struct worker {
     struct app   *app;
     pthread_t     thread;
     int           started;
+    metrics_slot *m;           /* this worker's metrics slot */
+    /* PKCSReq phase timing (worker_phase): the pass's boundaries seen so far. */
+    uint64_t      phase_ns;    /* the last boundary */
+    int           phase_n;     /* boundaries seen in this pass */
 } worker;
 
 struct app {
@@ -77,6 +83,9 @@ struct app {
     ocsp_responder *ocsp;
     uint8_t       admin_hash[32];  /* SHA-256 of the admin bearer token */
     int           has_admin;
+    uint16_t      admin_port;      /* the admin listener's port, 0: none */
+    authlimit     authlimit;       /* failed admin authentications per address */
+    metrics      *metrics;         /* a slot per shard, per worker, and the writer's */
     /* The CRL publisher thread: decides when to rebuild, waits for the worker's JOB_CRL. */
     pthread_t     pub_thread;
     int           pub_started;
@@ -100,6 +109,8 @@ struct app {
 const issuer *app_issuer(const app *a);
 /* Drops the calling thread's pin (before the thread ends). */
 void app_issuer_unpin(void);
+/* Counts an answered request of op (enum m_op) with status in shard's slot. Shard thread. */
+void app_count_request(app *a, uint32_t shard_index, int op, int status);
 /* job_new for a request of connection ref: answered through the shard, freed by
  * app_job_release. NULL when out of memory. */
 job *app_job_new(app *a, int kind, conn_ref ref, const char *peer, const char *pname);
@@ -135,14 +146,15 @@ void route_stage(app *a, job *j);
 /* An immediate answer: job_answer (engine/server/job.h: the one setter and its close policy)
  * and the shard verdict APP_RESPOND. */
 int  route_respond(http_response *resp, int status, const char *ct, const void *body, size_t len);
+/* GET /healthz (both listeners): a JOB_HEALTH for the workers, admitted (or 503). */
+int  route_health(app *a, conn_ref ref, const char *peer, http_response *resp);
 /* route_respond of a text/plain refusal, audited as AUDIT_HTTP_REJECTED. */
 int  route_reject(app *a, http_response *resp, int status, const char *reason, const char *peer);
 
-/* admin.c: POST /admin/revocations and /admin/challenges (bearer token). */
-int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t body_len,
-                 int is_post, conn_ref ref, const char *peer, http_response *resp);
-int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t body_len,
-                    int is_post, conn_ref ref, const char *peer, http_response *resp);
+/* admin.c: the admin listener's routes: POST /admin/revocations and /admin/challenges
+ * (bearer token, failed tries rate-limited per address), GET /metrics, /healthz. */
+int admin_route(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+                conn_ref ref, const char *peer, http_response *resp);
 
 /* mdm_wire.c: the MDM validation stage in the server (engine/enroll/validate.h). */
 /* Loads cfg.mdm_config (if set) and starts the stage and the NDES page; after the profiles

@@ -80,11 +80,16 @@ void commit_done(store_put *batch, void *arg)
 {
     app *a = arg;
     job *out = NULL, *retry = NULL;
+    metrics_slot *ms = metrics_writer(a->metrics);
+    uint64_t now = metrics_now_ns(), nputs = 0;
 
     for (store_put *p = batch, *n; p != NULL; p = n) {
         n = p->next;
         job *j = JOB_OF_PUT(p);
         j->next = NULL;
+        nputs++;
+        if (j->m_submit_ns != 0)
+            m_observe(&ms->commit, now - j->m_submit_ns);
         if (j->kind == JOB_CRL) {
             j->crl.ok = p->result == STORE_OK;
             publisher_handoff(a, j);
@@ -118,6 +123,12 @@ void commit_done(store_put *batch, void *arg)
                 audit_emit(a->audit, AUDIT_CHALLENGE_CONSUMED, &c);
             }
             audit_emit(a->audit, j->pki.audit_event, &f);
+            if (j->pki.audit_event == AUDIT_ISSUED || j->pki.audit_event == AUDIT_RENEWED ||
+                j->pki.audit_event == AUDIT_REQUEST_PENDING)
+                m_enroll(a->metrics, ms, j->profile,
+                         j->pki.audit_event == AUDIT_ISSUED    ? M_ISSUED
+                         : j->pki.audit_event == AUDIT_RENEWED ? M_RENEWED : M_PENDING,
+                         0);
             if (mdm_wire_committed(a, j))
                 continue;              /* Intune's successNotification, then the CertRep */
             j->next = out;
@@ -141,6 +152,7 @@ void commit_done(store_put *batch, void *arg)
             out = j;
         }
     }
+    m_observe_batch(&ms->batch, nputs);
     worker_queue_push(a, retry);
     worker_deliver(a, out);
 }

@@ -134,6 +134,14 @@ typedef struct job {
     size_t        msg_len;
     uint8_t      *body;          /* the answer body (owned; NULL for static bodies) */
     size_t        body_len;
+    /* Metrics (engine/server/metrics.h): what the request was and when it passed where,
+     * CLOCK_MONOTONIC ns (0: not set); the SCEP outcome enroll reported (enroll_emit). */
+    int           m_op;          /* enum m_op + 1; 0: not counted (the publisher's JOB_CRL) */
+    uint64_t      m_start_ns;    /* the complete request reached the app */
+    uint64_t      m_queued_ns;   /* pushed onto the workers' queue */
+    uint64_t      m_submit_ns;   /* submitted to the store writer */
+    int           m_event;       /* audit event of the transaction's answer, 0: none */
+    int           m_rej;         /* its REJ_ code (REJ_NONE for a success) */
     union {
         job_pki       pki;
         job_crl       crl;

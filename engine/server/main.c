@@ -1,4 +1,4 @@
-/* scepd: the SCEP server. Usage: scepd -c CONFIG [--port-file FILE] */
+/* scepd: the SCEP server. Usage: scepd -c CONFIG [--port-file FILE] [--admin-port-file FILE] */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +17,16 @@ static void on_signal(int sig)
     app_stop(g_app);
 }
 
+/* Writes port and a newline to path (NULL: nothing), for tests that let the kernel choose. */
+static void write_port(const char *path, unsigned port)
+{
+    FILE *f = path != NULL ? fopen(path, "w") : NULL;
+    if (f != NULL) {
+        fprintf(f, "%u\n", port);
+        fclose(f);
+    }
+}
+
 static void on_hup(int sig)
 {
     (void)sig;
@@ -25,14 +35,14 @@ static void on_hup(int sig)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: scepd -c CONFIG [--port-file FILE]\n"
+    fprintf(stderr, "usage: scepd -c CONFIG [--port-file FILE] [--admin-port-file FILE]\n"
                     "  The PIN is read from [keys] pin_file or the SCEPD_PIN environment variable.\n"
                     "  SIGHUP reopens the audit log and reloads profiles and challenges.\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *conf = NULL, *port_file = NULL;
+    const char *conf = NULL, *port_file = NULL, *admin_port_file = NULL;
     char err[512];
     config cfg;
 
@@ -41,6 +51,8 @@ int main(int argc, char **argv)
             conf = argv[++i];
         else if (strcmp(argv[i], "--port-file") == 0 && i + 1 < argc)
             port_file = argv[++i];
+        else if (strcmp(argv[i], "--admin-port-file") == 0 && i + 1 < argc)
+            admin_port_file = argv[++i];
         else {
             usage();
             return 2;
@@ -72,13 +84,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     fprintf(stderr, "scepd: listening on http://%s:%u/scep\n", cfg.listen_host, app_port(g_app));
-    if (port_file != NULL) {
-        FILE *f = fopen(port_file, "w");
-        if (f != NULL) {
-            fprintf(f, "%u\n", app_port(g_app));
-            fclose(f);
-        }
-    }
+    if (app_admin_port(g_app) != 0)
+        fprintf(stderr, "scepd: admin API and /metrics on http://%s:%u/\n",
+                cfg.admin_listen_host, app_admin_port(g_app));
+    /* The admin port first: a reader that waits for the SCEP port file finds both. */
+    write_port(admin_port_file, app_admin_port(g_app));
+    write_port(port_file, app_port(g_app));
     int rc = app_run(g_app);
     app_destroy(g_app);
     fprintf(stderr, "scepd: stopped\n");

@@ -198,6 +198,7 @@ int ndes_route(app *a, const http_request *req, int is_get, conn_ref ref, const 
     uint8_t *buf = malloc(CHALLENGE_RECORD_MAX);
     if (buf == NULL || (j = app_job_new(a, JOB_CHALLENGE, ref, peer, mc->ndes_profile)) == NULL)
         goto busy;
+    j->m_op = M_OP_OTHER + 1;          /* the SCEP listener's page, not the admin API */
     int64_t now = (int64_t)time(NULL);
     char value[NDES_CHALLENGE_LEN + 1];
     if (ndes_challenge_generate(value) != 0 ||

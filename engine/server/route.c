@@ -1,4 +1,7 @@
-/* HTTP routing on the shard threads: SCEP operations, /healthz, /crl, /ocsp, /admin. */
+/* HTTP routing on the shard threads. The SCEP listeners (plain and TLS): SCEP operations,
+ * /healthz, /crl, /ocsp, NDES's /certsrv/mscep_admin/ page (ndes_route.c), and 404 for
+ * everything else (/admin/... and /metrics included). The admin listener's routes are in
+ * admin.c. */
 #include "engine/server/app_internal.h"
 
 #include <stdio.h>
@@ -29,6 +32,11 @@ void route_flush(void *ctx, uint32_t shard_index)
     app *a = ctx;
     stage *st = &a->stages[shard_index];
     admit_flush(&a->admit, a->audit, 0);
+    if (shard_index == 0) {
+        uint64_t now = app_now_ms();
+        if (authlimit_due(&a->authlimit, now))
+            authlimit_flush(&a->authlimit, a->audit, now, 0);
+    }
     if (st->head == NULL)
         return;
     worker_queue_push(a, st->head);
@@ -115,6 +123,15 @@ static job *admit_job(app *a, enum admit_class cls, int kind, conn_ref ref, cons
     j->admitted = 1;
     j->deadline_ms = app_now_ms() + (uint64_t)a->cfg.request_timeout_ms;
     return j;
+}
+
+int route_health(app *a, conn_ref ref, const char *peer, http_response *resp)
+{
+    job *j = admit_job(a, ADMIT_HEALTH, JOB_HEALTH, ref, peer, "", resp);
+    if (j == NULL)
+        return APP_RESPOND;
+    route_stage(a, j);
+    return APP_DEFER;
 }
 
 /* Decodes the PKIOperation message of a GET (percent-encoded base64) or POST (DER; base64
@@ -258,32 +275,30 @@ static int ocsp_route(app *a, const http_request *req, const uint8_t *body, size
     return APP_DEFER;
 }
 
-int route_request(void *ctx, const http_request *req, const uint8_t *body, size_t body_len,
-                      conn_ref ref, const char *peer, http_response *resp)
+/* The SCEP listener's routes; *mop gets the operation for the request metrics. */
+static int scep_route(app *a, const http_request *req, const uint8_t *body, size_t body_len,
+                      conn_ref ref, const char *peer, http_response *resp, int *mop)
 {
-    app *a = ctx;
     char pname[64], op[64];
     int is_get = req->method.n == 3 && memcmp(req->method.p, "GET", 3) == 0;
     int is_post = req->method.n == 4 && memcmp(req->method.p, "POST", 4) == 0;
 
     if (path_is(req->path, "/healthz", 0)) {
-        job *j = admit_job(a, ADMIT_HEALTH, JOB_HEALTH, ref, peer, "", resp);
-        if (j == NULL)
-            return APP_RESPOND;
-        route_stage(a, j);
-        return APP_DEFER;
+        *mop = M_OP_HEALTHZ;
+        return route_health(a, ref, peer, resp);
     }
     if (path_is(req->path, "/crl/ca.crl", 0)) {
+        *mop = M_OP_CRL;
         if (!is_get)
             return route_reject(a, resp, 405, "method not allowed\n", peer);
         return serve_crl(a, req, ref, peer, resp);
     }
-    if (path_is(req->path, "/ocsp", 0) || prefix_is(req->path, "/ocsp/"))
+    if (path_is(req->path, "/ocsp", 0) || prefix_is(req->path, "/ocsp/")) {
+        *mop = M_OP_OCSP;
         return ocsp_route(a, req, body, body_len, is_get, is_post, ref, peer, resp);
-    if (path_is(req->path, "/admin/revocations", 0))
-        return admin_revoke(a, req, body, body_len, is_post, ref, peer, resp);
-    if (path_is(req->path, "/admin/challenges", 0))
-        return admin_challenge(a, req, body, body_len, is_post, ref, peer, resp);
+    }
+    /* NDES's one-time challenge page stays on the SCEP listener: MDM servers fetch it as
+     * they fetch NDES's, behind its own Basic auth. */
     if (ndes_route_match(req->path))
         return ndes_route(a, req, is_get, ref, peer, resp);
     int sp = scep_path(a, req->path, pname, sizeof(pname));
@@ -304,6 +319,11 @@ int route_request(void *ctx, const http_request *req, const uint8_t *body, size_
         return route_reject(a, resp, 400, "bad operation parameter\n", peer);
     op[oplen] = '\0';
 
+    *mop = strcmp(op, "GetCACaps") == 0       ? M_OP_GETCACAPS
+         : strcmp(op, "GetCACert") == 0       ? M_OP_GETCACERT
+         : strcmp(op, "GetNextCACert") == 0   ? M_OP_GETNEXTCACERT
+         : strcmp(op, "PKIOperation") == 0    ? M_OP_PKIOPERATION
+         : M_OP_OTHER;
     if (strcmp(op, "GetCACaps") == 0)
         return route_respond(resp, 200, CT_TEXT, a->ca->caps, a->ca->caps_len);
     if (strcmp(op, "GetCACert") == 0)
@@ -329,4 +349,18 @@ int route_request(void *ctx, const http_request *req, const uint8_t *body, size_
     j->msg_len = len;
     route_stage(a, j);
     return APP_DEFER;
+}
+
+int route_request(void *ctx, const http_request *req, const uint8_t *body, size_t body_len,
+                  conn_ref ref, const char *peer, http_response *resp)
+{
+    app *a = ctx;
+    int op = M_OP_OTHER;
+    int v = ref.role == SHARD_ROLE_ADMIN
+                ? admin_route(a, req, body, body_len, ref, peer, resp)
+                : scep_route(a, req, body, body_len, ref, peer, resp, &op);
+    /* Deferred answers are counted when their job is released (app_job_release). */
+    if (v == APP_RESPOND && ref.role != SHARD_ROLE_ADMIN)
+        app_count_request(a, ref.shard, op, resp->status);
+    return v;
 }

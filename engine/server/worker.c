@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "engine/enroll/enroll.h"
+#include "engine/scep/reject.h"
 #include "engine/server/recover.h"
 #include "hsm/hsm.h"
 
@@ -27,8 +28,11 @@ void worker_queue_push(app *a, job *head)
     size_t n = 1;
     if (head == NULL)
         return;
+    uint64_t now = metrics_now_ns();
+    head->m_queued_ns = now;
     while (tail->next != NULL) {
         tail = tail->next;
+        tail->m_queued_ns = now;
         n++;
     }
     pthread_mutex_lock(&a->q_mu);
@@ -125,7 +129,7 @@ static void health(app *a, job *j)
 
 /* An OCSP request on a worker: cached answer, or the statuses from the store and one
  * signature with the delegated key. */
-static void ocsp_job(app *a, store_reader *reader, job *j)
+static void ocsp_job(app *a, worker *w, store_reader *reader, job *j)
 {
     uint8_t *out = NULL;
     size_t len = 0;
@@ -135,6 +139,7 @@ static void ocsp_job(app *a, store_reader *reader, job *j)
         job_reply_text(j, 503, "busy\n");
         return;
     }
+    m_inc(cached ? &w->m->ocsp_cached : &w->m->ocsp_signed);
     if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
         audit_fields f = {.diag = status == OCSP_RESPONSE_STATUS_MALFORMEDREQUEST ? "ocsp_malformed"
                                 : status == OCSP_RESPONSE_STATUS_UNAUTHORIZED ? "ocsp_unauthorized"
@@ -210,10 +215,60 @@ out:
     return 1;
 }
 
+/* enroll_ctx.cancelled: called at each PKCSReq phase boundary. The first boundary ends the
+ * envelope phase (signature check, RA decryption), timed here; then the usual check. */
+static int worker_phase(void *arg, job *j)
+{
+    worker *w = arg;
+    uint64_t now = metrics_now_ns();
+    if (++w->phase_n == 1)
+        m_observe(&w->m->phase[M_PHASE_ENVELOPE], now - w->phase_ns);
+    w->phase_ns = now;
+    return worker_cancelled(w->app, j);
+}
+
+/* What enroll reported for a transaction answered now (committed ones are counted by the
+ * writer, commit.c). */
+static void count_enroll(app *a, worker *w, const job *j)
+{
+    switch (j->m_event) {
+    case AUDIT_REPLAYED:
+        m_enroll(a->metrics, w->m, j->profile, M_REPLAYED, REJ_NONE);
+        break;
+    case AUDIT_REQUEST_PENDING:
+        m_enroll(a->metrics, w->m, j->profile, M_PENDING, REJ_NONE);
+        break;
+    case AUDIT_REQUEST_REJECTED:
+    case AUDIT_CHALLENGE_REJECTED:
+        m_enroll(a->metrics, w->m, j->profile, M_REFUSED, j->m_rej);
+        break;
+    default:
+        break;
+    }
+}
+
+/* One PKCSReq pass, timed by phase (worker_phase); a pass that issued ends with the issue
+ * phase (CA and CertRep signatures). */
+static int enroll_timed(const enroll_ctx *ctx, app *a, worker *w, job *j)
+{
+    w->phase_n = 0;
+    w->phase_ns = metrics_now_ns();
+    j->m_event = 0;
+    j->m_rej = REJ_NONE;
+    int next = enroll_process(ctx, j);
+    if (next == JOB_COMMIT && w->phase_n > 0 &&
+        (j->pki.audit_event == AUDIT_ISSUED || j->pki.audit_event == AUDIT_RENEWED))
+        m_observe(&w->m->phase[M_PHASE_ISSUE], metrics_now_ns() - w->phase_ns);
+    if (next == JOB_DELIVER)
+        count_enroll(a, w, j);
+    return next;
+}
+
 /* What one run of a job needs (recover_run runs a job twice when its first run lost the
  * PKCS#11 session before any private-key operation completed). */
 typedef struct worker_run {
     app          *a;
+    worker       *w;
     store_reader *reader;
     enroll_ctx   *ctx;
     int           sample;       /* the run did the job's work: its time feeds Retry-After */
@@ -232,13 +287,13 @@ static int run_job(void *arg, job *j)
     } else if (j->kind == JOB_HEALTH) {
         health(a, j);
     } else if (j->kind == JOB_OCSP) {
-        ocsp_job(a, wr->reader, j);
+        ocsp_job(a, wr->w, wr->reader, j);
         wr->sample = 1;
     } else if (j->kind == JOB_CRL) {
         next = crl_job(a, wr->reader, j) ? JOB_COMMIT : -1;
     } else {
         wr->ctx->issuer = app_issuer(a);    /* the profile set this job runs under */
-        next = enroll_process(wr->ctx, j);
+        next = enroll_timed(wr->ctx, a, wr->w, j);
         wr->sample = 1;
     }
     return next;
@@ -262,19 +317,30 @@ void *worker_main(void *arg)
     recover rec;
     recover_init(&rec, a->ca->token, a->audit, (int)(w - a->workers));
     enroll_ctx ctx = {&a->cfg, a->ca, NULL, a->audit, reader, a->crls,
-                      worker_cancelled, a, recover_will_retry, &rec};
-    worker_run wr = {a, reader, &ctx, 0};
+                      worker_phase, w, recover_will_retry, &rec};
+    worker_run wr = {a, w, reader, &ctx, 0};
     job *j;
     while ((j = queue_take(a)) != NULL) {
         uint64_t t0 = app_now_ms();
+        uint64_t ops0 = a->ca->token != NULL ? hsm_thread_ops() : 0;
+        if (j->m_queued_ns != 0)
+            m_observe(&w->m->queue_wait, metrics_now_ns() - j->m_queued_ns);
+        if (a->ca->token != NULL)
+            hsm_fault_clear();
         int next = recover_run(&rec, j, run_job, &wr);
         if (next < 0)
             continue;                      /* went back to the publisher */
         if (wr.sample)
             admit_sample(&a->admit, (app_now_ms() - t0) * 1000u);
+        if (a->ca->token != NULL) {
+            m_add(&w->m->hsm_ops, hsm_thread_ops() - ops0);
+            if (hsm_last_fault() != HSM_FAULT_NONE)
+                m_hsm_error(w->m, hsm_last_rv_name());
+        }
         if (next == JOB_VALIDATE) {
             mdm_wire_park(a, j);           /* held by the stage, not by this worker */
         } else if (next == JOB_COMMIT) {
+            j->m_submit_ns = metrics_now_ns();
             j->put.next = NULL;
             store_submit(a->store, &j->put);
         } else {

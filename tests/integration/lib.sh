@@ -49,16 +49,25 @@ init_state() {
   STATE=$T/state
   CONF=$STATE/scepd.conf
   CHALLENGE_VALUE=$(cat "$STATE/challenge")
+  # With LISTEN on port 0, init-state.sh puts the admin listener on a kernel-chosen port too
+  # (its default, 127.0.0.1:8081, would be shared by every test running at once).
+  grep -q '^listen *= *127.0.0.1:0$' <(sed -n '/^\[admin\]/,/^\[/p' "$CONF") ||
+    { log "init_state: no [admin] listen = 127.0.0.1:0 in $CONF"; return 1; }
 }
 
+# start_scepd: scepd in the background; PORT/URL: the SCEP listener, ADMIN_PORT/ADMIN_URL
+# (http://127.0.0.1:P, no trailing slash): the admin listener (/admin/..., /metrics).
 start_scepd() {
-  rm -f "$T/port"
-  "$BUILD/scepd" -c "$CONF" --port-file "$T/port" >"$T/scepd.log" 2>&1 &
+  rm -f "$T/port" "$T/admin-port"
+  "$BUILD/scepd" -c "$CONF" --port-file "$T/port" --admin-port-file "$T/admin-port" \
+    >"$T/scepd.log" 2>&1 &
   SCEPD_PID=$!
   for _ in $(seq 1 200); do
     if [ -s "$T/port" ]; then
       PORT=$(cat "$T/port")
       URL="http://127.0.0.1:$PORT/scep"
+      ADMIN_PORT=$(cat "$T/admin-port" 2>/dev/null || echo 0)
+      ADMIN_URL="http://127.0.0.1:$ADMIN_PORT"
       if curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then return 0; fi
     fi
     kill -0 "$SCEPD_PID" 2>/dev/null || { cat "$T/scepd.log" >&2; return 1; }

@@ -83,13 +83,13 @@ check "override: SAN from the challenge, and only it" ext_is over.pem subjectAlt
 # --- admin API ---
 code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
 check "POST /admin/challenges without a token: 401" \
-  test "$(code -X POST -d '{"profile":"otp"}' "http://127.0.0.1:$PORT/admin/challenges")" = 401
+  test "$(code -X POST -d '{"profile":"otp"}' "$ADMIN_URL/admin/challenges")" = 401
 check "POST /admin/challenges for an unknown profile: 400" \
-  test "$(code -H "Authorization: Bearer $TOKEN" -d '{"profile":"nope"}' "http://127.0.0.1:$PORT/admin/challenges")" = 400
+  test "$(code -H "Authorization: Bearer $TOKEN" -d '{"profile":"nope"}' "$ADMIN_URL/admin/challenges")" = 400
 check "POST /admin/challenges for a static profile: 400" \
-  test "$(code -H "Authorization: Bearer $TOKEN" -d '{"profile":"default"}' "http://127.0.0.1:$PORT/admin/challenges")" = 400
+  test "$(code -H "Authorization: Bearer $TOKEN" -d '{"profile":"default"}' "$ADMIN_URL/admin/challenges")" = 400
 check "POST /admin/challenges: 201" \
-  test "$(code -H "Authorization: Bearer $TOKEN" -d '{"profile":"otp","ttl":"5m","san":"dns:api.example"}' "http://127.0.0.1:$PORT/admin/challenges")" = 201
+  test "$(code -H "Authorization: Bearer $TOKEN" -d '{"profile":"otp","ttl":"5m","san":"dns:api.example"}' "$ADMIN_URL/admin/challenges")" = 201
 VA=$(sed -n 's/.*"challenge":"\([^"]*\)".*/\1/p' "$T/body")
 check "admin API answers JSON with the challenge and its expiry" sh -c "grep -q '\"profile\":\"otp\"' '$T/body' && grep -q '\"expires\":' '$T/body' && [ ${#VA} -eq 32 ]"
 req api otp --challenge "$VA" --cn api-1 --san dns:api.example --cert-out api.pem

@@ -23,7 +23,7 @@ wait_crl_above() {
   done
   return 1
 }
-revoke() { curl -s -o "$1.json" -w '%{http_code}' -X POST "${@:2}" "$B/admin/revocations"; }
+revoke() { curl -s -o "$1.json" -w '%{http_code}' -X POST "${@:2}" "$ADMIN_URL/admin/revocations"; }
 ocsp() { openssl ocsp -issuer "$STATE/ca.pem" -url "$B/ocsp" -CAfile "$STATE/ca.pem" "$@" 2>&1; }
 
 enroll dev-a; enroll dev-b; enroll dev-c
@@ -48,7 +48,8 @@ check "issued certificates carry no CDP when crl_url is unset (port 0 here)" \
 # --- admin API ---
 check "admin: no token -> 401" test "$(revoke noauth -d "serial=$SA")" = 401
 check "admin: wrong token -> 401" test "$(revoke badauth -H 'Authorization: Bearer nottherighttokenatall' -d "serial=$SA")" = 401
-check "audit: 401 recorded" audit_has '"diag":"unauthorized"'
+check "admin on the SCEP listener: 404" \
+  test "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" -d "serial=$SA" "$B/admin/revocations")" = 404
 check "admin: unknown serial -> 404" \
   test "$(revoke unk -H "Authorization: Bearer $TOKEN" -d 'serial=40000000000000000000000000000001')" = 404
 check "admin: bad reason -> 400" \
@@ -59,7 +60,7 @@ check "admin: revoke dev-a (JSON, keyCompromise) -> 200" \
   test "$(revoke ra -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "{\"serial\":\"$SA\",\"reason\":\"keyCompromise\",\"invalidity_date\":\"1700000000\"}")" = 200
 check "admin: answer says revoked" grep -q '"status":"revoked"' ra.json
 check "admin: revoking again is idempotent (200, already_revoked, same time)" \
-  sh -c "test \"\$(curl -s -o ra2.json -w '%{http_code}' -X POST -H 'Authorization: Bearer $TOKEN' -d 'serial=$SA&reason=superseded' '$B/admin/revocations')\" = 200 && grep -q already_revoked ra2.json && grep -q keyCompromise ra2.json"
+  sh -c "test \"\$(curl -s -o ra2.json -w '%{http_code}' -X POST -H 'Authorization: Bearer $TOKEN' -d 'serial=$SA&reason=superseded' '$ADMIN_URL/admin/revocations')\" = 200 && grep -q already_revoked ra2.json && grep -q keyCompromise ra2.json"
 check "audit: REVOKED 1100" audit_has '"event":1100,"name":"REVOKED"'
 check "audit: unknown serial refused (1101)" audit_has '"event":1101,"name":"REVOKE_FAILED","diag":"unknown_serial"'
 
@@ -131,6 +132,10 @@ check "renewal-style PKCSReq signed by a revoked certificate: FAILURE badRequest
 
 # --- restart (with CDP/AIA URLs configured): the last good CRL is served at once ---
 stop_scepd
+# The two failed tries are audited once, with their count, when the window ends (here at
+# shutdown, auth_fail_window being 60 s).
+check "audit: the 401s recorded once, with the count" \
+  sh -c "grep '\"event\":2005' '$STATE/audit.log' | grep -q '\"diag\":\"unauthorized\".*\"count\":2\|\"count\":2.*\"diag\":\"unauthorized\"'"
 cp "$STATE/crl/ca.crl" before.der
 sed -i 's|^allow_sha1_messages = yes$|&\ncrl_url = http://pki.example.test/crl/ca.crl\nocsp_url = http://pki.example.test/ocsp|' "$CONF"
 start_scepd

@@ -32,7 +32,7 @@ ctl() { local rc=0; "$BUILD/scepctl" -c "$CONF" revoke "$1" >ctl.out 2>&1 || rc=
 # api SPELLING: the admin API's HTTP status (200 revoked, 404 not found, 400 refused)
 api() {
   curl -s -o api.json -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" \
-    -H 'Content-Type: application/json' -d "{\"serial\":\"$1\"}" "$B/admin/revocations"
+    -H 'Content-Type: application/json' -d "{\"serial\":\"$1\"}" "$ADMIN_URL/admin/revocations"
 }
 # same SPELLING CTL_RC API_STATUS: both front ends answer it as expected
 same() {

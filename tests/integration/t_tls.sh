@@ -42,6 +42,11 @@ check "a TLS key that does not match the certificate is refused at start" \
   sh -c "! timeout 20 '$BUILD/scepd' -c '$CONF' >'$T/refuse2.log' 2>&1 && grep -qi 'mismatch\|does not match' '$T/refuse2.log'"
 
 tls_conf "$T/tls/server.key"
+awk -v p="$TLS_PORT" 'BEGIN{s=""} /^\[/{s=$0} { if (s=="[admin]" && $0 ~ /^listen *=/) print "listen = 127.0.0.1:" p; else print }' \
+  "$CONF" > "$STATE/admin-on-tls.conf"
+check "the admin listener on the HTTPS port is refused at start" \
+  sh -c "! timeout 20 '$BUILD/scepd' -c '$STATE/admin-on-tls.conf' >'$T/refuse3.log' 2>&1 && grep -q 'uses a SCEP listener' '$T/refuse3.log'"
+
 start_scepd
 H="https://127.0.0.1:$TLS_PORT"
 for _ in $(seq 1 100); do curl -s --cacert "$T/tls/ca.pem" "$H/healthz" >/dev/null && break; sleep 0.05; done
@@ -59,6 +64,13 @@ check "keep-alive: two requests on one TLS connection" \
 ct=$(curl -sS --cacert "$T/tls/ca.pem" -o "$T/ca.p7" -w '%{content_type}' "$H/scep?operation=GetCACert")
 check "GetCACert over HTTPS: the RA/CA bundle" test "$ct" = "application/x-x509-ca-ra-cert"
 check "the plain HTTP listener still serves" sh -c "curl -fsS '$URL?operation=GetCACaps' | grep -qx POSTPKIOperation"
+# The HTTPS listener has the SCEP role: the admin API and /metrics are the admin listener's.
+check "HTTPS listener: POST /admin/revocations -> 404" \
+  test "$(curl -s --cacert "$T/tls/ca.pem" -o /dev/null -w '%{http_code}' -X POST -d serial=01 "$H/admin/revocations")" = 404
+check "HTTPS listener: GET /metrics -> 404" \
+  test "$(curl -s --cacert "$T/tls/ca.pem" -o /dev/null -w '%{http_code}' "$H/metrics")" = 404
+check "admin listener beside the HTTPS one: GET /metrics -> 200" \
+  test "$(curl -s -o /dev/null -w '%{http_code}' "$ADMIN_URL/metrics")" = 200
 
 # micromdm's scepclient (Go) trusts the CAs of SSL_CERT_FILE; without it the TLS CA is unknown.
 # It encrypts with single DES: where the state has the legacy profile, it enrolls there.

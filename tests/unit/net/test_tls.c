@@ -151,7 +151,8 @@ static srv *srv_start(const char *min_version)
         t->big[i] = (uint8_t)(i * 7 + i / 251);
     assert_int_equal(tls_ctx_create(&cfg, &t->tls, err, sizeof(err)), 0);
     assert_int_equal(shard_create(&cfg, 0, handler, t, &t->s), 0);
-    assert_int_equal(shard_add_listener(t->s, "127.0.0.1", 0, t->tls, &t->tls_port), 0);
+    assert_int_equal(shard_add_listener(t->s, "127.0.0.1", 0, t->tls, SHARD_ROLE_SCEP,
+                                        &t->tls_port), 0);
     tls_ctx_free(t->tls);       /* the shard holds its own reference */
     t->port = shard_port(t->s);
     assert_int_equal(shard_listen_port(t->s, SHARD_LISTEN_TLS), t->tls_port);
