@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 case $KEYS in file|pkcs11) ;; *) usage ;; esac
-for b in scepd ceiling; do
+for b in scepd scepctl ceiling; do
   [ -x "$BUILD/$b" ] || { echo "profile: $BUILD/$b missing: build first" >&2; exit 2; }
 done
 [ -x "$LOADGEN" ] || { echo "profile: $LOADGEN missing: build first" >&2; exit 2; }
