@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,6 +15,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "engine/scep/keycache.h"
 #include "engine/scep/reject.h"
 
 struct issuer {
@@ -333,21 +335,42 @@ int issue_static_challenge(const issuer *is, const profile *prof, X509_REQ *csr)
     return challenge_ok(want, csr) ? REJ_NONE : REJ_CHALLENGE;
 }
 
+EVP_PKEY *issue_csr_key(X509_REQ *csr)
+{
+    EVP_PKEY *key = X509_REQ_get0_pubkey(csr);
+    if (key != NULL)
+        return EVP_PKEY_up_ref(key) ? key : NULL;
+    ERR_clear_error();
+    return scep_key_get1(X509_REQ_get_X509_PUBKEY(csr));
+}
+
+/* The request parsed without decoding its key (keycache.h: the decode is the costliest
+ * non-private step of an enrollment, and the signer certificate's copy of the key is
+ * usually decoded already). */
+static X509_REQ *parse_csr(const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+    X509_REQ *csr = (X509_REQ *)ASN1_item_d2i_ex(NULL, &p, (long)len, ASN1_ITEM_rptr(X509_REQ),
+                                                 scep_key_nodecode_libctx(), NULL);
+    if (csr != NULL && p != der + len) {
+        X509_REQ_free(csr);
+        csr = NULL;
+    }
+    return csr;
+}
+
 int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
                         const char *profile_name, int need_challenge, const profile **prof_out,
                         X509_REQ **out, const char **detail_out)
 {
-    const unsigned char *p = der;
-    X509_REQ *csr = d2i_X509_REQ(NULL, &p, (long)len);
+    X509_REQ *csr = len <= LONG_MAX ? parse_csr(der, len) : NULL;
+    EVP_PKEY *pub = NULL;
     GENERAL_NAMES *san = NULL;
     const profile *prof = NULL;
     const char *detail = NULL;
     int rc = REJ_BAD_CSR, md_nid = NID_undef, pk_nid = NID_undef, pr;
 
-    if (csr == NULL || p != der + len)
-        goto out;
-    EVP_PKEY *pub = X509_REQ_get0_pubkey(csr);
-    if (pub == NULL)
+    if (csr == NULL || (pub = issue_csr_key(csr)) == NULL)
         goto out;
     rc = REJ_NO_PROFILE;
     if ((prof = select_profile(is, csr, profile_name)) == NULL)
@@ -362,7 +385,7 @@ int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
         goto refused;
     rc = REJ_POP;
 #ifndef SCEPD_MUTANT_NO_POP   /* test-only breakage, docs/testing-mutants.md */
-    if (X509_REQ_verify(csr, pub) != 1)
+    if (X509_REQ_verify_ex(csr, pub, NULL, NULL) != 1)
         goto out;
 #endif
     rc = check_extensions(csr);
@@ -385,6 +408,7 @@ refused:
     rc = issue_profile_reject(pr);
     detail = profile_result_diag(pr);
 out:
+    EVP_PKEY_free(pub);
     GENERAL_NAMES_free(san);
     if (prof_out != NULL)      /* also on refusal: the audit event names the profile */
         *prof_out = prof;
@@ -474,7 +498,7 @@ int issue_build_profile(const issuer *is, X509_REQ *csr, const profile *prof,
     int rc = REJ_INTERNAL, capped = 0, pr;
     time_t now = time(NULL);
     int64_t wanted = 0, not_after = 0;
-    EVP_PKEY *pub = X509_REQ_get0_pubkey(csr);
+    EVP_PKEY *pub = issue_csr_key(csr);
 
     if (x == NULL || pub == NULL)
         goto out;
@@ -526,6 +550,7 @@ out:
             *capped_out = capped;
     }
     X509_free(x);
+    EVP_PKEY_free(pub);
     ASN1_INTEGER_free(serial);
     GENERAL_NAMES_free(req_san);
     ERR_clear_error();

@@ -73,7 +73,10 @@ const profile_set *issuer_profiles(const issuer *is);
  * Returns REJ_NONE with *out (caller frees), or an enum scep_reject with *detail_out (may be
  * NULL) set to the profile's finer diagnostic (e.g. "profile_key_size" for REJ_KEY_TYPE) or
  * NULL. *prof_out (may be NULL) is the profile chosen (the issuer's), set on refusal too so
- * the audit event can name it; NULL when none could be chosen. */
+ * the audit event can name it; NULL when none could be chosen.
+ * *out's public key is not decoded (X509_REQ_get0_pubkey gives NULL; the decode is costly in
+ * OpenSSL 3.0 and the signer certificate's copy is reused, engine/scep/keycache.h): take it
+ * with issue_csr_key. */
 int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
                         const char *profile_name, int need_challenge, const profile **prof_out,
                         X509_REQ **out, const char **detail_out);
@@ -88,6 +91,9 @@ int issue_check_challenge(const issuer *is, const profile *prof, X509_REQ *csr);
  * against the request's challengePassword, whatever kinds prof lists (a multi-kind profile
  * tries it first): REJ_NONE, REJ_CHALLENGE, REJ_NO_CHALLENGE_SET. Constant time. */
 int issue_static_challenge(const issuer *is, const profile *prof, X509_REQ *csr);
+/* The public key of a request (parsed by issue_check_request or by d2i_X509_REQ): a new
+ * reference (caller frees), or NULL when it does not decode. */
+EVP_PKEY *issue_csr_key(X509_REQ *csr);
 
 /* issue_check_request with the profile chosen by keyUsage. */
 int issue_check_csr(const issuer *is, const uint8_t *der, size_t len, int need_challenge,

@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "engine/scep/der.h"
+#include "engine/scep/keycache.h"
 #include "engine/scep/reject.h"
 #include "engine/scep/scep_oid.h"
 
@@ -192,6 +193,9 @@ int scep_parse(const uint8_t *der, size_t len, int allow_sha1, scep_request *req
         rc = REJ_BAD_SIGNATURE;
         goto out;
     }
+    /* The CSR inside usually carries the same key: issue_check_request takes it from here
+     * instead of decoding it again (keycache.h). */
+    scep_key_remember(X509_get_X509_PUBKEY(req->signer), X509_get0_pubkey(req->signer));
 
     ASN1_OCTET_STRING **content = CMS_get0_content(req->cms);
     if (content != NULL && *content != NULL && (*content)->length > 0) {
