@@ -25,6 +25,7 @@
 typedef struct opts {
     const char *url, *challenge, *method, *cipher, *md, *key_type, *key_cache, *json, *label;
     int concurrency, concurrency_set, server_pid, legacy, quiet, threads;
+    int duration_set, count_set;   /* given on the command line */
     double duration, warmup, rate, renewal_share, timeout;
     size_t count, pool, max_requests;
     scepc_md md_id;
@@ -65,127 +66,115 @@ static int num(const char *s, double lo, double hi, double *out)
     return 0;
 }
 
-static int parse_opts(int argc, char **argv, opts *o)
+/* A whole number in [lo, hi]. */
+static int whole(const char *s, double lo, double hi, double *out)
 {
-    enum { O_URL = 256, O_CHAL, O_CONC, O_DUR, O_COUNT, O_WARM, O_RATE, O_METHOD, O_CIPHER, O_MD,
-           O_KEYTYPE, O_RENEW, O_CACHE, O_POOL, O_JSON, O_PID, O_LEGACY, O_QUIET, O_LABEL,
-           O_MAXREQ, O_TIMEOUT, O_THREADS, O_HELP };
-    static const struct option lo[] = {
-        { "url", 1, NULL, O_URL }, { "challenge", 1, NULL, O_CHAL },
-        { "concurrency", 1, NULL, O_CONC }, { "duration", 1, NULL, O_DUR },
-        { "count", 1, NULL, O_COUNT }, { "warmup", 1, NULL, O_WARM }, { "rate", 1, NULL, O_RATE },
-        { "method", 1, NULL, O_METHOD }, { "cipher", 1, NULL, O_CIPHER }, { "md", 1, NULL, O_MD },
-        { "key-type", 1, NULL, O_KEYTYPE }, { "renewal-share", 1, NULL, O_RENEW },
-        { "key-cache", 1, NULL, O_CACHE }, { "pool", 1, NULL, O_POOL },
-        { "json", 1, NULL, O_JSON }, { "server-pid", 1, NULL, O_PID },
-        { "legacy", 0, NULL, O_LEGACY }, { "quiet", 0, NULL, O_QUIET },
-        { "label", 1, NULL, O_LABEL }, { "max-requests", 1, NULL, O_MAXREQ },
-        { "timeout", 1, NULL, O_TIMEOUT }, { "threads", 1, NULL, O_THREADS },
-        { "help", 0, NULL, O_HELP }, { NULL, 0, NULL, 0 },
-    };
-    double v;
-    int c, have_dur = 0, have_count = 0;
+    return num(s, lo, hi, out) != 0 || *out != floor(*out) ? -1 : 0;
+}
 
-    *o = (opts){ .method = "post", .cipher = "aes128", .md = "sha256", .key_type = "rsa:2048",
-                 .concurrency = 4, .timeout = 30.0, .pool = DEFAULT_POOL, .label = "",
-                 .duration = 10.0 };
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        const char *a = optarg;
-        switch (c) {
-        case O_URL: o->url = a; break;
-        case O_CHAL: o->challenge = a; break;
-        case O_CONC:
-            if (num(a, 1, 10000, &v) != 0 || v != floor(v))
-                goto bad;
+/* getopt_long codes; O_URL + i names long_opts[i]. */
+enum { O_URL = 256, O_CHAL, O_CONC, O_DUR, O_COUNT, O_WARM, O_RATE, O_METHOD, O_CIPHER, O_MD,
+       O_KEYTYPE, O_RENEW, O_CACHE, O_POOL, O_JSON, O_PID, O_LEGACY, O_QUIET, O_LABEL,
+       O_MAXREQ, O_TIMEOUT, O_THREADS, O_HELP };
+static const struct option long_opts[] = {
+    { "url", 1, NULL, O_URL }, { "challenge", 1, NULL, O_CHAL },
+    { "concurrency", 1, NULL, O_CONC }, { "duration", 1, NULL, O_DUR },
+    { "count", 1, NULL, O_COUNT }, { "warmup", 1, NULL, O_WARM }, { "rate", 1, NULL, O_RATE },
+    { "method", 1, NULL, O_METHOD }, { "cipher", 1, NULL, O_CIPHER }, { "md", 1, NULL, O_MD },
+    { "key-type", 1, NULL, O_KEYTYPE }, { "renewal-share", 1, NULL, O_RENEW },
+    { "key-cache", 1, NULL, O_CACHE }, { "pool", 1, NULL, O_POOL },
+    { "json", 1, NULL, O_JSON }, { "server-pid", 1, NULL, O_PID },
+    { "legacy", 0, NULL, O_LEGACY }, { "quiet", 0, NULL, O_QUIET },
+    { "label", 1, NULL, O_LABEL }, { "max-requests", 1, NULL, O_MAXREQ },
+    { "timeout", 1, NULL, O_TIMEOUT }, { "threads", 1, NULL, O_THREADS },
+    { "help", 0, NULL, O_HELP }, { NULL, 0, NULL, 0 },
+};
+
+/* Stores option c with argument a. Returns 0, -1 for a bad value, 1 for an unknown option. */
+static int set_opt(opts *o, int c, const char *a)
+{
+    double v;
+    int rc = 0;
+
+    switch (c) {
+    case O_URL: o->url = a; break;
+    case O_CHAL: o->challenge = a; break;
+    case O_CONC:
+        if ((rc = whole(a, 1, 10000, &v)) == 0) {
             o->concurrency = (int)v;
             o->concurrency_set = 1;
-            break;
-        case O_DUR:
-            if (num(a, 0.001, 86400, &o->duration) != 0)
-                goto bad;
-            have_dur = 1;
-            break;
-        case O_COUNT:
-            if (num(a, 1, 1e7, &v) != 0 || v != floor(v))
-                goto bad;
-            o->count = (size_t)v;
-            have_count = 1;
-            break;
-        case O_WARM:
-            if (num(a, 0, 3600, &o->warmup) != 0)
-                goto bad;
-            break;
-        case O_RATE:
-            if (num(a, 0.001, 1e6, &o->rate) != 0)
-                goto bad;
-            break;
-        case O_METHOD:
-            if (strcmp(a, "post") != 0 && strcmp(a, "get") != 0)
-                goto bad;
-            o->method = a;
-            break;
-        case O_CIPHER: o->cipher = a; break;
-        case O_MD: o->md = a; break;
-        case O_KEYTYPE: o->key_type = a; break;
-        case O_RENEW:
-            if (num(a, 0, 1, &o->renewal_share) != 0)
-                goto bad;
-            break;
-        case O_CACHE: o->key_cache = a; break;
-        case O_POOL:
-            if (num(a, 1, 100000, &v) != 0 || v != floor(v))
-                goto bad;
-            o->pool = (size_t)v;
-            break;
-        case O_JSON: o->json = a; break;
-        case O_PID:
-            if (num(a, 1, 4194304, &v) != 0 || v != floor(v))
-                goto bad;
-            o->server_pid = (int)v;
-            break;
-        case O_LEGACY: o->legacy = 1; break;
-        case O_QUIET: o->quiet = 1; break;
-        case O_LABEL: o->label = a; break;
-        case O_MAXREQ:
-            if (num(a, 1, 1e7, &v) != 0 || v != floor(v))
-                goto bad;
-            o->max_requests = (size_t)v;
-            break;
-        case O_TIMEOUT:
-            if (num(a, 0.01, 3600, &o->timeout) != 0)
-                goto bad;
-            break;
-        case O_THREADS:
-            if (num(a, 1, 64, &v) != 0 || v != floor(v))
-                goto bad;
-            o->threads = (int)v;
-            break;
-        case O_HELP: usage(stdout); exit(0);
-        default: goto bad_noarg;
         }
-        continue;
-    bad:
-        fprintf(stderr, "scep-loadgen: bad value for --%s: %s\n", lo[c - O_URL].name, a);
-        return -1;
+        break;
+    case O_DUR:
+        if ((rc = num(a, 0.001, 86400, &o->duration)) == 0)
+            o->duration_set = 1;
+        break;
+    case O_COUNT:
+        if ((rc = whole(a, 1, 1e7, &v)) == 0) {
+            o->count = (size_t)v;
+            o->count_set = 1;
+        }
+        break;
+    case O_WARM: rc = num(a, 0, 3600, &o->warmup); break;
+    case O_RATE: rc = num(a, 0.001, 1e6, &o->rate); break;
+    case O_METHOD:
+        if (strcmp(a, "post") != 0 && strcmp(a, "get") != 0)
+            rc = -1;
+        else
+            o->method = a;
+        break;
+    case O_CIPHER: o->cipher = a; break;
+    case O_MD: o->md = a; break;
+    case O_KEYTYPE: o->key_type = a; break;
+    case O_RENEW: rc = num(a, 0, 1, &o->renewal_share); break;
+    case O_CACHE: o->key_cache = a; break;
+    case O_POOL:
+        if ((rc = whole(a, 1, 100000, &v)) == 0)
+            o->pool = (size_t)v;
+        break;
+    case O_JSON: o->json = a; break;
+    case O_PID:
+        if ((rc = whole(a, 1, 4194304, &v)) == 0)
+            o->server_pid = (int)v;
+        break;
+    case O_LEGACY: o->legacy = 1; break;
+    case O_QUIET: o->quiet = 1; break;
+    case O_LABEL: o->label = a; break;
+    case O_MAXREQ:
+        if ((rc = whole(a, 1, 1e7, &v)) == 0)
+            o->max_requests = (size_t)v;
+        break;
+    case O_TIMEOUT: rc = num(a, 0.01, 3600, &o->timeout); break;
+    case O_THREADS:
+        if ((rc = whole(a, 1, 64, &v)) == 0)
+            o->threads = (int)v;
+        break;
+    case O_HELP: usage(stdout); exit(0);
+    default: rc = 1;
     }
-    if (optind != argc || !o->url) {
-        fprintf(stderr, "scep-loadgen: %s\n", optind != argc ? "unexpected argument" : "--url is required");
-        goto bad_noarg;
-    }
-    if (have_dur && have_count) {
+    return rc;
+}
+
+/* Cross-option rules and defaults that depend on other options. Returns 0 or -1 (message
+ * on stderr). */
+static int check_opts(opts *o)
+{
+    int rc = -1;
+
+    if (o->duration_set && o->count_set) {
         fprintf(stderr, "scep-loadgen: --duration and --count exclude each other\n");
-        goto bad_noarg;
+        goto out;
     }
-    if (have_count)
+    if (o->count_set)
         o->duration = 0;
-    if (o->max_requests && have_count && o->max_requests < o->count) {
+    if (o->max_requests && o->count_set && o->max_requests < o->count) {
         fprintf(stderr, "scep-loadgen: --max-requests is below --count\n");
-        goto bad_noarg;
+        goto out;
     }
     if (scepc_md_from_name(o->md, &o->md_id) != SCEPC_OK
         || scepc_cipher_from_name(o->cipher, &o->cipher_id) != SCEPC_OK) {
         fprintf(stderr, "scep-loadgen: unknown --md %s or --cipher %s\n", o->md, o->cipher);
-        goto bad_noarg;
+        goto out;
     }
     /* An open loop needs spare connections to keep sending while the server is slow. */
     if (o->rate > 0 && !o->concurrency_set)
@@ -194,8 +183,35 @@ static int parse_opts(int argc, char **argv, opts *o)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o->threads = n < 1 ? 1 : n > 64 ? 64 : (int)n;
     }
+    rc = 0;
+out:
+    return rc;
+}
+
+static int parse_opts(int argc, char **argv, opts *o)
+{
+    int c, rc = 0;
+
+    *o = (opts){ .method = "post", .cipher = "aes128", .md = "sha256", .key_type = "rsa:2048",
+                 .concurrency = 4, .timeout = 30.0, .pool = DEFAULT_POOL, .label = "",
+                 .duration = 10.0 };
+    while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+        if ((rc = set_opt(o, c, optarg)) < 0) {
+            fprintf(stderr, "scep-loadgen: bad value for --%s: %s\n", long_opts[c - O_URL].name,
+                    optarg);
+            return -1;
+        }
+        if (rc > 0)
+            goto bad_usage;
+    }
+    if (optind != argc || !o->url) {
+        fprintf(stderr, "scep-loadgen: %s\n", optind != argc ? "unexpected argument" : "--url is required");
+        goto bad_usage;
+    }
+    if (check_opts(o) != 0)
+        goto bad_usage;
     return 0;
-bad_noarg:
+bad_usage:
     usage(stderr);
     return -1;
 }

@@ -301,131 +301,240 @@ static void progress(const loop *L, int64_t now, int64_t t0, size_t *last_done, 
     *last_t = now;
 }
 
+/* Where the run stands: its clock marks, how far sending got, and the stats it fills. */
+typedef struct sched {
+    const lg_run_cfg *cfg;
+    lg_req *reqs;
+    size_t nreq;
+    int open;                      /* open loop (cfg->rate > 0) */
+    int measuring, sending_done;
+    int64_t t0, t_measure, t_end, period;
+    size_t next;                   /* next request to hand to a connection */
+    size_t due;                    /* open loop: requests released so far */
+    size_t measured_due;
+    int64_t last_prog_t, next_prog;
+    size_t last_prog_done;
+    double cpu0;                   /* server CPU seconds when measuring began, or -1 */
+    lg_run_stats s;
+} sched;
+
+/* One epoll instance holding a timerfd (data.ptr NULL) and nconn closed connections. */
+static int loop_open(loop *L, size_t nconn, int *tfd)
+{
+    int rc = -1;
+
+    if (!(L->conns = calloc(nconn, sizeof(*L->conns))))
+        goto out;
+    for (size_t i = 0; i < nconn; i++)
+        L->conns[i].fd = -1;
+    if ((L->ep = epoll_create1(EPOLL_CLOEXEC)) < 0
+        || (*tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0)
+        goto out;
+    struct epoll_event e = { .events = EPOLLIN, .data.ptr = NULL };
+    if (epoll_ctl(L->ep, EPOLL_CTL_ADD, *tfd, &e) != 0)
+        goto out;
+    rc = 0;
+out:
+    return rc;
+}
+
+/* Accepts what a failed loop_open left. */
+static void loop_close(loop *L, size_t nconn, int tfd)
+{
+    if (L->conns) {
+        for (size_t i = 0; i < nconn; i++) {
+            if (L->conns[i].fd >= 0)
+                close(L->conns[i].fd);
+            free(L->conns[i].buf);
+        }
+    }
+    free(L->conns);
+    if (tfd >= 0)
+        close(tfd);
+    if (L->ep >= 0)
+        close(L->ep);
+}
+
+static void sched_init(sched *S, const lg_run_cfg *cfg, lg_req *reqs, size_t nreq)
+{
+    *S = (sched){ .cfg = cfg, .reqs = reqs, .nreq = nreq, .open = cfg->rate > 0, .cpu0 = -1.0 };
+    if (S->open)
+        S->period = (int64_t)((double)NS / cfg->rate);
+    if (S->period < 1)
+        S->period = 1;
+    S->t0 = lg_now();
+    S->t_measure = S->t0 + (int64_t)(cfg->warmup_s * (double)NS);
+    S->t_end = cfg->duration_s > 0 ? S->t_measure + (int64_t)(cfg->duration_s * (double)NS)
+                                   : INT64_MAX;
+    S->s.t_start = S->t0;
+    S->s.t_measure = S->t_measure;
+    S->last_prog_t = S->t0;
+    S->next_prog = S->t0 + PROGRESS_NS;
+}
+
+/* Start of the timed phase and SIGINT, both seen at the top of each turn. */
+static void sched_tick(sched *S, int64_t now)
+{
+    const lg_run_cfg *cfg = S->cfg;
+
+    if (!S->measuring && now >= S->t_measure) {
+        S->measuring = 1;
+        if (cfg->server_pid > 0)
+            S->cpu0 = lg_proc_cpu_s(cfg->server_pid);
+    }
+    if (cfg->stop && *cfg->stop && !S->sending_done) {
+        S->sending_done = 1;
+        S->s.interrupted = 1;
+    }
+}
+
+/* Open loop: release every request whose time has come. */
+static void sched_release_due(sched *S, int64_t now)
+{
+    while (S->open && !S->sending_done) {
+        int64_t when = S->t0 + (int64_t)S->due * S->period;
+        if (when > now)
+            break;
+        if (when >= S->t_end || (S->cfg->duration_s <= 0 && S->measured_due == S->cfg->count)) {
+            S->sending_done = 1;
+            break;
+        }
+        if (S->due == S->nreq) {
+            S->s.exhausted = 1;
+            S->sending_done = 1;
+            break;
+        }
+        lg_req *q = &S->reqs[S->due++];
+        q->t_intended = when;
+        q->measured = when >= S->t_measure;
+        S->measured_due += (size_t)q->measured;
+    }
+}
+
+/* The request an idle connection sends next, or NULL: a released one in the open loop, the
+ * next one now in the closed loop until the run's end. */
+static lg_req *sched_take(sched *S, int64_t now)
+{
+    lg_req *q = NULL;
+
+    if (S->open) {
+        if (S->next < S->due)
+            q = &S->reqs[S->next++];
+    } else if (!S->sending_done) {
+        if (now >= S->t_end || (S->cfg->duration_s <= 0 && S->s.measured_sent == S->cfg->count)) {
+            S->sending_done = 1;
+        } else if (S->next == S->nreq) {
+            S->s.exhausted = 1;
+            S->sending_done = 1;
+        } else {
+            q = &S->reqs[S->next++];
+            q->t_intended = now;
+            q->measured = now >= S->t_measure;
+        }
+    }
+    if (q) {
+        S->s.sent++;
+        S->s.measured_sent += (size_t)q->measured;
+    }
+    return q;
+}
+
+/* The earliest of: a connection's deadline, the next open-loop release, the end of a
+ * closed-loop run, the start of the timed phase, the next progress line (printed here when
+ * due). INT64_MAX when nothing is pending. */
+static int64_t sched_wake(sched *S, const loop *L, size_t nconn, int64_t now)
+{
+    int64_t wake = INT64_MAX;
+
+    for (size_t i = 0; i < nconn; i++)
+        if (L->conns[i].req && L->conns[i].deadline < wake)
+            wake = L->conns[i].deadline;
+    if (S->open && !S->sending_done) {
+        int64_t when = S->t0 + (int64_t)S->due * S->period;
+        if (when < wake)
+            wake = when;
+    }
+    if (!S->open && !S->sending_done && S->t_end < wake)
+        wake = S->t_end;
+    if (!S->measuring && S->t_measure < wake)
+        wake = S->t_measure;
+    if (S->cfg->progress) {
+        if (now >= S->next_prog) {
+            progress(L, now, S->t0, &S->last_prog_done, &S->last_prog_t);
+            S->next_prog = now + PROGRESS_NS;
+        }
+        if (S->next_prog < wake)
+            wake = S->next_prog;
+    }
+    return wake;
+}
+
+static void arm_timer(int tfd, int64_t wake, int64_t now)
+{
+    struct itimerspec its = { 0 };
+
+    if (wake <= now)
+        wake = now + 1;
+    its.it_value.tv_sec = wake / NS;
+    its.it_value.tv_nsec = wake % NS;
+    timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* After the loop: last completion in the timed phase, server CPU, clearing the live line. */
+static void sched_finish(sched *S)
+{
+    const lg_run_cfg *cfg = S->cfg;
+
+    for (size_t i = 0; i < S->nreq; i++) {
+        const lg_req *q = &S->reqs[i];
+        if (q->measured && q->net != LG_NET_NONE && q->t_done > S->s.t_last_done)
+            S->s.t_last_done = q->t_done;
+    }
+    if (cfg->server_pid > 0 && S->cpu0 >= 0) {
+        double cpu1 = lg_proc_cpu_s(cfg->server_pid);
+        if (cpu1 >= 0) {
+            S->s.cpu_ok = 1;
+            S->s.server_cpu_s = cpu1 - S->cpu0;
+        }
+    }
+    if (cfg->progress) {
+        printf("\r\033[K");
+        fflush(stdout);
+    }
+}
+
 int lg_run(const lg_run_cfg *cfg, lg_req *reqs, size_t nreq, lg_run_stats *st)
 {
     loop L = { .cfg = cfg, .ep = -1 };
-    int tfd = -1, rc = -1, measuring = 0, sending_done = 0, open = cfg->rate > 0;
-    size_t next = 0, due = 0, measured_due = 0, nconn = (size_t)cfg->concurrency;
-    int64_t t0, t_measure, t_end, period = 0, last_prog_t, next_prog;
-    size_t last_prog_done = 0;
-    double cpu0 = -1.0;
-    lg_run_stats s = { 0 };
+    sched S;
+    int tfd = -1, rc = -1;
+    size_t nconn = (size_t)cfg->concurrency;
     struct epoll_event evs[64];
 
-    if (!(L.conns = calloc(nconn, sizeof(*L.conns))))
+    if (loop_open(&L, nconn, &tfd) != 0)
         goto out;
-    for (size_t i = 0; i < nconn; i++)
-        L.conns[i].fd = -1;
-    if ((L.ep = epoll_create1(EPOLL_CLOEXEC)) < 0
-        || (tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0)
-        goto out;
-    {
-        struct epoll_event e = { .events = EPOLLIN, .data.ptr = NULL };
-        if (epoll_ctl(L.ep, EPOLL_CTL_ADD, tfd, &e) != 0)
-            goto out;
-    }
-    if (open)
-        period = (int64_t)((double)NS / cfg->rate);
-    if (period < 1)
-        period = 1;
-    t0 = lg_now();
-    t_measure = t0 + (int64_t)(cfg->warmup_s * (double)NS);
-    t_end = cfg->duration_s > 0 ? t_measure + (int64_t)(cfg->duration_s * (double)NS) : INT64_MAX;
-    s.t_start = t0;
-    s.t_measure = t_measure;
-    last_prog_t = t0;
-    next_prog = t0 + PROGRESS_NS;
-
+    sched_init(&S, cfg, reqs, nreq);
     for (;;) {
-        int64_t now = lg_now(), wake = INT64_MAX;
+        int64_t now = lg_now();
 
-        if (!measuring && now >= t_measure) {
-            measuring = 1;
-            if (cfg->server_pid > 0)
-                cpu0 = lg_proc_cpu_s(cfg->server_pid);
-        }
-        if (cfg->stop && *cfg->stop && !sending_done) {
-            sending_done = 1;
-            s.interrupted = 1;
-        }
-        /* Open loop: release every request whose time has come. */
-        while (open && !sending_done) {
-            int64_t when = t0 + (int64_t)due * period;
-            if (when > now)
-                break;
-            if (when >= t_end || (cfg->duration_s <= 0 && measured_due == cfg->count)) {
-                sending_done = 1;
-                break;
-            }
-            if (due == nreq) {
-                s.exhausted = 1;
-                sending_done = 1;
-                break;
-            }
-            reqs[due].t_intended = when;
-            reqs[due].measured = when >= t_measure;
-            measured_due += (size_t)reqs[due].measured;
-            due++;
-        }
+        sched_tick(&S, now);
+        sched_release_due(&S, now);
         for (size_t i = 0; i < nconn; i++) {
             conn *c = &L.conns[i];
             if (c->req && c->deadline <= now)
                 finish(&L, c, LG_NET_TIMEOUT, NULL, 0);
             if (c->req)
                 continue;
-            lg_req *q = NULL;
-            if (open) {
-                if (next < due)
-                    q = &reqs[next++];
-            } else if (!sending_done) {
-                if (now >= t_end || (cfg->duration_s <= 0 && s.measured_sent == cfg->count)) {
-                    sending_done = 1;
-                } else if (next == nreq) {
-                    s.exhausted = 1;
-                    sending_done = 1;
-                } else {
-                    q = &reqs[next++];
-                    q->t_intended = now;
-                    q->measured = now >= t_measure;
-                }
-            }
-            if (!q)
-                continue;
-            s.sent++;
-            s.measured_sent += (size_t)q->measured;
-            start(&L, c, q, now);
+            lg_req *q = sched_take(&S, now);
+            if (q)
+                start(&L, c, q, now);
         }
-        if (sending_done && L.busy == 0 && (!open || next == due))
+        if (S.sending_done && L.busy == 0 && (!S.open || S.next == S.due))
             break;
 
-        for (size_t i = 0; i < nconn; i++)
-            if (L.conns[i].req && L.conns[i].deadline < wake)
-                wake = L.conns[i].deadline;
-        if (open && !sending_done) {
-            int64_t when = t0 + (int64_t)due * period;
-            if (when < wake)
-                wake = when;
-        }
-        if (!open && !sending_done && t_end < wake)
-            wake = t_end;
-        if (!measuring && t_measure < wake)
-            wake = t_measure;
-        if (cfg->progress) {
-            if (now >= next_prog) {
-                progress(&L, now, t0, &last_prog_done, &last_prog_t);
-                next_prog = now + PROGRESS_NS;
-            }
-            if (next_prog < wake)
-                wake = next_prog;
-        }
-        if (wake != INT64_MAX) {
-            struct itimerspec its = { 0 };
-            if (wake <= now)
-                wake = now + 1;
-            its.it_value.tv_sec = wake / NS;
-            its.it_value.tv_nsec = wake % NS;
-            timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
-        }
+        int64_t wake = sched_wake(&S, &L, nconn, now);
+        if (wake != INT64_MAX)
+            arm_timer(tfd, wake, now);
         int n = epoll_wait(L.ep, evs, (int)(sizeof(evs) / sizeof(evs[0])), wake == INT64_MAX ? 1000 : -1);
         if (n < 0 && errno != EINTR)
             goto out;
@@ -440,34 +549,10 @@ int lg_run(const lg_run_cfg *cfg, lg_req *reqs, size_t nreq, lg_run_stats *st)
             on_event(&L, evs[i].data.ptr, evs[i].events);
         }
     }
-    for (size_t i = 0; i < nreq; i++)
-        if (reqs[i].measured && reqs[i].net != LG_NET_NONE && reqs[i].t_done > s.t_last_done)
-            s.t_last_done = reqs[i].t_done;
-    if (cfg->server_pid > 0 && cpu0 >= 0) {
-        double cpu1 = lg_proc_cpu_s(cfg->server_pid);
-        if (cpu1 >= 0) {
-            s.cpu_ok = 1;
-            s.server_cpu_s = cpu1 - cpu0;
-        }
-    }
-    if (cfg->progress) {
-        printf("\r\033[K");
-        fflush(stdout);
-    }
-    *st = s;
+    sched_finish(&S);
+    *st = S.s;
     rc = 0;
 out:
-    if (L.conns) {
-        for (size_t i = 0; i < nconn; i++) {
-            if (L.conns[i].fd >= 0)
-                close(L.conns[i].fd);
-            free(L.conns[i].buf);
-        }
-    }
-    free(L.conns);
-    if (tfd >= 0)
-        close(tfd);
-    if (L.ep >= 0)
-        close(L.ep);
+    loop_close(&L, nconn, tfd);
     return rc;
 }

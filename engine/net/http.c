@@ -88,19 +88,12 @@ static int parse_content_length(http_slice v, size_t *out)
     return 0;
 }
 
-/* The parse works on a local request and copies it out only on success. Limits are checked
- * byte by byte as the scan advances, so for any prefix of a stream the result is either -2
- * or exactly the result of the whole stream (what makes incremental feeding safe) and an
- * oversized target or header block is rejected as soon as its first excess byte arrives. */
-int http_parse_request(const char *buf, size_t len, const http_limits *lim, http_request *out)
+/* Request line (RFC 9112 3), after at most HTTP_LEADING_EOL_MAX empty lines: sets method,
+ * target and minor_version and advances *pp past its line end. Returns 0, -2 or -4xx/-505. */
+static int parse_request_line(const char **pp, const char *end, const http_limits *lim,
+                              http_request *r)
 {
-    http_request r;
-    const char *p = buf, *end = buf + len;
-    const char *s;
-    int have_cl = 0, conn_close = 0, conn_ka = 0;
-
-    r.nheaders = 0;
-    r.content_length = 0;
+    const char *p = *pp, *s;
 
     for (int i = 0; p < end && (*p == '\r' || *p == '\n'); i++, p++)
         if (i == HTTP_LEADING_EOL_MAX)
@@ -116,7 +109,7 @@ int http_parse_request(const char *buf, size_t len, const http_limits *lim, http
         return -2;
     if (*p != ' ' || p == s)
         return -400;
-    r.method = (http_slice){ s, (size_t)(p - s) };
+    r->method = (http_slice){ s, (size_t)(p - s) };
     p++;
 
     s = p;
@@ -129,7 +122,7 @@ int http_parse_request(const char *buf, size_t len, const http_limits *lim, http
         return -2;
     if (*p != ' ' || p == s)
         return -400;
-    r.target = (http_slice){ s, (size_t)(p - s) };
+    r->target = (http_slice){ s, (size_t)(p - s) };
     p++;
 
     static const char proto[] = "HTTP/";
@@ -148,7 +141,7 @@ int http_parse_request(const char *buf, size_t len, const http_limits *lim, http
     }
     if (p[0] != '1' || (p[2] != '0' && p[2] != '1'))
         return -505;
-    r.minor_version = p[2] - '0';
+    r->minor_version = p[2] - '0';
     p += 3;
     if (p == end)
         return -2;
@@ -160,11 +153,49 @@ int http_parse_request(const char *buf, size_t len, const http_limits *lim, http
     } else if (*p != '\n') {
         return -400;
     }
-    p++;
+    *pp = p + 1;
+    return 0;
+}
 
-    /* Header block: every byte read must lie within max_header of its start. */
-    const char *hs = p;
-    const char *hend = ((size_t)(end - hs) > lim->max_header) ? hs + lim->max_header : end;
+/* What the framing headers said so far. */
+typedef struct framing {
+    int have_cl, conn_close, conn_ka;
+} framing;
+
+/* Content-Length (all copies equal, within max_body), Transfer-Encoding (identity only) and
+ * Connection. Returns 0 or -400/-413/-501. */
+static int framing_header(http_slice name, http_slice value, const http_limits *lim,
+                          http_request *r, framing *f)
+{
+    if (slice_ieq(name, "content-length")) {
+        size_t cl;
+        if (parse_content_length(value, &cl) != 0)
+            return -400;
+        if (f->have_cl && cl != r->content_length)
+            return -400;
+        if (cl > lim->max_body)
+            return -413;
+        r->content_length = cl;
+        f->have_cl = 1;
+    } else if (slice_ieq(name, "transfer-encoding")) {
+        if (!slice_ieq(value, "identity"))
+            return -501;
+    } else if (slice_ieq(name, "connection")) {
+        scan_connection(value, &f->conn_close, &f->conn_ka);
+    }
+    return 0;
+}
+
+/* Header block up to and including its empty line: fills headers/nheaders and, through
+ * framing_header, the framing; advances *pp. Every byte read must lie within max_header of
+ * the block's start. Returns 0, -2 or -4xx/-501. */
+static int parse_header_block(const char **pp, const char *end, const http_limits *lim,
+                              http_request *r, framing *f)
+{
+    const char *p = *pp, *s;
+    const char *hend = ((size_t)(end - p) > lim->max_header) ? p + lim->max_header : end;
+    int rc;
+
 #define NEED(q) do { if ((q) >= hend) return hend < end ? -431 : -2; } while (0)
     for (;;) {
         NEED(p);
@@ -180,7 +211,7 @@ int http_parse_request(const char *buf, size_t len, const http_limits *lim, http
             p++;
             break;
         }
-        if (r.nheaders == HTTP_MAX_HEADERS)
+        if (r->nheaders == HTTP_MAX_HEADERS)
             return -431;
         s = p;
         for (;;) {
@@ -219,32 +250,38 @@ int http_parse_request(const char *buf, size_t len, const http_limits *lim, http
         }
         p++;
         http_slice value = { s, (size_t)(ve - s) };
-        r.headers[r.nheaders].name = name;
-        r.headers[r.nheaders].value = value;
-        r.nheaders++;
-
-        if (slice_ieq(name, "content-length")) {
-            size_t cl;
-            if (parse_content_length(value, &cl) != 0)
-                return -400;
-            if (have_cl && cl != r.content_length)
-                return -400;
-            if (cl > lim->max_body)
-                return -413;
-            r.content_length = cl;
-            have_cl = 1;
-        } else if (slice_ieq(name, "transfer-encoding")) {
-            if (!slice_ieq(value, "identity"))
-                return -501;
-        } else if (slice_ieq(name, "connection")) {
-            scan_connection(value, &conn_close, &conn_ka);
-        }
+        r->headers[r->nheaders].name = name;
+        r->headers[r->nheaders].value = value;
+        r->nheaders++;
+        if ((rc = framing_header(name, value, lim, r, f)) != 0)
+            return rc;
     }
 #undef NEED
+    *pp = p;
+    return 0;
+}
+
+/* The parse works on a local request and copies it out only on success. Limits are checked
+ * byte by byte as the scan advances, so for any prefix of a stream the result is either -2
+ * or exactly the result of the whole stream (what makes incremental feeding safe) and an
+ * oversized target or header block is rejected as soon as its first excess byte arrives. */
+int http_parse_request(const char *buf, size_t len, const http_limits *lim, http_request *out)
+{
+    http_request r;
+    const char *p = buf, *end = buf + len;
+    framing f = { 0, 0, 0 };
+    int rc;
+
+    r.nheaders = 0;
+    r.content_length = 0;
+    if ((rc = parse_request_line(&p, end, lim, &r)) != 0)
+        return rc;
+    if ((rc = parse_header_block(&p, end, lim, &r, &f)) != 0)
+        return rc;
 
     if ((size_t)(p - buf) > INT_MAX)
         return -431;
-    r.keep_alive = conn_close ? 0 : (r.minor_version == 1 ? 1 : conn_ka);
+    r.keep_alive = f.conn_close ? 0 : (r.minor_version == 1 ? 1 : f.conn_ka);
     r.header_len = (size_t)(p - buf);
     const char *q = memchr(r.target.p, '?', r.target.n);
     if (q != NULL) {

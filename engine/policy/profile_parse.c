@@ -303,157 +303,236 @@ static void copy_str(char *dst, size_t size, const char *src)
     dst[n] = '\0';
 }
 
+/* ---- keys -------------------------------------------------------------------------------
+ * One row per key. Most keys are an int range, a yes/no, a word of a choice list or a set of
+ * bits; the rest have a function of their own. A value is refused with "bad KEY 'VALUE'
+ * (hint)" or the list parser's own message. */
+
+typedef int (*key_fn)(profile *p, const char *k, const char *v, const char *base_dir,
+                      char *why, size_t whylen);
+
+enum key_kind { K_INT, K_BOOL, K_CHOICE, K_BITS, K_FN };
+
+struct key_rule {
+    const char *key;
+    enum key_kind kind;
+    size_t off;                        /* K_INT, K_BOOL: int; K_CHOICE: enum; K_BITS: unsigned */
+    long lo, hi;                       /* K_INT */
+    const char *const *names;          /* K_CHOICE: index = value */
+    const struct word *words;          /* K_BITS */
+    const char *what;                  /* K_BITS: "unknown WHAT 'x'" */
+    int allow_none;                    /* K_BITS: "none" = 0 */
+    const char *hint;                  /* K_INT, K_BOOL, K_CHOICE: the message's parenthesis */
+    key_fn fn;                         /* K_FN */
+};
+
+#define INT_KEY(k, f, l, h, hn) { k, K_INT, offsetof(profile, f), .lo = l, .hi = h, .hint = hn }
+#define BOOL_KEY(k, f) { k, K_BOOL, offsetof(profile, f), .hint = "yes or no" }
+#define CHOICE_KEY(k, f, nm, hn) { k, K_CHOICE, offsetof(profile, f), .names = nm, .hint = hn }
+#define BITS_KEY(k, f, w, wh, none) \
+    { k, K_BITS, offsetof(profile, f), .words = w, .what = wh, .allow_none = none }
+#define FN_KEY(k, f) { k, K_FN, 0, .fn = f }
+
+/* K_CHOICE stores the word's index through an int: every enum field it writes is int-sized. */
+_Static_assert(sizeof(enum profile_template) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum profile_source) == sizeof(int), "enum size");
+_Static_assert(sizeof(((profile *)0)->subject_chars) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum profile_beyond_ca) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum profile_approval) == sizeof(int), "enum size");
+
+static int key_name(profile *p, const char *k, const char *v, const char *base_dir, char *why,
+                    size_t whylen)
+{
+    (void)k, (void)base_dir;
+    if (!name_ok(v)) {
+        err_set(why, whylen, "bad profile name '%s' (letters, digits, '-', '_', '.'; max %d)", v,
+                PROFILE_NAME_MAX - 1);
+        return -1;
+    }
+    copy_str(p->name, sizeof(p->name), v);
+    return 0;
+}
+
+static int key_description(profile *p, const char *k, const char *v, const char *base_dir,
+                           char *why, size_t whylen)
+{
+    (void)k, (void)base_dir;
+    if (strlen(v) >= sizeof(p->description)) {
+        err_set(why, whylen, "description too long");
+        return -1;
+    }
+    copy_str(p->description, sizeof(p->description), v);
+    return 0;
+}
+
+/* eku and policies: OID lists; eku also takes names. */
+static int key_oids(profile *p, const char *k, const char *v, const char *base_dir, char *why,
+                    size_t whylen)
+{
+    int is_eku = k[0] == 'e';
+    struct oid_arg a = { is_eku ? p->eku : p->policy, 0, is_eku, is_eku ? "eku" : "policy" };
+
+    (void)base_dir;
+    if (strcasecmp(v, "none") != 0 && for_items(v, oid_item, &a, why, whylen) < 0)
+        return -1;
+    if (is_eku)
+        p->eku_count = a.count;
+    else
+        p->policy_count = a.count;
+    return 0;
+}
+
+static int key_renew_from(profile *p, const char *k, const char *v, const char *base_dir,
+                          char *why, size_t whylen)
+{
+    (void)k, (void)base_dir;
+    p->renew_from_count = 0;
+    if (strcasecmp(v, "none") != 0 && for_items(v, renew_from_item, p, why, whylen) < 0)
+        return -1;
+    return 0;
+}
+
+/* A list: the kind that decides is the one after static (profile.h). */
+static int key_challenge(profile *p, const char *k, const char *v, const char *base_dir,
+                         char *why, size_t whylen)
+{
+    const unsigned mdm = PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_INTUNE) |
+                         PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_WEBHOOK);
+    unsigned b;
+    int rc = -1, n = PROFILE_CHALLENGE_STATIC;
+
+    (void)k, (void)base_dir;
+    if (parse_bits(v, challenge_words, "challenge", 0, &b, why, whylen) != 0) {
+        err_set(why, whylen, "bad challenge '%s' (static, onetime, intune, webhook or none; a "
+                "list such as 'onetime, static')", v);
+        goto out;
+    }
+    if ((b & PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_NONE)) &&
+        b != PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_NONE)) {
+        err_set(why, whylen, "challenge = none combines with nothing");
+        goto out;
+    }
+    if ((b & mdm) == mdm) {
+        err_set(why, whylen, "challenge: intune and webhook together (one MDM decides)");
+        goto out;
+    }
+    if ((b & mdm) && (b & PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_ONETIME))) {
+        err_set(why, whylen, "challenge: an MDM (intune, webhook) combines with static only");
+        goto out;
+    }
+    for (int c = PROFILE_CHALLENGE_STATIC; c <= PROFILE_CHALLENGE_WEBHOOK; c++)
+        if (c != PROFILE_CHALLENGE_STATIC && (b & PROFILE_CHALLENGE_BIT(c)))
+            n = c;
+    p->challenge = (enum profile_challenge)n;
+    p->challenges = b;
+    rc = 0;
+out:
+    return rc;
+}
+
+static int key_challenge_password(profile *p, const char *k, const char *v, const char *base_dir,
+                                  char *why, size_t whylen)
+{
+    (void)k, (void)base_dir;
+    if (strlen(v) >= sizeof(p->challenge_password)) {
+        err_set(why, whylen, "challenge_password too long (max %zu bytes)",
+                sizeof(p->challenge_password) - 1);
+        return -1;
+    }
+    copy_str(p->challenge_password, sizeof(p->challenge_password), v);
+    return 0;
+}
+
+/* A relative path is taken from the profile's directory. */
+static int key_challenge_password_file(profile *p, const char *k, const char *v,
+                                       const char *base_dir, char *why, size_t whylen)
+{
+    (void)k;
+    int w = (v[0] != '/' && v[0] != '\0' && base_dir != NULL)
+                ? snprintf(p->challenge_password_file, sizeof(p->challenge_password_file),
+                           "%s/%s", base_dir, v)
+                : snprintf(p->challenge_password_file, sizeof(p->challenge_password_file),
+                           "%s", v);
+    if (w < 0 || (size_t)w >= sizeof(p->challenge_password_file)) {
+        err_set(why, whylen, "challenge_password_file path too long");
+        return -1;
+    }
+    return 0;
+}
+
+static const struct key_rule key_rules[] = {
+    FN_KEY("name", key_name),
+    FN_KEY("description", key_description),
+    BITS_KEY("key_usage", key_usage, ku_words, "key usage", 0),
+    FN_KEY("eku", key_oids),
+    FN_KEY("policies", key_oids),
+    CHOICE_KEY("template", template_class, template_names, "general, signature or encryption"),
+    CHOICE_KEY("subject_source", subject_source, source_names, "request, require or override"),
+    CHOICE_KEY("san_source", san_source, source_names, "request, require or override"),
+    BITS_KEY("san_types", san_types, san_words, "SAN type", 1),
+    BITS_KEY("san_required", san_required, san_words, "SAN type", 1),
+    INT_KEY("subject_max_length", subject_max_length, 0, 65536, "0..65536, 0 = unlimited"),
+    CHOICE_KEY("subject_chars", subject_chars, chars_names, "any, printable or ascii"),
+    INT_KEY("validity_days", validity_days, 1, 36500, "1..36500"),
+    BOOL_KEY("allow_shorter", allow_shorter),
+    CHOICE_KEY("beyond_ca", beyond_ca, beyond_names, "cap or refuse"),
+    BITS_KEY("key_types", key_types, key_words, "key type", 0),
+    INT_KEY("rsa_min_bits", rsa_min_bits, 1024, 16384, "1024..16384"),
+    INT_KEY("rsa_max_bits", rsa_max_bits, 1024, 16384, "1024..16384"),
+    BITS_KEY("ec_curves", ec_curves, curve_words, "curve", 1),
+    BITS_KEY("hashes", hashes, hash_words, "hash", 0),
+    INT_KEY("renewal_threshold_percent", renewal_threshold_percent, 0, 100, "0..100"),
+    /* Renewal binding (docs/profiles.md "Renewal"): keys of this block. */
+    FN_KEY("renew_from", key_renew_from),
+    BITS_KEY("renew_may_change", renew_may_change, renew_change_words, "renew_may_change entry", 1),
+    BOOL_KEY("approve_renewals", approve_renewals),
+    /* End of the renewal block. */
+    CHOICE_KEY("approval", approval, approval_names, "auto or manual"),
+    FN_KEY("challenge", key_challenge),
+    FN_KEY("challenge_password", key_challenge_password),
+    FN_KEY("challenge_password_file", key_challenge_password_file),
+    /* Single DES is a MUST NOT of RFC 8894 (7.5): off unless a profile for old clients
+     * says otherwise. */
+    BOOL_KEY("allow_des", allow_des),
+    { NULL, K_FN, 0, .fn = NULL },
+};
+
+/* Sets one key of p from its value. */
 static int apply(profile *p, const char *k, const char *v, const char *base_dir, char *why,
                  size_t whylen)
 {
-    int n;
-#define BAD(...) do { err_set(why, whylen, __VA_ARGS__); return -1; } while (0)
-    if (!strcmp(k, "name")) {
-        if (!name_ok(v))
-            BAD("bad profile name '%s' (letters, digits, '-', '_', '.'; max %d)", v,
-                PROFILE_NAME_MAX - 1);
-        copy_str(p->name, sizeof(p->name), v);
-    } else if (!strcmp(k, "description")) {
-        if (strlen(v) >= sizeof(p->description))
-            BAD("description too long");
-        copy_str(p->description, sizeof(p->description), v);
-    } else if (!strcmp(k, "key_usage")) {
-        unsigned b;
-        if (parse_bits(v, ku_words, "key usage", 0, &b, why, whylen) != 0)
-            return -1;
-        p->key_usage = b;
-    } else if (!strcmp(k, "eku") || !strcmp(k, "policies")) {
-        int is_eku = k[0] == 'e';
-        struct oid_arg a = { is_eku ? p->eku : p->policy, 0, is_eku, is_eku ? "eku" : "policy" };
-        if (strcasecmp(v, "none") != 0 && for_items(v, oid_item, &a, why, whylen) < 0)
-            return -1;
-        if (is_eku)
-            p->eku_count = a.count;
-        else
-            p->policy_count = a.count;
-    } else if (!strcmp(k, "template")) {
-        if (choice(v, template_names, &n) != 0)
-            BAD("bad template '%s' (general, signature or encryption)", v);
-        p->template_class = (enum profile_template)n;
-    } else if (!strcmp(k, "subject_source") || !strcmp(k, "san_source")) {
-        if (choice(v, source_names, &n) != 0)
-            BAD("bad %s '%s' (request, require or override)", k, v);
-        if (k[1] == 'u')
-            p->subject_source = (enum profile_source)n;
-        else
-            p->san_source = (enum profile_source)n;
-    } else if (!strcmp(k, "san_types")) {
-        unsigned b;
-        if (parse_bits(v, san_words, "SAN type", 1, &b, why, whylen) != 0)
-            return -1;
-        p->san_types = b;
-    } else if (!strcmp(k, "san_required")) {
-        unsigned b;
-        if (parse_bits(v, san_words, "SAN type", 1, &b, why, whylen) != 0)
-            return -1;
-        p->san_required = b;
-    } else if (!strcmp(k, "subject_max_length")) {
-        if (parse_int(v, 0, 65536, &p->subject_max_length) != 0)
-            BAD("bad subject_max_length '%s' (0..65536, 0 = unlimited)", v);
-    } else if (!strcmp(k, "subject_chars")) {
-        if (choice(v, chars_names, &n) != 0)
-            BAD("bad subject_chars '%s' (any, printable or ascii)", v);
-        p->subject_chars = n;
-    } else if (!strcmp(k, "validity_days")) {
-        if (parse_int(v, 1, 36500, &p->validity_days) != 0)
-            BAD("bad validity_days '%s' (1..36500)", v);
-    } else if (!strcmp(k, "allow_shorter")) {
-        if (parse_bool(v, &p->allow_shorter) != 0)
-            BAD("bad allow_shorter '%s' (yes or no)", v);
-    } else if (!strcmp(k, "beyond_ca")) {
-        if (choice(v, beyond_names, &n) != 0)
-            BAD("bad beyond_ca '%s' (cap or refuse)", v);
-        p->beyond_ca = (enum profile_beyond_ca)n;
-    } else if (!strcmp(k, "key_types")) {
-        unsigned b;
-        if (parse_bits(v, key_words, "key type", 0, &b, why, whylen) != 0)
-            return -1;
-        p->key_types = b;
-    } else if (!strcmp(k, "rsa_min_bits")) {
-        if (parse_int(v, 1024, 16384, &p->rsa_min_bits) != 0)
-            BAD("bad rsa_min_bits '%s' (1024..16384)", v);
-    } else if (!strcmp(k, "rsa_max_bits")) {
-        if (parse_int(v, 1024, 16384, &p->rsa_max_bits) != 0)
-            BAD("bad rsa_max_bits '%s' (1024..16384)", v);
-    } else if (!strcmp(k, "ec_curves")) {
-        unsigned b;
-        if (parse_bits(v, curve_words, "curve", 1, &b, why, whylen) != 0)
-            return -1;
-        p->ec_curves = b;
-    } else if (!strcmp(k, "hashes")) {
-        unsigned b;
-        if (parse_bits(v, hash_words, "hash", 0, &b, why, whylen) != 0)
-            return -1;
-        p->hashes = b;
-    } else if (!strcmp(k, "renewal_threshold_percent")) {
-        if (parse_int(v, 0, 100, &p->renewal_threshold_percent) != 0)
-            BAD("bad renewal_threshold_percent '%s' (0..100)", v);
-    /* Renewal binding (docs/profiles.md "Renewal"): keys of this block. */
-    } else if (!strcmp(k, "renew_from")) {
-        p->renew_from_count = 0;
-        if (strcasecmp(v, "none") != 0 && for_items(v, renew_from_item, p, why, whylen) < 0)
-            return -1;
-    } else if (!strcmp(k, "renew_may_change")) {
-        unsigned b;
-        if (parse_bits(v, renew_change_words, "renew_may_change entry", 1, &b, why, whylen) != 0)
-            return -1;
-        p->renew_may_change = b;
-    } else if (!strcmp(k, "approve_renewals")) {
-        if (parse_bool(v, &p->approve_renewals) != 0)
-            BAD("bad approve_renewals '%s' (yes or no)", v);
-    /* End of the renewal block. */
-    } else if (!strcmp(k, "approval")) {
-        if (choice(v, approval_names, &n) != 0)
-            BAD("bad approval '%s' (auto or manual)", v);
-        p->approval = (enum profile_approval)n;
-    } else if (!strcmp(k, "challenge")) {
-        /* A list: the kind that decides is the one after static (profile.h). */
-        unsigned b;
-        const unsigned mdm = PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_INTUNE) |
-                             PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_WEBHOOK);
-        if (parse_bits(v, challenge_words, "challenge", 0, &b, why, whylen) != 0)
-            BAD("bad challenge '%s' (static, onetime, intune, webhook or none; a list such "
-                "as 'onetime, static')", v);
-        if ((b & PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_NONE)) &&
-            b != PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_NONE))
-            BAD("challenge = none combines with nothing");
-        if ((b & mdm) == mdm)
-            BAD("challenge: intune and webhook together (one MDM decides)");
-        if ((b & mdm) && (b & PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_ONETIME)))
-            BAD("challenge: an MDM (intune, webhook) combines with static only");
-        n = PROFILE_CHALLENGE_STATIC;
-        for (int c = PROFILE_CHALLENGE_STATIC; c <= PROFILE_CHALLENGE_WEBHOOK; c++)
-            if (c != PROFILE_CHALLENGE_STATIC && (b & PROFILE_CHALLENGE_BIT(c)))
-                n = c;
-        p->challenge = (enum profile_challenge)n;
-        p->challenges = b;
-    } else if (!strcmp(k, "challenge_password")) {
-        if (strlen(v) >= sizeof(p->challenge_password))
-            BAD("challenge_password too long (max %zu bytes)", sizeof(p->challenge_password) - 1);
-        copy_str(p->challenge_password, sizeof(p->challenge_password), v);
-    } else if (!strcmp(k, "challenge_password_file")) {
-        int w = (v[0] != '/' && v[0] != '\0' && base_dir != NULL)
-                    ? snprintf(p->challenge_password_file, sizeof(p->challenge_password_file),
-                               "%s/%s", base_dir, v)
-                    : snprintf(p->challenge_password_file, sizeof(p->challenge_password_file),
-                               "%s", v);
-        if (w < 0 || (size_t)w >= sizeof(p->challenge_password_file))
-            BAD("challenge_password_file path too long");
-    /* Single DES is a MUST NOT of RFC 8894 (7.5): off unless a profile for old clients
-     * says otherwise. */
-    } else if (!strcmp(k, "allow_des")) {
-        if (parse_bool(v, &p->allow_des) != 0)
-            BAD("bad allow_des '%s' (yes or no)", v);
-    } else {
-        BAD("unknown key '%s'", k);
+    const struct key_rule *r = key_rules;
+    int rc = -1, n;
+
+    while (r->key != NULL && strcmp(k, r->key) != 0)
+        r++;
+    if (r->key == NULL) {
+        err_set(why, whylen, "unknown key '%s'", k);
+        goto out;
     }
-    return 0;
-#undef BAD
+    void *field = (char *)p + r->off;
+    switch (r->kind) {
+    case K_INT:
+        rc = parse_int(v, r->lo, r->hi, field);
+        break;
+    case K_BOOL:
+        rc = parse_bool(v, field);
+        break;
+    case K_CHOICE:
+        if ((rc = choice(v, r->names, &n)) == 0)
+            memcpy(field, &n, sizeof(n));
+        break;
+    case K_BITS:
+        rc = parse_bits(v, r->words, r->what, r->allow_none, field, why, whylen);
+        goto out;                      /* parse_bits words its own message */
+    case K_FN:
+        rc = r->fn(p, k, v, base_dir, why, whylen);
+        goto out;
+    }
+    if (rc != 0)
+        err_set(why, whylen, "bad %s '%s' (%s)", k, v, r->hint);
+out:
+    return rc;
 }
 
 /* Cross-key rules, checked once the whole file is read. */

@@ -5,7 +5,7 @@
 #    section of its page; each scepctl command of the usage texts has an entry in
 #    scepctl(8) holding that command's options;
 #  - no page documents an option or a command the program does not have;
-#  - every key of the key table in engine/common/config.c is in scepd.conf(5) under its
+#  - every key of the key table in engine/common/config_keys.c is in scepd.conf(5) under its
 #    section, with the default docs/configuration.md gives, and the page has no other key;
 #  - man --warnings and groff -ww report nothing.
 set -euo pipefail
@@ -144,9 +144,9 @@ for _, tag, _ in entries:
     check(name in cmds or name.split()[0] in cmds,
           f"scepctl.8: entry '{tag}' is not a command of the usage texts")
 
-# Configuration keys: the table of config.c, the defaults of docs/configuration.md.
+# Configuration keys: the table of config_keys.c, the defaults of docs/configuration.md.
 table = re.findall(r'^\s*\{\s*"(\w+)",\s*"(\w+)",\s*T_',
-                   open(f"{src}/engine/common/config.c").read(), re.M)
+                   open(f"{src}/engine/common/config_keys.c").read(), re.M)
 check(len(table) > 30, "config.c: fewer than 30 keys parsed from cfg_keys")
 defaults, sec = {}, None
 for line in open(f"{src}/docs/configuration.md", encoding="utf-8"):
