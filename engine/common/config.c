@@ -69,6 +69,8 @@ static const struct cfg_key cfg_keys[] = {
     { "store", "path",             T_PATH, F(store_path), 0, 0 },
     { "store", "map_size",         T_SIZE, F(store_map_size), 1LL << 20, 1LL << 40 },
     { "store", "batch_max",        T_INT,  F(batch_max), 1, 65536 },
+    { "store", "backend",          T_STR,  F(store_backend), 0, 0 },
+    { "store", "conninfo",         T_STR,  F(store_conninfo), 0, 0 },
     { "issue", "validity_days",    T_INT,  F(validity_days), 1, 36500 },
     { "issue", "backdate",         T_SEC,  F(backdate_s), 0, 30 * CFG_DAY_MS },
     { "issue", "challenge",        T_STR,  F(challenge), 0, 0 },
@@ -478,6 +480,25 @@ static int parse_line(config *cfg, const char *p, const char *end, int *section,
     return apply_key(cfg, k, value, base_dir, why, whylen);
 }
 
+/* [store] backend: lmdb keeps store_path (a directory); postgresql makes it the location
+ * "postgresql:CONNINFO" that store_open recognises, so callers need not know the backend. */
+static int store_location(config *cfg, char *err, size_t errlen)
+{
+    if (cfg->store_backend[0] == '\0' || strcmp(cfg->store_backend, "lmdb") == 0)
+        return 0;
+    if (strcmp(cfg->store_backend, "postgresql") != 0) {
+        err_set(err, errlen, "bad [store] backend '%s' (want lmdb or postgresql)",
+                cfg->store_backend);
+        return -1;
+    }
+    if (cfg->store_conninfo[0] == '\0') {
+        err_set(err, errlen, "[store] backend = postgresql needs conninfo");
+        return -1;
+    }
+    snprintf(cfg->store_path, sizeof(cfg->store_path), "postgresql:%s", cfg->store_conninfo);
+    return 0;
+}
+
 int config_parse(config *cfg, const char *text, size_t len, const char *base_dir,
                  char *err, size_t errlen)
 {
@@ -509,6 +530,8 @@ int config_parse(config *cfg, const char *text, size_t len, const char *base_dir
         err_set(err, errlen, "line %d: challenge and challenge_file are both set", line);
         goto out;
     }
+    if (store_location(&tmp, err, errlen) != 0)
+        goto out;
     rc = 0;
 out:
     if (rc == 0)
