@@ -11,6 +11,10 @@
 #   node_start NAME CONF / node_stop NAME / node_kill NAME: scepd nodes; NODE_PORT[NAME],
 #                       NODE_URL[NAME], NODE_PID[NAME]; logs in $T/scepd-NAME.log
 # Everything is stopped by the EXIT trap (then lib.sh's cleanup runs).
+#
+# Run as a program, `bash pg.sh run CMD ARGS...` starts a server, runs CMD with
+# SCEPD_PG_CONNINFO set, stops the server and exits with CMD's status (the unit test
+# tests/unit/store/test_store_pg.c re-executes itself this way).
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_DIR=""
 PG_CONNINFO=""
@@ -137,3 +141,14 @@ pg_cleanup() {
   cleanup
 }
 trap pg_cleanup EXIT
+
+if [ "${BASH_SOURCE[0]}" = "$0" ] && [ "${1:-}" = run ]; then
+  shift
+  . "$(dirname "$0")/lib.sh"
+  trap pg_cleanup EXIT
+  pg_start
+  rc=0
+  SCEPD_PG_CONNINFO=$PG_CONNINFO "$@" || rc=$?
+  [ $rc = 0 ] || FAILED=$((FAILED + 1))
+  exit $rc
+fi
