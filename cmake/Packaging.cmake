@@ -105,8 +105,12 @@ file(WRITE ${SCEPD_PKG_OUT}/scepd.conf.new "${conf}")
 configure_file(${SCEPD_PKG_OUT}/scepd.conf.new ${SCEPD_PKG_OUT}/scepd.conf COPYONLY)
 install(FILES ${SCEPD_PKG_OUT}/scepd.conf DESTINATION ${SCEPD_ETC})
 
+# The legacy profile (single DES, RFC 8894's MUST NOT) is not enabled by the package: it goes
+# with the examples, for an operator who must serve old clients to copy on purpose.
 file(GLOB SCEPD_PROFILES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/conf/profiles/*.conf)
+list(REMOVE_ITEM SCEPD_PROFILES ${CMAKE_SOURCE_DIR}/conf/profiles/legacy.conf)
 install(FILES ${SCEPD_PROFILES} DESTINATION ${SCEPD_ETC}/profiles)
+install(FILES conf/profiles/legacy.conf DESTINATION ${SCEPD_DOC}/examples/profiles)
 install(FILES packaging/scepd.logrotate DESTINATION /etc/logrotate.d RENAME scepd)
 install(FILES packaging/scepd.service DESTINATION /lib/systemd/system)
 

@@ -16,7 +16,8 @@ out = """# Audit events
 scepd writes one JSON object per line to `audit_log` (a file opened with O_APPEND, or stdout
 with `-`). Fields: `ts` (UTC, ms), `event` (ID), `name`, and when known `diag` (diagnostic
 code), `failinfo`, `http_status`, `txid`, `profile`, `subject`, `serial` (hex), `peer`
-(ip:port), `detail`. Example:
+(ip:port), `detail`, and `count` (how many occurrences one line sums up: 2003, 2004, 3100).
+Example:
 
 ```json
 {"ts":"2026-11-23T02:15:57.254Z","event":1000,"name":"ISSUED","txid":"YbVrLqlaQZgr3vShNpea4WjAtkU=","profile":"default","subject":"CN=dev1,OU=MDM,O=scep-client,C=US","serial":"4c8e6a071b7911a75b8ba3deece6814d","peer":"127.0.0.1:34536"}

@@ -96,11 +96,10 @@ path = store
 validity_days = 365
 challenge_file = challenge
 profiles_dir = profiles
-# micromdm scepclient (Debian 12) signs its pkiMessages with SHA-1 and encrypts them with single
-# DES whatever GetCACaps offers. Accept both on the way in; CSRs still need SHA-256+ and
-# replies are never single DES (DES3 instead).
+# micromdm scepclient (Debian 12) signs its pkiMessages with SHA-1 whatever GetCACaps offers:
+# accepted on the message signature (CSRs still need SHA-256+). It also encrypts them with
+# single DES, which only the profile profiles/legacy.conf accepts (/scep/legacy).
 allow_sha1_messages = yes
-allow_des_requests = yes
 $urls
 
 [crl]

@@ -14,6 +14,7 @@ PKGS=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libssl-dev openssl liblmdb-dev lmdb-utils liburing-dev libp11-kit-dev p11-kit
   softhsm2 libcmocka-dev
+  libcurl4-openssl-dev libjansson-dev   # engine/mdm (outbound HTTPS, JSON)
   scep certmonger            # micromdm's scepclient and scepserver (t_loadgen's peer), scep-submit
   curl gnuplot-nox procps
   python3                    # t_wire_refusals' DER editor, test emulators

@@ -23,8 +23,9 @@ cat <<MSG
   Challenge:  $challenge
   CA cert:    $S/ca.pem   (RA: $S/ra.pem)
   Config:     $S/scepd.conf
-  Enroll (scepclient keeps its transient signer in ./self.pem: use an empty directory per device):
-    mkdir -p /tmp/device-1 && cd /tmp/device-1 && scepclient -server-url $url -challenge $challenge -private-key device.key -certificate device.pem -cn device-1
+  Enroll (scepclient keeps its transient signer in ./self.pem: use an empty directory per device;
+  it encrypts with single DES, which only the legacy profile accepts, hence $url/legacy):
+    mkdir -p /tmp/device-1 && cd /tmp/device-1 && scepclient -server-url $url/legacy -challenge $challenge -private-key device.key -certificate device.pem -cn device-1
   Verify:     openssl verify -CAfile $S/ca.pem /tmp/device-1/device.pem
   Issued:     $BUILD/scepctl -c $S/scepd.conf cert list
   Profiles:   $url/<name> for: $profiles(files in $S/profiles)

@@ -3,6 +3,14 @@
  * Event IDs are modelled on the Intune certificate connector's table (issue success/failure,
  * request verified/rejected, CA unavailable); docs/events.md lists them. Lines are written
  * with one write(2) each (O_APPEND), so concurrent writers never interleave within a line.
+ *
+ * Two modes. After audit_open, audit_emit writes the line itself (scepctl, tests). After
+ * audit_start (scepd), audit_emit only formats the line and copies it into a bounded ring
+ * (one per shard, bound with audit_bind_thread, and one shared by every other thread); one
+ * writer thread owned by the audit drains the rings to the target. A producer never waits
+ * for the target: when its ring is full the line is dropped and counted, and once the
+ * target takes lines again the writer itself writes a LOG_DROPPED event with the count.
+ * Memory: nrings * ring_bytes, fixed at audit_start.
  */
 #ifndef SCEPD_AUDIT_H
 #define SCEPD_AUDIT_H
@@ -31,8 +39,11 @@
     X(REQUEST_REJECTED, 2000, "request rejected") \
     X(HTTP_REJECTED,    2001, "HTTP request rejected") \
     X(CHALLENGE_REJECTED, 2002, "one-time challenge refused (diag: wrong, expired, used, subject, san, profile)") \
+    X(OVERLOADED,       2003, "requests refused with HTTP 503 and Retry-After before any crypto: the crypto workers' queue was full (count: refusals since the previous such event, at most one event per second)") \
+    X(REQUEST_DROPPED,  2004, "queued requests dropped before their next private-key operation (diag deadline: past request_timeout, answered 503; diag client_gone: the connection had closed; count as for 2003)") \
     X(HSM_FAILURE,      3000, "CA unavailable: HSM operation failed") \
-    X(STORE_FAILURE,    3001, "store write failed")
+    X(STORE_FAILURE,    3001, "store write failed") \
+    X(LOG_DROPPED,      3100, "audit lines dropped because the audit target did not take them in time (count: lines lost since the previous such event; written once the target drains)")
 
 enum audit_event {
 #define X(name, id, text) AUDIT_##name = id,
@@ -53,13 +64,29 @@ typedef struct audit_fields {
     const char *detail;     /* free text */
     int         failinfo;   /* -1: none */
     int         http_status;/* 0: none */
+    unsigned long long count;  /* events summarised by this line (2003, 2004, 3002); 0: none */
 } audit_fields;
 
-/* path "-" means stdout. Returns 0 or -errno. */
+/* path "-" means stdout. Returns 0 or -errno. Lines are written by audit_emit itself until
+ * audit_start. */
 int  audit_open(const char *path, audit **out);
+/* Starts the writer thread with nrings rings of ring_bytes each (ring 0: threads that did
+ * not bind; 1..nrings-1: for audit_bind_thread). Once, before the producer threads start.
+ * Returns 0 or -errno (then a stays synchronous). */
+int  audit_start(audit *a, unsigned nrings, size_t ring_bytes);
+/* The calling thread's lines go to ring index (1..nrings-1; others: ring 0) of a from now
+ * on. A ring has one lock, taken by its producers and briefly by the writer. */
+void audit_bind_thread(audit *a, unsigned index);
+/* Stops the writer thread after it has written what the rings hold, waiting at most
+ * wait_ms for a blocked target (what is left is counted as dropped, reported on stderr).
+ * audit_close does this with 2000 ms. Accepts NULL or a synchronous a. */
+void audit_stop(audit *a, int wait_ms);
 void audit_close(audit *a);               /* accepts NULL */
-/* Writes one event line. Never fails loudly: a write error is counted, not fatal. */
+/* Writes, or queues, one event line. Never blocks on the target and never fails loudly: a
+ * write error or a dropped line is counted, not fatal. Any thread. */
 void audit_emit(audit *a, int event, const audit_fields *f);
+/* Lines dropped so far (ring full, or left at audit_stop); any thread, a snapshot. */
+unsigned long long audit_dropped(const audit *a);
 const char *audit_event_name(int event);
 
 #endif

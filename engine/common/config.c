@@ -53,6 +53,8 @@ static const struct cfg_key cfg_keys[] = {
     { "server", "header_timeout",  T_MS,   F(header_timeout_ms), 1, CFG_DAY_MS },
     { "server", "idle_timeout",    T_MS,   F(idle_timeout_ms), 1, CFG_DAY_MS },
     { "server", "max_connections", T_INT,  F(max_conns), 1, 1000000 },
+    { "server", "queue_max",       T_INT,  F(queue_max), 0, 1000000 },
+    { "server", "request_timeout", T_MS,   F(request_timeout_ms), 1, CFG_DAY_MS },
     { "server", "state_dir",       T_PATH, F(state_dir), 0, 0 },
     { "server", "audit_log",       T_LOG,  F(audit_log), 0, 0 },
     { "keys", "mode",              T_MODE, F(key_mode), 0, 0 },
@@ -77,7 +79,6 @@ static const struct cfg_key cfg_keys[] = {
     { "issue", "challenge_file",   T_PATH, F(challenge_file), 0, 0 },
     { "issue", "allow_sha1",       T_BOOL, F(allow_sha1), 0, 0 },
     { "issue", "allow_sha1_messages", T_BOOL, F(allow_sha1_messages), 0, 0 },
-    { "issue", "allow_des_requests", T_BOOL, F(allow_des_requests), 0, 0 },
     { "issue", "crl_url",          T_STR,  F(crl_url), 0, 0 },
     { "issue", "ocsp_url",         T_STR,  F(ocsp_url), 0, 0 },
     { "issue", "profiles_dir",     T_PATH, F(profiles_dir), 0, 0 },
@@ -90,6 +91,16 @@ static const struct cfg_key cfg_keys[] = {
     { "ocsp", "validity",          T_SEC,  F(ocsp_validity_s), 60000, 7 * CFG_DAY_MS },
     { "ocsp", "nonce",             T_BOOL, F(ocsp_nonce), 0, 0 },
     { "admin", "token_file",       T_PATH, F(admin_token_file), 0, 0 },
+};
+
+/* Removed switches: "off" still loads (configurations copied from older examples carry
+ * it) and means nothing; "on" is refused with what replaced the key, so an installation
+ * that relied on it learns so at start instead of answering its clients differently. */
+static const struct { const char *section, *name, *replaced_by; } cfg_retired[] = {
+    { "issue", "allow_des_requests",
+      "single DES (an RFC 8894 MUST NOT) is allowed per profile now: remove the line and set "
+      "allow_des = yes in the profile the old clients use (conf/profiles/legacy.conf is one; "
+      "docs/profiles.md)" },
 };
 
 static const char *const cfg_sections[] = { "server", "keys", "store", "issue", "crl", "ocsp",
@@ -111,6 +122,7 @@ void config_defaults(config *cfg)
     cfg->header_timeout_ms = 10000;
     cfg->idle_timeout_ms = 60000;
     cfg->max_conns = 4096;
+    cfg->request_timeout_ms = 10000;
     set_str(cfg->state_dir, sizeof(cfg->state_dir), ".");
     set_str(cfg->audit_log, sizeof(cfg->audit_log), "-");
     cfg->key_mode = CONFIG_KEYS_PKCS11;
@@ -125,7 +137,6 @@ void config_defaults(config *cfg)
     cfg->backdate_s = 300;
     cfg->allow_sha1 = 0;
     cfg->allow_sha1_messages = 0;
-    cfg->allow_des_requests = 0;
     set_str(cfg->profiles_dir, sizeof(cfg->profiles_dir), "profiles");
     cfg->crl_validity_s = 86400;
     cfg->crl_rebuild_delay_ms = 2000;
@@ -403,6 +414,28 @@ int config_parse_value(const char *p, const char *end, char *out, size_t outlen,
     return 0;
 }
 
+/* A key that is not in cfg_keys: 0 for a retired switch set off, else -1 with why. */
+static int retired_key(const char *sname, const char *key, size_t kl, const char *v,
+                       const char *end, char *why, size_t whylen)
+{
+    char value[64], vwhy[128];
+    for (size_t i = 0; i < sizeof(cfg_retired) / sizeof(cfg_retired[0]); i++) {
+        if (strcmp(cfg_retired[i].section, sname) != 0 || strlen(cfg_retired[i].name) != kl ||
+            memcmp(cfg_retired[i].name, key, kl) != 0)
+            continue;
+        int on = 1;
+        if (config_parse_value(v, end, value, sizeof(value), vwhy, sizeof(vwhy)) != 0)
+            value[0] = '\0';
+        else if (parse_bool(value, &on) == 0 && !on)
+            return 0;
+        err_set(why, whylen, "'%s = %s' is no longer supported (only 'no' is still accepted): %s",
+                cfg_retired[i].name, value, cfg_retired[i].replaced_by);
+        return -1;
+    }
+    err_set(why, whylen, "unknown key '%.*s' in [%s]", (int)(kl > 64 ? 64 : kl), key, sname);
+    return -1;
+}
+
 static int parse_line(config *cfg, const char *p, const char *end, int *section,
                       const char *base_dir, char *why, size_t whylen)
 {
@@ -468,10 +501,8 @@ static int parse_line(config *cfg, const char *p, const char *end, int *section,
             break;
         }
     }
-    if (k == NULL) {
-        err_set(why, whylen, "unknown key '%.*s' in [%s]", (int)(kl > 64 ? 64 : kl), p, sname);
-        return -1;
-    }
+    if (k == NULL)
+        return retired_key(sname, p, kl, eq + 1, end, why, whylen);
     char vwhy[128];
     if (config_parse_value(eq + 1, end, value, sizeof(value), vwhy, sizeof(vwhy)) != 0) {
         err_set(why, whylen, "%s for '%s'", vwhy, k->name);

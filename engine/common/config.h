@@ -29,6 +29,11 @@ typedef struct config {
     int      header_timeout_ms;   /* header_timeout = 10s                             */
     int      idle_timeout_ms;     /* idle_timeout = 60s                               */
     int      max_conns;           /* max_connections = 4096 (per shard)               */
+    int      queue_max;           /* queue_max = 0 -> 100 per crypto worker: requests
+                                     admitted to the workers and not yet answered      */
+    int      request_timeout_ms;  /* request_timeout = 10s: a queued request older than
+                                     this is dropped (503) before its next private-key
+                                     operation                                        */
     char     state_dir[CONFIG_PATH_MAX];   /* state_dir = .                           */
     char     audit_log[CONFIG_PATH_MAX];   /* audit_log = "-" (stdout) or a path      */
 
@@ -64,9 +69,6 @@ typedef struct config {
     int      allow_sha1;                   /* allow_sha1 = no: SHA-1 on CSRs          */
     int      allow_sha1_messages;          /* allow_sha1_messages = no: SHA-1 on the
                                               pkiMessage signature only              */
-    int      allow_des_requests;           /* allow_des_requests = no: accept a request
-                                              envelope in single DES (legacy clients);
-                                              replies are never single DES           */
     char     crl_url[512];                 /* CDP URI in issued certs; empty: none    */
     char     ocsp_url[512];                /* AIA OCSP URI in issued certs; empty: none */
     char     profiles_dir[CONFIG_PATH_MAX]; /* profiles_dir = profiles: one <name>.conf per

@@ -20,6 +20,10 @@ typedef struct enroll_ctx {
     audit        *audit;
     store_reader *reader;      /* this worker's own reader */
     crl_cache    *crls;        /* the published CRL, for GetCRL (may be NULL: none) */
+    /* Asked at the phase boundaries of a PKCSReq, before the next private-key operation:
+     * 1 drops the job (it has set j's reply), 0 goes on. NULL: never. */
+    int         (*cancelled)(void *arg, job *j);
+    void         *cancel_arg;
 } enroll_ctx;
 
 /* Processes j (a JOB_PKIOPERATION) and returns enum job_next: JOB_DELIVER with

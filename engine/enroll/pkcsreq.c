@@ -63,12 +63,13 @@ static void stop_with(pkcsreq *t, int next)
     t->next = next;
 }
 
-/* The envelope, and for a renewal the certificate that signed it. */
+/* The envelope (single DES opened when some profile allows it: phase_profile decides), and
+ * for a renewal the certificate that signed it. */
 static int phase_signer(pkcsreq *t)
 {
     const enroll_ctx *ctx = t->ctx;
     int rej = scep_open_envelope(t->req, ctx->ca->ra_key, ctx->ca->ra_cert,
-                                 ctx->cfg->allow_des_requests);
+                                 profile_set_allows_des(issuer_profiles(ctx->issuer)));
     if (rej != REJ_NONE || !t->renewal)
         return rej;
     rej = !t->ours ? REJ_RENEW_SIGNER
@@ -81,7 +82,8 @@ static int phase_signer(pkcsreq *t)
 }
 
 /* The profile (the URL's; a renewal on the default path stays under the profile of the
- * certificate it renews), the CSR checked under it, and a renewal's window. */
+ * certificate it renews), the envelope's cipher and the CSR checked under it, and a
+ * renewal's window. */
 static int phase_profile(pkcsreq *t)
 {
     job *j = t->j;
@@ -96,6 +98,11 @@ static int phase_profile(pkcsreq *t)
                                   !t->renewal, &t->prof, &t->csr, &t->detail);
     if (t->prof != NULL)
         snprintf(j->profile, sizeof(j->profile), "%s", t->prof->name);
+    int pc = t->prof != NULL ? profile_check_cipher(t->prof, t->req->cipher_nid) : PROFILE_OK;
+    if (pc != PROFILE_OK) {
+        t->detail = profile_result_diag(pc);
+        return issue_profile_reject(pc);
+    }
     if (rej != REJ_NONE)
         return rej;
     enroll_name_text(X509_REQ_get_subject_name(t->csr), j->pki.subject,
@@ -281,8 +288,14 @@ int enroll_pkcsreq(const enroll_ctx *ctx, job *j, scep_request *req)
     t.next = JOB_DELIVER;
     j->pki.requeue = 0;
     for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]) && rej == REJ_NONE && !t.done;
-         i++)
+         i++) {
+        /* A client gone or past its deadline costs no further key operation. */
+        if (i > 0 && ctx->cancelled != NULL && ctx->cancelled(ctx->cancel_arg, j)) {
+            stop_with(&t, JOB_DELIVER);
+            break;
+        }
         rej = phases[i](&t);
+    }
     X509_REQ_free(t.csr);
     X509_NAME_free(t.bound_subject);
     GENERAL_NAMES_free(t.bound_san);

@@ -28,7 +28,8 @@ int enroll_certpoll(const enroll_ctx *ctx, job *j, scep_request *req)
     uint8_t serial[STORE_SERIAL_LEN], key_hash[STORE_HASH_LEN], signer_key[STORE_HASH_LEN];
     X509 *cert = NULL;
     int rej = scep_open_envelope(req, ctx->ca->ra_key, ctx->ca->ra_cert,
-                                 ctx->cfg->allow_des_requests);
+                                 profile_set_allows_des_for(issuer_profiles(ctx->issuer),
+                                                            j->profile));
 
     if (rej != REJ_NONE)
         goto out;

@@ -10,14 +10,16 @@
 #include "engine/pki/serial.h"
 #include "engine/scep/reject.h"
 
-/* Opens the envelope, then REJ_NONE with the serial and the stored certificate, or
- * REJ_BAD_QUERY / REJ_UNKNOWN_CERT / an envelope rejection. */
-static int issuer_and_serial(const enroll_ctx *ctx, scep_request *req,
+/* Opens the envelope (single DES if the URL's profile allows it), then REJ_NONE with the
+ * serial and the stored certificate, or REJ_BAD_QUERY / REJ_UNKNOWN_CERT / an envelope
+ * rejection. */
+static int issuer_and_serial(const enroll_ctx *ctx, const job *j, scep_request *req,
                              uint8_t serial[STORE_SERIAL_LEN], X509 **cert)
 {
     PKCS7_ISSUER_AND_SERIAL *ias = NULL;
     int rej = scep_open_envelope(req, ctx->ca->ra_key, ctx->ca->ra_cert,
-                                 ctx->cfg->allow_des_requests);
+                                 profile_set_allows_des_for(issuer_profiles(ctx->issuer),
+                                                            j->profile));
 
     if (rej != REJ_NONE)
         goto out;
@@ -41,7 +43,7 @@ int enroll_getcert(const enroll_ctx *ctx, job *j, scep_request *req)
 {
     uint8_t serial[STORE_SERIAL_LEN];
     X509 *cert = NULL;
-    int rej = issuer_and_serial(ctx, req, serial, &cert);
+    int rej = issuer_and_serial(ctx, j, req, serial, &cert);
 
     if (rej != REJ_NONE)
         goto out;
@@ -66,7 +68,7 @@ int enroll_getcrl(const enroll_ctx *ctx, job *j, scep_request *req)
     size_t deg_len = 0;
     X509 *cert = NULL;
     crl_snapshot *crl = NULL;
-    int rej = issuer_and_serial(ctx, req, serial, &cert);
+    int rej = issuer_and_serial(ctx, j, req, serial, &cert);
 
     if (rej != REJ_NONE)
         goto out;

@@ -487,3 +487,10 @@ size_t shard_conn_count(const shard *s)
 {
     return atomic_load(&s->nused);
 }
+
+int shard_ref_live(const shard *s, conn_ref ref)
+{
+    if (ref.shard != s->index || ref.slot >= s->max)
+        return 0;
+    return atomic_load_explicit(&s->conns[ref.slot].gen, memory_order_relaxed) == ref.gen;
+}

@@ -94,6 +94,10 @@ void shard_destroy(shard *s);
 void shard_deliver(shard *s, shard_reply *list);
 /* Port the listener is bound to (useful when listen_port is 0). */
 uint16_t shard_port(const shard *s);
+/* 1 while the connection ref names is still open (its slot generation has not moved), 0
+ * once it closed; any thread, a snapshot (an open connection may close right after). Lets
+ * the app drop work whose client has gone. */
+int shard_ref_live(const shard *s, conn_ref ref);
 /* Connections currently holding a slot (open or still closing); any thread, a snapshot for
  * metrics and tests. */
 size_t shard_conn_count(const shard *s);

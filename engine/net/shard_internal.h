@@ -40,7 +40,7 @@ enum conn_state {
 
 typedef struct conn {
     int             fd;
-    uint32_t        gen;
+    _Atomic uint32_t gen;                /* read by other threads: shard_ref_live */
     enum conn_state st;
     unsigned        recv_busy : 1, send_busy : 1, close_after : 1, keep_alive : 1,
                     peer_eof : 1, head_ok : 1;

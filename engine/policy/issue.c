@@ -288,7 +288,7 @@ int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
         goto out;
     san = issue_requested_san(csr);
     /* With "override", the challenge's binding replaces what the CSR says: checked when the
-     * certificate is built (profile_add_extensions), not here. */
+     * certificate is built (profile_add_extensions, issue_build_profile), not here. */
     if (prof->san_source != PROFILE_SOURCE_OVERRIDE &&
         (pr = profile_check_san(prof, san)) != PROFILE_OK)
         goto refused;
@@ -414,6 +414,15 @@ int issue_build_profile(const issuer *is, X509_REQ *csr, const profile *prof,
     rc = REJ_INTERNAL;
     if (san == NULL)
         san = req_san = issue_requested_san(csr);
+    /* Under "override" issue_check_request skipped the subject rules: they apply to the
+     * subject issued (the challenge's binding, or the CSR's when it bound none). */
+    if (prof->subject_source == PROFILE_SOURCE_OVERRIDE &&
+        (pr = profile_check_subject(prof, subject != NULL ? subject
+                                                          : X509_REQ_get_subject_name(csr),
+                                    san)) != PROFILE_OK) {
+        rc = issue_profile_reject(pr);
+        goto out;
+    }
     serial = random_serial();
     if (serial == NULL || !X509_set_version(x, X509_VERSION_3) ||
         !X509_set_serialNumber(x, serial) ||

@@ -58,8 +58,11 @@ int issue_check_csr(const issuer *is, const uint8_t *der, size_t len, int need_c
 /* Builds and signs (CA key: a private-key operation) the certificate for a checked request
  * under prof. subject / san (may be NULL) replace the request's (challenge bindings of an
  * "override" profile). *capped_out (may be NULL) = 1 when notAfter was cut to the CA's.
+ * Under subject_source = override the profile's subject rules are applied here, to the
+ * subject issued (subject, else the request's).
  * Returns REJ_NONE and *out, or REJ_CA_EXPIRED, REJ_BEYOND_CA, REJ_VALIDITY_REQUEST,
- * REJ_UPN_REQUIRED, REJ_SAN_TYPE, REJ_INTERNAL.
+ * REJ_UPN_REQUIRED, REJ_SAN_TYPE, REJ_EMPTY_SUBJECT, REJ_SUBJECT_LENGTH, REJ_SUBJECT_CHARS,
+ * REJ_INTERNAL.
  * The certificate's SubjectPublicKeyInfo is the request's, copied as encoded: *out is meant to
  * be encoded (i2d_X509, CMS), and X509_get0_pubkey(*out) returns NULL because the key was
  * never decoded (doing so, or X509_set_pubkey, costs a third of an enrollment's CPU in OpenSSL

@@ -48,7 +48,8 @@
     X(CA_EXPIRED,       CA_EXPIRED,        "profile_ca_expired") \
     X(RENEWAL_EARLY,    RENEW_EARLY,       NULL) \
     X(RENEWAL_EXPIRED,  RENEW_EXPIRED,     "profile_renewal_expired") \
-    X(INTERNAL,         INTERNAL,          "profile_internal")
+    X(INTERNAL,         INTERNAL,          "profile_internal") \
+    X(CIPHER_DES,       CIPHER,            "profile_des")
 
 enum profile_result {
 #define X(name, rej, detail) PROFILE_##name,
@@ -128,6 +129,8 @@ typedef struct profile {
     char     challenge_password[256];       /* static, inline (empty: see _file / main)     */
     char     challenge_password_file[PROFILE_PATH_MAX]; /* resolved against the profile dir */
     int      smartcard_logon;      /* derived: EKU list holds 1.3.6.1.4.1.311.20.2.2         */
+    int      allow_des;            /* allow_des = no: single-DES request envelopes (RFC 8894
+                                      7.5 MUST NOT; old clients only)                     */
 } profile;
 
 /* Fills *p with the defaults (today's built-in behaviour) and the given name. */
@@ -198,6 +201,20 @@ int profile_renewal_allowed(const profile *p, time_t now, int64_t old_not_before
 
 /* keyUsage the CSR asks for (extensionRequest), as PROFILE_KU_* bits; 0 when none. */
 unsigned profile_requested_key_usage(X509_REQ *csr);
+
+/* Single DES-CBC (cipher_nid NID_des_cbc) only under allow_des = yes: PROFILE_OK or
+ * PROFILE_CIPHER_DES. Every other cipher is the SCEP codec's business (scep_open_envelope
+ * admits AES-CBC and DES3 only) and passes here. */
+int profile_check_cipher(const profile *p, int cipher_nid);
+
+/* Whether any profile of s allows single DES: then OpenSSL's legacy provider is loaded, and
+ * a single-DES envelope is opened before its profile is known. */
+int profile_set_allows_des(const profile_set *s);
+
+/* Whether single DES is allowed for a message that carries no CSR (CertPoll, GetCert,
+ * GetCRL): under the profile the URL names, or on the default path ("" or NULL) under the one
+ * profile_select_for_key_usage picks for no keyUsage. 0 when there is no such profile. */
+int profile_set_allows_des_for(const profile_set *s, const char *name);
 
 /* NDES default-path mapping: signature bits only (digitalSignature/nonRepudiation) -> the
  * first profile with template = signature; encipherment bits only -> template = encryption;

@@ -1,6 +1,6 @@
-/* Certificate profiles: the per-request decisions (key, hash, SAN, subject, validity, renewal
- * window), the choice of a profile by requested keyUsage, and the extensions a profile puts
- * in an issued certificate. Pure functions of a loaded profile; see profile.h. */
+/* Certificate profiles: the per-request decisions (key, hash, cipher, SAN, subject, validity,
+ * renewal window), the choice of a profile by requested keyUsage, and the extensions a
+ * profile puts in an issued certificate. Pure functions of a loaded profile; see profile.h. */
 #include "engine/policy/profile.h"
 #include "engine/policy/profile_internal.h"
 
@@ -70,6 +70,31 @@ int profile_check_hash(const profile *p, int md_nid)
     default: return PROFILE_HASH;
     }
     return (p->hashes & bit) ? PROFILE_OK : PROFILE_HASH;
+}
+
+int profile_check_cipher(const profile *p, int cipher_nid)
+{
+    return cipher_nid == NID_des_cbc && !p->allow_des ? PROFILE_CIPHER_DES : PROFILE_OK;
+}
+
+int profile_set_allows_des(const profile_set *s)
+{
+    size_t n = 0;
+    const profile *items = profile_set_items(s, &n);
+    for (size_t i = 0; i < n; i++)
+        if (items[i].allow_des)
+            return 1;
+    return 0;
+}
+
+int profile_set_allows_des_for(const profile_set *s, const char *name)
+{
+    size_t n = 0;
+    const profile *items = profile_set_items(s, &n);
+    const profile *p = name != NULL && name[0] != '\0'
+                           ? profile_set_find(s, name, strlen(name))
+                           : profile_select_for_key_usage(items, n, 0);
+    return p != NULL && profile_check_cipher(p, NID_des_cbc) == PROFILE_OK;
 }
 
 int profile_check_san(const profile *p, const GENERAL_NAMES *san)

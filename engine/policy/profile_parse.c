@@ -375,6 +375,11 @@ static int apply(profile *p, const char *k, const char *v, const char *base_dir,
                                "%s", v);
         if (w < 0 || (size_t)w >= sizeof(p->challenge_password_file))
             BAD("challenge_password_file path too long");
+    /* Single DES is a MUST NOT of RFC 8894 (7.5): off unless a profile for old clients
+     * says otherwise. */
+    } else if (!strcmp(k, "allow_des")) {
+        if (parse_bool(v, &p->allow_des) != 0)
+            BAD("bad allow_des '%s' (yes or no)", v);
     } else {
         BAD("unknown key '%s'", k);
     }
@@ -415,6 +420,13 @@ static int finish(profile *p, char *why, size_t whylen)
     if (p->challenge != PROFILE_CHALLENGE_STATIC &&
         (p->challenge_password[0] != '\0' || p->challenge_password_file[0] != '\0')) {
         err_set(why, whylen, "challenge_password is only for challenge = static");
+        return -1;
+    }
+    /* The subject an override issues comes from a one-time challenge's binding; under any
+     * other challenge there is none, and the CSR's subject would be issued unbound. */
+    if (p->subject_source == PROFILE_SOURCE_OVERRIDE && p->challenge != PROFILE_CHALLENGE_ONETIME) {
+        err_set(why, whylen, "subject_source = override needs challenge = onetime (the subject "
+                "comes from the one-time challenge's binding)");
         return -1;
     }
     return 0;

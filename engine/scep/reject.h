@@ -14,6 +14,7 @@
     X(NONE,               NONE,            "ok",                   "no error") \
     X(NOT_PKIMESSAGE,     NONE,            "not_pkimessage",       "body is not a SCEP pkiMessage") \
     X(MISSING_ATTR,       BADREQUEST,      "missing_attribute",    "transactionID, senderNonce or messageType missing or malformed") \
+    X(BAD_TXID,           BADREQUEST,      "bad_transaction_id",   "transactionID longer than 128 bytes or not printable ASCII") \
     X(NO_SIGNER_CERT,     BADREQUEST,      "no_signer_cert",       "signer certificate not included") \
     X(SIG_DIGEST,         BADALG,          "digest_not_allowed",   "signature digest algorithm not allowed") \
     X(BAD_SIGNATURE,      BADMESSAGECHECK, "bad_signature",        "pkiMessage signature does not verify") \

@@ -70,6 +70,33 @@ static int digest_allowed(int nid, int allow_sha1)
            (allow_sha1 && nid == NID_sha1);
 }
 
+/* The transactionID becomes a store key, a C string and an audit field: accepted only as 1 to
+ * SCEP_TXID_MAX bytes of printable ASCII (never cut at a NUL or at the limit). Returns 1 when
+ * accepted (req->txid is then exactly the bytes sent), else 0 with req->txid holding what
+ * the audit log shows of it: '?' for each byte outside 0x20..0x7e, and past the limit the
+ * first SCEP_TXID_MAX - 3 bytes and "...". */
+static int take_txid(const ASN1_STRING *tid, scep_request *req)
+{
+    size_t n = (size_t)tid->length;
+    size_t shown = n > SCEP_TXID_MAX ? SCEP_TXID_MAX - 3 : n;
+    int ok = n <= SCEP_TXID_MAX;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = tid->data[i];
+        int printable = c >= 0x20 && c <= 0x7e;
+        ok = ok && printable;
+        if (i < shown)
+            req->txid[i] = printable ? (char)c : '?';
+    }
+    if (n > SCEP_TXID_MAX) {
+        memcpy(req->txid + shown, "...", 3);
+        shown += 3;
+    }
+    req->txid[shown] = '\0';
+    req->txid_len = shown;
+    return ok;
+}
+
 int scep_parse(const uint8_t *der, size_t len, int allow_sha1, scep_request *req)
 {
     const scep_oids *oids = scep_oid_get();
@@ -95,9 +122,10 @@ int scep_parse(const uint8_t *der, size_t len, int allow_sha1, scep_request *req
     /* From here on the message is a pkiMessage: failures are CertRep FAILUREs. Collect the
      * addressing attributes first so the CertRep can echo them. */
     const ASN1_STRING *tid = string_attr(si, oids->transaction_id);
-    if (tid != NULL && tid->length > 0 && tid->length <= SCEP_TXID_MAX) {
-        memcpy(req->txid, tid->data, (size_t)tid->length);
-        req->txid_len = (size_t)tid->length;
+    int txid_ok = 1;
+    if (tid != NULL && tid->length > 0) {
+        req->txid_sent = tid;
+        txid_ok = take_txid(tid, req);
     }
     const ASN1_TYPE *nonce = signed_attr(si, oids->sender_nonce);
     if (nonce != NULL && nonce->type == V_ASN1_OCTET_STRING &&
@@ -133,6 +161,9 @@ int scep_parse(const uint8_t *der, size_t len, int allow_sha1, scep_request *req
 
     rc = REJ_MISSING_ATTR;
     if (req->txid_len == 0 || !req->has_nonce || req->msg_type < 0)
+        goto out;
+    rc = REJ_BAD_TXID;
+    if (!txid_ok)
         goto out;
     rc = REJ_NO_SIGNER_CERT;
     if (req->signer == NULL)
@@ -425,8 +456,16 @@ int scep_certrep_content(const scep_request *req, int status, int failinfo,
                                         (int)strlen(failtext)) != 1)
             goto out;
     }
-    if (req->txid_len > 0 && !add_string_attr(si, oids->transaction_id, req->txid, req->txid_len))
+    /* The transactionID's bytes as sent, also when they were refused: the client matches
+     * them. */
+    if (req->txid_sent != NULL) {
+        if (!add_string_attr(si, oids->transaction_id, (const char *)req->txid_sent->data,
+                             (size_t)req->txid_sent->length))
+            goto out;
+    } else if (req->txid_len > 0 &&
+               !add_string_attr(si, oids->transaction_id, req->txid, req->txid_len)) {
         goto out;
+    }
     if (req->has_nonce &&
         CMS_signed_add1_attr_by_NID(si, oids->recipient_nonce, V_ASN1_OCTET_STRING,
                                     req->sender_nonce, SCEP_NONCE_LEN) != 1)

@@ -42,6 +42,8 @@ enum scep_failinfo {
 const char *scep_failinfo_name(int failinfo);
 
 #define SCEP_NONCE_LEN 16
+/* The longest transactionID accepted, in bytes; it must also be printable ASCII (0x20..0x7e).
+ * Longer ones, and ones with a NUL or another control byte, are refused (REJ_BAD_TXID). */
 #define SCEP_TXID_MAX 128
 
 /* A parsed request. Owns every pointer; free with scep_request_clear(). */
@@ -49,8 +51,11 @@ typedef struct scep_request {
     CMS_ContentInfo *cms;         /* outer SignedData */
     X509   *signer;               /* signer certificate (reference owned here) */
     int     msg_type;             /* as sent, may be an unknown number */
-    char    txid[SCEP_TXID_MAX + 1];
+    char    txid[SCEP_TXID_MAX + 1]; /* NUL-terminated; on REJ_BAD_TXID only what the
+                                        audit log shows of it (see scep_parse)        */
     size_t  txid_len;
+    const ASN1_STRING *txid_sent; /* the attribute value as sent, echoed by scep_certrep
+                                     (borrowed from cms; NULL when absent)           */
     uint8_t sender_nonce[SCEP_NONCE_LEN];
     int     has_nonce;
     int     sig_md_nid;           /* digest of the signer info */
@@ -63,7 +68,11 @@ typedef struct scep_request {
 } scep_request;
 
 /* Parses and verifies the outer message. Returns an enum scep_reject (engine/scep/reject.h):
- *   REJ_NONE when the message parsed and its signature verified;
+ *   REJ_NONE when the message parsed and its signature verified (req->txid is then 1 to
+ *     SCEP_TXID_MAX bytes of printable ASCII, exactly as sent);
+ *   REJ_BAD_TXID for a transactionID that is longer or not printable: req->txid holds a
+ *     rendering for the audit log ('?' for each byte outside 0x20..0x7e, "..." past the
+ *     limit), never to be used as a key;
  *   REJ_NOT_PKIMESSAGE when the bytes are not a pkiMessage at all (caller answers HTTP 400);
  *   any other code when it parsed far enough to answer with a CertRep FAILURE.
  * On any return, req must be cleared with scep_request_clear(). */

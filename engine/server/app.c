@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -21,7 +22,17 @@
 
 void app_job_release(shard_reply *r)
 {
-    job_free(JOB_OF_REPLY(r));
+    job *j = JOB_OF_REPLY(r);
+    if (j->admitted)
+        admit_release(&((app *)j->owner)->admit);
+    job_free(j);
+}
+
+uint64_t app_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 job *app_job_new(app *a, int kind, conn_ref ref, const char *peer, const char *pname)
@@ -140,6 +151,7 @@ static int make_shards(app *a, char *err, size_t errlen)
     a->stop_fd = eventfd(0, EFD_CLOEXEC);
     a->nshards = (uint32_t)(cfg->shards > 0 ? cfg->shards : online_cpus());
     a->nworkers = cfg->workers > 0 ? cfg->workers : online_cpus();
+    admit_init(&a->admit, cfg->queue_max, a->nworkers);
     a->shards = calloc(a->nshards, sizeof(*a->shards));
     a->shard_threads = calloc(a->nshards, sizeof(*a->shard_threads));
     a->stages = calloc(a->nshards, sizeof(*a->stages));
@@ -193,11 +205,6 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     if (ca_load(cfg, pin, &a->ca, err, errlen) != 0)
         goto out;
     config_forget_pin_env();
-    /* Single DES lives in OpenSSL's legacy provider; load it only when asked to. */
-    if (cfg->allow_des_requests && (a->legacy = OSSL_PROVIDER_load(NULL, "legacy")) == NULL) {
-        snprintf(err, errlen, "allow_des_requests needs OpenSSL's legacy provider, which did not load");
-        goto out;
-    }
     if (config_read_challenge(cfg, challenge, sizeof(challenge)) < 0) {
         snprintf(err, errlen, "cannot read the challenge (challenge_file %s)", cfg->challenge_file);
         goto out;
@@ -208,6 +215,13 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     }
     if (load_profiles(a, err, errlen) != 0)
         goto out;
+    /* Single DES lives in OpenSSL's legacy provider: loaded only when a profile allows it. */
+    if (profile_set_allows_des(issuer_profiles(a->issuer)) &&
+        (a->legacy = OSSL_PROVIDER_load(NULL, "legacy")) == NULL) {
+        snprintf(err, errlen, "a profile has allow_des = yes, which needs OpenSSL's legacy "
+                 "provider; it did not load");
+        goto out;
+    }
     int src = store_open(cfg->store_path, cfg->store_map_size, &a->store);
     if (src != 0) {
         snprintf(err, errlen, "store %s: %s", cfg->store_path, store_strerror(src));
@@ -229,9 +243,12 @@ out:
     return rc;
 }
 
+/* A shard thread: its audit lines go to its own ring, so it never waits for the target. */
 static void *shard_main(void *arg)
 {
-    shard_run(arg);
+    stage *st = arg;
+    audit_bind_thread(st->app->audit, st->index + 1);
+    shard_run(st->app->shards[st->index]);
     return NULL;
 }
 
@@ -240,6 +257,10 @@ int app_run(app *a)
     int rc = -1;
     uint32_t started_shards = 0;
 
+    int e = audit_start(a->audit, a->nshards + 1, APP_AUDIT_RING);
+    if (e != 0)
+        fprintf(stderr, "scepd: audit writer thread: %s; audit lines are written in place\n",
+                strerror(-e));
     if (store_writer_start(a->store, a->cfg.batch_max, commit_done, a) != 0)
         return -1;
     for (int i = 0; i < a->nworkers; i++) {
@@ -251,10 +272,13 @@ int app_run(app *a)
     if (pthread_create(&a->pub_thread, NULL, publisher_main, a) != 0)
         goto stop;
     a->pub_started = 1;
-    for (; started_shards < a->nshards; started_shards++)
-        if (pthread_create(&a->shard_threads[started_shards], NULL, shard_main,
-                           a->shards[started_shards]) != 0)
+    for (; started_shards < a->nshards; started_shards++) {
+        stage *st = &a->stages[started_shards];
+        st->app = a;
+        st->index = started_shards;
+        if (pthread_create(&a->shard_threads[started_shards], NULL, shard_main, st) != 0)
             goto stop;
+    }
     {
         audit_fields f = {.detail = "ready", .failinfo = -1};
         audit_emit(a->audit, AUDIT_STARTED, &f);
@@ -290,6 +314,7 @@ stop:
         if (a->workers[i].started)
             pthread_join(a->workers[i].thread, NULL);
     store_writer_stop(a->store);
+    admit_flush(&a->admit, a->audit, 1);
     {
         audit_fields f = {.failinfo = -1};
         audit_emit(a->audit, AUDIT_STOPPED, &f);

@@ -17,6 +17,7 @@
 #include "engine/pki/crl.h"
 #include "engine/pki/ocsp.h"
 #include "engine/policy/issue.h"
+#include "engine/server/admit.h"
 #include "engine/server/app.h"
 #include "engine/server/job.h"
 #include "engine/store/store.h"
@@ -25,11 +26,17 @@
 
 #define JOB_MAX_ATTEMPTS 4
 
+/* Audit ring of each shard and of the other threads together (audit_start): about a
+ * thousand lines each before lines are dropped, (shards + 1) * 256 KiB in all. */
+#define APP_AUDIT_RING (256u << 10)
+
 /* Jobs a shard collected during one batch of completions; touched only by that shard's
  * thread, handed to the workers by on_flush. */
 typedef struct stage {
     job *head, *tail;
-    char headers[256];     /* extra header lines of an immediate answer (304) */
+    char headers[256];     /* extra header lines of an immediate answer (304, 503) */
+    struct app *app;       /* for the shard's thread body */
+    uint32_t index;
 } stage;
 
 typedef struct worker {
@@ -48,10 +55,11 @@ struct app {
     shard       **shards;
     pthread_t    *shard_threads;
     stage        *stages;          /* one per shard */
-    OSSL_PROVIDER *legacy;         /* loaded only for allow_des_requests */
+    OSSL_PROVIDER *legacy;         /* loaded only when a profile allows DES */
     int           nworkers;
     worker       *workers;
     int           stop_fd;         /* eventfd: app_stop -> app_run */
+    admit         admit;           /* the bound on jobs admitted to the workers */
     /* The crypto workers' queue: one lock per pushed list, one wake-up per list. */
     pthread_mutex_t q_mu;
     pthread_cond_t  q_cv;
@@ -88,6 +96,13 @@ void  worker_queue_push(app *a, job *head);
 void  worker_deliver(app *a, job *list);
 /* A worker thread's body (arg: its worker). */
 void *worker_main(void *arg);
+/* 1 when j is to be dropped before its next private-key operation (its connection closed,
+ * or its deadline passed): j's reply is then set (503, Retry-After) and the drop counted.
+ * 0 for jobs that must finish (a consumed one-time challenge). enroll_ctx.cancelled; arg is
+ * the app. */
+int   worker_cancelled(void *arg, job *j);
+/* CLOCK_MONOTONIC in ms: job deadlines. */
+uint64_t app_now_ms(void);
 
 /* commit.c: the store writer's commit callback (store_writer_start's done, arg = the app). */
 void  commit_done(store_put *batch, void *arg);

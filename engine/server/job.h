@@ -101,6 +101,10 @@ typedef struct job {
     void         *owner;         /* the app */
     int           kind;          /* enum job_kind: which member of the union is used */
     int           attempts;      /* worker passes (a store conflict sends a job back) */
+    int           admitted;      /* counted by the app's admission (admit.h) until freed */
+    uint64_t      deadline_ms;   /* CLOCK_MONOTONIC ms after which a worker drops it (503);
+                                    0: none */
+    char          headers[40];   /* extra header lines of a deferred answer (Retry-After) */
     char          peer[64];
     char          profile[64];
     uint8_t      *msg;           /* the request's payload (owned): see enum job_kind */

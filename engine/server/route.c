@@ -22,11 +22,13 @@ void route_stage(app *a, job *j)
     st->tail = j;
 }
 
-/* End of a shard's completion batch: everything it staged goes to the workers at once. */
+/* End of a shard's completion batch: everything it staged goes to the workers at once.
+ * Refusal and drop counts older than a second are audited here too. */
 void route_flush(void *ctx, uint32_t shard_index)
 {
     app *a = ctx;
     stage *st = &a->stages[shard_index];
+    admit_flush(&a->admit, a->audit, 0);
     if (st->head == NULL)
         return;
     worker_queue_push(a, st->head);
@@ -84,6 +86,35 @@ int route_reject(app *a, http_response *resp, int status, const char *reason, co
 {
     route_http_reject(a, status, reason, peer);
     return route_respond(resp, status, CT_TEXT, reason, strlen(reason));
+}
+
+#define BUSY_TEXT "server busy, retry later\n"
+
+/* Bounded admission, decided before anything is decoded or copied (and before any crypto):
+ * a job of class cls for the workers, counted (admit.h) and with its deadline, or NULL with
+ * resp set: 503 with Retry-After when the workers' queue is full (counted and audited at a
+ * bounded rate), 503 when out of memory. */
+static job *admit_job(app *a, enum admit_class cls, int kind, conn_ref ref, const char *peer,
+                      const char *pname, http_response *resp)
+{
+    job *j = NULL;
+    if (!admit_take(&a->admit, cls)) {
+        stage *st = &a->stages[ref.shard];
+        admit_note(&a->admit, a->audit, ADMIT_REFUSED, peer);
+        snprintf(st->headers, sizeof(st->headers), "Retry-After: %u\r\n",
+                 admit_retry_after(&a->admit));
+        route_respond(resp, 503, CT_TEXT, BUSY_TEXT, strlen(BUSY_TEXT));
+        resp->extra_headers = st->headers;
+        return NULL;
+    }
+    if ((j = app_job_new(a, kind, ref, peer, pname)) == NULL) {
+        admit_release(&a->admit);
+        route_respond(resp, 503, CT_TEXT, BUSY_TEXT, strlen(BUSY_TEXT));
+        return NULL;
+    }
+    j->admitted = 1;
+    j->deadline_ms = app_now_ms() + (uint64_t)a->cfg.request_timeout_ms;
+    return j;
 }
 
 /* Decodes the PKIOperation message of a GET (percent-encoded base64) or POST (DER; base64
@@ -186,18 +217,25 @@ static int ocsp_route(app *a, const http_request *req, const uint8_t *body, size
 {
     uint8_t *der = NULL;
     size_t len = 0;
+    job *j = NULL;
     if (a->ocsp == NULL)
         return route_reject(a, resp, 404, "OCSP responder not configured\n", peer);
     if (is_post && path_is(req->path, "/ocsp", 0)) {
         if (body_len == 0)
             return route_reject(a, resp, 400, "empty OCSP request\n", peer);
+        if ((j = admit_job(a, ADMIT_WORK, JOB_OCSP, ref, peer, "", resp)) == NULL)
+            return APP_RESPOND;
         der = malloc(body_len);
-        if (der == NULL)
-            return route_respond(resp, 503, CT_TEXT, "busy\n", 5);
+        if (der == NULL) {
+            app_job_release(&j->reply);
+            return route_respond(resp, 503, CT_TEXT, BUSY_TEXT, strlen(BUSY_TEXT));
+        }
         memcpy(der, body, body_len);
         len = body_len;
     } else if (is_get && req->path.n > 6) {
         http_slice enc = {req->path.p + 6, req->path.n - 6};
+        if ((j = admit_job(a, ADMIT_WORK, JOB_OCSP, ref, peer, "", resp)) == NULL)
+            return APP_RESPOND;
         char *txt = malloc(enc.n + 1);
         long n = txt != NULL ? http_percent_decode(enc, txt, 0) : -1;
         der = n > 0 ? malloc(3 * ((size_t)n / 4) + 3) : NULL;
@@ -205,6 +243,7 @@ static int ocsp_route(app *a, const http_request *req, const uint8_t *body, size
         free(txt);
         if (m <= 0) {
             free(der);
+            app_job_release(&j->reply);
             return route_reject(a, resp, 400, "OCSP GET request is not base64\n", peer);
         }
         len = (size_t)m;
@@ -212,11 +251,6 @@ static int ocsp_route(app *a, const http_request *req, const uint8_t *body, size
         route_reject(a, resp, 405, "method not allowed\n", peer);
         resp->extra_headers = "Allow: GET, POST\r\n";
         return APP_RESPOND;
-    }
-    job *j = app_job_new(a, JOB_OCSP, ref, peer, "");
-    if (j == NULL) {
-        free(der);
-        return route_respond(resp, 503, CT_TEXT, "busy\n", 5);
     }
     j->msg = der;
     j->msg_len = len;
@@ -233,9 +267,9 @@ int route_request(void *ctx, const http_request *req, const uint8_t *body, size_
     int is_post = req->method.n == 4 && memcmp(req->method.p, "POST", 4) == 0;
 
     if (path_is(req->path, "/healthz", 0)) {
-        job *j = app_job_new(a, JOB_HEALTH, ref, peer, "");
+        job *j = admit_job(a, ADMIT_HEALTH, JOB_HEALTH, ref, peer, "", resp);
         if (j == NULL)
-            return route_respond(resp, 503, CT_TEXT, "busy\n", 5);
+            return APP_RESPOND;
         route_stage(a, j);
         return APP_DEFER;
     }
@@ -281,13 +315,13 @@ int route_request(void *ctx, const http_request *req, const uint8_t *body, size_
         return route_reject(a, resp, 400, "unknown operation\n", peer);
 
     size_t len = 0;
+    job *j = admit_job(a, ADMIT_WORK, JOB_PKIOPERATION, ref, peer, pname, resp);
+    if (j == NULL)
+        return APP_RESPOND;
     uint8_t *der = pki_message(req, body, body_len, is_get, &len);
-    if (der == NULL)
+    if (der == NULL) {
+        app_job_release(&j->reply);
         return route_reject(a, resp, 400, "PKIOperation message missing or not base64\n", peer);
-    job *j = app_job_new(a, JOB_PKIOPERATION, ref, peer, pname);
-    if (j == NULL) {
-        free(der);
-        return route_respond(resp, 503, CT_TEXT, "busy\n", 5);
     }
     j->msg = der;
     j->msg_len = len;

@@ -1,7 +1,14 @@
 /* The crypto workers: their queue (fed by the shards' batches, the commit callback and the
  * CRL publisher), one loop per worker thread, and the hand-back of answers to the shards.
  * A worker owns a PKCS#11 session and a store reader; every private-key operation of the
- * server runs here. */
+ * server runs here.
+ *
+ * A worker takes one job at a time and releases it as soon as it is done: a certificate to
+ * the writer (store_submit; the writer groups whatever arrives during its previous commit,
+ * which is what amortises fsync), any other answer to its shard. Holding finished jobs to
+ * batch them would make the first of a share wait for the last. Before each job, and
+ * between the phases of a PKCSReq, a job whose connection closed or whose request_timeout
+ * passed is dropped (worker_cancelled). */
 #include "engine/server/app_internal.h"
 
 #include <pthread.h>
@@ -37,28 +44,48 @@ void worker_queue_push(app *a, job *head)
     pthread_mutex_unlock(&a->q_mu);
 }
 
-/* Takes a fair share of the queue (ceil(len / workers)), or NULL when stopping and empty. */
+/* Takes the oldest job, or NULL when stopping and empty. One job: a lock per job costs
+ * microseconds against milliseconds of crypto, and an idle worker never waits behind a
+ * share another one took. */
 static job *queue_take(app *a)
 {
-    job *head = NULL;
+    job *j = NULL;
     pthread_mutex_lock(&a->q_mu);
     while (a->q_head == NULL && !a->q_stopping)
         pthread_cond_wait(&a->q_cv, &a->q_mu);
     if (a->q_head != NULL) {
-        size_t share = (a->q_len + (size_t)a->nworkers - 1) / (size_t)a->nworkers;
-        size_t taken = 1;
-        head = a->q_head;
-        job *last = head;
-        for (; taken < share && last->next != NULL; taken++)
-            last = last->next;
-        a->q_head = last->next;
+        j = a->q_head;
+        a->q_head = j->next;
         if (a->q_head == NULL)
             a->q_tail = NULL;
-        last->next = NULL;
-        a->q_len -= taken;
+        j->next = NULL;
+        a->q_len--;
     }
     pthread_mutex_unlock(&a->q_mu);
-    return head;
+    return j;
+}
+
+int worker_cancelled(void *arg, job *j)
+{
+    app *a = arg;
+    /* After the one-time challenge was consumed in the store, the certificate must follow. */
+    if (!j->admitted || (j->kind != JOB_PKIOPERATION && j->kind != JOB_OCSP) ||
+        (j->kind == JOB_PKIOPERATION && j->pki.chal_done))
+        return 0;
+    if (!shard_ref_live(a->shards[j->reply.ref.shard], j->reply.ref)) {
+        admit_note(&a->admit, a->audit, ADMIT_GONE, j->peer);
+        job_reply_text(j, 503, "client gone\n");          /* released unsent */
+        return 1;
+    }
+    if (j->deadline_ms != 0 && app_now_ms() >= j->deadline_ms) {
+        admit_note(&a->admit, a->audit, ADMIT_DEADLINE, j->peer);
+        job_reply_text(j, 503, "request timed out in the queue, retry later\n");
+        snprintf(j->headers, sizeof(j->headers), "Retry-After: %u\r\n",
+                 admit_retry_after(&a->admit));
+        j->reply.resp.extra_headers = j->headers;
+        return 1;
+    }
+    return 0;
 }
 
 /* Sends each job's reply to its shard: one shard_deliver per shard per call. */
@@ -195,39 +222,35 @@ void *worker_main(void *arg)
         fprintf(stderr, "scepd: worker cannot create a store reader\n");
         return NULL;
     }
-    enroll_ctx ctx = {&a->cfg, a->ca, a->issuer, a->audit, reader, a->crls};
-    for (;;) {
-        job *batch = queue_take(a);
-        if (batch == NULL)
-            break;
-        job *out = NULL;
-        store_put *commit = NULL, **ctail = &commit;
-        for (job *j = batch, *n; j != NULL; j = n) {
-            n = j->next;
-            j->next = NULL;
-            if (j->kind == JOB_HEALTH) {
-                health(a, j);
-            } else if (j->kind == JOB_OCSP) {
-                ocsp_job(a, reader, j);
-            } else if (j->kind == JOB_CRL) {
-                if (crl_job(a, reader, j)) {
-                    j->put.next = NULL;
-                    *ctail = &j->put;
-                    ctail = &j->put.next;
-                }
-                continue;
-            } else if (enroll_process(&ctx, j) == JOB_COMMIT) {
-                j->put.next = NULL;
-                *ctail = &j->put;
-                ctail = &j->put.next;
-                continue;
-            }
-            j->next = out;
-            out = j;
+    enroll_ctx ctx = {&a->cfg, a->ca, a->issuer, a->audit, reader, a->crls,
+                      worker_cancelled, a};
+    job *j;
+    while ((j = queue_take(a)) != NULL) {
+        uint64_t t0 = app_now_ms();
+        int next = JOB_DELIVER, sample = 0;
+        if (worker_cancelled(a, j)) {
+            /* dropped before any private-key operation: the reply is set */
+        } else if (j->kind == JOB_HEALTH) {
+            health(a, j);
+        } else if (j->kind == JOB_OCSP) {
+            ocsp_job(a, reader, j);
+            sample = 1;
+        } else if (j->kind == JOB_CRL) {
+            if (!crl_job(a, reader, j))
+                continue;                  /* went back to the publisher */
+            next = JOB_COMMIT;
+        } else {
+            next = enroll_process(&ctx, j);
+            sample = 1;
         }
-        if (commit != NULL)
-            store_submit(a->store, commit);
-        worker_deliver(a, out);
+        if (sample)
+            admit_sample(&a->admit, (app_now_ms() - t0) * 1000u);
+        if (next == JOB_COMMIT) {
+            j->put.next = NULL;
+            store_submit(a->store, &j->put);
+        } else {
+            worker_deliver(a, j);
+        }
     }
     store_reader_destroy(reader);
     if (a->ca->token != NULL)

@@ -136,7 +136,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc < 0 || rc >= REJ__COUNT)
         abort();
     if (rc == REJ_NONE) {
+        /* An accepted transactionID is what was sent: printable ASCII, no NUL, no cut. */
+        for (size_t i = 0; i < req.txid_len; i++)
+            if (req.txid[i] < 0x20 || req.txid[i] > 0x7e)
+                abort();
         if (req.txid_len == 0 || req.txid_len > SCEP_TXID_MAX || !req.has_nonce ||
+            strlen(req.txid) != req.txid_len || req.txid_sent == NULL ||
+            (size_t)req.txid_sent->length != req.txid_len ||
             req.msg_type < 0 || req.signer == NULL || req.cms == NULL ||
             (req.envelope == NULL) != (req.envelope_len == 0))
             abort();

@@ -19,7 +19,8 @@ check "CA alone: GetCACert body is the CA's DER" \
 check "file mode: PKCSReq SUCCESS" grep -q "status=SUCCESS" "$T/f1.out"
 check "file mode: certificate verifies against the served CA" verify_cert "$T/f1.pem"
 check "file mode: audit ISSUED for that transaction and serial" expect_event "$T/f1.out" 1000
-mkdir -p "$T/dev" && (cd "$T/dev" && scepclient -server-url "$URL" -challenge "$CHALLENGE_VALUE" \
+# scepclient encrypts with single DES: the legacy profile (conf/profiles/legacy.conf).
+mkdir -p "$T/dev" && (cd "$T/dev" && scepclient -server-url "$URL/legacy" -challenge "$CHALLENGE_VALUE" \
   -private-key d.key -certificate d.pem -cn file-scepclient >"$T/sc.log" 2>&1 || true)
 check "file mode, CA as RA: micromdm scepclient enrolls (certificate verifies)" verify_cert "$T/dev/d.pem"
 stop_scepd

@@ -40,8 +40,11 @@ for p in usr/sbin/scepd usr/sbin/scepctl usr/bin/scep-loadgen etc/scepd/scepd.co
   check "contains /$p" has "$p"
 done
 for f in "$SRC"/conf/profiles/*.conf; do
+  [ "$(basename "$f")" = legacy.conf ] && continue
   check "contains /etc/scepd/profiles/$(basename "$f")" has "etc/scepd/profiles/$(basename "$f")"
 done
+check "the single-DES legacy profile is not enabled (/etc)" bash -c '! grep -q "etc/scepd/profiles/legacy.conf" "$1"' _ "$T/contents"
+check "the legacy profile ships as an example" has "usr/share/doc/scepd/examples/profiles/legacy.conf"
 check "every file is root:root" test -z "$(awk '$1 != "root/root"' "$T/contents")"
 check "no /var in the package (the maintainer scripts make it)" \
   test -z "$(grep ' \./var/' "$T/contents" || true)"

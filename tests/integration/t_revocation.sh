@@ -132,7 +132,7 @@ check "renewal-style PKCSReq signed by a revoked certificate: FAILURE badRequest
 # --- restart (with CDP/AIA URLs configured): the last good CRL is served at once ---
 stop_scepd
 cp "$STATE/crl/ca.crl" before.der
-sed -i 's|^allow_des_requests = yes$|&\ncrl_url = http://pki.example.test/crl/ca.crl\nocsp_url = http://pki.example.test/ocsp|' "$CONF"
+sed -i 's|^allow_sha1_messages = yes$|&\ncrl_url = http://pki.example.test/crl/ca.crl\nocsp_url = http://pki.example.test/ocsp|' "$CONF"
 start_scepd
 B="http://127.0.0.1:$PORT"
 curl -fsS -o after.der "$B/crl/ca.crl"

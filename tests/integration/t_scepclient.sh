@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # micromdm's scepclient (Debian package scep) enrolls against scepd with SoftHSM keys: a
 # PKCSReq, then a RenewalReq with the certificate it got; both certificates verify against
-# the CA with openssl and are in the store.
+# the CA with openssl and are in the store. It encrypts with single DES, so it enrolls at
+# /scep/legacy, the profile that allows it (tests/integration/t_legacy_des.sh: elsewhere badAlg).
 . "$(dirname "$0")/lib.sh"
 need_cmd scepclient
 
 init_state
 start_scepd
+LEGACY=$URL/legacy
 
 mkdir -p "$T/device" && cd "$T/device"
 m=$(audit_mark)
-scepclient -server-url "$URL" -challenge "$CHALLENGE_VALUE" -private-key dev.key \
+scepclient -server-url "$LEGACY" -challenge "$CHALLENGE_VALUE" -private-key dev.key \
   -certificate dev.pem -cn device-001 -organization fleet >"$T/c1.log" 2>&1 || { cat "$T/c1.log" >&2; fail "scepclient PKCSReq"; }
 check "PKCSReq: certificate written" test -s dev.pem
 check "PKCSReq: certificate verifies against the served chain" verify_cert dev.pem
@@ -26,7 +28,7 @@ check "PKCSReq: audit ISSUED (1000) for scepclient's one transaction, with the s
 
 # Renewal: scepclient signs with the certificate it already holds.
 cp dev.pem dev1.pem
-scepclient -server-url "$URL" -private-key dev.key -certificate dev.pem -cn device-001 \
+scepclient -server-url "$LEGACY" -private-key dev.key -certificate dev.pem -cn device-001 \
   -organization fleet >"$T/c2.log" 2>&1 || { cat "$T/c2.log" >&2; fail "scepclient renewal"; }
 serial2=$(openssl x509 -in dev.pem -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f')
 check "renewal: a new certificate was issued" test "$serial1" != "$serial2"
@@ -40,7 +42,7 @@ check "store holds exactly 2 certificates" test "$("$BUILD/scepctl" -c "$CONF" c
 # its transient signer in ./self.pem, so each device gets its own directory.)
 mkdir -p "$T/intruder" && cd "$T/intruder"
 m=$(audit_mark)
-scepclient -server-url "$URL" -challenge wrong -private-key bad.key -certificate bad.pem \
+scepclient -server-url "$LEGACY" -challenge wrong -private-key bad.key -certificate bad.pem \
   -cn intruder >"$T/c3.log" 2>&1 || true
 check "wrong challenge: FAILURE badRequest" grep -q "failInfo: badRequest" "$T/c3.log"
 check "wrong challenge: no certificate written" test ! -s bad.pem

@@ -173,6 +173,24 @@ static void test_every_key(void **state)
     assert_string_equal(c.state_dir, "/var/lib/scepd");
 }
 
+/* A retired switch: "no" still loads and changes nothing; anything else is refused with
+ * what replaced it (allow_des_requests: a profile's allow_des). */
+static void test_retired_keys(void **state)
+{
+    (void)state;
+    config c, d;
+    config_defaults(&d);
+    expect_ok("[issue]\nallow_des_requests = no\n", &c);
+    assert_memory_equal(&c, &d, sizeof(c));
+    expect_ok("[issue]\nallow_des_requests = off   # old example\n", &c);
+    expect_err("[issue]\nallow_des_requests = yes\n",
+               "line 2: 'allow_des_requests = yes' is no longer supported");
+    expect_err("[issue]\nallow_des_requests = yes\n", "allow_des = yes in the profile");
+    expect_err("[issue]\nallow_des_requests = maybe\n", "no longer supported");
+    expect_err("[issue]\nallow_des_requests = \"unterminated\n", "no longer supported");
+    expect_err("[server]\nallow_des_requests = no\n", "unknown key 'allow_des_requests' in [server]");
+}
+
 static void test_listen(void **state)
 {
     (void)state;
@@ -753,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_duration),
         cmocka_unit_test(test_size),
         cmocka_unit_test(test_load),
+        cmocka_unit_test(test_retired_keys),
         cmocka_unit_test(test_read_pin),
         cmocka_unit_test(test_read_challenge),
         cmocka_unit_test(test_example_file),

@@ -209,7 +209,6 @@ static int group_setup(void **state)
     snprintf(F.cfg.state_dir, sizeof(F.cfg.state_dir), "%s", F.dir);
     F.cfg.validity_days = 365;
     F.cfg.allow_sha1_messages = 0;
-    F.cfg.allow_des_requests = 0;
     write_pem(F.cfg.ca_cert, ca_cert, NULL);
     write_pem(F.cfg.ra_cert, F.ra_cert, NULL);
     write_pem(F.cfg.ca_key_file, NULL, ca_key);
@@ -232,7 +231,7 @@ static int group_setup(void **state)
     assert_int_equal(store_reader_create(F.st, &F.reader), 0);
     snprintf(F.audit_path, sizeof(F.audit_path), "%s/audit.log", F.dir);
     assert_int_equal(audit_open(F.audit_path, &F.au), 0);
-    F.base = (enroll_ctx){ &F.cfg, F.ca, F.is, F.au, F.reader, NULL };
+    F.base = (enroll_ctx){ &F.cfg, F.ca, F.is, F.au, F.reader, NULL, NULL, NULL };
     F.ectx = F.base;
 
     profile profs[NPROFILES];

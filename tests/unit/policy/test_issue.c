@@ -1035,6 +1035,54 @@ static void test_profile_validity_and_override(void **state)
     issuer_destroy(is);
 }
 
+/* subject_source = override: the subject rules skip the CSR (issue_check_request) and apply
+ * to the subject actually issued, the challenge's binding or, when it bound none, the CSR's. */
+static void test_override_subject_checked(void **state)
+{
+    (void)state;
+    profile p;
+    parse_profile(&p, "ov", "challenge = onetime\nsubject_source = override\n"
+                            "subject_max_length = 12\nsubject_chars = printable\n");
+    profile_set *set = NULL;
+    issuer *is = NULL;
+    char err[256];
+    assert_int_equal(profile_set_from(&p, 1, &set, err, sizeof(err)), 0);
+    assert_int_equal(issuer_create(&F.cfg, &F.ca.set, CHALLENGE, &is), 0);
+    assert_int_equal(issuer_set_profiles(is, set, err, sizeof(err)), 0);
+    const profile *ov = profile_set_find(issuer_profiles(is), "ov", 2);
+
+    X509_NAME *longname = NULL, *bad = NULL, *good = NULL, *empty = X509_NAME_new();
+    assert_int_equal(scepc_name_parse("/CN=a-name-longer-than-twelve", &longname), SCEPC_OK);
+    assert_int_equal(scepc_name_parse("/CN=under_score", &bad), SCEPC_OK);
+    assert_int_equal(scepc_name_parse("/CN=from-mdm", &good), SCEPC_OK);
+    /* The CSR's subject breaks the rules, but is not what an override issues: accepted here. */
+    der_buf d = csr(F.ec, longname, NULL, NULL, 0, NULL, SCEPC_MD_SHA256);
+    X509_REQ *req = NULL;
+    X509 *cert = NULL;
+    assert_int_equal(issue_check_request(is, d.p, d.n, "ov", 1, NULL, &req, NULL), REJ_NONE);
+    assert_int_equal(issue_build_profile(is, req, ov, good, NULL, &cert, NULL), REJ_NONE);
+    assert_int_equal(X509_NAME_cmp(X509_get_subject_name(cert), good), 0);
+    X509_free(cert);
+    cert = NULL;
+    expect_rc("bound subject too long", issue_build_profile(is, req, ov, longname, NULL, &cert, NULL),
+              REJ_SUBJECT_LENGTH);
+    expect_rc("bound subject not printable", issue_build_profile(is, req, ov, bad, NULL, &cert, NULL),
+              REJ_SUBJECT_CHARS);
+    expect_rc("bound subject empty, no SAN", issue_build_profile(is, req, ov, empty, NULL, &cert, NULL),
+              REJ_EMPTY_SUBJECT);
+    /* No binding: the CSR's subject is issued, and checked. */
+    expect_rc("no binding: the CSR's subject", issue_build_profile(is, req, ov, NULL, NULL, &cert, NULL),
+              REJ_SUBJECT_LENGTH);
+    assert_null(cert);
+    X509_REQ_free(req);
+    free(d.p);
+    X509_NAME_free(longname);
+    X509_NAME_free(bad);
+    X509_NAME_free(good);
+    X509_NAME_free(empty);
+    issuer_destroy(is);
+}
+
 static void test_profile_reject_map(void **state)
 {
     (void)state;
@@ -1082,6 +1130,7 @@ int main(void)
         cmocka_unit_test(test_profile_challenges),
         cmocka_unit_test(test_profile_smartcard),
         cmocka_unit_test(test_profile_validity_and_override),
+        cmocka_unit_test(test_override_subject_checked),
         cmocka_unit_test(test_profile_reject_map),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

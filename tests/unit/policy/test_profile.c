@@ -105,6 +105,7 @@ static void test_defaults(void **state)
     assert_int_equal(p.challenge, PROFILE_CHALLENGE_STATIC);
     assert_int_equal(p.beyond_ca, PROFILE_BEYOND_CA_CAP);
     assert_int_equal(p.template_class, PROFILE_TEMPLATE_GENERAL);
+    assert_int_equal(p.allow_des, 0);          /* single DES: RFC 8894 MUST NOT */
 }
 
 static void test_all_keys(void **state)
@@ -201,6 +202,12 @@ static void test_errors(void **state)
     expect_err("approval = later\n", "bad approval");
     expect_err("challenge = otp\n", "bad challenge");
     expect_err("challenge_password = a\nchallenge_password_file = b\n", "not both");
+    expect_err("allow_des = des\n", "bad allow_des 'des' (yes or no)");
+    /* An override's subject comes from a one-time challenge's binding: nothing else binds. */
+    expect_err("subject_source = override\n", "subject_source = override needs challenge = onetime");
+    expect_err("subject_source = override\nchallenge = none\n", "needs challenge = onetime");
+    expect_err("challenge = onetime\nsubject_source = override\nchallenge = static\n",
+               "t.conf: subject_source = override needs challenge = onetime");
     expect_err("challenge = onetime\nchallenge_password = a\n", "only for challenge = static");
     expect_err("eku = smartcardLogon\nsan_types = dns\n", "smartcardLogon needs upn");
     expect_err("description = \"open\n", "unterminated quote");
@@ -718,6 +725,47 @@ static void test_add_extensions_profiles(void **state)
     GENERAL_NAMES_free(g);
 }
 
+/* Single DES per profile: allow_des parsed, checked, and what the wiring asks of a set. */
+static void test_cipher(void **state)
+{
+    (void)state;
+    profile ps[3];
+    profile_set *s = NULL;
+    char err[256];
+    parse_ok("allow_des = yes\n", &ps[0]);
+    assert_int_equal(ps[0].allow_des, 1);
+    parse_ok("challenge = onetime\nsubject_source = override\n", &ps[1]);
+    assert_int_equal(ps[1].subject_source, PROFILE_SOURCE_OVERRIDE);
+    assert_int_equal(profile_check_cipher(&ps[0], NID_des_cbc), PROFILE_OK);
+    assert_int_equal(profile_check_cipher(&ps[1], NID_des_cbc), PROFILE_CIPHER_DES);
+    assert_int_equal(profile_check_cipher(&ps[1], NID_aes_128_cbc), PROFILE_OK);
+    assert_int_equal(profile_check_cipher(&ps[1], NID_des_ede3_cbc), PROFILE_OK);
+    assert_int_equal(issue_profile_reject(PROFILE_CIPHER_DES), REJ_CIPHER);
+    assert_int_equal(reject_failinfo(REJ_CIPHER), SCEP_FAIL_BADALG);
+    assert_string_equal(profile_result_diag(PROFILE_CIPHER_DES), "profile_des");
+
+    /* legacy allows DES, default does not: the default path ("" / NULL) is default's. */
+    parse_ok("name = legacy\nallow_des = yes\n", &ps[0]);
+    parse_ok("name = default\n", &ps[1]);
+    parse_ok("name = sig\ntemplate = signature\n", &ps[2]);
+    assert_int_equal(profile_set_from(ps, 3, &s, err, sizeof(err)), 0);
+    assert_int_equal(profile_set_allows_des(s), 1);
+    assert_int_equal(profile_set_allows_des_for(s, "legacy"), 1);
+    assert_int_equal(profile_set_allows_des_for(s, "default"), 0);
+    assert_int_equal(profile_set_allows_des_for(s, "sig"), 0);
+    assert_int_equal(profile_set_allows_des_for(s, ""), 0);
+    assert_int_equal(profile_set_allows_des_for(s, NULL), 0);
+    assert_int_equal(profile_set_allows_des_for(s, "nosuch"), 0);
+    profile_set_destroy(s);
+    /* Without a "default" the default path is the first general profile: legacy here. */
+    assert_int_equal(profile_set_from(ps, 1, &s, err, sizeof(err)), 0);
+    assert_int_equal(profile_set_allows_des_for(s, ""), 1);
+    profile_set_destroy(s);
+    assert_int_equal(profile_set_from(&ps[1], 2, &s, err, sizeof(err)), 0);
+    assert_int_equal(profile_set_allows_des(s), 0);
+    profile_set_destroy(s);
+}
+
 static void test_result_tables(void **state)
 {
     (void)state;
@@ -759,6 +807,11 @@ static void test_shipped_profiles(void **state)
     assert_int_equal(profile_set_find(s, "encryption", 10)->template_class, PROFILE_TEMPLATE_ENCRYPTION);
     const profile *all = profile_set_items(s, &n);
     assert_ptr_equal(profile_select_for_key_usage(all, n, 0), profile_set_find(s, "default", 7));
+    /* Single DES: only the explicitly named legacy profile, never the default path. */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(all[i].allow_des, strcmp(all[i].name, "legacy") == 0);
+    assert_non_null(profile_set_find(s, "legacy", 6));
+    assert_int_equal(profile_set_allows_des_for(s, ""), 0);
     profile_set_destroy(s);
 }
 
@@ -779,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_select),
         cmocka_unit_test(test_add_extensions_default),
         cmocka_unit_test(test_add_extensions_profiles),
+        cmocka_unit_test(test_cipher),
         cmocka_unit_test(test_result_tables),
         cmocka_unit_test(test_shipped_profiles),
     };

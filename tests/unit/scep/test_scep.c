@@ -198,6 +198,7 @@ typedef struct msg_opts {
     int nonce_len;                 /* 0: 16 */
     int nonce_printable;           /* senderNonce as a PrintableString instead of OCTET STRING */
     const char *txid;              /* NULL: "TXID-1" */
+    size_t txid_len;               /* 0: strlen(txid) (set it for a txid with a NUL) */
     const char *msgtype;           /* NULL: "19" */
     int no_cert;                   /* leave the signer certificate out */
     X509 *extra_cert;              /* an unrelated certificate to carry instead */
@@ -216,10 +217,12 @@ static void add_attrs(CMS_SignerInfo *si, const msg_opts *o)
     const char *mt = o->msgtype != NULL ? o->msgtype : "19";
     int nlen = o->nonce_len != 0 ? o->nonce_len : SCEP_NONCE_LEN;
 
+    size_t tlen = o->txid_len != 0 ? o->txid_len : strlen(txid);
+
     if (!o->no_txid)
         assert_int_equal(CMS_signed_add1_attr_by_NID(si, F.oids->transaction_id,
                                                      V_ASN1_PRINTABLESTRING, txid,
-                                                     (int)strlen(txid)), 1);
+                                                     (int)tlen), 1);
     if (!o->no_msgtype)
         assert_int_equal(CMS_signed_add1_attr_by_NID(si, F.oids->message_type,
                                                      V_ASN1_PRINTABLESTRING, mt,
@@ -413,22 +416,84 @@ static void test_parse_missing_attrs(void **state)
         { .msgtype = "" },
         { .msgtype = "12345" },        /* longer than any type number */
         { .txid = "" },
-        { .txid = longtxid },
     };
-    memset(longtxid, 'A', sizeof(longtxid) - 1);
-    longtxid[sizeof(longtxid) - 1] = '\0';
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int rc = parse_opts(&cases[i], 0, &req);
         if (rc != REJ_MISSING_ATTR)
             fail_msg("case %zu: got %s", i, reject_diag(rc));
         scep_request_clear(&req);
     }
-    /* The longest accepted transactionID. */
+    /* The longest accepted transactionID, and every printable byte. */
+    memset(longtxid, 'A', sizeof(longtxid) - 1);
     longtxid[SCEP_TXID_MAX] = '\0';
     msg_opts ok = { .txid = longtxid };
     assert_int_equal(parse_opts(&ok, 0, &req), REJ_NONE);
     assert_int_equal(req.txid_len, SCEP_TXID_MAX);
+    assert_string_equal(req.txid, longtxid);
     scep_request_clear(&req);
+    char all[0x7f - 0x20 + 1];
+    for (int c = 0x20; c < 0x7f; c++)
+        all[c - 0x20] = (char)c;
+    all[sizeof(all) - 1] = '\0';
+    ok.txid = all;
+    assert_int_equal(parse_opts(&ok, 0, &req), REJ_NONE);
+    assert_string_equal(req.txid, all);
+    scep_request_clear(&req);
+}
+
+/* A transactionID that is too long or not printable ASCII is refused, never cut: before,
+ * "AB\0CD" was the transaction "AB" and 129 bytes were "missing". The CertRep echoes the
+ * bytes as sent; req->txid only shows them for the audit log. */
+static void test_parse_bad_txid(void **state)
+{
+    scep_request req;
+    char longtxid[SCEP_TXID_MAX + 2];
+    uint8_t *rep = NULL;
+    size_t rep_len = 0;
+    (void)state;
+
+    memset(longtxid, 'A', sizeof(longtxid) - 1);
+    longtxid[sizeof(longtxid) - 1] = '\0';
+    const struct { msg_opts o; const char *shown; } cases[] = {
+        { { .txid = "AB\0CD", .txid_len = 5 }, "AB?CD" },
+        { { .txid = "\0" , .txid_len = 1 }, "?" },
+        { { .txid = "tx\001id" }, "tx?id" },
+        { { .txid = "tx\nid" }, "tx?id" },
+        { { .txid = "tx\177id" }, "tx?id" },
+        { { .txid = "tx\303\251" }, "tx??" },          /* UTF-8 e-acute: not ASCII */
+        { { .txid = longtxid }, NULL },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = parse_opts(&cases[i].o, 0, &req);
+        if (rc != REJ_BAD_TXID)
+            fail_msg("case %zu: got %s", i, reject_diag(rc));
+        assert_int_equal(strlen(req.txid), req.txid_len);
+        if (cases[i].shown != NULL) {
+            assert_string_equal(req.txid, cases[i].shown);
+        } else {
+            assert_int_equal(req.txid_len, SCEP_TXID_MAX);
+            assert_memory_equal(req.txid, longtxid, SCEP_TXID_MAX - 3);
+            assert_string_equal(req.txid + SCEP_TXID_MAX - 3, "...");
+        }
+        /* The FAILURE echoes the transactionID byte for byte. */
+        assert_int_equal(scep_certrep(&req, SCEP_FAILURE, reject_failinfo(rc), reject_text(rc),
+                                      NULL, F.ra_key, F.ra, &rep, &rep_len), 0);
+        const unsigned char *p = rep;
+        CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)rep_len);
+        assert_non_null(cms);
+        CMS_SignerInfo *si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0);
+        X509_ATTRIBUTE *a = CMS_signed_get_attr(
+            si, CMS_signed_get_attr_by_NID(si, F.oids->transaction_id, -1));
+        assert_non_null(a);
+        ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(a, 0);
+        size_t want = cases[i].o.txid_len != 0 ? cases[i].o.txid_len : strlen(cases[i].o.txid);
+        assert_int_equal(t->value.asn1_string->length, (int)want);
+        assert_memory_equal(t->value.asn1_string->data, cases[i].o.txid, want);
+        CMS_ContentInfo_free(cms);
+        free(rep);
+        rep = NULL;
+        scep_request_clear(&req);
+    }
 }
 
 static void test_parse_missing_attrs_still_echoed(void **state)
@@ -565,8 +630,8 @@ static void test_open_ciphers(void **state)
     }
 }
 
-/* Single DES (allow_des_requests) can only be exercised with OpenSSL's legacy provider
- * (ossl-modules/legacy.so, shipped with libssl3, which scepd loads for that option): without
+/* Single DES (a profile's allow_des) can only be exercised with OpenSSL's legacy provider
+ * (ossl-modules/legacy.so, shipped with libssl3, which scepd loads when a profile allows DES): without
  * it these tests fail instead of passing as skipped. */
 static void need_des(void)
 {
@@ -1080,6 +1145,7 @@ int main(void)
         cmocka_unit_test(test_parse_not_pkimessage),
         cmocka_unit_test(test_parse_two_signers),
         cmocka_unit_test(test_parse_missing_attrs),
+        cmocka_unit_test(test_parse_bad_txid),
         cmocka_unit_test(test_parse_missing_attrs_still_echoed),
         cmocka_unit_test(test_parse_no_signer_cert),
         cmocka_unit_test(test_parse_digests),

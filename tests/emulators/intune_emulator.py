@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Emulator of the Intune services a third-party SCEP CA talks to, written from Microsoft's
+documented contract (engine/mdm/intune.h lists it): the Entra token endpoint, Microsoft Graph
+service discovery, ScepRequestValidationFEService (validateRequest, successNotification,
+failureNotification) and PkiConnectorFEService (downloadRevocationRequests,
+uploadRevocationResults). Standard library only; loopback only.
+
+    intune_emulator.py --log calls.jsonl [--port 0] [--tenant T] [--client-id ID]
+                       [--secret S] [--control FILE]
+
+Prints "PORT <n>" on stdout once listening. Every call is appended to --log as one JSON line:
+{"n", "method", "path", "headers" (lower-case names), "body" (JSON, or the form with the
+secret replaced by "client_secret_ok"), "status", "answer"}.
+
+Knobs: POST /_control with a JSON object (merged into the current ones), or a JSON file given
+by --control that is re-read on every call. Knobs:
+  validate:        "allow" | an Intune error code (e.g. "ChallengeExpired") -> that code
+  notify_success / notify_failure: "allow" | an error code | "5xx"
+  fail_5xx:        the next N service calls answer 503 (counted down)
+  fail_token_5xx:  the next N token requests answer 503
+  delay_ms:        every service call waits this long before answering
+  token_expires_in: lifetime of new tokens (seconds, default 3599)
+  revoke_tokens:   true -> every token issued so far is refused with 401 (then cleared)
+  hide_service:    a service name discovery leaves out
+  revocations:     the list downloadRevocationRequests answers
+  upload_value:    what uploadRevocationResults answers in "value" (default true)
+GET /_calls answers the recorded calls as a JSON list.
+"""
+import argparse
+import json
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+INTUNE_APP = "0000000a-0000-0000-c000-000000000000"
+VALIDATION = "ScepRequestValidationFEService"
+PKI = "PkiConnectorFEService"
+
+lock = threading.Lock()
+knobs = {}
+calls = []
+tokens = {}          # value -> (kind, expiry)
+counter = [0]
+args = None
+
+
+def knob(name, default=None):
+    with lock:
+        k = dict(knobs)
+    if args.control:
+        try:
+            with open(args.control) as f:
+                k.update(json.load(f))
+        except (OSError, ValueError):
+            pass
+    return k.get(name, default)
+
+
+def count_down(name):
+    with lock:
+        n = knobs.get(name, 0)
+        if n > 0:
+            knobs[name] = n - 1
+            return True
+    return False
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"   # keep-alive, so the client can reuse connections
+
+    def log_message(self, fmt, *a):
+        pass
+
+    def answer(self, status, obj, record):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        if record is not None:
+            record["status"] = status
+            record["answer"] = obj
+            with lock:
+                counter[0] += 1
+                record["n"] = counter[0]
+                calls.append(record)
+                with open(args.log, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def record(self, body):
+        h = {k.lower(): v for k, v in self.headers.items()}
+        if "authorization" in h:
+            h["authorization"] = h["authorization"][:7] + "<token>"
+        return {"method": self.command, "path": self.path, "headers": h, "body": body}
+
+    def bearer(self, kind):
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            return False
+        with lock:
+            t = tokens.get(auth[7:])
+        return t is not None and t[0] == kind and t[1] > time.time()
+
+    def do_GET(self):
+        if self.path == "/_calls":
+            with lock:
+                data = list(calls)
+            return self.answer(200, data, None)
+        rec = self.record(None)
+        want = "/v1.0/servicePrincipals/appId=%s/endpoints" % INTUNE_APP
+        if self.path != want:
+            return self.answer(404, {"error": "not found"}, rec)
+        if not self.bearer("graph"):
+            return self.answer(401, {"error": "InvalidAuthenticationToken"}, rec)
+        base = "http://127.0.0.1:%d" % self.server.server_address[1]
+        hidden = knob("hide_service")
+        value = [{"capability": "Intune", "providerId": "p-" + name, "providerName": name,
+                  "providerResourceId": "r-" + name, "uri": base + "/" + name}
+                 for name in (VALIDATION, PKI, "IntuneOtherService") if name != hidden]
+        self.answer(200, {"@odata.context": "emulator", "value": value}, rec)
+
+    def do_POST(self):
+        raw = self.read_body()
+        path = self.path
+        if path == "/_control":
+            with lock:
+                knobs.update(json.loads(raw or b"{}"))
+            return self.answer(200, {"ok": True}, None)
+        if path.endswith("/oauth2/v2.0/token"):
+            return self.token(path, raw)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = {"unparsed": raw.decode(errors="replace")}
+        rec = self.record(body)
+        if knob("revoke_tokens"):
+            with lock:
+                tokens.clear()
+                knobs["revoke_tokens"] = False
+        if not self.bearer("api"):
+            return self.answer(401, {"error": "token refused"}, rec)
+        delay = knob("delay_ms", 0)
+        if delay:
+            time.sleep(delay / 1000.0)
+        if count_down("fail_5xx"):
+            return self.answer(503, {"error": "ServiceUnavailable"}, rec)
+        routes = {
+            "/%s/ScepActions/validateRequest" % VALIDATION: ("validate", "request"),
+            "/%s/ScepActions/successNotification" % VALIDATION: ("notify_success", "notification"),
+            "/%s/ScepActions/failureNotification" % VALIDATION: ("notify_failure", "notification"),
+        }
+        if path in routes:
+            name, member = routes[path]
+            if not isinstance(body.get(member), dict) or "transactionId" not in body[member]:
+                return self.answer(400, {"code": "BadRequest"}, rec)
+            mode = knob(name, "allow")
+            if mode == "5xx":
+                return self.answer(500, {"error": "InternalServerError"}, rec)
+            code = "Success" if mode == "allow" else mode
+            desc = "" if code == "Success" else "emulated %s" % code
+            return self.answer(200, {"code": code, "errorDescription": desc}, rec)
+        if path == "/%s/CertificateAuthorityRequests/downloadRevocationRequests" % PKI:
+            p = body.get("downloadParameters") or {}
+            revs = knob("revocations", [])[: int(p.get("maxRequests", 0))]
+            return self.answer(200, {"value": revs}, rec)
+        if path == "/%s/CertificateAuthorityRequests/uploadRevocationResults" % PKI:
+            return self.answer(200, {"value": knob("upload_value", True)}, rec)
+        self.answer(404, {"error": "no such action"}, rec)
+
+    def token(self, path, raw):
+        form = dict(urllib.parse.parse_qsl(raw.decode()))
+        ok = form.get("client_secret") == args.secret
+        form.pop("client_secret", None)
+        form["client_secret_ok"] = ok
+        rec = self.record(form)
+        if count_down("fail_token_5xx"):
+            return self.answer(503, {"error": "temporarily_unavailable"}, rec)
+        if path != "/%s/oauth2/v2.0/token" % args.tenant or form.get("client_id") != args.client_id \
+                or not ok or form.get("grant_type") != "client_credentials":
+            return self.answer(401, {"error": "invalid_client"}, rec)
+        scope = form.get("scope", "")
+        if scope == "https://api.manage.microsoft.com//.default":
+            kind = "api"
+        elif scope.endswith("/.default") and "graph" in scope:
+            kind = "graph"
+        else:
+            return self.answer(400, {"error": "invalid_scope"}, rec)
+        life = int(knob("token_expires_in", 3599))
+        with lock:
+            counter[0] += 0
+            value = "tok-%s-%d-%f" % (kind, len(tokens) + 1, time.time())
+            tokens[value] = (kind, time.time() + life)
+        self.answer(200, {"token_type": "Bearer", "expires_in": life, "ext_expires_in": life,
+                          "access_token": value}, rec)
+
+
+def main():
+    global args
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--tenant", default="contoso.onmicrosoft.com")
+    ap.add_argument("--client-id", default="11111111-2222-3333-4444-555555555555")
+    ap.add_argument("--secret", default="emulator-secret")
+    ap.add_argument("--control")
+    args = ap.parse_args()
+    srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    srv.daemon_threads = True
+    print("PORT %d" % srv.server_address[1], flush=True)
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
