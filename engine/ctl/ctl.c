@@ -129,6 +129,7 @@ static const struct command {
     {"crl", ctl_cmd_crl},
     {"challenge", ctl_cmd_challenge},
     {"request", ctl_cmd_request},
+    {"store", ctl_cmd_store},
     {NULL, NULL},
 };
 
