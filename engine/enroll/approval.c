@@ -1,5 +1,6 @@
-/* Manual approval: a PKCSReq under such a profile is answered PENDING and recorded in the
- * store's "requests" db (engine/enroll/pending.h); an administrator decides with scepctl,
+/* Manual approval: a PKCSReq under such a profile (and a renewal, unless the profile says
+ * approve_renewals = yes) is answered PENDING and recorded in the store's "requests" db
+ * (engine/enroll/pending.h) under its transaction key; an administrator decides with scepctl,
  * and the client's CertPoll then finds the certificate (engine/enroll/poll.c). */
 #include "engine/enroll/enroll_internal.h"
 
@@ -10,19 +11,6 @@
 
 #include "engine/enroll/pending.h"
 #include "engine/scep/reject.h"
-
-/* Writer thread: stores a pending request unless the transaction already has one. */
-static int request_insert(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
-                          size_t *nl)
-{
-    enroll_state *st = arg;
-    (void)cur_len;
-    if (cur != NULL)
-        return 1;
-    *nv = st->reqrec;
-    *nl = st->reqrec_len;
-    return 0;
-}
 
 int enroll_approval_repeat(const enroll_ctx *ctx, job *j, const scep_request *req,
                            const uint8_t key_hash[STORE_HASH_LEN], int *answered)
@@ -68,14 +56,17 @@ int enroll_approval_hold(const enroll_ctx *ctx, job *j, const scep_request *req,
         return REJ_INTERNAL;
     if ((rej = enroll_pending_reply(ctx, j, req, NULL)) != REJ_NONE)
         return rej;
+    /* Inserted only if the transaction has no request yet: a concurrent request of the same
+     * transaction that got there first makes this put STORE_CONFLICT, and the job is passed
+     * again (enroll_approval_repeat then answers it from the stored request). */
     store_put *p = &j->put;
     memset(p, 0, sizeof(*p));
-    p->kind = STORE_PUT_UPDATE;
+    p->kind = STORE_PUT_INSERT;
     p->aux_db = STORE_DB_REQUESTS;
     p->aux_key = j->pki.txkey;
     p->aux_key_len = strlen(j->pki.txkey);
-    p->update = request_insert;
-    p->update_arg = st;
+    p->aux_val = st->reqrec;
+    p->aux_val_len = st->reqrec_len;
     j->pki.audit_event = AUDIT_REQUEST_PENDING;
     j->pki.audit_detail = NULL;
     return REJ_NONE;

@@ -28,14 +28,16 @@ typedef struct enroll_ctx {
 
 /* Processes j (a JOB_PKIOPERATION) and returns enum job_next: JOB_DELIVER with
  * j->reply.resp ready to send (a CertRep, or an HTTP error for bytes that are not a
- * pkiMessage); JOB_COMMIT with j->put to commit first (and the reply ready, unless
- * j->pki.requeue). j stays the caller's (free it with job_free).
+ * pkiMessage); JOB_COMMIT with j->put to commit first and the reply ready. j stays the
+ * caller's (free it with job_free).
  * j->profile on entry: the profile named by the URL, or "" (choose by keyUsage); on return
- * the profile applied. Under a one-time-challenge profile the first pass returns JOB_COMMIT
- * with j->pki.requeue set and a put that consumes the challenge; the app sends the job back to
- * a worker once that commit is done (j->pki.chal_done), and only then is a certificate
- * issued. Under a manual-approval profile the reply is PENDING, committed with the stored
- * request (engine/enroll/pending.h). j->kind must be JOB_PKIOPERATION (j->pki is used);
+ * the profile applied. Under a one-time-challenge profile the put carries the challenge as
+ * its condition (engine/store/store.h): it is consumed in the transaction that records the
+ * certificate, and j->pki.chal_consumed says so for the audit. Under a manual-approval
+ * profile the reply is PENDING, committed with the stored request (engine/enroll/pending.h).
+ * A put the store refuses with STORE_DUP_SERIAL, STORE_DUP_TXID or STORE_CONFLICT (nothing
+ * written) is answered by calling enroll_process again on the same job: it then answers
+ * from what the store holds. j->kind must be JOB_PKIOPERATION (j->pki is used);
  * j->msg / msg_len is the pkiMessage, j->peer names the client in audit events. */
 int enroll_process(const enroll_ctx *ctx, job *j);
 

@@ -2,7 +2,7 @@
  *
  *   enroll.c    enroll_process: parse, then one handler per message type
  *   pkcsreq.c   PKCSReq / RenewalReq, phase by phase
- *   onetime.c   the one-time-challenge pass (consumed in the store before issuing)
+ *   onetime.c   one-time challenges (checked, then consumed with what they pay for)
  *   approval.c  manual approval: the pending request record, a repeated request
  *   poll.c      CertPoll (GetCertInitial)
  *   query.c     GetCert, GetCRL
@@ -27,8 +27,9 @@
 
 #define ENROLL_PROFILE_MAX 64     /* a profile name, NUL included (as job->profile) */
 
-/* A PKCSReq's state across its passes (job->pki.state, freed with the job): what the
- * writer needs for the one-time challenge or the pending request, and what it found. */
+/* A PKCSReq's state (job->pki.state, freed with the job), kept while the writer holds the
+ * job: what it needs for the one-time challenge (the put's condition) or the pending request.
+ * Refilled by every worker pass. */
 typedef struct enroll_state {
     char           presented[256];   /* the CSR's challengePassword (cleansed on free) */
     size_t         plen;
@@ -38,9 +39,9 @@ typedef struct enroll_state {
     GENERAL_NAMES *san;
     uint8_t        key[CHALLENGE_HASH_LEN];
     int64_t        now;
-    challenge_record rec;            /* as read by the writer: bindings for "override" */
+    challenge_record rec;            /* as the worker read it: bindings for "override" */
     int            have_rec;
-    uint8_t        buf[CHALLENGE_RECORD_MAX];
+    uint8_t        buf[CHALLENGE_RECORD_MAX];   /* the writer's new value of the record */
     uint8_t       *reqrec;           /* encoded pending request (owned) */
     size_t         reqrec_len;
 } enroll_state;
@@ -50,16 +51,25 @@ int  enroll_pkcsreq(const enroll_ctx *ctx, job *j, scep_request *req);
 /* j's state, created on first use; NULL when out of memory. */
 enroll_state *enroll_state_of(job *j);
 
-/* onetime.c: the put that consumes the challenge the CSR presents (first pass). REJ_. */
-int  enroll_onetime_put(job *j, const profile *prof, X509_REQ *csr);
+/* onetime.c */
+/* The challenge the CSR presents under prof, checked against the record the worker's reader
+ * sees (j's state keeps the record: bindings for "override"). REJ_NONE when it is valid, its
+ * REJ_CHAL_* row, or REJ_INTERNAL. Not authoritative: enroll_onetime_guard makes the writer
+ * check it again. */
+int  enroll_onetime_check(const enroll_ctx *ctx, job *j, const profile *prof, X509_REQ *csr);
+/* Makes j->put (a certificate or a pending request, already prepared) conditional on the
+ * challenge enroll_onetime_check accepted: the writer marks it used in the same transaction,
+ * or refuses the put (STORE_CONFLICT) when it is no longer valid. */
+void enroll_onetime_guard(job *j);
 
 /* approval.c */
-/* A request already waiting under txkey: REJ_NONE with *answered = 1 when this is its
+/* A request already waiting under j's txkey: REJ_NONE with *answered = 1 when this is its
  * repetition (answered PENDING, or refused: conflict, denied), *answered = 0 when there is
  * none. */
 int  enroll_approval_repeat(const enroll_ctx *ctx, job *j, const scep_request *req,
                             const uint8_t key_hash[STORE_HASH_LEN], int *answered);
-/* Answers PENDING and prepares the put that records the request. REJ_. */
+/* Answers PENDING and prepares the put that records the request (STORE_PUT_INSERT under
+ * j's txkey). REJ_. */
 int  enroll_approval_hold(const enroll_ctx *ctx, job *j, const scep_request *req,
                           const profile *prof, const uint8_t key_hash[STORE_HASH_LEN]);
 

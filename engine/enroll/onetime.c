@@ -1,6 +1,11 @@
-/* The one-time-challenge pass of a PKCSReq: the challenge the CSR presents is checked and
- * marked used by the store writer inside its transaction (so two requests cannot both use
- * it), and only after that commit does the worker issue (engine/enroll/pkcsreq.c). */
+/* One-time challenges of a PKCSReq. The worker checks the challenge against the record its
+ * own reader sees (an early refusal, and the bindings an "override" profile issues with), and
+ * the put that records the certificate (or the pending request) carries the challenge as its
+ * condition: the writer checks it again and marks it used in the same transaction, so the
+ * challenge is consumed exactly when what it pays for is stored (engine/store/store.h). When
+ * the writer refuses (another request used it meanwhile), nothing is written and the job
+ * comes back to a worker, which answers from what the store then holds: the replay if its
+ * transaction has a certificate, challenge_used otherwise. */
 #include "engine/enroll/enroll_internal.h"
 
 #include <stdio.h>
@@ -10,19 +15,22 @@
 #include "engine/policy/issue.h"
 #include "engine/scep/reject.h"
 
-/* Writer thread, inside the batch's transaction: look up, verify, mark used. */
+/* The verdict on rec (decoded from the store) for the challenge st presents. */
+static int verify(const enroll_state *st, const challenge_record *rec)
+{
+    return challenge_verify(rec, NULL, 0, st->presented, st->plen, st->profile, st->now,
+                            st->flags, st->subject, st->san);
+}
+
+/* Writer thread, inside the transaction of the put it guards: verify again, mark used. */
 static int onetime_update(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
                           size_t *nl)
 {
     enroll_state *st = arg;
     challenge_record rec;
-    st->have_rec = 0;
     if (cur == NULL || challenge_decode(cur, cur_len, &rec) != 0)
         return CHALLENGE_WRONG;
-    int v = challenge_verify(&rec, NULL, 0, st->presented, st->plen, st->profile, st->now,
-                             st->flags, st->subject, st->san);
-    st->rec = rec;
-    st->have_rec = 1;
+    int v = verify(st, &rec);
     if (v != CHALLENGE_OK)
         return v;
     challenge_mark_used(&rec, st->now);
@@ -51,11 +59,27 @@ static int csr_password(X509_REQ *csr, char *out, size_t outlen)
     return n;
 }
 
-int enroll_onetime_put(job *j, const profile *prof, X509_REQ *csr)
+/* The stored record of st's challenge, as the worker's reader sees it: 0, STORE_NOTFOUND or
+ * an error (< 0, STORE_E_CORRUPT). */
+static int read_record(const enroll_ctx *ctx, const enroll_state *st, challenge_record *rec)
+{
+    const uint8_t *v = NULL;
+    size_t vl = 0;
+    if (store_reader_begin(ctx->reader) != 0)
+        return -1;
+    int rc = store_get_aux(ctx->reader, STORE_DB_CHALLENGES, st->key, sizeof(st->key), &v, &vl);
+    if (rc == 0 && challenge_decode(v, vl, rec) != 0)
+        rc = STORE_E_CORRUPT;
+    store_reader_end(ctx->reader);
+    return rc;
+}
+
+int enroll_onetime_check(const enroll_ctx *ctx, job *j, const profile *prof, X509_REQ *csr)
 {
     enroll_state *st = enroll_state_of(j);
     if (st == NULL)
         return REJ_INTERNAL;
+    st->have_rec = 0;
     int n = csr_password(csr, st->presented, sizeof(st->presented));
     if (n < 0)
         return REJ_CHAL_WRONG;
@@ -70,16 +94,23 @@ int enroll_onetime_put(job *j, const profile *prof, X509_REQ *csr)
     st->san = issue_requested_san(csr);
     if (st->subject == NULL || challenge_hash(NULL, 0, st->presented, st->plen, st->key) != 0)
         return REJ_INTERNAL;
+    int rc = read_record(ctx, st, &st->rec);
+    if (rc == STORE_NOTFOUND)
+        return REJ_CHAL_WRONG;
+    if (rc != 0)
+        return REJ_INTERNAL;
+    st->have_rec = 1;
+    return challenge_reject_code(verify(st, &st->rec));
+}
+
+void enroll_onetime_guard(job *j)
+{
+    enroll_state *st = j->pki.state;
     store_put *p = &j->put;
-    memset(p, 0, sizeof(*p));
-    p->kind = STORE_PUT_UPDATE;
-    p->aux_db = STORE_DB_CHALLENGES;
-    p->aux_key = st->key;
-    p->aux_key_len = sizeof(st->key);
-    p->update = onetime_update;
-    p->update_arg = st;
-    j->pki.requeue = 1;
-    j->pki.audit_event = AUDIT_CHALLENGE_CONSUMED;
-    j->pki.audit_detail = NULL;
-    return REJ_NONE;
+    p->cond_db = STORE_DB_CHALLENGES;
+    p->cond_key = st->key;
+    p->cond_key_len = sizeof(st->key);
+    p->cond = onetime_update;
+    p->cond_arg = st;
+    j->pki.chal_consumed = 1;
 }

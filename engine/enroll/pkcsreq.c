@@ -1,9 +1,10 @@
 /* PKCSReq and RenewalReq, phase by phase:
- *   signer check -> profile -> idempotence by transactionID -> repeated pending request ->
- *   one-time challenge -> hold for approval, or issue and record.
+ *   signer check -> profile (a renewal: its lane) -> idempotence by transactionID ->
+ *   repeated pending request -> one-time challenge -> hold for approval, or issue and record.
  * Each phase returns REJ_NONE to go on, or ends the pass (t->done: return t->next, the reply
  * set or, for JOB_COMMIT, the put prepared); any REJ_ code ends the transaction with a
- * CertRep FAILURE. */
+ * CertRep FAILURE. A job the writer sends back (a conflict in the store) runs every phase
+ * again and is answered from what the store then holds. */
 #include "engine/enroll/enroll_internal.h"
 
 #include <stdio.h>
@@ -22,7 +23,11 @@ typedef struct pkcsreq {
     scep_request     *req;
     int               ours;         /* the signer is a certificate of this CA */
     int               renewal;      /* RenewalReq, or a PKCSReq signed by one of ours */
-    int               manual;       /* an initial request under a manual-approval profile */
+    int               manual;       /* held for manual approval */
+    int               onetime;      /* an initial request under a one-time-challenge profile,
+                                       its challenge checked: the put consumes it */
+    int               out_of_lane;  /* a renewal's binding refused it (the REJ_): enrolled as
+                                       an initial request with the profile's challenge */
     int               done;         /* this pass ends: return next */
     int               next;         /* enum job_next */
     const char       *detail;       /* the profile's finer diagnostic of a refusal */
@@ -82,18 +87,17 @@ static int phase_signer(pkcsreq *t)
 }
 
 /* The profile (the URL's; a renewal on the default path stays under the profile of the
- * certificate it renews), the envelope's cipher and the CSR checked under it, and a
- * renewal's window. */
+ * certificate it renews), the envelope's cipher and the CSR checked under it. */
 static int phase_profile(pkcsreq *t)
 {
     job *j = t->j;
     char url_profile[ENROLL_PROFILE_MAX];
     snprintf(url_profile, sizeof(url_profile), "%s", j->profile);
     const char *want = url_profile;
-    if (want[0] == '\0' && t->renewal && t->old_profile[0] != '\0' &&
-        profile_set_find(issuer_profiles(t->ctx->issuer), t->old_profile,
-                         strlen(t->old_profile)) != NULL)
-        want = t->old_profile;
+    const char *old = t->old_profile[0] != '\0' ? t->old_profile : PROFILE_LEGACY_NAME;
+    if (want[0] == '\0' && t->renewal &&
+        profile_set_find(issuer_profiles(t->ctx->issuer), old, strlen(old)) != NULL)
+        want = old;
     int rej = issue_check_request(t->ctx->issuer, t->req->inner, t->req->inner_len, want,
                                   !t->renewal, &t->prof, &t->csr, &t->detail);
     if (t->prof != NULL)
@@ -107,15 +111,71 @@ static int phase_profile(pkcsreq *t)
         return rej;
     enroll_name_text(X509_REQ_get_subject_name(t->csr), j->pki.subject,
                      sizeof(j->pki.subject));
-    t->manual = !t->renewal && t->prof->approval == PROFILE_APPROVAL_MANUAL;
-    if (t->renewal) {
-        int pr = profile_renewal_allowed(t->prof, time(NULL), t->old_nb, t->old_na);
-        if (pr != PROFILE_OK) {
-            t->detail = profile_result_diag(pr);
-            return issue_profile_reject(pr);
-        }
-    }
     return REJ_NONE;
+}
+
+/* The initial-enrollment authorisation of the chosen profile, for a renewal out of its lane:
+ * REJ_NONE when the request carries what an initial request there needs (the static
+ * challenge, or nothing under challenge = none). A one-time challenge is only looked for
+ * here: phase_onetime decides, after the replay (a repeated transaction has consumed it). */
+static int initial_challenge(pkcsreq *t)
+{
+    if (t->prof->challenge != PROFILE_CHALLENGE_ONETIME)
+        return issue_check_challenge(t->ctx->issuer, t->prof, t->csr);
+    return X509_REQ_get_attr_by_NID(t->csr, NID_pkcs9_challengePassword, -1) >= 0
+               ? REJ_NONE : REJ_CHALLENGE;
+}
+
+/* A renewal stays in its lane: the profile of the certificate it renews (or one whose
+ * renew_from names it), that certificate's subject and SANs (unless renew_may_change allows
+ * a change; an "override" source keeps the old certificate's), within the threshold. Out of
+ * its lane, a request that also carries a valid challenge of the chosen profile is an initial
+ * enrollment there (RFC 8894 allows a PKCSReq signed by an existing certificate); anything
+ * else is refused with the binding's own diagnostic. */
+static int phase_lane(pkcsreq *t)
+{
+    X509 *old = t->req->signer;
+    GENERAL_NAMES *old_san = NULL, *csr_san = NULL;
+    int rej = REJ_NONE;
+
+    if (!t->renewal)
+        goto out;
+    old_san = X509_get_ext_d2i(old, NID_subject_alt_name, NULL, NULL);
+    csr_san = issue_requested_san(t->csr);
+    int pr = profile_check_renewal(t->prof, t->old_profile, X509_get_subject_name(old), old_san,
+                                   X509_REQ_get_subject_name(t->csr), csr_san);
+    if (pr != PROFILE_OK) {
+        rej = issue_profile_reject(pr);
+        if (initial_challenge(t) == REJ_NONE) {
+            t->out_of_lane = rej;
+            t->renewal = 0;
+            rej = REJ_NONE;
+        }
+        goto out;
+    }
+    rej = REJ_INTERNAL;
+    if (t->prof->subject_source == PROFILE_SOURCE_OVERRIDE &&
+        (t->bound_subject = X509_NAME_dup(X509_get_subject_name(old))) == NULL)
+        goto out;
+    if (t->prof->san_source == PROFILE_SOURCE_OVERRIDE) {
+        t->bound_san = old_san != NULL ? old_san : GENERAL_NAMES_new();
+        old_san = NULL;
+        if (t->bound_san == NULL)
+            goto out;
+    }
+    rej = REJ_NONE;
+    pr = profile_renewal_allowed(t->prof, time(NULL), t->old_nb, t->old_na);
+    if (pr != PROFILE_OK) {
+        t->detail = profile_result_diag(pr);
+        rej = issue_profile_reject(pr);
+    }
+out:
+    GENERAL_NAMES_free(old_san);
+    GENERAL_NAMES_free(csr_san);
+    if (rej == REJ_NONE)
+        t->manual = t->prof->approval == PROFILE_APPROVAL_MANUAL &&
+                    (!t->renewal || !t->prof->approve_renewals);
+    return rej;
 }
 
 /* Idempotence: the same transaction (a renewal is keyed by its signer too) with the same key
@@ -174,21 +234,24 @@ static int phase_repeat(pkcsreq *t)
     return rej;
 }
 
-/* One-time challenge: consumed in the store first (this pass ends with that commit), then,
- * on the pass after it, the verdict; an "override" profile takes the bindings. */
+/* One-time challenge: checked here against the stored record (an "override" profile takes
+ * its bindings); consumed by the writer with the certificate or the pending request (the
+ * put's condition, see onetime.c). */
 static int phase_onetime(pkcsreq *t)
 {
     job *j = t->j;
     if (t->renewal || t->prof->challenge != PROFILE_CHALLENGE_ONETIME)
         return REJ_NONE;
-    if (!j->pki.chal_done) {
-        int rej = enroll_onetime_put(j, t->prof, t->csr);
-        if (rej == REJ_NONE)
-            stop_with(t, JOB_COMMIT);
-        return rej;
+    t->onetime = 1;
+    int rej = enroll_onetime_check(t->ctx, j, t->prof, t->csr);
+    if (rej != REJ_NONE && t->out_of_lane) {
+        /* A renewal out of its lane whose one-time challenge does not hold: the lane's
+         * refusal, naming the challenge's verdict. */
+        t->detail = reject_diag(rej);
+        rej = t->out_of_lane;
     }
-    if (j->pki.chal_verdict != CHALLENGE_OK)
-        return challenge_reject_code(j->pki.chal_verdict);
+    if (rej != REJ_NONE)
+        return rej;
     const enroll_state *st = j->pki.state;
     if (st != NULL && st->have_rec) {
         if (t->prof->subject_source == PROFILE_SOURCE_OVERRIDE)
@@ -199,14 +262,18 @@ static int phase_onetime(pkcsreq *t)
     return REJ_NONE;
 }
 
-/* Manual approval: PENDING, committed with the stored request. */
+/* Manual approval: PENDING, committed with the stored request (and the one-time challenge
+ * that pays for it). */
 static int phase_hold(pkcsreq *t)
 {
     if (!t->manual)
         return REJ_NONE;
     int rej = enroll_approval_hold(t->ctx, t->j, t->req, t->prof, t->key_hash);
-    if (rej == REJ_NONE)
+    if (rej == REJ_NONE) {
+        if (t->onetime)
+            enroll_onetime_guard(t->j);
         stop_with(t, JOB_COMMIT);
+    }
     return rej;
 }
 
@@ -258,9 +325,13 @@ static int phase_issue(pkcsreq *t)
         goto out;
     }
     serial_to_hex(j->put.cert.serial, j->pki.serial_hex);
+    if (t->onetime)
+        enroll_onetime_guard(j);
     j->pki.audit_event = t->renewal ? AUDIT_RENEWED : AUDIT_ISSUED;
     j->pki.audit_detail = capped ? "validity capped at CA notAfter"
                         : t->req->cipher_nid == NID_des_cbc ? "single-DES request, DES3 reply"
+                        : t->out_of_lane ? "signed by an issued certificate out of its renewal "
+                                           "lane: enrolled with the profile's challenge"
                         : NULL;
     stop_with(t, JOB_COMMIT);
     rej = REJ_NONE;
@@ -270,8 +341,8 @@ out:
 }
 
 static int (*const phases[])(pkcsreq *) = {
-    phase_signer, phase_profile, phase_replay, phase_repeat, phase_onetime, phase_hold,
-    phase_issue,
+    phase_signer, phase_profile, phase_lane, phase_replay, phase_repeat, phase_onetime,
+    phase_hold, phase_issue,
 };
 
 int enroll_pkcsreq(const enroll_ctx *ctx, job *j, scep_request *req)
@@ -286,7 +357,7 @@ int enroll_pkcsreq(const enroll_ctx *ctx, job *j, scep_request *req)
     t.ours = ca_issued(ctx->ca, req->signer);
     t.renewal = req->msg_type == SCEP_MSG_RENEWALREQ || t.ours;
     t.next = JOB_DELIVER;
-    j->pki.requeue = 0;
+    j->pki.chal_consumed = 0;
     for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]) && rej == REJ_NONE && !t.done;
          i++) {
         /* A client gone or past its deadline costs no further key operation. */

@@ -251,8 +251,7 @@ static int has_name(const GENERAL_NAMES *set, GENERAL_NAME *gn)
     return 0;
 }
 
-/* Same set of names: each side's every entry found on the other side. */
-static int same_names(const GENERAL_NAMES *a, const GENERAL_NAMES *b)
+int challenge_same_names(const GENERAL_NAMES *a, const GENERAL_NAMES *b)
 {
     for (int i = 0; i < sk_GENERAL_NAME_num(a); i++)
         if (!has_name(b, sk_GENERAL_NAME_value(a, i)))
@@ -292,7 +291,7 @@ int challenge_verify(const challenge_record *rec, const uint8_t *key, size_t key
     }
     if ((flags & CHALLENGE_CHECK_SAN) && rec->san_len > 0) {
         GENERAL_NAMES *bound = challenge_bound_san(rec);
-        int same = bound != NULL && csr_san != NULL && same_names(bound, csr_san);
+        int same = bound != NULL && csr_san != NULL && challenge_same_names(bound, csr_san);
         GENERAL_NAMES_free(bound);
         rc = CHALLENGE_MISMATCH_SAN;
         if (!same)

@@ -102,6 +102,11 @@ int challenge_verify(const challenge_record *rec, const uint8_t *key, size_t key
                      const char *presented, size_t plen, const char *profile, int64_t now,
                      unsigned flags, const X509_NAME *csr_subject, const GENERAL_NAMES *csr_san);
 
+/* 1 when a and b hold the same set of names (any order; NULL is the empty set), else 0: the
+ * SAN comparison of challenge_verify, also used for a renewal against the renewed
+ * certificate (engine/enroll/pkcsreq.c). */
+int challenge_same_names(const GENERAL_NAMES *a, const GENERAL_NAMES *b);
+
 /* Marks rec consumed at now. */
 void challenge_mark_used(challenge_record *rec, int64_t now);
 

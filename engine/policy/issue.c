@@ -251,6 +251,19 @@ static const profile *select_profile(const issuer *is, X509_REQ *csr, const char
     return profile_select_for_key_usage(items, n, profile_requested_key_usage(csr));
 }
 
+int issue_check_challenge(const issuer *is, const profile *prof, X509_REQ *csr)
+{
+    if (prof->challenge != PROFILE_CHALLENGE_STATIC)
+        return REJ_NONE;
+    size_t nitems = 0;
+    size_t idx = (size_t)(prof - profile_set_items(is->profiles, &nitems));
+    const uint8_t *want = is->prof_has[idx] ? is->prof_hash[idx]
+                        : is->has_challenge ? is->challenge_hash : NULL;
+    if (want == NULL)
+        return REJ_NO_CHALLENGE_SET;
+    return challenge_ok(want, csr) ? REJ_NONE : REJ_CHALLENGE;
+}
+
 int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
                         const char *profile_name, int need_challenge, const profile **prof_out,
                         X509_REQ **out, const char **detail_out)
@@ -295,15 +308,8 @@ int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
     if (prof->subject_source != PROFILE_SOURCE_OVERRIDE &&
         (pr = profile_check_subject(prof, X509_REQ_get_subject_name(csr), san)) != PROFILE_OK)
         goto refused;
-    if (need_challenge && prof->challenge == PROFILE_CHALLENGE_STATIC) {
-        size_t nitems = 0;
-        size_t idx = (size_t)(prof - profile_set_items(is->profiles, &nitems));
-        const uint8_t *want = is->prof_has[idx] ? is->prof_hash[idx]
-                            : is->has_challenge ? is->challenge_hash : NULL;
-        rc = want != NULL ? REJ_CHALLENGE : REJ_NO_CHALLENGE_SET;
-        if (want == NULL || !challenge_ok(want, csr))
-            goto out;
-    }
+    if (need_challenge && (rc = issue_check_challenge(is, prof, csr)) != REJ_NONE)
+        goto out;
     rc = REJ_NONE;
     goto out;
 refused:

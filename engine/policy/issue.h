@@ -51,6 +51,11 @@ int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
                         const char *profile_name, int need_challenge, const profile **prof_out,
                         X509_REQ **out, const char **detail_out);
 
+/* The initial-enrollment challenge of prof (one of the issuer's) for a parsed request: a
+ * static challenge is compared here (REJ_NONE, REJ_CHALLENGE, REJ_NO_CHALLENGE_SET); onetime
+ * and none give REJ_NONE (a one-time challenge is the store's to decide). */
+int issue_check_challenge(const issuer *is, const profile *prof, X509_REQ *csr);
+
 /* issue_check_request with the profile chosen by keyUsage. */
 int issue_check_csr(const issuer *is, const uint8_t *der, size_t len, int need_challenge,
                     X509_REQ **out);

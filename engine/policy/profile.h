@@ -48,6 +48,9 @@
     X(CA_EXPIRED,       CA_EXPIRED,        "profile_ca_expired") \
     X(RENEWAL_EARLY,    RENEW_EARLY,       NULL) \
     X(RENEWAL_EXPIRED,  RENEW_EXPIRED,     "profile_renewal_expired") \
+    X(RENEWAL_PROFILE,  RENEW_PROFILE,     NULL) \
+    X(RENEWAL_SUBJECT,  RENEW_SUBJECT,     NULL) \
+    X(RENEWAL_SAN,      RENEW_SAN,         NULL) \
     X(INTERNAL,         INTERNAL,          "profile_internal") \
     X(CIPHER_DES,       CIPHER,            "profile_des")
 
@@ -87,6 +90,8 @@ enum profile_source {
 };
 enum profile_beyond_ca { PROFILE_BEYOND_CA_CAP = 0, PROFILE_BEYOND_CA_REFUSE };
 enum profile_approval { PROFILE_APPROVAL_AUTO = 0, PROFILE_APPROVAL_MANUAL };
+/* What a renewal may change against the certificate it renews (renew_may_change). */
+enum { PROFILE_RENEW_SUBJECT = 1u << 0, PROFILE_RENEW_SAN = 1u << 1 };
 enum profile_challenge {
     PROFILE_CHALLENGE_STATIC = 0, /* challenge_password(_file), else the main config's  */
     PROFILE_CHALLENGE_ONETIME,    /* one-time challenges (engine/policy/challenge.h)           */
@@ -97,6 +102,10 @@ enum profile_challenge {
 #define PROFILE_NAME_MAX  64
 #define PROFILE_OID_MAX   16      /* EKUs, policies: entries per profile */
 #define PROFILE_PATH_MAX  1024
+#define PROFILE_RENEW_FROM_MAX 8  /* renew_from: profiles listed */
+/* The profile a certificate record without one (written before records named their profile)
+ * counts as. */
+#define PROFILE_LEGACY_NAME "default"
 
 /* Read-only after load. Fields are public so the wiring code can read the plain settings
  * (approval, challenge, template, sources); the rules are applied with the functions below. */
@@ -124,6 +133,10 @@ typedef struct profile {
     unsigned ec_curves;            /* PROFILE_CURVE_*                                        */
     unsigned hashes;               /* PROFILE_HASH_*                                         */
     int      renewal_threshold_percent;
+    int      renew_from_count;     /* other profiles whose certificates may renew here      */
+    char     renew_from[PROFILE_RENEW_FROM_MAX][PROFILE_NAME_MAX];
+    unsigned renew_may_change;     /* PROFILE_RENEW_*: what a renewal may change (0: nothing) */
+    int      approve_renewals;     /* approval = manual: renewals approved automatically     */
     enum profile_approval approval;
     enum profile_challenge challenge;
     char     challenge_password[256];       /* static, inline (empty: see _file / main)     */
@@ -198,6 +211,18 @@ int profile_requested_not_after(X509_REQ *csr, int64_t *out);
  * PROFILE_OK, PROFILE_RENEWAL_EARLY or PROFILE_RENEWAL_EXPIRED. */
 int profile_renewal_allowed(const profile *p, time_t now, int64_t old_not_before,
                             int64_t old_not_after);
+
+/* A renewal under p of a certificate issued under old_profile ("" : a record from before
+ * records named their profile, counted as PROFILE_LEGACY_NAME), whose subject and SANs were
+ * old_subject / old_san, asking for csr_subject / csr_san (SANs may be NULL: none):
+ * PROFILE_OK, PROFILE_RENEWAL_PROFILE (p is another profile and its renew_from does not name
+ * old_profile), PROFILE_RENEWAL_SUBJECT (another subject: X509_NAME_cmp), PROFILE_RENEWAL_SAN
+ * (another set of SANs), unless renew_may_change allows that change. A subject (SAN) whose
+ * source is "override" is not compared: the renewal keeps the old certificate's (the caller
+ * issues it with those). */
+int profile_check_renewal(const profile *p, const char *old_profile,
+                          const X509_NAME *old_subject, const GENERAL_NAMES *old_san,
+                          const X509_NAME *csr_subject, const GENERAL_NAMES *csr_san);
 
 /* keyUsage the CSR asks for (extensionRequest), as PROFILE_KU_* bits; 0 when none. */
 unsigned profile_requested_key_usage(X509_REQ *csr);

@@ -1,8 +1,10 @@
 /* Certificate profiles: the per-request decisions (key, hash, cipher, SAN, subject, validity,
- * renewal window), the choice of a profile by requested keyUsage, and the extensions a
- * profile puts in an issued certificate. Pure functions of a loaded profile; see profile.h. */
+ * renewal window and binding), the choice of a profile by requested keyUsage, and the
+ * extensions a profile puts in an issued certificate. Pure functions of a loaded profile; see profile.h. */
 #include "engine/policy/profile.h"
 #include "engine/policy/profile_internal.h"
+
+#include "engine/policy/challenge.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -242,6 +244,28 @@ int profile_renewal_allowed(const profile *p, time_t now, int64_t old_not_before
     int64_t window = lifetime / 100 * p->renewal_threshold_percent +
                      lifetime % 100 * p->renewal_threshold_percent / 100;
     return (int64_t)now >= old_not_after - window ? PROFILE_OK : PROFILE_RENEWAL_EARLY;
+}
+
+int profile_check_renewal(const profile *p, const char *old_profile,
+                          const X509_NAME *old_subject, const GENERAL_NAMES *old_san,
+                          const X509_NAME *csr_subject, const GENERAL_NAMES *csr_san)
+{
+    const char *old = old_profile[0] != '\0' ? old_profile : PROFILE_LEGACY_NAME;
+    int lane = strcmp(p->name, old) == 0;
+    for (int i = 0; i < p->renew_from_count && !lane; i++)
+        lane = strcmp(p->renew_from[i], old) == 0;
+    if (!lane)
+        return PROFILE_RENEWAL_PROFILE;
+    int keep_subject = p->subject_source != PROFILE_SOURCE_OVERRIDE &&
+                       !(p->renew_may_change & PROFILE_RENEW_SUBJECT);
+    int keep_san = p->san_source != PROFILE_SOURCE_OVERRIDE &&
+                   !(p->renew_may_change & PROFILE_RENEW_SAN);
+    if (keep_subject && (old_subject == NULL || csr_subject == NULL ||
+                         X509_NAME_cmp(old_subject, csr_subject) != 0))
+        return PROFILE_RENEWAL_SUBJECT;
+    if (keep_san && !challenge_same_names(old_san, csr_san))
+        return PROFILE_RENEWAL_SAN;
+    return PROFILE_OK;
 }
 
 unsigned profile_requested_key_usage(X509_REQ *csr)

@@ -48,6 +48,7 @@ void profile_defaults(profile *p, const char *name)
     p->ec_curves = PROFILE_CURVE_P256 | PROFILE_CURVE_P384;
     p->hashes = PROFILE_HASH_SHA256 | PROFILE_HASH_SHA384 | PROFILE_HASH_SHA512;
     p->renewal_threshold_percent = 20;
+    p->approve_renewals = 1;
 }
 
 /* ---- parsing ------------------------------------------------------------------------------ */
@@ -74,6 +75,9 @@ static const struct word curve_words[] = {
     { "P-256", PROFILE_CURVE_P256 }, { "prime256v1", PROFILE_CURVE_P256 },
     { "P-384", PROFILE_CURVE_P384 }, { "secp384r1", PROFILE_CURVE_P384 },
     { "P-521", PROFILE_CURVE_P521 }, { "secp521r1", PROFILE_CURVE_P521 }, { NULL, 0 },
+};
+static const struct word renew_change_words[] = {
+    { "subject", PROFILE_RENEW_SUBJECT }, { "san", PROFILE_RENEW_SAN }, { NULL, 0 },
 };
 static const struct word hash_words[] = {
     { "sha1", PROFILE_HASH_SHA1 }, { "sha224", PROFILE_HASH_SHA224 },
@@ -200,6 +204,32 @@ static int oid_item(const char *s, size_t n, void *arg, char *why, size_t whylen
         }
     }
     a->count++;
+    return 0;
+}
+
+static int name_ok(const char *s);
+
+/* One name of renew_from: a profile name (it need not exist any more: the profile a template
+ * migration retires is the one its certificates renew from). */
+static int renew_from_item(const char *s, size_t n, void *arg, char *why, size_t whylen)
+{
+    profile *p = arg;
+    char name[PROFILE_NAME_MAX];
+    if (n >= sizeof(name)) {
+        err_set(why, whylen, "bad renew_from name '%.*s'", (int)n, s);
+        return -1;
+    }
+    memcpy(name, s, n);
+    name[n] = '\0';
+    if (!name_ok(name)) {
+        err_set(why, whylen, "bad renew_from name '%s'", name);
+        return -1;
+    }
+    if (p->renew_from_count >= PROFILE_RENEW_FROM_MAX) {
+        err_set(why, whylen, "too many renew_from entries (max %d)", PROFILE_RENEW_FROM_MAX);
+        return -1;
+    }
+    memcpy(p->renew_from[p->renew_from_count++], name, n + 1);
     return 0;
 }
 
@@ -355,6 +385,20 @@ static int apply(profile *p, const char *k, const char *v, const char *base_dir,
     } else if (!strcmp(k, "renewal_threshold_percent")) {
         if (parse_int(v, 0, 100, &p->renewal_threshold_percent) != 0)
             BAD("bad renewal_threshold_percent '%s' (0..100)", v);
+    /* Renewal binding (docs/profiles.md "Renewal"): keys of this block. */
+    } else if (!strcmp(k, "renew_from")) {
+        p->renew_from_count = 0;
+        if (strcasecmp(v, "none") != 0 && for_items(v, renew_from_item, p, why, whylen) < 0)
+            return -1;
+    } else if (!strcmp(k, "renew_may_change")) {
+        unsigned b;
+        if (parse_bits(v, renew_change_words, "renew_may_change entry", 1, &b, why, whylen) != 0)
+            return -1;
+        p->renew_may_change = b;
+    } else if (!strcmp(k, "approve_renewals")) {
+        if (parse_bool(v, &p->approve_renewals) != 0)
+            BAD("bad approve_renewals '%s' (yes or no)", v);
+    /* End of the renewal block. */
     } else if (!strcmp(k, "approval")) {
         if (choice(v, approval_names, &n) != 0)
             BAD("bad approval '%s' (auto or manual)", v);

@@ -36,6 +36,9 @@
     X(RENEW_UNKNOWN,      BADREQUEST,      "renewal_unknown_cert", "renewal signer certificate is not in the store") \
     X(RENEW_EXPIRED,      BADTIME,         "renewal_expired",      "renewal signer certificate has expired or is not yet valid") \
     X(RENEW_REVOKED,      BADREQUEST,      "renewal_revoked",      "renewal signer certificate is revoked") \
+    X(RENEW_PROFILE,      BADREQUEST,      "renewal_profile",      "a renewal stays in the profile of the certificate it renews (or one whose renew_from names it)") \
+    X(RENEW_SUBJECT,      BADREQUEST,      "renewal_subject",      "renewal subject differs from the certificate it renews") \
+    X(RENEW_SAN,          BADREQUEST,      "renewal_san",          "renewal subjectAltNames differ from the certificate it renews") \
     X(CA_EXPIRED,         BADTIME,         "ca_expired",           "the CA certificate has expired") \
     X(UNKNOWN_TXN,        BADCERTID,       "unknown_transaction",  "no certificate for this transaction") \
     X(UNKNOWN_CERT,       BADCERTID,       "unknown_certificate",  "no certificate with this issuer and serial") \

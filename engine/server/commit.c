@@ -98,31 +98,24 @@ void commit_done(store_put *batch, void *arg)
             out = j;
             continue;
         }
-        if (p->result == STORE_OK && j->pki.requeue) {
-            /* The one-time challenge was checked (and consumed when right) in this commit:
-             * the worker now issues, or answers the refusal it was told. */
-            j->pki.requeue = 0;
-            j->pki.chal_done = 1;
-            j->pki.chal_verdict = p->verdict;
-            if (p->verdict == 0) {
-                audit_fields f = {.diag = "challenge_ok", .txid = j->pki.txkey,
-                                  .profile = j->profile, .subject = j->pki.subject,
-                                  .peer = j->peer, .failinfo = -1};
-                audit_emit(a->audit, AUDIT_CHALLENGE_CONSUMED, &f);
-            }
-            j->next = retry;
-            retry = j;
-        } else if (p->result == STORE_OK) {
+        if (p->result == STORE_OK) {
             audit_fields f = {.txid = j->pki.txkey, .profile = j->profile,
                               .subject = j->pki.subject, .serial = j->pki.serial_hex,
                               .peer = j->peer, .detail = j->pki.audit_detail, .failinfo = -1};
+            if (j->pki.chal_consumed) {
+                audit_fields c = f;
+                c.diag = "challenge_ok";
+                c.detail = NULL;
+                audit_emit(a->audit, AUDIT_CHALLENGE_CONSUMED, &c);
+            }
             audit_emit(a->audit, j->pki.audit_event, &f);
             j->next = out;
             out = j;
-        } else if ((p->result == STORE_DUP_SERIAL || p->result == STORE_DUP_TXID) &&
-                   ++j->attempts < JOB_MAX_ATTEMPTS) {
-            /* A serial collision or a concurrent request of the same transaction: do the
-             * worker pass again (new serial, or answer from what the store now holds). */
+        } else if ((p->result == STORE_DUP_SERIAL || p->result == STORE_DUP_TXID ||
+                    p->result == STORE_CONFLICT) && ++j->attempts < JOB_MAX_ATTEMPTS) {
+            /* A serial collision, a concurrent request of the same transaction, or a one-time
+             * challenge another request consumed first: do the worker pass again (new serial,
+             * or answer from what the store now holds: the replay, or challenge_used). */
             j->next = retry;
             retry = j;
         } else {

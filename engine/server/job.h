@@ -56,10 +56,8 @@ typedef struct job_pki {
     char          serial_hex[2 * STORE_SERIAL_LEN + 1];
     int           audit_event;   /* event to emit once committed */
     const char   *audit_detail;  /* static text for that event, or NULL */
-    /* One-time-challenge and manual-approval profiles. */
-    int           requeue;       /* after the commit: back to a worker, not to the client */
-    int           chal_done;     /* the challenge was checked in the store: chal_verdict */
-    int           chal_verdict;  /* enum challenge_result */
+    int           chal_consumed; /* the put also consumes a one-time challenge: audit
+                                    CHALLENGE_CONSUMED with audit_event once committed */
     void         *state;         /* enroll's state across passes (owned, state_free) */
     void        (*state_free)(void *state);
 } job_pki;

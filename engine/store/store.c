@@ -215,6 +215,7 @@ const char *store_strerror(int rc)
     case STORE_DUP_SERIAL:  return "serial already present";
     case STORE_DUP_TXID:    return "transactionID already mapped";
     case STORE_ALREADY_REVOKED: return "certificate already revoked";
+    case STORE_CONFLICT:    return "refused by its condition, or the record exists";
     case STORE_E_CORRUPT:   return "corrupt store record";
     case STORE_E_SCHEMA:    return "store schema version not supported";
     default:                break;

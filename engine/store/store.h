@@ -37,6 +37,8 @@ enum store_outcome {
     STORE_DUP_TXID = 3,     /* put: txid already mapped; existing serial/key hash returned  */
     STORE_ALREADY_REVOKED = 4, /* revoke: the certificate was revoked before; the first
                                   revocation is kept and returned in the put's rev       */
+    STORE_CONFLICT = 5,     /* put: its condition refused it (cond_verdict), or the record
+                               a STORE_PUT_INSERT adds exists; nothing written for this put */
 };
 
 /* Store-specific errors, outside both the -errno range and LMDB's MDB_* range. */
@@ -160,7 +162,19 @@ enum store_put_kind {
                                    one: STORE_OK, else -ERANGE (never goes backwards)      */
     STORE_PUT_UPDATE = 3,       /* aux_db/aux_key: update() decides (store_update_fn):
                                    STORE_OK (verdict in ->verdict), -EINVAL               */
+    STORE_PUT_INSERT = 4,       /* aux_db/aux_key = aux_val if the key is absent: STORE_OK,
+                                   STORE_CONFLICT (it exists: left as it is), -EINVAL      */
 };
+
+/* A condition (cond != NULL) makes a STORE_PUT_CERT or STORE_PUT_INSERT put all-or-nothing
+ * with a read-modify-write of another auxiliary record (cond_db / cond_key), in the same
+ * transaction: cond runs first (a store_update_fn; its return value lands in cond_verdict);
+ * non-zero refuses the put (STORE_CONFLICT, nothing written). Its new value is written only
+ * when the put itself writes: a put refused for its own reasons (STORE_DUP_SERIAL,
+ * STORE_DUP_TXID, STORE_CONFLICT) leaves the condition's record as it was too. Only that put
+ * is refused, never the rest of its batch. This is how a one-time challenge is consumed
+ * exactly when the certificate (or pending request) it pays for is recorded. A condition on
+ * another kind of put is -EINVAL. */
 
 typedef struct store_put {
     struct store_put *next;     /* intrusive list link, owned by whoever holds the put */
@@ -174,7 +188,16 @@ typedef struct store_put {
     store_update_fn update;
     void *update_arg;
     int verdict;                /* STORE_PUT_UPDATE output: update()'s return value        */
-    int result;                 /* output: STORE_OK, STORE_DUP_SERIAL, STORE_DUP_TXID, <0 */
+    const void *aux_val;        /* STORE_PUT_INSERT input (valid until done returns)       */
+    size_t aux_val_len;
+    int cond_db;                /* condition (see above): enum store_aux_db                */
+    const void *cond_key;       /* ... key (valid until done returns), 1..STORE_AUX_KEY_MAX */
+    size_t cond_key_len;
+    store_update_fn cond;       /* NULL: no condition                                      */
+    void *cond_arg;
+    int cond_verdict;           /* output: cond()'s return value (0 when it allowed the put) */
+    int result;                 /* output: STORE_OK, STORE_DUP_SERIAL, STORE_DUP_TXID,
+                                   STORE_CONFLICT, <0                                      */
     uint8_t existing_serial[STORE_SERIAL_LEN];   /* output for STORE_DUP_TXID */
     uint8_t existing_key_hash[STORE_HASH_LEN];   /* output for STORE_DUP_TXID */
 } store_put;

@@ -1,6 +1,7 @@
 /* store: applying a list of puts in one write transaction (certificate, revocation, CRL
- * number, read-modify-write of an auxiliary record), with map growth and retry, on the calling
- * thread: the writer thread's batches and store_put_sync both come here. */
+ * number, read-modify-write or insert of an auxiliary record, a certificate or insert under a
+ * condition), with map growth and retry, on the calling thread: the writer thread's batches
+ * and store_put_sync both come here. */
 #include "engine/store/store.h"
 #include "engine/store/store_internal.h"
 
@@ -158,15 +159,67 @@ fail:
     return rc > 0 ? -rc : rc;
 }
 
+/* Adds an auxiliary record unless its key exists (then STORE_CONFLICT, nothing written). */
+static int put_insert(store *s, MDB_txn *txn, store_put *p, bool *fatal)
+{
+    if (!store_aux_ok(p->aux_db, p->aux_key, p->aux_key_len) || p->aux_val == NULL ||
+        p->aux_val_len == 0)
+        return -EINVAL;
+    MDB_val k = { p->aux_key_len, (void *)p->aux_key }, v = { p->aux_val_len, (void *)p->aux_val };
+    int rc = mdb_put(txn, s->aux[p->aux_db], &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST)
+        return STORE_CONFLICT;
+    if (rc == 0)
+        return STORE_OK;
+    *fatal = true;
+    return rc > 0 ? -rc : rc;
+}
+
+/* Runs a put's condition (store.h): STORE_OK with the value to write along with the put
+ * (*nv NULL: none), STORE_CONFLICT when it refuses, -EINVAL, or a fatal error. */
+static int cond_check(store *s, MDB_txn *txn, store_put *p, const uint8_t **nv, size_t *nl,
+                      bool *fatal)
+{
+    if ((p->kind != STORE_PUT_CERT && p->kind != STORE_PUT_INSERT) ||
+        !store_aux_ok(p->cond_db, p->cond_key, p->cond_key_len))
+        return -EINVAL;
+    MDB_val k = { p->cond_key_len, (void *)p->cond_key }, v;
+    int rc = mdb_get(txn, s->aux[p->cond_db], &k, &v);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        *fatal = true;
+        return rc > 0 ? -rc : rc;
+    }
+    p->cond_verdict = p->cond(rc == 0 ? v.mv_data : NULL, rc == 0 ? v.mv_size : 0,
+                              p->cond_arg, nv, nl);
+    return p->cond_verdict != 0 ? STORE_CONFLICT : STORE_OK;
+}
+
+/* One put, with its condition: the condition decides first, but its record is written only
+ * after the put itself has written (every refusal of a put is decided before it writes). */
 static int put_one(store *s, MDB_txn *txn, store_put *p, bool *fatal)
 {
+    const uint8_t *cv = NULL;
+    size_t cl = 0;
+    int rc;
+    if (p->cond != NULL && (rc = cond_check(s, txn, p, &cv, &cl, fatal)) != STORE_OK)
+        return rc;
     switch (p->kind) {
-    case STORE_PUT_CERT:       return put_cert(s, txn, p, fatal);
-    case STORE_PUT_REVOKE:     return put_revoke(s, txn, p, fatal);
-    case STORE_PUT_CRL_NUMBER: return put_crl_number(s, txn, p, fatal);
-    case STORE_PUT_UPDATE:     return put_update(s, txn, p, fatal);
-    default:                   return -EINVAL;
+    case STORE_PUT_CERT:       rc = put_cert(s, txn, p, fatal); break;
+    case STORE_PUT_REVOKE:     rc = put_revoke(s, txn, p, fatal); break;
+    case STORE_PUT_CRL_NUMBER: rc = put_crl_number(s, txn, p, fatal); break;
+    case STORE_PUT_UPDATE:     rc = put_update(s, txn, p, fatal); break;
+    case STORE_PUT_INSERT:     rc = put_insert(s, txn, p, fatal); break;
+    default:                   rc = -EINVAL; break;
     }
+    if (rc == STORE_OK && cv != NULL) {
+        MDB_val k = { p->cond_key_len, (void *)p->cond_key }, w = { cl, (void *)cv };
+        int wr = mdb_put(txn, s->aux[p->cond_db], &k, &w, 0);
+        if (wr != 0) {
+            *fatal = true;
+            rc = wr > 0 ? -wr : wr;
+        }
+    }
+    return rc;
 }
 
 /* Writes a list in one transaction on the calling thread; grows the map and retries the whole

@@ -10,8 +10,8 @@
  * test, and the macro checks the literal against the rejection table too.
  *
  * A job that returns JOB_COMMIT is committed here with store_put_sync, as the store writer
- * would before the app sends the reply; a job under a one-time-challenge profile (requeue) is
- * then handed back to enroll_process with the writer's verdict, as on_committed in app.c does.
+ * would before the app sends the reply; a put the store refuses (STORE_CONFLICT, STORE_DUP_TXID)
+ * is handed back to enroll_process, as commit_done in engine/server/commit.c does.
  *
  * Besides the fixture's issuer (the built-in "default" profile, as scepd without a profiles
  * directory), the tests use: an issuer with profiles parsed from text by profile_parse (the
@@ -94,6 +94,16 @@ static const struct { const char *name, *text; } PROFILES[] = {
     { "printable",     "[profile]\nsubject_chars = printable\n" },
     { "refuse",        "[profile]\nvalidity_days = 36500\nbeyond_ca = refuse\n" },
     { "renew20",       "[profile]\nrenewal_threshold_percent = 20\n" },
+    { "lane-a",        "[profile]\nrenewal_threshold_percent = 100\n" },
+    { "lane-b",        "[profile]\nrenewal_threshold_percent = 100\nrenew_from = lane-a\n" },
+    { "lane-c",        "[profile]\nrenewal_threshold_percent = 100\n" },
+    { "lane-change",   "[profile]\nrenewal_threshold_percent = 100\nrenew_from = lane-a\n"
+                       "renew_may_change = subject, san\n" },
+    { "manual-renew",  "[profile]\napproval = manual\napprove_renewals = no\n"
+                       "renewal_threshold_percent = 100\nrenew_from = lane-a\n" },
+    { "manual-auto",   "[profile]\napproval = manual\nrenewal_threshold_percent = 100\n"
+                       "renew_from = lane-a\n" },
+    { "manual-ot",     "[profile]\napproval = manual\nchallenge = onetime\n" },
 };
 #define NPROFILES (sizeof(PROFILES) / sizeof(PROFILES[0]))
 
@@ -356,10 +366,11 @@ typedef struct outcome {
     job *j;
     int next;                  /* enum job_next */
     int parsed;                /* res holds a decoded CertRep */
-    int passes;                /* worker passes (2: a one-time challenge went to the store) */
-    int chal_verdict;          /* the writer's verdict on that challenge (enum challenge_result) */
     scepc_result res;
     scepc_txn txn;
+    X509 *signer;              /* borrowed, for decoding a later pass's reply */
+    EVP_PKEY *signer_key;
+    const EVP_PKEY *subject_key;
     char audit[8192];          /* the audit lines this pass wrote */
     int audit_lines;
 } outcome;
@@ -377,10 +388,29 @@ static void outcome_clear(outcome *o)
     memset(o, 0, sizeof(*o));
 }
 
-/* The worker passes over msg (ownership taken), profile from the URL (F.url_profile), as the
- * worker of app.c runs them: a first pass that asks for a one-time challenge to be consumed
- * (JOB_COMMIT with requeue) is committed and run again with the writer's verdict. The reply
- * is decoded when it is a pkiMessage. */
+/* One worker pass over o's job (as the worker of app.c runs it, and again for a job the
+ * writer sends back); the reply is decoded when it is a pkiMessage. */
+static void pass(outcome *o)
+{
+    job *j = o->j;
+    scepc_result_clear(&o->res);
+    memset(&o->res, 0, sizeof(o->res));
+    o->parsed = 0;
+    o->next = enroll_process(&F.ectx, j);
+    audit_take(o->audit, sizeof(o->audit));
+    o->audit_lines = count_lines(o->audit);
+    if (j->reply.resp.status == 200) {
+        assert_string_equal(j->reply.resp.content_type, "application/x-pki-message");
+        scepc_expect exp = { &o->txn, o->signer, o->signer_key, o->subject_key };
+        int rc = scepc_parse_certrep(F.cl, j->reply.resp.body, j->reply.resp.body_len, F.caset,
+                                     &exp, &o->res);
+        if (rc != SCEPC_OK)
+            fail_msg("CertRep does not parse: %s", scepc_errname(rc));
+        o->parsed = 1;
+    }
+}
+
+/* The worker pass over msg (ownership taken), profile from the URL (F.url_profile). */
 static void run_job(outcome *o, uint8_t *msg, size_t len, X509 *signer, EVP_PKEY *signer_key,
                     const EVP_PKEY *subject_key)
 {
@@ -394,34 +424,18 @@ static void run_job(outcome *o, uint8_t *msg, size_t len, X509 *signer, EVP_PKEY
     j->msg = msg;
     j->msg_len = len;
     o->j = j;
-    o->next = enroll_process(&F.ectx, j);
-    o->passes = 1;
-    o->chal_verdict = -1;
-    if (o->next == JOB_COMMIT && j->pki.requeue) {
-        assert_int_equal(j->put.kind, STORE_PUT_UPDATE);
-        assert_int_equal(j->put.aux_db, STORE_DB_CHALLENGES);
-        j->put.next = NULL;
-        assert_int_equal(store_put_sync(F.st, &j->put), 0);
-        assert_int_equal(j->put.result, STORE_OK);
-        j->pki.requeue = 0;
-        j->pki.chal_done = 1;
-        j->pki.chal_verdict = o->chal_verdict = j->put.verdict;
-        j->attempts++;
-        o->next = enroll_process(&F.ectx, j);
-        o->passes = 2;
-        assert_false(j->pki.requeue);
-    }
-    audit_take(o->audit, sizeof(o->audit));
-    o->audit_lines = count_lines(o->audit);
-    if (j->reply.resp.status == 200) {
-        assert_string_equal(j->reply.resp.content_type, "application/x-pki-message");
-        scepc_expect exp = { &o->txn, signer, signer_key, subject_key };
-        int rc = scepc_parse_certrep(F.cl, j->reply.resp.body, j->reply.resp.body_len, F.caset,
-                                     &exp, &o->res);
-        if (rc != SCEPC_OK)
-            fail_msg("CertRep does not parse: %s", scepc_errname(rc));
-        o->parsed = 1;
-    }
+    o->signer = signer;
+    o->signer_key = signer_key;
+    o->subject_key = subject_key;
+    pass(o);
+}
+
+/* What commit_done does with a put the store refused without writing: the job goes back to
+ * a worker. */
+static void pass_again(outcome *o)
+{
+    o->j->attempts++;
+    pass(o);
 }
 
 /* Builds the pkiMessage of p with the client library and runs it. */
@@ -1404,10 +1418,9 @@ static void test_request_denied(void **state)
     send_msg(&o, &p, key);
     assert_true(o.parsed);
     assert_int_equal(o.res.status, SCEPC_PENDING);
-    assert_int_equal(o.j->put.kind, STORE_PUT_UPDATE);
+    assert_int_equal(o.j->put.kind, STORE_PUT_INSERT);
     assert_int_equal(o.j->put.aux_db, STORE_DB_REQUESTS);
     commit(&o);
-    assert_int_equal(o.j->put.verdict, 0);
     outcome_clear(&o);
 
     X509_NAME *subj = name_of("device-manual");
@@ -1469,7 +1482,7 @@ static void add_challenge(const char *prof, int64_t now, int64_t ttl_s, const ch
     assert_int_equal(p.verdict, 0);
 }
 
-/* A one-time challenge is consumed in the store before anything is issued: right once, then
+/* A one-time challenge is consumed by the put that records its certificate: right once, then
  * used; unknown, absent, expired, bound to another subject / SANs / profile. A refused
  * binding does not consume it. */
 static void test_onetime_challenges(void **state)
@@ -1484,24 +1497,25 @@ static void test_onetime_challenges(void **state)
     add_challenge("onetime", now, 3600, NULL, NULL, v);
     enroll_as(&o, F.keys[1], "device-ot", v, NULL, "tx-ot-1");
     expect_success(&o);
-    assert_int_equal(o.passes, 2);
-    assert_int_equal(o.chal_verdict, CHALLENGE_OK);
+    /* the certificate's put consumes the challenge: its condition */
+    assert_int_equal(o.j->put.kind, STORE_PUT_CERT);
+    assert_int_equal(o.j->put.cond_db, STORE_DB_CHALLENGES);
+    assert_non_null(o.j->put.cond);
+    assert_true(o.j->pki.chal_consumed);
     commit(&o);
+    assert_int_equal(o.j->put.cond_verdict, CHALLENGE_OK);
     outcome_clear(&o);
     enroll_as(&o, F.keys[2], "device-ot", v, NULL, "tx-ot-2");
     EXPECT_REFUSAL(&o, REJ_CHAL_USED, "challenge_used", SCEP_FAIL_BADREQUEST);
-    assert_int_equal(o.passes, 2);
     outcome_clear(&o);
 
     char unknown[CHALLENGE_VALUE_LEN + 1];
     assert_int_equal(challenge_generate(unknown, sizeof(unknown)), 0);
     enroll_as(&o, F.keys[2], "device-ot", unknown, NULL, "tx-ot-3");
     EXPECT_REFUSAL(&o, REJ_CHAL_WRONG, "challenge_wrong", SCEP_FAIL_BADREQUEST);
-    assert_int_equal(o.passes, 2);
     outcome_clear(&o);
     enroll_as(&o, F.keys[2], "device-ot", NULL, NULL, "tx-ot-4");
     EXPECT_REFUSAL(&o, REJ_CHAL_WRONG, "challenge_wrong", SCEP_FAIL_BADREQUEST);
-    assert_int_equal(o.passes, 1);
     outcome_clear(&o);
     /* the static challenge means nothing here */
     enroll_as(&o, F.keys[2], "device-ot", CHALLENGE, NULL, "tx-ot-5");
@@ -1547,6 +1561,310 @@ static void test_onetime_challenges(void **state)
     outcome_clear(&o);
 }
 
+/* A message for a CSR, signed by signer (a RenewalReq, or a PKCSReq: signed by one of ours it
+ * is a renewal too), run under the URL's profile. */
+static void renew_csr(outcome *o, int type, X509 *signer, EVP_PKEY *signer_key,
+                      EVP_PKEY *new_key, const X509_REQ *csr, const char *txid)
+{
+    scepc_msg_params p = params(type, signer, signer_key, txid);
+    p.csr = csr;
+    send_msg(o, &p, new_key);
+}
+
+/* A certificate issued under prof (the static challenge), committed. */
+static X509 *issue_under(const char *prof, EVP_PKEY *key, const char *cn, const char *txid)
+{
+    snprintf(F.url_profile, sizeof(F.url_profile), "%s", prof);
+    return issue_one(key, cn, txid);
+}
+
+/* A renewal stays in its lane: the renewed certificate's profile or one whose renew_from names
+ * it, the same subject and SANs (unless renew_may_change), else refused with its own
+ * diagnostic; with the target profile's challenge it is an initial enrollment there. */
+static void test_renewal_lane(void **state)
+{
+    (void)state;
+    outcome o;
+    F.ectx.issuer = F.pis;
+    X509 *old = issue_under("lane-a", F.keys[0], "device-lane", "tx-lane-0");
+
+    snprintf(F.url_profile, sizeof(F.url_profile), "lane-c");
+    renew(&o, old, F.keys[0], F.keys[1], "device-lane", "tx-lane-1");
+    EXPECT_REFUSAL(&o, REJ_RENEW_PROFILE, "renewal_profile", SCEP_FAIL_BADREQUEST);
+    expect_detail(&o, NULL, "lane-c");
+    outcome_clear(&o);
+    X509_REQ *csr = make_csr(F.keys[1], "device-lane", NULL);
+    renew_csr(&o, SCEPC_MSG_PKCSREQ, old, F.keys[0], F.keys[1], csr, "tx-lane-2");
+    EXPECT_REFUSAL(&o, REJ_RENEW_PROFILE, "renewal_profile", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+    X509_REQ_free(csr);
+    /* a wrong challenge does not open the other profile either */
+    csr = make_csr(F.keys[1], "device-lane", "not-the-challenge");
+    renew_csr(&o, SCEPC_MSG_RENEWALREQ, old, F.keys[0], F.keys[1], csr, "tx-lane-3");
+    EXPECT_REFUSAL(&o, REJ_RENEW_PROFILE, "renewal_profile", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+    X509_REQ_free(csr);
+    /* with the target profile's challenge: an initial enrollment there, any subject */
+    csr = make_csr(F.keys[1], "device-elsewhere", CHALLENGE);
+    renew_csr(&o, SCEPC_MSG_RENEWALREQ, old, F.keys[0], F.keys[1], csr, "tx-lane-4");
+    expect_success(&o);
+    assert_int_equal(o.j->pki.audit_event, AUDIT_ISSUED);
+    assert_string_equal(o.j->pki.txkey, "tx-lane-4");
+    assert_string_equal(o.j->profile, "lane-c");
+    commit(&o);
+    outcome_clear(&o);
+    X509_REQ_free(csr);
+
+    snprintf(F.url_profile, sizeof(F.url_profile), "lane-b");
+    renew(&o, old, F.keys[0], F.keys[2], "device-lane", "tx-lane-5");
+    expect_success(&o);
+    assert_int_equal(o.j->pki.audit_event, AUDIT_RENEWED);
+    commit(&o);
+    outcome_clear(&o);
+
+    snprintf(F.url_profile, sizeof(F.url_profile), "lane-a");
+    renew(&o, old, F.keys[0], F.keys[2], "device-renamed", "tx-lane-6");
+    EXPECT_REFUSAL(&o, REJ_RENEW_SUBJECT, "renewal_subject", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+    static const char *const extra[] = { "dns:extra.example", NULL };
+    csr = csr_ex(F.keys[2], "device-lane", NULL, extra, NULL, SCEPC_MD_SHA256);
+    renew_csr(&o, SCEPC_MSG_RENEWALREQ, old, F.keys[0], F.keys[2], csr, "tx-lane-7");
+    EXPECT_REFUSAL(&o, REJ_RENEW_SAN, "renewal_san", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+
+    /* renew_may_change = subject, san */
+    snprintf(F.url_profile, sizeof(F.url_profile), "lane-change");
+    renew_csr(&o, SCEPC_MSG_RENEWALREQ, old, F.keys[0], F.keys[2], csr, "tx-lane-8");
+    expect_success(&o);
+    assert_int_equal(o.j->pki.audit_event, AUDIT_RENEWED);
+    outcome_clear(&o);
+    X509_REQ_free(csr);
+
+    /* the default path keeps the renewal under the profile it was issued under */
+    F.url_profile[0] = '\0';
+    renew(&o, old, F.keys[0], F.keys[3], "device-lane", "tx-lane-9");
+    expect_success(&o);
+    assert_string_equal(o.j->profile, "lane-a");
+    outcome_clear(&o);
+    X509_free(old);
+}
+
+/* A record written before records named their profile counts as the default profile. */
+static void test_renewal_legacy_record(void **state)
+{
+    (void)state;
+    outcome o;
+    F.ectx.issuer = F.pis;
+    snprintf(F.url_profile, sizeof(F.url_profile), "default");
+    X509 *ss = self_signed(F.keys[4], "device-legacy");
+    X509_REQ *csr = make_csr(F.keys[4], "device-legacy", CHALLENGE);
+    scepc_msg_params p = params(SCEPC_MSG_PKCSREQ, ss, F.keys[4], "tx-legacy-0");
+    p.csr = csr;
+    send_msg(&o, &p, F.keys[4]);
+    expect_success(&o);
+    o.j->put.cert.profile = "";
+    o.j->put.cert.profile_len = 0;
+    commit(&o);
+    X509 *old = X509_dup(o.res.cert);
+    store_cert rec;
+    assert_int_equal(store_reader_begin(F.reader), 0);
+    assert_int_equal(store_get_cert(F.reader, o.j->put.cert.serial, &rec), STORE_OK);
+    assert_int_equal(rec.profile_len, 0);
+    store_reader_end(F.reader);
+    outcome_clear(&o);
+
+    F.url_profile[0] = '\0';
+    renew(&o, old, F.keys[4], F.keys[5], "device-legacy", "tx-legacy-1");
+    expect_success(&o);
+    assert_string_equal(o.j->profile, "default");
+    outcome_clear(&o);
+    snprintf(F.url_profile, sizeof(F.url_profile), "lane-a");
+    renew(&o, old, F.keys[4], F.keys[5], "device-legacy", "tx-legacy-2");
+    EXPECT_REFUSAL(&o, REJ_RENEW_PROFILE, "renewal_profile", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&o);
+    X509_free(old);
+    X509_REQ_free(csr);
+    X509_free(ss);
+}
+
+/* A renewal under a manual-approval profile with approve_renewals = no waits (PENDING), and
+ * the CertPoll its client sends (signed by the certificate it renews, as the renewal was)
+ * finds it; with approve_renewals = yes it is issued at once and CertPoll returns it. */
+static void test_renewal_pending_poll(void **state)
+{
+    (void)state;
+    outcome o;
+    F.ectx.issuer = F.pis;
+    X509 *old = issue_under("lane-a", F.keys[6], "device-mr", "tx-mr-0");
+    X509_NAME *subj = name_of("device-mr");
+
+    snprintf(F.url_profile, sizeof(F.url_profile), "manual-renew");
+    renew(&o, old, F.keys[6], F.keys[7], "device-mr", "tx-mr-1");
+    assert_true(o.parsed);
+    assert_int_equal(o.res.status, SCEPC_PENDING);
+    assert_int_equal(o.j->put.kind, STORE_PUT_INSERT);
+    assert_int_equal(o.j->put.aux_db, STORE_DB_REQUESTS);
+    commit(&o);
+    outcome_clear(&o);
+    F.url_profile[0] = '\0';
+    scepc_msg_params poll = params(SCEPC_MSG_CERTPOLL, old, F.keys[6], "tx-mr-1");
+    poll.subject = subj;
+    send_msg(&o, &poll, F.keys[7]);
+    assert_true(o.parsed);
+    assert_int_equal(o.res.status, SCEPC_PENDING);
+    outcome_clear(&o);
+
+    snprintf(F.url_profile, sizeof(F.url_profile), "manual-auto");
+    renew(&o, old, F.keys[6], F.keys[8], "device-mr", "tx-mr-2");
+    expect_success(&o);
+    assert_int_equal(o.j->pki.audit_event, AUDIT_RENEWED);
+    commit(&o);
+    X509 *renewed = X509_dup(o.res.cert);
+    outcome_clear(&o);
+    F.url_profile[0] = '\0';
+    poll = params(SCEPC_MSG_CERTPOLL, old, F.keys[6], "tx-mr-2");
+    poll.subject = subj;
+    send_msg(&o, &poll, F.keys[8]);
+    assert_true(o.parsed);
+    assert_int_equal(o.res.status, SCEPC_SUCCESS);
+    assert_int_equal(X509_cmp(o.res.cert, renewed), 0);
+    assert_int_equal(audit_int(o.audit, "event"), AUDIT_CERT_RETURNED);
+    outcome_clear(&o);
+    X509_free(renewed);
+    X509_NAME_free(subj);
+    X509_free(old);
+}
+
+/* Runs the same pkiMessage bytes as two jobs (a client's retransmission racing the first). */
+static void run_twice(outcome *a, outcome *b, const scepc_msg_params *p, const EVP_PKEY *key)
+{
+    uint8_t *der = NULL, *c1, *c2;
+    size_t len = 0;
+    memset(a, 0, sizeof(*a));
+    memset(b, 0, sizeof(*b));
+    assert_int_equal(scepc_build_pkimessage(F.cl, p, &der, &len, &a->txn), SCEPC_OK);
+    b->txn = a->txn;
+    c1 = malloc(len);
+    c2 = malloc(len);
+    assert_non_null(c1);
+    assert_non_null(c2);
+    memcpy(c1, der, len);
+    memcpy(c2, der, len);
+    scepc_free(der);
+    run_job(a, c1, len, p->signer_cert, p->signer_key, key);
+    run_job(b, c2, len, p->signer_cert, p->signer_key, key);
+}
+
+/* Commits a's and b's puts in one batch, as the writer would: a's result, then b's. */
+static void commit_both(outcome *a, outcome *b, int want_a, int want_b)
+{
+    a->j->put.next = &b->j->put;
+    b->j->put.next = NULL;
+    assert_int_equal(store_put_sync(F.st, &a->j->put), 0);
+    assert_int_equal(a->j->put.result, want_a);
+    assert_int_equal(b->j->put.result, want_b);
+}
+
+/* A one-time challenge is consumed in the transaction that records the certificate: two
+ * copies of one request worked at once both get that certificate (the second's put is
+ * refused, its job answers with the replay); another transaction with the same challenge gets
+ * challenge_used; a put that was never committed leaves the challenge usable. */
+static void test_onetime_atomic(void **state)
+{
+    (void)state;
+    outcome a, b;
+    char v[CHALLENGE_VALUE_LEN + 1];
+    int64_t now = (int64_t)time(NULL);
+    F.ectx.issuer = F.pis;
+    snprintf(F.url_profile, sizeof(F.url_profile), "onetime");
+
+    add_challenge("onetime", now, 3600, NULL, NULL, v);
+    X509 *ss = self_signed(F.keys[6], "device-dup");
+    X509_REQ *csr = make_csr(F.keys[6], "device-dup", v);
+    scepc_msg_params p = params(SCEPC_MSG_PKCSREQ, ss, F.keys[6], "tx-ot-dup");
+    p.csr = csr;
+    run_twice(&a, &b, &p, F.keys[6]);
+    expect_success(&a);
+    expect_success(&b);
+    commit_both(&a, &b, STORE_OK, STORE_CONFLICT);
+    assert_int_equal(b.j->put.cond_verdict, CHALLENGE_USED);
+    pass_again(&b);
+    assert_true(b.parsed);
+    assert_int_equal(b.res.status, SCEPC_SUCCESS);
+    assert_int_equal(b.next, JOB_DELIVER);
+    assert_int_equal(X509_cmp(a.res.cert, b.res.cert), 0);
+    assert_int_equal(audit_int(b.audit, "event"), AUDIT_REPLAYED);
+    outcome_clear(&a);
+    outcome_clear(&b);
+    X509_REQ_free(csr);
+
+    add_challenge("onetime", now, 3600, NULL, NULL, v);
+    enroll_as(&a, F.keys[7], "device-race", v, NULL, "tx-ot-race-1");
+    enroll_as(&b, F.keys[8], "device-race", v, NULL, "tx-ot-race-2");
+    expect_success(&a);
+    expect_success(&b);
+    commit_both(&a, &b, STORE_OK, STORE_CONFLICT);
+    pass_again(&b);
+    EXPECT_REFUSAL(&b, REJ_CHAL_USED, "challenge_used", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&a);
+    outcome_clear(&b);
+
+    /* issued and signed, but never committed (a store error, or a shutdown): not consumed */
+    add_challenge("onetime", now, 3600, NULL, NULL, v);
+    enroll_as(&a, F.keys[9], "device-lost", v, NULL, "tx-ot-lost-1");
+    expect_success(&a);
+    outcome_clear(&a);
+    enroll_as(&a, F.keys[9], "device-lost", v, NULL, "tx-ot-lost-2");
+    expect_success(&a);
+    commit(&a);
+    outcome_clear(&a);
+    X509_free(ss);
+}
+
+/* Manual approval: a second request of a transaction that was worked before the first was
+ * stored is refused by the store (the request exists) and answered from it: txid_conflict for
+ * another key, PENDING for the same one; with a one-time challenge too. */
+static void test_pending_conflict(void **state)
+{
+    (void)state;
+    outcome a, b;
+    char v[CHALLENGE_VALUE_LEN + 1];
+    F.ectx.issuer = F.pis;
+    snprintf(F.url_profile, sizeof(F.url_profile), "manual");
+
+    enroll_as(&a, F.keys[7], "device-md", CHALLENGE, NULL, "tx-md-1");
+    enroll_as(&b, F.keys[8], "device-md", CHALLENGE, NULL, "tx-md-1");
+    assert_int_equal(a.res.status, SCEPC_PENDING);
+    assert_int_equal(b.res.status, SCEPC_PENDING);
+    commit_both(&a, &b, STORE_OK, STORE_CONFLICT);
+    pass_again(&b);
+    EXPECT_REFUSAL(&b, REJ_TXID_CONFLICT, "txid_conflict", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&a);
+    outcome_clear(&b);
+
+    enroll_as(&a, F.keys[9], "device-md", CHALLENGE, NULL, "tx-md-2");
+    enroll_as(&b, F.keys[9], "device-md", CHALLENGE, NULL, "tx-md-2");
+    commit_both(&a, &b, STORE_OK, STORE_CONFLICT);
+    pass_again(&b);
+    assert_true(b.parsed);
+    assert_int_equal(b.res.status, SCEPC_PENDING);
+    assert_int_equal(b.next, JOB_DELIVER);
+    outcome_clear(&a);
+    outcome_clear(&b);
+
+    snprintf(F.url_profile, sizeof(F.url_profile), "manual-ot");
+    add_challenge("manual-ot", (int64_t)time(NULL), 3600, NULL, NULL, v);
+    enroll_as(&a, F.keys[10], "device-mot", v, NULL, "tx-mot-1");
+    enroll_as(&b, F.keys[11], "device-mot", v, NULL, "tx-mot-1");
+    assert_int_equal(a.res.status, SCEPC_PENDING);
+    assert_non_null(a.j->put.cond);
+    commit_both(&a, &b, STORE_OK, STORE_CONFLICT);
+    pass_again(&b);
+    EXPECT_REFUSAL(&b, REJ_TXID_CONFLICT, "txid_conflict", SCEP_FAIL_BADREQUEST);
+    outcome_clear(&a);
+    outcome_clear(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1567,6 +1885,11 @@ int main(void)
         cmocka_unit_test_setup(test_profile_rules, reset_ctx),
         cmocka_unit_test_setup(test_request_denied, reset_ctx),
         cmocka_unit_test_setup(test_onetime_challenges, reset_ctx),
+        cmocka_unit_test_setup(test_renewal_lane, reset_ctx),
+        cmocka_unit_test_setup(test_renewal_legacy_record, reset_ctx),
+        cmocka_unit_test_setup(test_renewal_pending_poll, reset_ctx),
+        cmocka_unit_test_setup(test_onetime_atomic, reset_ctx),
+        cmocka_unit_test_setup(test_pending_conflict, reset_ctx),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

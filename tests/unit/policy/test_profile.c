@@ -576,6 +576,58 @@ static void test_renewal(void **state)
     assert_int_equal(profile_renewal_allowed(&p, (time_t)(na - 1), nb, na), PROFILE_RENEWAL_EARLY);
 }
 
+/* The renewal lane: keys, defaults, and profile_check_renewal. */
+static void test_renewal_binding(void **state)
+{
+    (void)state;
+    profile p;
+    parse_ok("", &p);
+    assert_int_equal(p.renew_from_count, 0);
+    assert_int_equal(p.renew_may_change, 0);
+    assert_int_equal(p.approve_renewals, 1);
+    parse_ok("name = wifi-v2\nrenew_from = wifi-v1, wifi.old\nrenew_may_change = san\n"
+             "approve_renewals = no\n", &p);
+    assert_int_equal(p.renew_from_count, 2);
+    assert_string_equal(p.renew_from[0], "wifi-v1");
+    assert_string_equal(p.renew_from[1], "wifi.old");
+    assert_int_equal(p.renew_may_change, PROFILE_RENEW_SAN);
+    assert_int_equal(p.approve_renewals, 0);
+    expect_err("renew_from = bad/name\n", "bad renew_from name");
+    expect_err("renew_from = a b c d e f g h i\n", "too many renew_from");
+    expect_err("renew_may_change = key\n", "unknown renew_may_change entry 'key'");
+    expect_err("approve_renewals = maybe\n", "bad approve_renewals");
+
+    X509_NAME *a = name1("CN", "dev-1", MBSTRING_UTF8), *b = name1("CN", "dev-2", MBSTRING_UTF8);
+    GENERAL_NAMES *s1 = sans("dns:a.example,dns:b.example"), *s2 = sans("dns:b.example,dns:a.example");
+    GENERAL_NAMES *s3 = sans("dns:a.example");
+    /* its own profile, or one renew_from names; a record without one is "default" */
+    assert_int_equal(profile_check_renewal(&p, "wifi-v2", a, s1, a, s2), PROFILE_OK);
+    assert_int_equal(profile_check_renewal(&p, "wifi-v1", a, s1, a, s2), PROFILE_OK);
+    assert_int_equal(profile_check_renewal(&p, "other", a, s1, a, s1), PROFILE_RENEWAL_PROFILE);
+    assert_int_equal(profile_check_renewal(&p, "", a, s1, a, s1), PROFILE_RENEWAL_PROFILE);
+    profile d;
+    parse_ok("name = default\n", &d);
+    assert_int_equal(profile_check_renewal(&d, "", a, NULL, a, NULL), PROFILE_OK);
+    /* subject and SANs as the old certificate's, unless renew_may_change */
+    assert_int_equal(profile_check_renewal(&d, "default", a, NULL, b, NULL), PROFILE_RENEWAL_SUBJECT);
+    assert_int_equal(profile_check_renewal(&d, "default", a, s1, a, s3), PROFILE_RENEWAL_SAN);
+    assert_int_equal(profile_check_renewal(&d, "default", a, NULL, a, s3), PROFILE_RENEWAL_SAN);
+    assert_int_equal(profile_check_renewal(&d, "default", a, s3, a, NULL), PROFILE_RENEWAL_SAN);
+    assert_int_equal(profile_check_renewal(&p, "wifi-v2", a, s1, a, s3), PROFILE_OK);
+    assert_int_equal(profile_check_renewal(&p, "wifi-v2", a, s1, b, s1), PROFILE_RENEWAL_SUBJECT);
+    /* an "override" source is not compared (the old certificate's is kept) */
+    parse_ok("name = default\nsubject_source = override\nsan_source = override\n", &d);
+    assert_int_equal(profile_check_renewal(&d, "default", a, s1, b, s3), PROFILE_OK);
+    assert_int_equal(reject_failinfo(issue_profile_reject(PROFILE_RENEWAL_PROFILE)),
+                     SCEP_FAIL_BADREQUEST);
+    assert_string_equal(profile_result_diag(PROFILE_RENEWAL_SUBJECT), "renewal_subject");
+    X509_NAME_free(a);
+    X509_NAME_free(b);
+    GENERAL_NAMES_free(s1);
+    GENERAL_NAMES_free(s2);
+    GENERAL_NAMES_free(s3);
+}
+
 static void test_select(void **state)
 {
     (void)state;
@@ -829,6 +881,7 @@ int main(void)
         cmocka_unit_test(test_validity),
         cmocka_unit_test(test_requested),
         cmocka_unit_test(test_renewal),
+        cmocka_unit_test(test_renewal_binding),
         cmocka_unit_test(test_select),
         cmocka_unit_test(test_add_extensions_default),
         cmocka_unit_test(test_add_extensions_profiles),

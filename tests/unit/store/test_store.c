@@ -1424,10 +1424,175 @@ static void test_aux_writer(void **state)
     assert_int_equal(u.calls, 1);
 }
 
+/* ---- conditional puts: a certificate or an insert that also consumes a token ---- */
+
+/* Condition: the token must read "fresh"; it is then rewritten "used". */
+static int once_fn(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
+                   size_t *nl)
+{
+    int *calls = arg;
+    (*calls)++;
+    if (cur == NULL || cur_len != 5 || memcmp(cur, "fresh", 5) != 0)
+        return 9;
+    *nv = (const uint8_t *)"used";
+    *nl = 4;
+    return 0;
+}
+
+static void guard(store_put *p, const char *token, int *calls)
+{
+    p->cond_db = STORE_DB_CHALLENGES;
+    p->cond_key = token;
+    p->cond_key_len = strlen(token);
+    p->cond = once_fn;
+    p->cond_arg = calls;
+}
+
+static void insert_put(store_put *p, int db, const char *key, const char *val)
+{
+    memset(p, 0, sizeof(*p));
+    p->kind = STORE_PUT_INSERT;
+    p->aux_db = db;
+    p->aux_key = key;
+    p->aux_key_len = strlen(key);
+    p->aux_val = val;
+    p->aux_val_len = strlen(val);
+}
+
+/* The value of an auxiliary record as text ("" when absent). */
+static void aux_text(store *s, int db, const char *key, char *out, size_t cap)
+{
+    store_reader *r = NULL;
+    const uint8_t *v = NULL;
+    size_t vl = 0;
+    assert_int_equal(store_reader_create(s, &r), 0);
+    assert_int_equal(store_reader_begin(r), 0);
+    int rc = store_get_aux(r, db, key, strlen(key), &v, &vl);
+    snprintf(out, cap, "%.*s", rc == 0 ? (int)vl : 0, rc == 0 ? (const char *)v : "");
+    store_reader_destroy(r);
+}
+
+static void test_insert_and_conditions(void **state)
+{
+    struct fixture *f = *state;
+    store_put p, q;
+    char got[64];
+    int calls = 0;
+    open_store(f, 0);
+
+    insert_put(&p, STORE_DB_CHALLENGES, "tok1", "fresh");
+    assert_int_equal(store_put_sync(f->s, &p), 0);
+    assert_int_equal(p.result, STORE_OK);
+    insert_put(&p, STORE_DB_CHALLENGES, "tok1", "other");
+    assert_int_equal(store_put_sync(f->s, &p), 0);
+    assert_int_equal(p.result, STORE_CONFLICT);
+    aux_text(f->s, STORE_DB_CHALLENGES, "tok1", got, sizeof(got));
+    assert_string_equal(got, "fresh");
+    insert_put(&p, STORE_DB_CHALLENGES, "tok2", "fresh");
+    assert_int_equal(store_put_sync(f->s, &p), 0);
+    insert_put(&p, STORE_DB_CHALLENGES, "tok3", "fresh");
+    assert_int_equal(store_put_sync(f->s, &p), 0);
+    insert_put(&p, STORE_DB_REQUESTS, "", "x");
+    assert_int_equal(store_put_sync(f->s, &p), 0);
+    assert_int_equal(p.result, -EINVAL);
+
+    /* two certificates paid by one token in one batch, and one without a condition: the
+     * first takes the token, the second is refused alone, the third is unaffected */
+    struct tput *t1 = make_put(1, 4, 64), *t2 = make_put(2, 4, 64), *t3 = make_put(3, 4, 64);
+    guard(&t1->put, "tok1", &calls);
+    guard(&t2->put, "tok1", &calls);
+    t1->put.next = &t2->put;
+    t2->put.next = &t3->put;
+    t3->put.next = NULL;
+    assert_int_equal(store_put_sync(f->s, &t1->put), 0);
+    assert_int_equal(t1->put.result, STORE_OK);
+    assert_int_equal(t1->put.cond_verdict, 0);
+    assert_int_equal(t2->put.result, STORE_CONFLICT);
+    assert_int_equal(t2->put.cond_verdict, 9);
+    assert_int_equal(t3->put.result, STORE_OK);
+    assert_int_equal(calls, 2);
+    assert_int_equal(count_of(f->s), 2);
+    aux_text(f->s, STORE_DB_CHALLENGES, "tok1", got, sizeof(got));
+    assert_string_equal(got, "used");
+
+    /* refused for its own reason (serial, then transactionID, already there): the token
+     * stays as it was */
+    struct tput *dup = make_put(1, 4, 64);
+    guard(&dup->put, "tok2", &calls);
+    assert_int_equal(put1(f->s, dup), STORE_DUP_SERIAL);
+    struct tput *dtx = make_put(4, 4, 64);
+    snprintf(dtx->txid, sizeof(dtx->txid), "txid-%08d", 3);
+    guard(&dtx->put, "tok2", &calls);
+    assert_int_equal(put1(f->s, dtx), STORE_DUP_TXID);
+    aux_text(f->s, STORE_DB_CHALLENGES, "tok2", got, sizeof(got));
+    assert_string_equal(got, "fresh");
+
+    /* an insert paid by a token: both, or (the record exists) neither */
+    insert_put(&p, STORE_DB_REQUESTS, "req1", "pending");
+    guard(&p, "tok2", &calls);
+    assert_int_equal(store_put_sync(f->s, &p), 0);
+    assert_int_equal(p.result, STORE_OK);
+    aux_text(f->s, STORE_DB_CHALLENGES, "tok2", got, sizeof(got));
+    assert_string_equal(got, "used");
+    insert_put(&q, STORE_DB_REQUESTS, "req1", "second");
+    guard(&q, "tok3", &calls);
+    assert_int_equal(store_put_sync(f->s, &q), 0);
+    assert_int_equal(q.result, STORE_CONFLICT);
+    assert_int_equal(q.cond_verdict, 0);
+    aux_text(f->s, STORE_DB_CHALLENGES, "tok3", got, sizeof(got));
+    assert_string_equal(got, "fresh");
+    aux_text(f->s, STORE_DB_REQUESTS, "req1", got, sizeof(got));
+    assert_string_equal(got, "pending");
+
+    /* a condition on another kind of put, or with a bad key: -EINVAL, nothing run */
+    int before = calls;
+    struct upd u = {.write = "z"};
+    aux_put(&p, STORE_DB_REQUESTS, "req2", &u);
+    guard(&p, "tok3", &calls);
+    assert_int_equal(store_put_sync(f->s, &p), 0);
+    assert_int_equal(p.result, -EINVAL);
+    insert_put(&p, STORE_DB_REQUESTS, "req2", "x");
+    guard(&p, "", &calls);
+    assert_int_equal(store_put_sync(f->s, &p), 0);
+    assert_int_equal(p.result, -EINVAL);
+    assert_int_equal(calls, before);
+    assert_int_equal(u.calls, 0);
+    assert_string_equal(store_strerror(STORE_CONFLICT),
+                        "refused by its condition, or the record exists");
+    free(t1);
+    free(t2);
+    free(t3);
+    free(dup);
+    free(dtx);
+}
+
+/* A record without a profile (as written before records named theirs) reads back without
+ * one: the enrollment layer counts it as the default profile (engine/policy/profile.h). */
+static void test_record_without_profile(void **state)
+{
+    struct fixture *f = *state;
+    store_reader *r = NULL;
+    store_cert c;
+    open_store(f, 0);
+    struct tput *t = make_put(7, 4, 80);
+    t->put.cert.profile = NULL;
+    t->put.cert.profile_len = 0;
+    assert_int_equal(put1(f->s, t), STORE_OK);
+    assert_int_equal(store_reader_create(f->s, &r), 0);
+    assert_int_equal(store_reader_begin(r), 0);
+    assert_int_equal(store_get_cert(r, t->put.cert.serial, &c), 0);
+    assert_cert_eq(&c, &t->put.cert);
+    assert_int_equal(c.profile_len, 0);
+    store_reader_destroy(r);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_insert_and_conditions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_without_profile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dup_serial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dup_txid, setup, teardown),
