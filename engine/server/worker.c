@@ -68,9 +68,9 @@ static job *queue_take(app *a)
 int worker_cancelled(void *arg, job *j)
 {
     app *a = arg;
-    /* After the one-time challenge was consumed in the store, the certificate must follow. */
-    if (!j->admitted || (j->kind != JOB_PKIOPERATION && j->kind != JOB_OCSP) ||
-        (j->kind == JOB_PKIOPERATION && j->pki.chal_done))
+    /* A one-time challenge is consumed only in the write transaction that records the
+     * certificate (engine/enroll/onetime.c), so dropping a job here never burns one. */
+    if (!j->admitted || (j->kind != JOB_PKIOPERATION && j->kind != JOB_OCSP))
         return 0;
     if (!shard_ref_live(a->shards[j->reply.ref.shard], j->reply.ref)) {
         admit_note(&a->admit, a->audit, ADMIT_GONE, j->peer);
