@@ -1,5 +1,6 @@
-/* store_pg: a list of puts in one transaction, the writer's group commit. Every refusal of a
- * put is decided without a failing statement (ON CONFLICT DO NOTHING, row locks, conditional
+/* store_pg: a list of puts in one transaction, the writer's group commit (certificate,
+ * revocation, CRL number, read-modify-write or insert of an auxiliary record, a certificate
+ * or insert under a condition). Every refusal of a put is decided without a failing statement (ON CONFLICT DO NOTHING, row locks, conditional
  * UPDATE), so one refused put never aborts its batch; a statement that fails does (the batch
  * error), and a deadlock or serialization failure against another node rolls the batch back
  * and runs it again. done (store_writer.c) runs only after COMMIT returned. */
@@ -183,15 +184,97 @@ static int put_update(pgc *w, store_put *p, bool *fatal)
     return -EAGAIN;
 }
 
+/* Adds an auxiliary record unless its key exists (STORE_CONFLICT, nothing written); a
+ * concurrent insert of the same key on another node waits for that node's commit. */
+static int put_insert(pgc *w, store_put *p, bool *fatal)
+{
+    int rc;
+    if (!store_aux_ok(p->aux_db, p->aux_key, p->aux_key_len) || p->aux_val == NULL ||
+        p->aux_val_len == 0)
+        return -EINVAL;
+    pgp a = {0};
+    pgp_i64(&a, p->aux_db);
+    pgp_bytes(&a, p->aux_key, p->aux_key_len);
+    pgp_bytes(&a, p->aux_val, p->aux_val_len);
+    PGresult *r = run(w, PG_INS_AUX, &a, &rc, fatal);
+    if (r == NULL)
+        return rc;
+    rc = PQntuples(r) == 1 ? STORE_OK : STORE_CONFLICT;
+    PQclear(r);
+    return rc;
+}
+
+/* A put's condition (store.h): the record is locked (SELECT ... FOR UPDATE) and cond decides
+ * on its committed value, so the same one-time challenge paying for two certificates on two
+ * nodes is consumed by one of them; the other's cond sees it consumed. *held keeps the
+ * result cond's input came from; *had says whether the record exists. */
+static int cond_check(pgc *w, store_put *p, PGresult **held, bool *had, const uint8_t **nv,
+                      size_t *nl, bool *fatal)
+{
+    int rc;
+    if ((p->kind != STORE_PUT_CERT && p->kind != STORE_PUT_INSERT) ||
+        !store_aux_ok(p->cond_db, p->cond_key, p->cond_key_len))
+        return -EINVAL;
+    pgp k = {0};
+    pgp_i64(&k, p->cond_db);
+    pgp_bytes(&k, p->cond_key, p->cond_key_len);
+    PGresult *r = run(w, PG_LOCK_AUX, &k, &rc, fatal);
+    if (r == NULL)
+        return rc;
+    const uint8_t *cur = NULL;
+    size_t cl = 0;
+    *had = PQntuples(r) == 1;
+    if (*had)
+        pg_col_bytes(r, 0, 0, &cur, &cl);
+    *held = r;
+    p->cond_verdict = p->cond(cur, cl, p->cond_arg, nv, nl);
+    return p->cond_verdict != 0 ? STORE_CONFLICT : STORE_OK;
+}
+
+/* Writes the condition's new value after its put wrote. */
+static int cond_write(pgc *w, store_put *p, bool had, const uint8_t *nv, size_t nl,
+                      bool *fatal)
+{
+    int rc;
+    pgp a = {0};
+    pgp_i64(&a, p->cond_db);
+    pgp_bytes(&a, p->cond_key, p->cond_key_len);
+    pgp_bytes(&a, nv, nl);
+    PGresult *r = run(w, had ? PG_SET_AUX : PG_INS_AUX, &a, &rc, fatal);
+    if (r == NULL)
+        return rc;
+    int written = had || PQntuples(r) == 1;
+    PQclear(r);
+    if (!written) {         /* created meanwhile by another node: run the batch again */
+        *fatal = true;
+        return -EAGAIN;
+    }
+    return STORE_OK;
+}
+
 static int put_one(pgc *w, store_put *p, bool *fatal)
 {
+    PGresult *held = NULL;
+    const uint8_t *cv = NULL;
+    size_t cl = 0;
+    bool had = false;
+    int rc;
+    if (p->cond != NULL &&
+        (rc = cond_check(w, p, &held, &had, &cv, &cl, fatal)) != STORE_OK)
+        goto out;
     switch (p->kind) {
-    case STORE_PUT_CERT:       return put_cert(w, p, fatal);
-    case STORE_PUT_REVOKE:     return put_revoke(w, p, fatal);
-    case STORE_PUT_CRL_NUMBER: return put_crl_number(w, p, fatal);
-    case STORE_PUT_UPDATE:     return put_update(w, p, fatal);
-    default:                   return -EINVAL;
+    case STORE_PUT_CERT:       rc = put_cert(w, p, fatal); break;
+    case STORE_PUT_REVOKE:     rc = put_revoke(w, p, fatal); break;
+    case STORE_PUT_CRL_NUMBER: rc = put_crl_number(w, p, fatal); break;
+    case STORE_PUT_UPDATE:     rc = put_update(w, p, fatal); break;
+    case STORE_PUT_INSERT:     rc = put_insert(w, p, fatal); break;
+    default:                   rc = -EINVAL; break;
     }
+    if (rc == STORE_OK && cv != NULL)
+        rc = cond_write(w, p, had, cv, cl, fatal);
+out:
+    PQclear(held);
+    return rc;
 }
 
 static int batch_once(pgc *w, store_put *list)

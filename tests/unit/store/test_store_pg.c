@@ -362,6 +362,128 @@ static void test_create_once(void **state)
     store_reader_end(f->r1);
 }
 
+/* ---- conditions: a one-time challenge pays for one certificate, cluster-wide ---- */
+
+struct condrace {
+    store *s;
+    int serial;
+    char txid[16];
+    pthread_barrier_t *go;
+    int result, cond_verdict;
+};
+
+static void *cond_race(void *arg)
+{
+    struct condrace *r = arg;
+    struct tcert t;
+    make_cert(&t, r->serial, r->txid, 3);
+    t.put.cond_db = STORE_DB_CHALLENGES;
+    t.put.cond_key = "otp";
+    t.put.cond_key_len = 3;
+    t.put.cond = consume;
+    pthread_barrier_wait(r->go);
+    store_put_sync(r->s, &t.put);
+    r->result = t.put.result;
+    r->cond_verdict = t.put.cond_verdict;
+    return NULL;
+}
+
+static void set_challenge(fix *f, const char *value)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO %s.scepd_aux VALUES (%d, convert_to('otp', 'UTF8'), "
+             "convert_to('%s', 'UTF8')) ON CONFLICT (db, key) DO UPDATE SET value = "
+             "EXCLUDED.value", f->schema, STORE_DB_CHALLENGES, value);
+    admin_sql(sql);
+}
+
+static void assert_challenge(fix *f, const char *value)
+{
+    const uint8_t *v;
+    size_t vl;
+    assert_int_equal(store_reader_begin(f->r1), 0);
+    assert_int_equal(store_get_aux(f->r1, STORE_DB_CHALLENGES, "otp", 3, &v, &vl), 0);
+    assert_int_equal(vl, strlen(value));
+    assert_memory_equal(v, value, vl);
+    store_reader_end(f->r1);
+}
+
+/* Two certificates under one challenge on two nodes at once: one is recorded, the other is
+ * refused (STORE_CONFLICT, its cond saw the challenge used). */
+static void test_condition_race(void **state)
+{
+    fix *f = *state;
+    for (int i = 0; i < 20; i++) {
+        set_challenge(f, "fresh");
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        struct condrace a = { f->s1, 100 + 2 * i, "", &go, -1, -1 };
+        struct condrace b = { f->s2, 101 + 2 * i, "", &go, -1, -1 };
+        snprintf(a.txid, sizeof(a.txid), "ca-%d", i);
+        snprintf(b.txid, sizeof(b.txid), "cb-%d", i);
+        pthread_t ta, tb;
+        assert_int_equal(pthread_create(&ta, NULL, cond_race, &a), 0);
+        assert_int_equal(pthread_create(&tb, NULL, cond_race, &b), 0);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        pthread_barrier_destroy(&go);
+        assert_int_equal((a.result == STORE_OK) + (b.result == STORE_OK), 1);
+        assert_int_equal((a.result == STORE_CONFLICT) + (b.result == STORE_CONFLICT), 1);
+        assert_int_equal(a.result == STORE_OK ? b.cond_verdict : a.cond_verdict, 1);
+        assert_challenge(f, "used");
+    }
+}
+
+/* A put refused for its own reason leaves its condition's record untouched; a refused
+ * condition writes nothing; an insert of an existing key is a conflict. */
+static void test_condition_all_or_nothing(void **state)
+{
+    fix *f = *state;
+    struct tcert first, dup;
+    make_cert(&first, 1, "tx-c1", 1);
+    assert_int_equal(store_put_sync(f->s1, &first.put), 0);
+    set_challenge(f, "fresh");
+    make_cert(&dup, 1, "tx-c2", 1);
+    dup.put.cond_db = STORE_DB_CHALLENGES;
+    dup.put.cond_key = "otp";
+    dup.put.cond_key_len = 3;
+    dup.put.cond = consume;
+    assert_int_equal(store_put_sync(f->s2, &dup.put), 0);
+    assert_int_equal(dup.put.result, STORE_DUP_SERIAL);
+    assert_challenge(f, "fresh");
+
+    store_put ins = { .kind = STORE_PUT_INSERT, .aux_db = STORE_DB_REQUESTS, .aux_key = "rq",
+                      .aux_key_len = 2, .aux_val = "v1", .aux_val_len = 2,
+                      .cond_db = STORE_DB_CHALLENGES, .cond_key = "otp", .cond_key_len = 3,
+                      .cond = consume };
+    assert_int_equal(store_put_sync(f->s1, &ins), 0);
+    assert_int_equal(ins.result, STORE_OK);
+    assert_challenge(f, "used");
+    store_put again = { .kind = STORE_PUT_INSERT, .aux_db = STORE_DB_REQUESTS, .aux_key = "rq",
+                        .aux_key_len = 2, .aux_val = "v2", .aux_val_len = 2 };
+    assert_int_equal(store_put_sync(f->s2, &again), 0);
+    assert_int_equal(again.result, STORE_CONFLICT);
+    store_put refused = { .kind = STORE_PUT_INSERT, .aux_db = STORE_DB_REQUESTS,
+                          .aux_key = "rq2", .aux_key_len = 3, .aux_val = "v", .aux_val_len = 1,
+                          .cond_db = STORE_DB_CHALLENGES, .cond_key = "otp",
+                          .cond_key_len = 3, .cond = consume };
+    assert_int_equal(store_put_sync(f->s2, &refused), 0);
+    assert_int_equal(refused.result, STORE_CONFLICT);
+    assert_int_equal(refused.cond_verdict, 1);
+    store_put revoke_cond = { .kind = STORE_PUT_REVOKE, .cond = consume, .cond_db = 0,
+                              .cond_key = "otp", .cond_key_len = 3 };
+    assert_int_equal(store_put_sync(f->s2, &revoke_cond), 0);
+    assert_int_equal(revoke_cond.result, -EINVAL);
+    const uint8_t *v;
+    size_t vl;
+    assert_int_equal(store_reader_begin(f->r2), 0);
+    assert_int_equal(store_get_aux(f->r2, STORE_DB_REQUESTS, "rq", 2, &v, &vl), 0);
+    assert_memory_equal(v, "v1", 2);
+    assert_int_equal(store_get_aux(f->r2, STORE_DB_REQUESTS, "rq2", 3, &v, &vl), STORE_NOTFOUND);
+    store_reader_end(f->r2);
+}
+
 /* The connections of both nodes are killed on the server: the next calls fail (no
  * connection), and the store answers again once it reconnected (after the backoff). */
 static void test_reconnect(void **state)
@@ -441,6 +563,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_crl_number, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consume_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_condition_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_condition_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
     };
