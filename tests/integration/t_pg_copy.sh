@@ -77,4 +77,12 @@ ctl "$STATE/node-a.conf" cert list > pg2.list
 ctl back.conf cert list > back.list
 check "the LMDB copy lists what PostgreSQL holds" sh -c "cmp pg2.list back.list && [ \$(wc -l < back.list) -ge 5 ]"
 check "the LMDB copy keeps the revocation" sh -c "ctl_out=\$('$BUILD/scepctl' -c back.conf cert list --revoked); echo \"\$ctl_out\" | grep -qi '^$S2 '"
+
+# --- the configuration keys ---
+sed 's|^path = store|backend = postgres|' "$CONF" > bad1.conf
+check "[store] backend = postgres (a typo) is refused" \
+  sh -c "! '$BUILD/scepctl' -c bad1.conf cert count 2>bad1.err && grep -q \"bad \[store\] backend 'postgres'\" bad1.err"
+sed 's|^path = store|backend = postgresql|' "$CONF" > bad2.conf
+check "[store] backend = postgresql without conninfo is refused" \
+  sh -c "! '$BUILD/scepctl' -c bad2.conf cert count 2>bad2.err && grep -q 'needs conninfo' bad2.err"
 finish
