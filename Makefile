@@ -42,9 +42,18 @@ test-mutants: deps
 bench: build
 	@bench/run.sh $(if $(FULL),--full,)
 
+# libFuzzer targets (clang): every library they link is instrumented too. fuzz-run (not CI)
+# runs each target FUZZ_SECONDS (default 300) in turn and prints executions, edges, corpus
+# and findings per target; new inputs go to a scratch folder (tests/fuzz/run.sh, docs/fuzzing.md).
+FUZZ_SECONDS ?= 300
+
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DSCEPD_FUZZ=ON >/dev/null
 	@cmake --build build-fuzz -j $(JOBS)
+
+.PHONY: fuzz-run
+fuzz-run: fuzz
+	@FUZZ_BUILD=build-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
 
 # The Debian package, built in its own directory (prefix /usr, dpkg-buildflags hardening):
 # packaging/build-deb.sh, docs/packaging.md.

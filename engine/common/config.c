@@ -31,6 +31,7 @@ enum cfg_type {
     T_LOG,      /* T_PATH, except "-" (stdout) stays as is              */
     T_MODE,     /* pkcs11 | file                                        */
     T_BOOL,     /* yes/no/true/false/1/0 into int                       */
+    T_LISTEN_TLS, /* host:port into tls_listen_host / tls_listen_port   */
 };
 
 struct cfg_key {
@@ -91,6 +92,10 @@ static const struct cfg_key cfg_keys[] = {
     { "ocsp", "validity",          T_SEC,  F(ocsp_validity_s), 60000, 7 * CFG_DAY_MS },
     { "ocsp", "nonce",             T_BOOL, F(ocsp_nonce), 0, 0 },
     { "admin", "token_file",       T_PATH, F(admin_token_file), 0, 0 },
+    { "tls", "listen",             T_LISTEN_TLS, F(tls_listen_port), 0, 0 },
+    { "tls", "cert",               T_PATH, F(tls_cert), 0, 0 },
+    { "tls", "key",                T_PATH, F(tls_key), 0, 0 },
+    { "tls", "min_version",        T_STR,  F(tls_min_version), 0, 0 },
 };
 
 /* Removed switches: "off" still loads (configurations copied from older examples carry
@@ -104,7 +109,7 @@ static const struct { const char *section, *name, *replaced_by; } cfg_retired[] 
 };
 
 static const char *const cfg_sections[] = { "server", "keys", "store", "issue", "crl", "ocsp",
-                                            "admin" };
+                                            "admin", "tls" };
 
 static void set_str(char *dst, size_t size, const char *src)
 {
@@ -144,6 +149,7 @@ void config_defaults(config *cfg)
     set_str(cfg->ocsp_key_label, sizeof(cfg->ocsp_key_label), "ocsp");
     cfg->ocsp_validity_s = 3600;
     cfg->ocsp_nonce = 1;
+    set_str(cfg->tls_min_version, sizeof(cfg->tls_min_version), "1.2");
 }
 
 /* Parses an unsigned decimal number with an optional unit suffix; returns the suffix. */
@@ -292,6 +298,9 @@ static int apply_key(config *cfg, const struct cfg_key *k, const char *v, const 
     case T_LISTEN:
         return parse_listen(v, cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port,
                             why, whylen);
+    case T_LISTEN_TLS:
+        return parse_listen(v, cfg->tls_listen_host, sizeof(cfg->tls_listen_host),
+                            &cfg->tls_listen_port, why, whylen);
     case T_INT: {
         unsigned long long n;
         const char *end = parse_uint(v, &n);

@@ -92,6 +92,14 @@ typedef struct config {
     /* [admin] */
     char     admin_token_file[CONFIG_PATH_MAX]; /* bearer token for /admin/...; empty:
                                               the admin API is disabled (404)        */
+
+    /* [tls] (docs/configuration.md, [tls]; docs/http.md, TLS) */
+    char     tls_listen_host[64];          /* listen = 0.0.0.0:8443; empty (default): no
+                                              HTTPS listener                         */
+    uint16_t tls_listen_port;
+    char     tls_cert[CONFIG_PATH_MAX];    /* PEM: server certificate, then its chain */
+    char     tls_key[CONFIG_PATH_MAX];     /* PEM private key file; never a token key */
+    char     tls_min_version[8];           /* min_version = 1.2 | 1.3                */
 } config;
 
 /* Fills *cfg with defaults (every field valid). */

@@ -58,16 +58,21 @@ struct io_uring_sqe *shard_get_sqe(shard *s)
 
 void shard_arm_accept(shard *s)
 {
-    if (s->accept_armed || s->accept_paused || s->nfree == 0 || s->stopping)
+    if (s->accept_paused || s->nfree == 0 || s->stopping)
         return;
-    struct io_uring_sqe *sqe = shard_get_sqe(s);
-    if (sqe == NULL)
-        return;
-    s->acc_len = sizeof(s->acc_addr);
-    io_uring_prep_accept(sqe, s->lfd, (struct sockaddr *)&s->acc_addr, &s->acc_len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, ud_pack(OP_ACCEPT, 0, 0));
-    s->accept_armed = 1;
+    for (unsigned i = 0; i < s->nlst; i++) {
+        shard_listener *l = &s->lst[i];
+        if (l->armed)
+            continue;
+        struct io_uring_sqe *sqe = shard_get_sqe(s);
+        if (sqe == NULL)
+            return;
+        l->addr_len = sizeof(l->addr);
+        io_uring_prep_accept(sqe, l->fd, (struct sockaddr *)&l->addr, &l->addr_len,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+        io_uring_sqe_set_data64(sqe, ud_pack(OP_ACCEPT, i, 0));
+        l->armed = 1;
+    }
 }
 
 static void arm_tick(shard *s)
@@ -105,14 +110,14 @@ void shard_cancel_op(shard *s, uint64_t ud)
     io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, 0));
 }
 
-static void on_accept(shard *s, int res)
+static void on_accept(shard *s, shard_listener *l, int res)
 {
-    s->accept_armed = 0;
+    l->armed = 0;
     if (res >= 0) {
         if (s->stopping || s->nfree == 0)
             close(res);
         else
-            shard_conn_open(s, res);
+            shard_conn_open(s, res, l);
     } else {
         switch (-res) {
         case ECONNABORTED: case EINTR: case EAGAIN: case EPROTO: case ENETDOWN:
@@ -138,7 +143,10 @@ static void sweep(shard *s)
             continue;
         switch (c->st) {
         case C_READ:
-            if (c->req_start != 0) {
+            if (c->tls != NULL && !tls_conn_ready(c->tls)) {
+                if (s->header_to_ms > 0 && now - c->req_start >= (uint64_t)s->header_to_ms)
+                    shard_tls_handshake_timeout(s, c);
+            } else if (c->req_start != 0) {
                 if (s->header_to_ms > 0 && now - c->req_start >= (uint64_t)s->header_to_ms)
                     shard_send_error(s, c, 408);
             } else if (s->idle_to_ms > 0 && now - c->last_active >= (uint64_t)s->idle_to_ms) {
@@ -212,9 +220,12 @@ static void on_cqe(shard *s, const struct io_uring_cqe *cqe)
     enum op op = (enum op)(ud >> 56);
     s->inflight--;
     switch (op) {
-    case OP_ACCEPT:
-        on_accept(s, cqe->res);
+    case OP_ACCEPT: {
+        uint32_t li = (uint32_t)(ud >> 32) & SHARD_SLOT_MAX;
+        if (li < s->nlst)
+            on_accept(s, &s->lst[li], cqe->res);
         break;
+    }
     case OP_TICK:
         on_tick(s);
         break;
@@ -266,7 +277,7 @@ int shard_create(const config *cfg, uint32_t index, shard_handler_fn fn, void *c
         rc = -ENOMEM;
         goto out;
     }
-    s->lfd = s->efd = -1;
+    s->efd = -1;
     s->index = index;
     s->fn = fn;
     s->ctx = ctx;
@@ -308,7 +319,7 @@ int shard_create(const config *cfg, uint32_t index, shard_handler_fn fn, void *c
         rc = -errno;
         goto out;
     }
-    rc = shard_open_listener(cfg, &s->lfd, &s->port);
+    rc = shard_add_listener(s, cfg->listen_host, cfg->listen_port, NULL, NULL);
     if (rc != 0)
         goto out;
     struct io_uring_params p;
@@ -331,6 +342,24 @@ out:
     }
     shard_destroy(s);
     return rc;
+}
+
+int shard_add_listener(shard *s, const char *host, uint16_t port, tls_ctx *tls,
+                       uint16_t *port_out)
+{
+    if (s->nlst == SHARD_LISTEN_MAX)
+        return -ENOSPC;
+    shard_listener *l = &s->lst[s->nlst];
+    memset(l, 0, sizeof(*l));
+    int rc = shard_open_listener(host, port, &l->fd, &l->port);
+    if (rc != 0)
+        return rc;
+    l->kind = tls != NULL ? SHARD_LISTEN_TLS : SHARD_LISTEN_PLAIN;
+    l->tls = tls != NULL ? tls_ctx_ref(tls) : NULL;
+    s->nlst++;
+    if (port_out != NULL)
+        *port_out = l->port;
+    return 0;
 }
 
 void shard_set_flush(shard *s, shard_flush_fn fn)
@@ -459,6 +488,7 @@ void shard_destroy(shard *s)
                 c->reply->release(c->reply);
             free(c->rbuf);
             free(c->wbuf);
+            tls_conn_destroy(c->tls);
         }
     }
     shard_reply *r = s->pend_head;
@@ -467,8 +497,10 @@ void shard_destroy(shard *s)
         r->release(r);
         r = next;
     }
-    if (s->lfd >= 0)
-        close(s->lfd);
+    for (unsigned i = 0; i < s->nlst; i++) {
+        close(s->lst[i].fd);
+        tls_ctx_free(s->lst[i].tls);
+    }
     if (s->efd >= 0)
         close(s->efd);
     if (s->mu_ok)
@@ -480,7 +512,15 @@ void shard_destroy(shard *s)
 
 uint16_t shard_port(const shard *s)
 {
-    return s->port;
+    return s->nlst > 0 ? s->lst[0].port : 0;
+}
+
+uint16_t shard_listen_port(const shard *s, enum shard_listen_kind kind)
+{
+    for (unsigned i = 0; i < s->nlst; i++)
+        if (s->lst[i].kind == kind)
+            return s->lst[i].port;
+    return 0;
 }
 
 size_t shard_conn_count(const shard *s)

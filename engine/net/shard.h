@@ -1,4 +1,5 @@
-/* shard: one thread, one io_uring, one SO_REUSEPORT listener, its own connections.
+/* shard: one thread, one io_uring, SO_REUSEPORT listeners (plain HTTP, and HTTPS when
+ * given a TLS context), its own connections.
  *
  * A shard accepts connections, reads and parses HTTP/1.1 requests (keep-alive, pipelining:
  * requests on one connection are answered in order, one at a time), enforces the limits of
@@ -11,6 +12,10 @@
  * shard_deliver(): one lock and one eventfd write per list, drained by the shard in a batch.
  * A reply for a connection that has since closed (slot reused: generation differs) is
  * released without being sent.
+ *
+ * On a TLS listener the same connection machine runs over tls.h: the handshake first
+ * (bounded by the header timeout), then records decrypted into the parser's buffer and
+ * responses encrypted before they are sent; limits, timeouts and pipelining are the same.
  */
 #ifndef SCEPD_SHARD_H
 #define SCEPD_SHARD_H
@@ -20,8 +25,12 @@
 
 #include "engine/common/config.h"
 #include "engine/net/http.h"
+#include "engine/net/tls.h"
 
 typedef struct shard shard;
+
+/* What a listening socket speaks. */
+enum shard_listen_kind { SHARD_LISTEN_PLAIN = 0, SHARD_LISTEN_TLS = 1 };
 
 /* Identifies one connection of one shard at one point in time. */
 typedef struct conn_ref {
@@ -72,12 +81,21 @@ typedef int (*shard_handler_fn)(void *ctx, const http_request *req, const uint8_
  * one wake-up per batch, not per request). */
 typedef void (*shard_flush_fn)(void *ctx, uint32_t shard_index);
 
-/* Creates the ring and the listener (SO_REUSEPORT on cfg->listen_host:listen_port).
- * Returns 0 or -errno. */
+/* Creates the ring and the plain HTTP listener (SO_REUSEPORT on cfg->listen_host:
+ * listen_port). Returns 0 or -errno. */
 int  shard_create(const config *cfg, uint32_t index, shard_handler_fn fn, void *ctx,
                   shard **out);
+/* Adds a listener on host:port (SO_REUSEPORT) before shard_run: plain HTTP when tls is
+ * NULL, else HTTPS with that context (the shard takes its own reference). *port_out (may be
+ * NULL) gets the bound port. Returns 0, -ENOSPC when the shard has its maximum of
+ * listeners, or -errno. */
+int  shard_add_listener(shard *s, const char *host, uint16_t port, tls_ctx *tls,
+                        uint16_t *port_out);
 /* Called on the shard thread when the shard itself refuses a request (400/408/413/414/431/
- * 501/505 from the parser or a timer, 500 on an internal error), so the app can audit it. */
+ * 501/505 from the parser or a timer, 500 on an internal error), so the app can audit it.
+ * A TLS connection that fails its handshake is reported too, with a reason starting
+ * "tls: ": 400 (garbage, an alert, plain HTTP on the TLS port: that one is answered with a
+ * plain-text 400) or 408 (no complete handshake within the header timeout). */
 typedef void (*shard_reject_fn)(void *ctx, int status, const char *reason, const char *peer);
 
 /* Sets the end-of-batch hook (before shard_run; optional). */
@@ -92,12 +110,14 @@ void shard_stop(shard *s);
 void shard_destroy(shard *s);
 /* Hands a list of replies to the shard (any thread). */
 void shard_deliver(shard *s, shard_reply *list);
-/* Port the listener is bound to (useful when listen_port is 0). */
+/* Port the plain listener of shard_create is bound to (useful when listen_port is 0). */
 uint16_t shard_port(const shard *s);
 /* 1 while the connection ref names is still open (its slot generation has not moved), 0
  * once it closed; any thread, a snapshot (an open connection may close right after). Lets
  * the app drop work whose client has gone. */
 int shard_ref_live(const shard *s, conn_ref ref);
+/* Port of the first listener of that kind, 0 if there is none. */
+uint16_t shard_listen_port(const shard *s, enum shard_listen_kind kind);
 /* Connections currently holding a slot (open or still closing); any thread, a snapshot for
  * metrics and tests. */
 size_t shard_conn_count(const shard *s);

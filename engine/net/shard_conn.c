@@ -37,6 +37,8 @@ void shard_conn_finalize(shard *s, conn *c)
         c->wbuf = NULL;
         c->wcap = 0;
     }
+    tls_conn_destroy(c->tls);
+    c->tls = NULL;
     c->st = C_FREE;
     s->freelist[s->nfree++] = slot_of(s, c);
     atomic_fetch_sub(&s->nused, 1);
@@ -64,7 +66,7 @@ void shard_conn_close(shard *s, conn *c)
         shard_conn_finalize(s, c);
 }
 
-static int rbuf_reserve(shard *s, conn *c, size_t want_free)
+int shard_rbuf_reserve(shard *s, conn *c, size_t want_free)
 {
     if (c->rpos == c->rlen) {
         c->rpos = c->rlen = 0;
@@ -88,18 +90,27 @@ static int rbuf_reserve(shard *s, conn *c, size_t want_free)
     return 0;
 }
 
+size_t shard_rbuf_want(const conn *c)
+{
+    size_t want = RBUF_MIN_FREE;
+    if (c->head_ok && c->head_len + c->body_len > c->rlen - c->rpos)
+        want = c->head_len + c->body_len - (c->rlen - c->rpos);
+    return want;
+}
+
 /* Keeps one recv outstanding while there is room: it also notices a client that goes away
  * while its request is with the app. The buffer moves only here, when no recv is running. */
 void shard_ensure_recv(shard *s, conn *c)
 {
+    if (c->tls != NULL) {
+        shard_tls_ensure_recv(s, c);
+        return;
+    }
     if (c->fd < 0 || c->recv_busy || c->peer_eof || s->stopping)
         return;
     if (c->st == C_LINGER)
         c->rpos = c->rlen = 0;
-    size_t want = RBUF_MIN_FREE;
-    if (c->head_ok && c->head_len + c->body_len > c->rlen - c->rpos)
-        want = c->head_len + c->body_len - (c->rlen - c->rpos);
-    if (rbuf_reserve(s, c, want) != 0) {
+    if (shard_rbuf_reserve(s, c, shard_rbuf_want(c)) != 0) {
         shard_conn_close(s, c);
         return;
     }
@@ -214,6 +225,10 @@ void shard_on_recv(shard *s, conn *c, int res)
         shard_conn_close(s, c);
         return;
     }
+    if (c->tls != NULL) {
+        shard_tls_on_recv(s, c, (size_t)res);
+        return;
+    }
     if (c->st == C_LINGER) {
         c->rpos = c->rlen = 0;
     } else {
@@ -240,12 +255,20 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t out
     }
 }
 
-void shard_conn_open(shard *s, int fd)
+void shard_conn_open(shard *s, int fd, shard_listener *l)
 {
+    tls_conn *t = NULL;
+    if (l->tls != NULL && tls_conn_create(l->tls, &t) != 0) {
+        close(fd);      /* out of memory: this connection's problem only */
+        return;
+    }
     uint32_t slot = s->freelist[--s->nfree];
     conn *c = &s->conns[slot];
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->tls = t;
+    c->listener = (uint8_t)(l - s->lst);
+    c->tls_bye = 0;
     c->fd = fd;
     c->st = C_READ;
     c->recv_busy = c->send_busy = c->close_after = c->keep_alive = 0;
@@ -253,9 +276,10 @@ void shard_conn_open(shard *s, int fd)
     c->rpos = c->rlen = 0;
     c->scanned = c->parsed_at = c->head_len = c->body_len = 0;
     c->reply = NULL;
-    c->req_start = 0;
+    /* A handshake is bounded by the header timeout from the accept on. */
+    c->req_start = t != NULL ? s->now : 0;
     c->last_active = s->now;
-    format_peer(&s->acc_addr, c->peer, sizeof(c->peer));
+    format_peer(&l->addr, c->peer, sizeof(c->peer));
     atomic_fetch_add(&s->nused, 1);
     shard_ensure_recv(s, c);
 }

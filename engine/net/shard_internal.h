@@ -4,7 +4,9 @@
  *                   timeouts, reply delivery, create/run/stop/destroy
  *   shard_conn.c    one connection: open, receive, parse and dispatch, close, finalize
  *   shard_send.c    writing responses and what follows a sent one (keep-alive, linger)
- *   shard_listen.c  the listening socket
+ *   shard_listen.c  the listening sockets (each tagged plain or TLS)
+ *   shard_tls.c     a TLS connection: handshake, decrypting into the read buffer,
+ *                   encrypting responses (over tls.h)
  *
  * Everything here runs on the shard's own thread except where shard.h says otherwise.
  */
@@ -23,9 +25,11 @@
 #include "engine/common/config.h"
 #include "engine/net/http.h"
 #include "engine/net/shard.h"
+#include "engine/net/tls.h"
 
 #define SHARD_SLOT_MAX     ((1u << 24) - 1)
 #define RBUF_INITIAL       (16 * 1024)
+#define SHARD_LISTEN_MAX   4
 
 enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_TICK, OP_EVENT, OP_CANCEL };
 
@@ -43,22 +47,36 @@ typedef struct conn {
     _Atomic uint32_t gen;                /* read by other threads: shard_ref_live */
     enum conn_state st;
     unsigned        recv_busy : 1, send_busy : 1, close_after : 1, keep_alive : 1,
-                    peer_eof : 1, head_ok : 1;
+                    peer_eof : 1, head_ok : 1, tls_bye : 1;
+    uint8_t         listener;            /* index of the listener that accepted it */
+    tls_conn       *tls;                 /* NULL on a plain connection */
     char           *rbuf;
     size_t          rcap, rpos, rlen;    /* unconsumed input is rbuf[rpos..rlen) */
     size_t          scanned, parsed_at;  /* bytes of the current request scanned / parsed */
     size_t          head_len, body_len;  /* valid when head_ok */
     char           *wbuf;
     size_t          wcap;
-    struct iovec    iov[2];
+    struct iovec    iov[2];              /* the response; plaintext under TLS */
     int             iov_idx, iov_cnt;
     struct msghdr   msg;
     shard_reply    *reply;               /* deferred reply whose body is being sent */
-    uint64_t        req_start;           /* ms of the first byte of the request, 0 if none */
+    uint64_t        req_start;           /* ms of the first byte of the request (of the
+                                            connection while a TLS handshake runs), 0 if none */
     uint64_t        last_active;         /* ms of the last progress (idle, send stall) */
     uint64_t        linger_until;
     char            peer[64];
 } conn;
+
+/* One listening socket; accepts on it are armed and completed independently. */
+typedef struct shard_listener {
+    int               fd;
+    uint16_t          port;
+    enum shard_listen_kind kind;
+    tls_ctx          *tls;               /* a reference; NULL for plain */
+    int               armed;
+    struct sockaddr_storage addr;        /* of the connection being accepted */
+    socklen_t         addr_len;
+} shard_listener;
 
 struct shard {
     uint32_t          index;
@@ -74,13 +92,12 @@ struct shard {
     struct io_uring   ring;
     int               ring_ok;
     unsigned          inflight;          /* submitted operations without a completion */
-    int               lfd, efd;
-    uint16_t          port;
+    shard_listener    lst[SHARD_LISTEN_MAX];
+    unsigned          nlst;
+    int               efd;
     uint64_t          evbuf;
     struct __kernel_timespec tick_ts;
-    struct sockaddr_storage  acc_addr;
-    socklen_t         acc_len;
-    int               accept_armed, accept_paused, tick_armed, ev_armed, stopping;
+    int               accept_paused, tick_armed, ev_armed, stopping;
 
     conn             *conns;
     uint32_t          max;
@@ -98,7 +115,8 @@ struct shard {
     char              date[40];
 };
 
-/* user_data of a submission: op (8 bits) | slot (24 bits) | generation (32 bits). */
+/* user_data of a submission: op (8 bits) | slot (24 bits) | generation (32 bits). An
+ * accept carries its listener's index as the slot. */
 static inline uint64_t ud_pack(enum op op, uint32_t slot, uint32_t gen)
 {
     return (uint64_t)op << 56 | (uint64_t)(slot & SHARD_SLOT_MAX) << 32 | gen;
@@ -114,22 +132,29 @@ static inline uint32_t slot_of(const shard *s, const conn *c)
 /* A submission queue entry, counted as in flight; submits to make room when the SQ ring is
  * full. NULL if there is still none. */
 struct io_uring_sqe *shard_get_sqe(shard *s);
-/* Arms the accept unless one is armed, accepting is paused, no slot is free or stopping. */
+/* Arms an accept on each listener without one, unless accepting is paused, no slot is free
+ * or the shard is stopping. */
 void shard_arm_accept(shard *s);
 /* Asks the kernel to cancel the operation with user_data ud. */
 void shard_cancel_op(shard *s, uint64_t ud);
 
 /* ---- one connection (shard_conn.c) ---- */
 
-/* Takes a free slot (the caller checked there is one) for the accepted fd; starts reading. */
-void shard_conn_open(shard *s, int fd);
+/* Takes a free slot (the caller checked there is one) for the fd accepted on listener l;
+ * starts reading (a TLS listener's connection starts with its handshake). */
+void shard_conn_open(shard *s, int fd, shard_listener *l);
 /* Closes the connection and cancels its operations; the slot is finalized when none is left
  * in the kernel. No-op on a closed connection. */
 void shard_conn_close(shard *s, conn *c);
 /* Releases the connection's reply and big buffers and returns the slot to the free list. */
 void shard_conn_finalize(shard *s, conn *c);
-/* Keeps one recv outstanding while there is room in the read buffer. */
+/* Keeps one recv outstanding while there is room in the read buffer (TLS: first decrypts
+ * what is buffered, and parses it in C_READ). */
 void shard_ensure_recv(shard *s, conn *c);
+/* Makes room in the read buffer for want_free more bytes (grows up to rbuf_max). 0/-ENOMEM. */
+int  shard_rbuf_reserve(shard *s, conn *c, size_t want_free);
+/* How many free bytes the next read into the read buffer should have. */
+size_t shard_rbuf_want(const conn *c);
 /* Parses and dispatches the requests already buffered while the connection is in C_READ. */
 void shard_process(shard *s, conn *c);
 /* A recv completed with res (bytes or -errno). */
@@ -144,11 +169,29 @@ void shard_start_response(shard *s, conn *c, const http_response *resp, shard_re
 void shard_send_error(shard *s, conn *c, int status);
 /* A send completed with res (bytes or -errno). */
 void shard_on_send(shard *s, conn *c, int res);
+/* Everything of the response has been sent: release the reply, then the next request or
+ * the linger that ends the connection. */
+void shard_response_done(shard *s, conn *c);
+/* Shuts the write side and drains input for a while before closing (after an error reply). */
+void shard_begin_linger(shard *s, conn *c);
 
-/* ---- the listening socket (shard_listen.c) ---- */
+/* ---- the listening sockets (shard_listen.c) ---- */
 
-/* Binds and listens on cfg's listen_host:listen_port with SO_REUSEPORT; returns 0 with the fd
- * and the bound port (useful when port 0 was asked), or -errno. */
-int shard_open_listener(const config *cfg, int *fd_out, uint16_t *port_out);
+/* Binds and listens on host:port with SO_REUSEPORT; returns 0 with the fd and the bound port
+ * (useful when port 0 was asked), or -errno. */
+int shard_open_listener(const char *host, uint16_t port, int *fd_out, uint16_t *port_out);
+
+/* ---- TLS connections (shard_tls.c) ---- */
+
+/* A recv of ciphertext completed with res > 0 bytes: handshake or decrypt, then parse. */
+void shard_tls_on_recv(shard *s, conn *c, size_t res);
+/* Arms a recv into the TLS input buffer (after decrypting what it holds). */
+void shard_tls_ensure_recv(shard *s, conn *c);
+/* Encrypts the next part of the response in c->iov and sends it, or sends what is queued. */
+void shard_tls_send(shard *s, conn *c);
+/* A send of ciphertext completed with res > 0 bytes. */
+void shard_tls_on_send(shard *s, conn *c, size_t res);
+/* The sweep found a handshake older than the header timeout: count it and close. */
+void shard_tls_handshake_timeout(shard *s, conn *c);
 
 #endif

@@ -1,5 +1,6 @@
-/* shard: the listening socket of a shard (SO_REUSEPORT, so every shard binds the same
- * address and the kernel spreads connections over them). */
+/* shard: the listening sockets of a shard (SO_REUSEPORT, so every shard binds the same
+ * addresses and the kernel spreads connections over them). What a listener speaks (plain,
+ * TLS) is the shard's business (shard_add_listener); opening one is the same for all. */
 #include "engine/net/shard.h"
 #include "engine/net/shard_internal.h"
 
@@ -46,12 +47,12 @@ static int resolve_host(const char *host, uint16_t port, struct sockaddr_storage
     return -EINVAL;
 }
 
-int shard_open_listener(const config *cfg, int *fd_out, uint16_t *port_out)
+int shard_open_listener(const char *host, uint16_t port, int *fd_out, uint16_t *port_out)
 {
     struct sockaddr_storage ss;
     socklen_t len;
     int fd = -1, one = 1;
-    int rc = resolve_host(cfg->listen_host, cfg->listen_port, &ss, &len);
+    int rc = resolve_host(host, port, &ss, &len);
     if (rc != 0)
         goto out;
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -114,7 +114,10 @@ void shard_start_response(shard *s, conn *c, const http_response *resp, shard_re
     c->close_after = close_after;
     c->st = C_SEND;
     c->last_active = s->now;
-    submit_send(s, c);
+    if (c->tls != NULL)
+        shard_tls_send(s, c);
+    else
+        submit_send(s, c);
 }
 
 void shard_send_error(shard *s, conn *c, int status)
@@ -130,7 +133,7 @@ void shard_send_error(shard *s, conn *c, int status)
     shard_start_response(s, c, &r, NULL);
 }
 
-static void begin_linger(shard *s, conn *c)
+void shard_begin_linger(shard *s, conn *c)
 {
     /* Closing with unread input would send RST and could destroy the error reply before the
      * client reads it; shut the write side and drain for a while instead. */
@@ -143,6 +146,10 @@ void shard_on_send(shard *s, conn *c, int res)
 {
     if (res <= 0) {
         shard_conn_close(s, c);
+        return;
+    }
+    if (c->tls != NULL) {
+        shard_tls_on_send(s, c, (size_t)res);
         return;
     }
     size_t n = (size_t)res;
@@ -162,6 +169,11 @@ void shard_on_send(shard *s, conn *c, int res)
         submit_send(s, c);
         return;
     }
+    shard_response_done(s, c);
+}
+
+void shard_response_done(shard *s, conn *c)
+{
     if (c->reply != NULL) {
         shard_reply *r = c->reply;
         c->reply = NULL;
@@ -172,7 +184,7 @@ void shard_on_send(shard *s, conn *c, int res)
             shard_conn_close(s, c);
             return;
         }
-        begin_linger(s, c);
+        shard_begin_linger(s, c);
     } else {
         c->st = C_READ;
         shard_process(s, c);

@@ -382,7 +382,11 @@ int ocsp_respond(ocsp_responder *r, store_reader *reader, const uint8_t *der, si
     }
     /* One snapshot for the counter and the statuses, so the cache entry is labelled with
      * the generation its statuses belong to. */
-    int cacheable = q.n == 1 && !(r->use_nonce && q.has_nonce);
+    /* The cache key holds the serial and whether the issuer is ours, not the CertID: only a
+     * request about one of our certificates (a serial we could have issued) is cached, so a
+     * cached answer always carries the CertID that was asked for. */
+    int cacheable = q.n == 1 && !(r->use_nonce && q.has_nonce) && q.ids[0].serial_len > 0 &&
+                    issuer_is_ours(r, &q.ids[0]);
     rc = store_reader_begin(reader);
     if (rc == 0)
         rc = store_get_counters(reader, &rev_gen, &crl_number);

@@ -161,6 +161,10 @@ static int make_shards(app *a, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* HTTPS ([tls] listen): one context, each shard takes its own reference. */
+    tls_ctx *tls = NULL;
+    if (cfg->tls_listen_host[0] != '\0' && tls_ctx_create(cfg, &tls, err, errlen) != 0)
+        return -1;
     /* Shard 0 binds first; with port 0 the others reuse the port it got. */
     config scfg = a->cfg;
     for (uint32_t i = 0; i < a->nshards; i++) {
@@ -168,6 +172,15 @@ static int make_shards(app *a, char *err, size_t errlen)
         if (e != 0) {
             snprintf(err, errlen, "listen on %s:%u: %s", cfg->listen_host, cfg->listen_port,
                      strerror(-e));
+            tls_ctx_free(tls);
+            return -1;
+        }
+        if (tls != NULL && (e = shard_add_listener(a->shards[i], scfg.tls_listen_host,
+                                                   scfg.tls_listen_port, tls,
+                                                   &scfg.tls_listen_port)) != 0) {
+            snprintf(err, errlen, "tls listen on %s:%u: %s", cfg->tls_listen_host,
+                     cfg->tls_listen_port, strerror(-e));
+            tls_ctx_free(tls);
             return -1;
         }
         shard_set_flush(a->shards[i], route_flush);
@@ -176,6 +189,7 @@ static int make_shards(app *a, char *err, size_t errlen)
             scfg.listen_port = shard_port(a->shards[0]);
     }
     a->cfg.listen_port = scfg.listen_port;
+    tls_ctx_free(tls);
     return 0;
 }
 

@@ -616,7 +616,8 @@ static void test_renewal_binding(void **state)
     assert_int_equal(profile_check_renewal(&p, "wifi-v2", a, s1, a, s3), PROFILE_OK);
     assert_int_equal(profile_check_renewal(&p, "wifi-v2", a, s1, b, s1), PROFILE_RENEWAL_SUBJECT);
     /* an "override" source is not compared (the old certificate's is kept) */
-    parse_ok("name = default\nsubject_source = override\nsan_source = override\n", &d);
+    parse_ok("name = default\nchallenge = onetime\nsubject_source = override\nsan_source = override\n",
+             &d);
     assert_int_equal(profile_check_renewal(&d, "default", a, s1, b, s3), PROFILE_OK);
     assert_int_equal(reject_failinfo(issue_profile_reject(PROFILE_RENEWAL_PROFILE)),
                      SCEP_FAIL_BADREQUEST);

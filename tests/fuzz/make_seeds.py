@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of fuzz_store, fuzz_challenge, fuzz_client and the OCSP requests of
+fuzz_ocsp (tests/fuzz/corpus/).
+
+The seeds are small hand-built records in the layouts of docs/store.md and
+engine/policy/challenge.c, HTTP answers as scepd sends them, and certificates made with the
+openssl command line. Run it again only to regenerate; the files are committed, and ctest
+replays them. Findings (crash reproducers) are added to the corpora by hand, not here.
+
+usage: tests/fuzz/make_seeds.py [CORPUS_DIR]   (default: the corpus folder beside this file)
+"""
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
+
+
+def write(target, name, data):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- DER helpers (short definite lengths are enough for seeds) ----
+def tlv(tag, body):
+    n = len(body)
+    if n < 0x80:
+        return bytes([tag, n]) + body
+    if n < 0x100:
+        return bytes([tag, 0x81, n]) + body
+    return bytes([tag, 0x82, n >> 8, n & 0xFF]) + body
+
+
+def name_der(*rdns):
+    oids = {"CN": b"\x55\x04\x03", "O": b"\x55\x04\x0a", "OU": b"\x55\x04\x0b"}
+    sets = b"".join(tlv(0x31, tlv(0x30, tlv(0x06, oids[t]) + tlv(0x0C, v.encode())))
+                    for t, v in rdns)
+    return tlv(0x30, sets)
+
+
+def san_der():
+    return tlv(0x30, tlv(0x82, b"device-01.example") + tlv(0x81, b"ops@example.org")
+               + tlv(0x86, b"tag:microsoft.com,2022-09-14:sid:S-1-5-21"))
+
+
+# ---- fuzz_store: u8 db, u8 klen, u16 LE vlen, key, value ----
+CERTS, TXID, SUBJECT, REVOKED, META = range(5)
+
+
+def srec(db, key, val):
+    return bytes([db, len(key)]) + struct.pack("<H", len(val)) + key + val
+
+
+def cert_val(status=0, subject=b"CN=device-01", txid=b"tx-0001", profile=b"default",
+             der=b"\x30\x03\x02\x01\x01", lens=None, version=1):
+    hdr = bytes([version, status, 0, 0]) + struct.pack("<qqq", 1700000000, 1731536000, 1700000001)
+    hdr += bytes(range(32)) + bytes(range(32, 64))
+    lens = lens or (len(subject), len(txid), len(profile), len(der))
+    hdr += struct.pack("<IIII", *lens)
+    return hdr + subject + txid + profile + der
+
+
+def rev_val(reason=1, who=b"scepctl", version=1, wholen=None):
+    return (bytes([version, reason, 0, 0]) + struct.pack("<I", len(who) if wholen is None else wholen)
+            + struct.pack("<qq", 1710000000, 0) + who)
+
+
+SN1 = bytes(range(0x40, 0x50))
+SN2 = bytes(range(0x50, 0x60))
+SUBJH = bytes(range(32, 64))
+
+
+def store_seeds():
+    good = (srec(META, b"schema", struct.pack("<I", 1)) + srec(CERTS, SN1, cert_val())
+            + srec(TXID, b"tx-0001", SN1 + bytes(range(32))) + srec(SUBJECT, SUBJH, SN1)
+            + srec(META, b"rev_gen", struct.pack("<Q", 0)) + srec(META, b"crl_number", struct.pack("<Q", 3)))
+    write("fuzz_store", "one_cert", good)
+    write("fuzz_store", "revoked", srec(CERTS, SN1, cert_val(status=1)) + srec(CERTS, SN2, cert_val(txid=b""))
+          + srec(REVOKED, SN1, rev_val()) + srec(META, b"rev_gen", struct.pack("<Q", 1))
+          + srec(SUBJECT, SUBJH, SN1) + srec(SUBJECT, SUBJH, SN2))
+    write("fuzz_store", "bad_lengths", srec(CERTS, SN1, cert_val(lens=(100, 0, 0, 0))))
+    write("fuzz_store", "bad_version", srec(CERTS, SN1, cert_val(version=2)) + srec(REVOKED, SN1, rev_val(version=9)))
+    write("fuzz_store", "bad_reason", srec(CERTS, SN1, cert_val()) + srec(REVOKED, SN1, rev_val(reason=7)))
+    write("fuzz_store", "bad_wholen", srec(CERTS, SN1, cert_val()) + srec(REVOKED, SN1, rev_val(wholen=200)))
+    write("fuzz_store", "bad_counter", srec(CERTS, SN1, cert_val()) + srec(META, b"rev_gen", b"\x01\x02"))
+    write("fuzz_store", "bad_schema", srec(META, b"schema", struct.pack("<I", 2)))
+    write("fuzz_store", "dangling_index", srec(SUBJECT, SUBJH, SN2) + srec(TXID, b"short", b"\x00" * 7))
+    write("fuzz_store", "short_serial", srec(CERTS, b"\x01\x02", cert_val()))
+    write("fuzz_store", "empty", b"")
+
+
+# ---- fuzz_challenge: version, flags, hash[32], created, expires, used_at, 3 u16 blobs ----
+def chal(profile=b"wifi", subject=b"", san=b"", flags=0, version=1):
+    out = bytes([version, flags]) + bytes(range(32)) + struct.pack(">qqq", 1700000000, 1700003600, 0)
+    for b in (profile, subject, san):
+        out += struct.pack(">H", len(b)) + b
+    return out
+
+
+def challenge_seeds():
+    write("fuzz_challenge", "record_bound.bin",
+          chal(subject=name_der(("CN", "device-01"), ("O", "Fuzz")), san=san_der()))
+    write("fuzz_challenge", "record_used.bin", chal(profile=b"vpn", flags=1))
+    write("fuzz_challenge", "record_bad_subject.bin", chal(subject=b"\x30\x05\x31\x03\x30\x01\x00"))
+    write("fuzz_challenge", "record_trailing.bin", chal() + b"\x00")
+    write("fuzz_challenge", "subject.txt", b"/CN=device-01/O=Example Org/OU=Fleet")
+    write("fuzz_challenge", "san_list.txt",
+          b"dns:device-01.example,email:ops@example.org,upn:user@realm.example,"
+          b"uri:tag:microsoft.com,2022-09-14:sid:S-1-5-21-1,ip:10.0.0.1")
+    write("fuzz_challenge", "san_ipv6.txt", b"ip:fe80::1,dns:a")
+    write("fuzz_challenge", "serial_pairs.txt", b"00:8f:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88")
+    write("fuzz_challenge", "serial_plain.txt", b"0a1B2c")
+
+
+# ---- fuzz_client: HTTP answers, GetCACert bodies, tool arguments ----
+def openssl(*args, **kw):
+    subprocess.run(["openssl", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+
+
+def certs(tmp):
+    ca_key, ra_key = os.path.join(tmp, "ca.key"), os.path.join(tmp, "ra.key")
+    ca, ra, p7 = (os.path.join(tmp, n) for n in ("ca.der", "ra.der", "cara.p7"))
+    for k in (ca_key, ra_key):
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", k)
+    openssl("req", "-x509", "-new", "-key", ca_key, "-subj", "/CN=Seed CA", "-days", "3650",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-outform", "DER", "-out", ca)
+    csr = os.path.join(tmp, "ra.csr")
+    openssl("req", "-new", "-key", ra_key, "-subj", "/CN=Seed RA", "-out", csr)
+    ext = os.path.join(tmp, "ra.ext")
+    with open(ext, "w") as f:
+        f.write("keyUsage=critical,digitalSignature,keyAgreement\n")
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAform", "DER", "-CAkey", ca_key, "-set_serial", "2",
+            "-days", "3650", "-extfile", ext, "-outform", "DER", "-out", ra)
+    pems = []
+    for d in (ca, ra):
+        pem = d + ".pem"
+        openssl("x509", "-inform", "DER", "-in", d, "-out", pem)
+        pems.append(pem)
+    args = ["crl2pkcs7", "-nocrl", "-outform", "DER", "-out", p7]
+    for p in pems:
+        args += ["-certfile", p]
+    openssl(*args)
+    return [open(p, "rb").read() for p in (ca, p7)]
+
+
+def http(status, headers, body=b"", reason=b"OK"):
+    h = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+    for k, v in headers:
+        h += k + b": " + v + b"\r\n"
+    return h + b"\r\n" + body
+
+
+def client_seeds():
+    caps = b"POSTPKIOperation\nSHA-256\r\nAES\n  SCEPStandard  \nRenewal\nGetNextCACert\nDES3\nSHA-1\nSHA-512\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        ca, p7 = certs(tmp)
+    write("fuzz_client", "caps_cl", http(200, [(b"Content-Type", b"text/plain"),
+                                                (b"Content-Length", b"%d" % len(caps))], caps))
+    chunked = b"%x\r\n%s\r\n%x;ext=1\r\n%s\r\n0\r\nX-Trailer: 1\r\n\r\n" % (10, caps[:10], len(caps) - 10, caps[10:])
+    write("fuzz_client", "caps_chunked", http(200, [(b"Transfer-Encoding", b"chunked"),
+                                                     (b"Connection", b"keep-alive")], chunked))
+    write("fuzz_client", "close_framed", b"HTTP/1.0 200 OK\nContent-Type: text/plain\n\nAES\nSHA-256\n")
+    write("fuzz_client", "no_content", http(204, [(b"Connection", b"close")], reason=b"No Content"))
+    write("fuzz_client", "cacert_single", http(200, [(b"Content-Type", b"application/x-x509-ca-cert"),
+                                                      (b"Content-Length", b"%d" % len(ca))], ca))
+    write("fuzz_client", "cacert_ra", http(200, [(b"Content-Type", b"application/x-x509-ca-ra-cert; charset=x"),
+                                                  (b"Content-Length", b"%d" % len(p7))], p7))
+    write("fuzz_client", "busy_503", http(503, [(b"Retry-After", b"1"), (b"Content-Length", b"0")],
+                                          reason=b"Service Unavailable"))
+    write("fuzz_client", "bad_status", b"HTTP/1.1 20 OK\r\n\r\n")
+    write("fuzz_client", "cert.der", ca)
+    write("fuzz_client", "url.txt", b"http://scep.example:8080/scep/pkiclient.exe")
+    write("fuzz_client", "subject.txt", b"/CN=device\\/01/O=Example/OU=Fleet")
+    write("fuzz_client", "san.txt", b"upn:user@realm.example")
+
+
+# ---- fuzz_ocsp: requests for the harness's store (serial 1 good, 2 revoked, others unknown);
+# the harness re-addresses every CertID to its own CA, so any issuer will do ----
+def ocsp_seeds():
+    with tempfile.TemporaryDirectory() as tmp:
+        key, ca = os.path.join(tmp, "ca.key"), os.path.join(tmp, "ca.pem")
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key)
+        openssl("req", "-x509", "-new", "-key", key, "-subj", "/CN=Seed CA", "-out", ca)
+        for name, args in (("statuses.der", ["-serial", "1", "-serial", "2", "-serial", "3", "-no_nonce"]),
+                           ("nonce_good.der", ["-serial", "1"]),
+                           ("sha256_revoked.der", ["-sha256", "-serial", "2", "-no_nonce"])):
+            out = os.path.join(tmp, name)
+            openssl("ocsp", "-issuer", ca, *args, "-reqout", out)
+            write("fuzz_ocsp", name, open(out, "rb").read())
+
+
+store_seeds()
+challenge_seeds()
+client_seeds()
+ocsp_seeds()

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Native TLS ([tls] listen): scepd with its CA key in SoftHSM and a separate TLS server key
+# (a PEM file, issued by a test TLS CA made here) serves SCEP over HTTPS on the shards:
+# curl (TLS 1.3 and 1.2) and micromdm's scepclient enroll over it, the certificate verifies,
+# plain HTTP on the TLS port gets a clean 400, a failed handshake is audited, and scepd
+# refuses a TLS key it must not use.
+. "$(dirname "$0")/lib.sh"
+need_cmd curl openssl scepclient python3
+
+init_state
+
+# The TLS server identity: a P-256 key and a certificate for 127.0.0.1 from a test CA of its
+# own. The SCEP CA (in the token) signs no TLS certificate, and its key never serves TLS.
+mkdir -p "$T/tls" && cd "$T/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+  -subj "/CN=scepd TLS test CA" -days 2 -addext basicConstraints=critical,CA:TRUE \
+  -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
+  -subj "/CN=localhost" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' > ext.cnf
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf \
+  -out server.pem 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key -out /dev/null \
+  -subj "/CN=other" 2>/dev/null
+cd "$T"
+
+# A port for the TLS listener (the plain one is the kernel's choice, via --port-file).
+TLS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cp "$CONF" "$T/base.conf"
+tls_conf() {  # tls_conf KEY [MIN_VERSION]: the configuration with a [tls] section
+  cp "$T/base.conf" "$CONF"
+  printf '\n[tls]\nlisten = 127.0.0.1:%s\ncert = %s\nkey = %s\nmin_version = %s\n' \
+    "$TLS_PORT" "$T/tls/server.pem" "$1" "${2:-1.2}" >> "$CONF"
+}
+
+# Keys scepd must refuse: a token object, a key that does not match the certificate.
+tls_conf "pkcs11:token=scepd;object=ca"
+check "a pkcs11: TLS key is refused at start" \
+  sh -c "! timeout 20 '$BUILD/scepd' -c '$CONF' >'$T/refuse1.log' 2>&1 && grep -q 'key must be a PEM file' '$T/refuse1.log'"
+tls_conf "$T/tls/other.key"
+check "a TLS key that does not match the certificate is refused at start" \
+  sh -c "! timeout 20 '$BUILD/scepd' -c '$CONF' >'$T/refuse2.log' 2>&1 && grep -qi 'mismatch\|does not match' '$T/refuse2.log'"
+
+tls_conf "$T/tls/server.key"
+start_scepd
+H="https://127.0.0.1:$TLS_PORT"
+for _ in $(seq 1 100); do curl -s --cacert "$T/tls/ca.pem" "$H/healthz" >/dev/null && break; sleep 0.05; done
+
+caps=$(curl -sS --cacert "$T/tls/ca.pem" "$H/scep?operation=GetCACaps" || true)
+check "GetCACaps over HTTPS (curl --cacert)" grep -qx POSTPKIOperation <<<"$caps"
+check "curl negotiates TLS 1.3 by default" \
+  sh -c "curl -sS -v --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' -o /dev/null 2>&1 | grep -q 'SSL connection using TLSv1.3'"
+check "TLS 1.2 when the client caps it" \
+  sh -c "curl -sS -v --tls-max 1.2 --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' -o /dev/null 2>&1 | grep -q 'SSL connection using TLSv1.2'"
+check "the server certificate is checked (no --cacert: refused by curl)" \
+  sh -c "! curl -sS '$H/scep?operation=GetCACaps' -o /dev/null 2>/dev/null"
+check "keep-alive: two requests on one TLS connection" \
+  sh -c "curl -sS -v --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' '$H/scep?operation=GetCACaps' -o /dev/null -o /dev/null 2>&1 | grep -q 'Re-using existing connection'"
+ct=$(curl -sS --cacert "$T/tls/ca.pem" -o "$T/ca.p7" -w '%{content_type}' "$H/scep?operation=GetCACert")
+check "GetCACert over HTTPS: the RA/CA bundle" test "$ct" = "application/x-x509-ca-ra-cert"
+check "the plain HTTP listener still serves" sh -c "curl -fsS '$URL?operation=GetCACaps' | grep -qx POSTPKIOperation"
+
+# micromdm's scepclient (Go) trusts the CAs of SSL_CERT_FILE; without it the TLS CA is unknown.
+# It encrypts with single DES: where the state has the legacy profile, it enrolls there.
+SC_URL=$H/scep
+[ -f "$STATE/profiles/legacy.conf" ] && SC_URL=$H/scep/legacy
+mkdir -p "$T/dev" && cd "$T/dev"
+scepclient -server-url "$SC_URL" -challenge "$CHALLENGE_VALUE" -private-key dev.key \
+  -certificate dev.pem -cn tls-device >"$T/sc0.log" 2>&1 || true
+check "scepclient without the TLS CA trusted: refuses the server" \
+  sh -c "grep -q 'unknown authority' '$T/sc0.log' && test ! -s dev.pem"
+SSL_CERT_FILE=$T/tls/ca.pem scepclient -server-url "$SC_URL" -challenge "$CHALLENGE_VALUE" \
+  -private-key dev.key -certificate dev.pem -cn tls-device >"$T/sc1.log" 2>&1 || { cat "$T/sc1.log" >&2; fail "scepclient over HTTPS"; }
+check "scepclient over HTTPS: certificate written" test -s dev.pem
+check "scepclient over HTTPS: certificate verifies against the served chain" verify_cert dev.pem
+check "scepclient over HTTPS: openssl verify against the SCEP CA" \
+  sh -c "openssl verify -CAfile '$STATE/ca.pem' dev.pem | grep -q ': OK$'"
+serial=$(openssl x509 -in dev.pem -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f')
+check "scepclient over HTTPS: the certificate is in the store" \
+  sh -c "'$BUILD/scepctl' -c '$CONF' cert list | grep -q '^$serial '"
+cd "$T"
+
+# Plain HTTP on the TLS port: a plain-text 400 that says so, audited for that connection.
+read -r st port < <(curl -s -o "$T/plain.body" -w '%{http_code} %{local_port}\n' \
+  "http://127.0.0.1:$TLS_PORT/scep?operation=GetCACaps")
+check "plain HTTP on the TLS port: 400" test "$st" = 400
+check "plain HTTP on the TLS port: the body says to use HTTPS" grep -q "speaks HTTPS" "$T/plain.body"
+check "plain HTTP on the TLS port: audited 2001 http 400 for that connection" \
+  expect_http_refusal "$port" 400 http
+
+# Garbage instead of a ClientHello: closed, audited.
+m=$(audit_mark)
+python3 - "$TLS_PORT" <<'EOF'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"\x7f" + bytes(range(200)))
+try:
+    while s.recv(4096):
+        pass
+except OSError:
+    pass
+EOF
+check "garbage ClientHello: audited as a failed handshake" \
+  sh -c "tail -n +$((m + 1)) '$STATE/audit.log' | grep '\"event\":2001,' | grep -q 'tls: handshake failed'"
+check "scepd still serves HTTPS after all that" \
+  sh -c "curl -fsS --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' | grep -qx POSTPKIOperation"
+stop_scepd
+
+# min_version = 1.3: a TLS 1.2 client is refused.
+tls_conf "$T/tls/server.key" 1.3
+start_scepd
+for _ in $(seq 1 100); do curl -s --cacert "$T/tls/ca.pem" "$H/healthz" >/dev/null && break; sleep 0.05; done
+check "min_version 1.3: TLS 1.3 served" \
+  sh -c "curl -fsS --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' | grep -qx POSTPKIOperation"
+check "min_version 1.3: a TLS 1.2 client is refused" \
+  sh -c "! curl -sS --tls-max 1.2 --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' -o /dev/null 2>/dev/null"
+finish
