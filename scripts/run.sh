@@ -10,6 +10,9 @@ case "$BUILD" in /*) ;; *) BUILD="$here/$BUILD" ;; esac
 if [ ! -f "$STATE_DIR/scepd.conf" ]; then
   echo "scepd: creating state directory $STATE_DIR (SoftHSM2 token, CA and RA keys, store)" >&2
   LISTEN="$LISTEN" CHALLENGE="${CHALLENGE:-}" BUILD="$BUILD" "$here/scripts/init-state.sh" "$STATE_DIR"
+  # This development state only: micromdm's scepclient (the enrollment shown below) encrypts
+  # with single DES, so its one-time profile accepts it (the shipped profile does not).
+  printf '# make run: for scepclient (single DES)\nallow_des = yes\n' >> "$STATE_DIR/profiles/onetime.conf"
 fi
 S=$(cd "$STATE_DIR" && pwd)
 listen=$(sed -n 's/^listen *= *//p' "$S/scepd.conf" | head -n1)
@@ -29,7 +32,10 @@ cat <<MSG
   Verify:     openssl verify -CAfile $S/ca.pem /tmp/device-1/device.pem
   Issued:     $BUILD/scepctl -c $S/scepd.conf cert list
   Profiles:   $url/<name> for: $profiles(files in $S/profiles)
-  One-time:   $BUILD/scepctl -c $S/scepd.conf challenge new --profile manual --ttl 60m
+  One-time challenge, approved automatically (profile onetime): mint one, enroll once with it:
+    otp=\$($BUILD/scepctl -c $S/scepd.conf challenge new --profile onetime --ttl 60m)
+    mkdir -p /tmp/device-2 && cd /tmp/device-2 && scepclient -server-url $url/onetime -challenge "\$otp" -private-key device.key -certificate device.pem -cn device-2
+  Manual:     the same with --profile manual: the request waits for scepctl request approve
   CRL, OCSP:  http://$listen/crl/ca.crl   http://$listen/ocsp
   Admin API:  bearer token in $S/admin-token (POST /admin/revocations, /admin/challenges)
 

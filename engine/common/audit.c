@@ -38,6 +38,13 @@ typedef struct ring {
 struct audit {
     int fd;
     int owns_fd;
+    char *path;                         /* owns_fd: what audit_reopen opens again */
+    /* audit_reopen after audit_start: asked by any thread, done by the writer. */
+    pthread_mutex_t reopen_mu;
+    pthread_cond_t  reopen_cv;
+    unsigned        reopen_asked, reopen_done;
+    int             reopen_rc;
+    atomic_int      reopen_pending;
     atomic_ulong write_errors;
     atomic_ullong dropped;              /* total, for audit_dropped */
     atomic_ullong unreported;           /* dropped since the last LOG_DROPPED line */
@@ -66,25 +73,72 @@ const char *audit_event_name(int event)
     }
 }
 
+static int open_target(const char *path)
+{
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+}
+
 int audit_open(const char *path, audit **out)
 {
     audit *a = calloc(1, sizeof(*a));
+    pthread_condattr_t ca;
     if (a == NULL)
         return -ENOMEM;
     a->efd = -1;
     if (path == NULL || strcmp(path, "-") == 0 || path[0] == '\0') {
         a->fd = STDOUT_FILENO;
     } else {
-        a->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if ((a->path = strdup(path)) == NULL) {
+            free(a);
+            return -ENOMEM;
+        }
+        a->fd = open_target(path);
         if (a->fd < 0) {
             int e = errno;
+            free(a->path);
             free(a);
             return -e;
         }
         a->owns_fd = 1;
     }
+    pthread_mutex_init(&a->reopen_mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->reopen_cv, &ca);
+    pthread_condattr_destroy(&ca);
     *out = a;
     return 0;
+}
+
+/* Opens the path again and puts the new file under the old descriptor number (dup2 is
+ * atomic against a concurrent write(2) on it). */
+static int reopen_target(audit *a)
+{
+    if (!a->owns_fd)
+        return 0;
+    int fd = open_target(a->path), rc = 0;
+    if (fd < 0)
+        return -errno;
+    if (dup2(fd, a->fd) < 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+/* The writer's side of audit_reopen. */
+static void writer_reopen(audit *a)
+{
+    if (!atomic_exchange(&a->reopen_pending, 0))
+        return;
+    pthread_mutex_lock(&a->reopen_mu);
+    unsigned asked = a->reopen_asked;
+    pthread_mutex_unlock(&a->reopen_mu);
+    int rc = reopen_target(a);
+    pthread_mutex_lock(&a->reopen_mu);
+    a->reopen_done = asked;
+    a->reopen_rc = rc;
+    pthread_cond_broadcast(&a->reopen_cv);
+    pthread_mutex_unlock(&a->reopen_mu);
 }
 
 /* Appends s as a JSON string body (escaped) to buf; returns the new length (bounded). */
@@ -257,6 +311,7 @@ static void *writer_main(void *arg)
 
     for (;;) {
         atomic_store(&a->wake_pending, 0);
+        writer_reopen(a);
         size_t moved = 0;
         for (unsigned i = 0; buf != NULL && !blocked && i < a->nrings; i++) {
             size_t n;
@@ -386,7 +441,41 @@ void audit_close(audit *a)
     audit_stop(a, 2000);
     if (a->owns_fd)
         close(a->fd);
+    pthread_mutex_destroy(&a->reopen_mu);
+    pthread_cond_destroy(&a->reopen_cv);
+    free(a->path);
     free(a);
+}
+
+int audit_reopen(audit *a, int wait_ms)
+{
+    struct timespec until;
+    int rc = -ETIMEDOUT;
+
+    if (a == NULL || !a->owns_fd)
+        return 0;
+    if (!a->started)
+        return reopen_target(a);
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&a->reopen_mu);
+    unsigned mine = ++a->reopen_asked;
+    atomic_store(&a->reopen_pending, 1);
+    pthread_mutex_unlock(&a->reopen_mu);
+    wake_writer(a);
+    pthread_mutex_lock(&a->reopen_mu);
+    while ((int)(a->reopen_done - mine) < 0 &&
+           pthread_cond_timedwait(&a->reopen_cv, &a->reopen_mu, &until) != ETIMEDOUT)
+        ;
+    if ((int)(a->reopen_done - mine) >= 0)
+        rc = a->reopen_rc;
+    pthread_mutex_unlock(&a->reopen_mu);
+    return rc;
 }
 
 unsigned long long audit_dropped(const audit *a)

@@ -21,6 +21,8 @@
 #define AUDIT_EVENTS(X) \
     X(STARTED,          100,  "scepd started") \
     X(STOPPED,          101,  "scepd stopped") \
+    X(CONFIG_RELOADED,  102,  "configuration reloaded on SIGHUP: profiles and static challenges replaced (detail: the profiles now served); requests already running finish under the previous set") \
+    X(CONFIG_RELOAD_FAILED, 103, "SIGHUP reload refused, the running configuration kept (detail: why: a file that does not parse, or a key that needs a restart)") \
     X(ISSUED,           1000, "certificate issued") \
     X(RENEWED,          1001, "certificate renewed") \
     X(REPLAYED,         1002, "repeated transaction answered with the certificate already issued") \
@@ -36,6 +38,9 @@
     X(REQUEST_PENDING,  1500, "request of a manual-approval profile stored, answered PENDING") \
     X(REQUEST_APPROVED, 1501, "pending request approved and its certificate issued (scepctl request approve)") \
     X(REQUEST_DENIED,   1502, "pending request denied (scepctl request deny)") \
+    X(MDM_ALLOWED,      1600, "the MDM (Intune or webhook; detail: which, and its code) allowed the request") \
+    X(MDM_DENIED,       1601, "the MDM refused the request or could not be asked (diag: mdm_denied, mdm_timeout, mdm_unavailable, mdm_auth_failed, mdm_tls_failed, ...; detail: the service's code and reason)") \
+    X(MDM_NOTIFY_FAILED, 1602, "Intune did not acknowledge a notification after the retries (detail: success or failure notification, and why); after a successNotification the certificate is revoked") \
     X(REQUEST_REJECTED, 2000, "request rejected") \
     X(HTTP_REJECTED,    2001, "HTTP request rejected") \
     X(CHALLENGE_REJECTED, 2002, "one-time challenge refused (diag: wrong, expired, used, subject, san, profile)") \
@@ -43,6 +48,7 @@
     X(REQUEST_DROPPED,  2004, "queued requests dropped before their next private-key operation (diag deadline: past request_timeout, answered 503; diag client_gone: the connection had closed; count as for 2003)") \
     X(HSM_FAILURE,      3000, "CA unavailable: HSM operation failed") \
     X(STORE_FAILURE,    3001, "store write failed") \
+    X(LOG_REOPEN_FAILED, 3101, "the audit log could not be reopened on SIGHUP (detail: why); lines still go to the file open before") \
     X(LOG_DROPPED,      3100, "audit lines dropped because the audit target did not take them in time (count: lines lost since the previous such event; written once the target drains)")
 
 enum audit_event {
@@ -82,6 +88,13 @@ void audit_bind_thread(audit *a, unsigned index);
  * audit_close does this with 2000 ms. Accepts NULL or a synchronous a. */
 void audit_stop(audit *a, int wait_ms);
 void audit_close(audit *a);               /* accepts NULL */
+/* Reopens the log file by its path (after logrotate moved it away): the file is created
+ * again if missing, and the descriptor number stays the same, so no writer sees it closed.
+ * After audit_start the writer thread does it between two batches of lines and the caller
+ * waits for it (at most wait_ms): lines emitted after the call go to the new file, lines
+ * emitted before it to either. Returns 0 (also for stdout, which is not reopened), -errno
+ * from open(2) (the old file stays in use) or -ETIMEDOUT. Any thread but the writer. */
+int  audit_reopen(audit *a, int wait_ms);
 /* Writes, or queues, one event line. Never blocks on the target and never fails loudly: a
  * write error or a dropped line is counted, not fatal. Any thread. */
 void audit_emit(audit *a, int event, const audit_fields *f);

@@ -58,6 +58,7 @@ static const struct cfg_key cfg_keys[] = {
     { "server", "request_timeout", T_MS,   F(request_timeout_ms), 1, CFG_DAY_MS },
     { "server", "state_dir",       T_PATH, F(state_dir), 0, 0 },
     { "server", "audit_log",       T_LOG,  F(audit_log), 0, 0 },
+    { "server", "mdm_config",      T_PATH, F(mdm_config), 0, 0 },
     { "keys", "mode",              T_MODE, F(key_mode), 0, 0 },
     { "keys", "pkcs11_module",     T_STR,  F(pkcs11_module), 0, 0 },
     { "keys", "token_label",       T_STR,  F(token_label), 0, 0 },
@@ -97,6 +98,11 @@ static const struct cfg_key cfg_keys[] = {
     { "tls", "key",                T_PATH, F(tls_key), 0, 0 },
     { "tls", "min_version",        T_STR,  F(tls_min_version), 0, 0 },
 };
+
+/* The keys a reload applies (config_restart_changes): all in [issue], read into the issuer. */
+static const char *const cfg_reloadable[] = { "validity_days", "backdate", "challenge",
+                                              "challenge_file", "allow_sha1", "crl_url",
+                                              "ocsp_url", "profiles_dir" };
 
 /* Removed switches: "off" still loads (configurations copied from older examples carry
  * it) and means nothing; "on" is refused with what replaced the key, so an installation
@@ -742,6 +748,56 @@ int config_read_admin_token(const config *cfg, char *buf, size_t buflen)
     if (n >= 0 && n < 16) {
         OPENSSL_cleanse(buf, buflen);
         return -1;
+    }
+    return n;
+}
+
+static bool reloadable(const struct cfg_key *k)
+{
+    if (strcmp(k->section, "issue") != 0)
+        return false;
+    for (size_t i = 0; i < sizeof(cfg_reloadable) / sizeof(cfg_reloadable[0]); i++)
+        if (strcmp(k->name, cfg_reloadable[i]) == 0)
+            return true;
+    return false;
+}
+
+int config_restart_changes(const config *running, const config *next, char *out,
+                           size_t outlen)
+{
+    size_t len = 0;
+    int n = 0;
+
+    if (outlen > 0)
+        out[0] = '\0';
+    for (size_t i = 0; i < sizeof(cfg_keys) / sizeof(cfg_keys[0]); i++) {
+        const struct cfg_key *k = &cfg_keys[i];
+        const char *x = (const char *)running + k->off, *y = (const char *)next + k->off;
+        bool same;
+        if (reloadable(k))
+            continue;
+        switch (k->type) {
+        case T_LISTEN:
+            same = running->listen_port == next->listen_port &&
+                   strcmp(running->listen_host, next->listen_host) == 0;
+            break;
+        case T_STR:
+        case T_PATH:
+        case T_LOG:
+            same = strncmp(x, y, k->size) == 0;
+            break;
+        default:
+            same = memcmp(x, y, k->size) == 0;
+            break;
+        }
+        if (same)
+            continue;
+        n++;
+        if (len < outlen) {
+            int w = snprintf(out + len, outlen - len, "%s[%s] %s", n > 1 ? ", " : "",
+                             k->section, k->name);
+            len += w > 0 ? (size_t)w : 0;
+        }
     }
     return n;
 }

@@ -36,6 +36,9 @@ typedef struct config {
                                      operation                                        */
     char     state_dir[CONFIG_PATH_MAX];   /* state_dir = .                           */
     char     audit_log[CONFIG_PATH_MAX];   /* audit_log = "-" (stdout) or a path      */
+    char     mdm_config[CONFIG_PATH_MAX];  /* mdm_config = mdm.conf: the MDM validation
+                                              stage's own file (engine/mdm/mdm_config.h,
+                                              docs/mdm.md); empty: no stage             */
 
     /* [keys] */
     enum config_key_mode key_mode;         /* mode = pkcs11 | file                    */
@@ -123,6 +126,15 @@ int config_parse_value(const char *p, const char *end, char *out, size_t outlen,
 /* Reads and parses a file (defaults first; relative paths against the real directory of the
  * file). Returns 0 or -1 with err set; *cfg is written only on success. */
 int config_load(config *cfg, const char *path, char *err, size_t errlen);
+
+/* SIGHUP (docs/operations.md "Reload"): the keys of [issue] that only shape the issued
+ * certificates and the static challenges (validity_days, backdate, challenge,
+ * challenge_file, allow_sha1, crl_url, ocsp_url, profiles_dir) take effect on reload; every
+ * other key needs a restart. Writes the restart-only keys whose values differ between the
+ * running configuration and next into out as "[section] key, ..." (outlen bytes, always
+ * terminated; "" when none) and returns how many differ. */
+int config_restart_changes(const config *running, const config *next, char *out,
+                           size_t outlen);
 
 /* Sets the environment variable named by module_env (NAME=VALUE) for the PKCS#11 module
  * (SoftHSM2 finds its tokens through SOFTHSM2_CONF). Call before loading the module.

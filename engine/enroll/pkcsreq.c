@@ -14,6 +14,7 @@
 #include <openssl/err.h>
 
 #include "engine/enroll/record.h"
+#include "engine/enroll/validate.h"
 #include "engine/pki/serial.h"
 #include "engine/scep/reject.h"
 
@@ -243,13 +244,24 @@ static int phase_repeat(pkcsreq *t)
     return rej;
 }
 
+/* MDM validation (intune, webhook) and a multi-kind profile's static challenge: validate.c. */
+static int phase_validate(pkcsreq *t)
+{
+    int next = -1;
+    int rej = enroll_validate(t->ctx, t->j, t->req, t->prof, t->csr, t->renewal, &t->detail,
+                              &next);
+    if (rej == REJ_NONE && next >= 0)
+        stop_with(t, next);
+    return rej;
+}
+
 /* One-time challenge: checked here against the stored record (an "override" profile takes
  * its bindings); consumed by the writer with the certificate or the pending request (the
  * put's condition, see onetime.c). */
 static int phase_onetime(pkcsreq *t)
 {
     job *j = t->j;
-    if (t->renewal || t->prof->challenge != PROFILE_CHALLENGE_ONETIME)
+    if (t->renewal || t->prof->challenge != PROFILE_CHALLENGE_ONETIME || j->pki.mdm.static_ok)
         return REJ_NONE;
     t->onetime = 1;
     int rej = enroll_onetime_check(t->ctx, j, t->prof, t->csr);
@@ -350,7 +362,8 @@ out:
 }
 
 static int (*const phases[])(pkcsreq *) = {
-    phase_signer, phase_profile, phase_lane, phase_replay, phase_repeat, phase_onetime,
+    phase_signer, phase_profile, phase_lane, phase_replay, phase_repeat, phase_validate,
+    phase_onetime,
     phase_hold, phase_issue,
 };
 

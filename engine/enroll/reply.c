@@ -84,6 +84,7 @@ int enroll_fail(const enroll_ctx *ctx, job *j, const scep_request *req, int rej,
 {
     if (rej == REJ_SIG_DIGEST && req->sig_md_nid != NID_undef)
         detail = OBJ_nid2sn(req->sig_md_nid);
+    j->pki.mdm.rej = rej;          /* Intune's failureNotification names it (validate.h) */
     /* A refused one-time challenge has its own event (the Intune connector's "challenge
      * expired/invalid" rows); everything else is a rejected request. */
     int ev = rej >= REJ_CHAL_WRONG && rej <= REJ_CHAL_PROFILE ? AUDIT_CHALLENGE_REJECTED

@@ -58,6 +58,8 @@ static const struct key keys[] = {
     { "ndes", "ttl",                K_SEC, F(ndes_ttl_s), 1000, 7 * DAY_MS },
     { "ndes", "encoding",           K_ENCODING, F(ndes_encoding), 0, 0 },
     { "ndes", "ca_name",            K_STR, F(ndes_ca_name), 0, 0 },
+    { "ndes", "users_file",         K_PATH, F(ndes_users_file), 0, 0 },
+    { "ndes", "profile",            K_STR, F(ndes_profile), 0, 0 },
 };
 
 static const char *const sections[] = { "mdm", "intune", "webhook", "ndes" };

@@ -29,6 +29,9 @@
  *   [ndes]     ttl = 60m                 lifetime of a challenge minted for the NDES page
  *              encoding = utf-16le | utf-8
  *              ca_name = "scepd"         the CA name the page shows
+ *              users_file = ndes.users   who may fetch the page (HTTP Basic): "name:password"
+ *                                        lines, '#' comments; empty: the page is off (404)
+ *              profile = ndes            the profile (challenge = onetime) it mints for
  *
  * URLs must be https://, except http:// to a loopback host (127.0.0.1, ::1, localhost): the
  * emulators of the tests. Unknown sections or keys are errors, as in the main file.
@@ -77,6 +80,10 @@ typedef struct mdm_config {
     int    ndes_ttl_s;
     int    ndes_encoding;                     /* enum mdm_ndes_encoding */
     char   ndes_ca_name[128];
+    char   ndes_users_file[1024];             /* Basic-auth users ("name:password" lines);
+                                                 empty: no NDES page */
+    char   ndes_profile[64];                  /* the one-time-challenge profile the page
+                                                 mints for */
 } mdm_config;
 
 /* Fills *c with the defaults above (Intune and webhook disabled). */

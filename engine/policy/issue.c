@@ -1,6 +1,8 @@
 /* Request checks and certificate construction. See issue.h. */
 #include "engine/policy/issue.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +17,7 @@
 #include "engine/scep/reject.h"
 
 struct issuer {
+    atomic_int refs;
     const ca_set *ca;
     int validity_days;
     int backdate_s;
@@ -29,9 +32,15 @@ struct issuer {
     X509_EXTENSION *cdp, *aia;     /* [issue] crl_url / ocsp_url; NULL when not set */
 };
 
+issuer *issuer_ref(issuer *is)
+{
+    atomic_fetch_add_explicit(&is->refs, 1, memory_order_relaxed);
+    return is;
+}
+
 void issuer_destroy(issuer *is)
 {
-    if (is == NULL)
+    if (is == NULL || atomic_fetch_sub_explicit(&is->refs, 1, memory_order_acq_rel) > 1)
         return;
     X509_EXTENSION_free(is->cdp);
     X509_EXTENSION_free(is->aia);
@@ -121,6 +130,7 @@ int issuer_create(const config *cfg, const ca_set *ca, const char *challenge, is
 
     if (is == NULL)
         goto out;
+    atomic_init(&is->refs, 1);
     is->ca = ca;
     is->validity_days = cfg->validity_days;
     is->backdate_s = cfg->backdate_s;
@@ -167,6 +177,56 @@ out:
     }
     issuer_destroy(is);
     return rc;
+}
+
+/* ---- the slot ---------------------------------------------------------------------------- */
+
+struct issuer_slot {
+    issuer *_Atomic cur;
+    pthread_mutex_t mu;    /* swaps, and readers moving their pin: never the common path */
+};
+
+int issuer_slot_create(issuer *first, issuer_slot **out)
+{
+    issuer_slot *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -1;
+    atomic_init(&s->cur, first);
+    pthread_mutex_init(&s->mu, NULL);
+    *out = s;
+    return 0;
+}
+
+void issuer_slot_destroy(issuer_slot *s)
+{
+    if (s == NULL)
+        return;
+    issuer_destroy(atomic_load(&s->cur));
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+void issuer_slot_swap(issuer_slot *s, issuer *next)
+{
+    pthread_mutex_lock(&s->mu);
+    issuer *old = atomic_exchange_explicit(&s->cur, next, memory_order_acq_rel);
+    pthread_mutex_unlock(&s->mu);
+    issuer_destroy(old);
+}
+
+/* The pin keeps the pinned issuer alive, so its address cannot come back as a new issuer
+ * while the pin holds it: pointer equality is enough. The lock makes "read the current one
+ * and reference it" atomic against a swap dropping the slot's reference. */
+const issuer *issuer_slot_get(issuer_slot *s, issuer **pin)
+{
+    if (atomic_load_explicit(&s->cur, memory_order_acquire) == *pin)
+        return *pin;
+    pthread_mutex_lock(&s->mu);
+    issuer *now = issuer_ref(atomic_load_explicit(&s->cur, memory_order_acquire));
+    pthread_mutex_unlock(&s->mu);
+    issuer_destroy(*pin);
+    *pin = now;
+    return now;
 }
 
 int issue_profile_reject(int pr)
@@ -253,10 +313,19 @@ static const profile *select_profile(const issuer *is, X509_REQ *csr, const char
 
 int issue_check_challenge(const issuer *is, const profile *prof, X509_REQ *csr)
 {
+    /* prof->challenge is the kind that decides: a multi-kind profile whose static challenge
+     * does not match is decided by its one-time challenge or its MDM. */
     if (prof->challenge != PROFILE_CHALLENGE_STATIC)
         return REJ_NONE;
+    return issue_static_challenge(is, prof, csr);
+}
+
+int issue_static_challenge(const issuer *is, const profile *prof, X509_REQ *csr)
+{
     size_t nitems = 0;
     size_t idx = (size_t)(prof - profile_set_items(is->profiles, &nitems));
+    if (idx >= nitems)
+        return REJ_INTERNAL;
     const uint8_t *want = is->prof_has[idx] ? is->prof_hash[idx]
                         : is->has_challenge ? is->challenge_hash : NULL;
     if (want == NULL)

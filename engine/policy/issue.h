@@ -11,6 +11,10 @@
  * Without profiles (issuer_set_profiles never called) the issuer has one built-in profile
  * "default" equal to the defaults of profile.h, except validity = [issue] validity_days and
  * renewal allowed at any time (the behaviour before profiles existed).
+ *
+ * An issuer is the server's policy snapshot: once shared it never changes, so any thread
+ * reads it without a lock. A reload (SIGHUP) builds a whole new issuer and swaps it into an
+ * issuer_slot; the old one lives until its last reference is dropped.
  */
 #ifndef SCEPD_ISSUE_H
 #define SCEPD_ISSUE_H
@@ -26,16 +30,39 @@
 typedef struct issuer issuer;
 
 /* Prebuilds the constant extensions for ca. challenge may be empty (initial enrollment is then
- * refused). Returns 0 or -1. */
+ * refused). *out holds one reference. ca must outlive every reference. Returns 0 or -1. */
 int  issuer_create(const config *cfg, const ca_set *ca, const char *challenge, issuer **out);
+/* Adds a reference (any thread); returns is. */
+issuer *issuer_ref(issuer *is);
+/* Drops a reference (any thread); the last one frees. Accepts NULL and half-built issuers. */
 void issuer_destroy(issuer *is);
+
+/* The current issuer of a running server. Readers keep a pin (one reference they own, e.g.
+ * per thread) and refresh it with issuer_slot_get at points where they hold nothing from the
+ * old issuer (between jobs): the common case is one atomic load and a compare; only after a
+ * swap does a reader take the slot's lock once, to move its pin. */
+typedef struct issuer_slot issuer_slot;
+
+/* A slot holding first (its reference passes to the slot). 0 or -1 (then first is kept by
+ * the caller). */
+int  issuer_slot_create(issuer *first, issuer_slot **out);
+/* Frees the slot and drops its reference; readers' pins stay valid until they drop them.
+ * Accepts NULL. */
+void issuer_slot_destroy(issuer_slot *s);
+/* Makes next (its reference passes to the slot) the current issuer; the previous one is
+ * freed once the last pin on it moves or is dropped. Any thread; swaps are serialised. */
+void issuer_slot_swap(issuer_slot *s, issuer *next);
+/* The current issuer, pinned in *pin (NULL at first): when *pin is not the current one, the
+ * old pin is dropped and the current one pinned. The result is *pin: valid until the next
+ * call with the same pin, or issuer_destroy(*pin). */
+const issuer *issuer_slot_get(issuer_slot *s, issuer **pin);
 
 /* Replaces the built-in profile by set (ownership passes to the issuer on success) and reads
  * each profile's static challenge. [issue] allow_sha1 = yes also admits SHA-1 CSRs under
  * every profile. Call before the issuer is shared. Returns 0 or -1 with err. */
 int issuer_set_profiles(issuer *is, profile_set *set, char *err, size_t errlen);
 
-/* The issuer's profiles (valid until issuer_destroy). */
+/* The issuer's profiles (valid while the caller holds a reference). */
 const profile_set *issuer_profiles(const issuer *is);
 
 /* Parses and checks a request (inner content of a PKCSReq/RenewalReq) under a profile:
@@ -52,9 +79,15 @@ int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
                         X509_REQ **out, const char **detail_out);
 
 /* The initial-enrollment challenge of prof (one of the issuer's) for a parsed request: a
- * static challenge is compared here (REJ_NONE, REJ_CHALLENGE, REJ_NO_CHALLENGE_SET); onetime
- * and none give REJ_NONE (a one-time challenge is the store's to decide). */
+ * static challenge (when it is the kind that decides) is compared here (REJ_NONE, REJ_CHALLENGE,
+ * REJ_NO_CHALLENGE_SET); otherwise REJ_NONE (a one-time challenge is the store's to decide,
+ * an MDM's verdict the validation stage's). */
 int issue_check_challenge(const issuer *is, const profile *prof, X509_REQ *csr);
+
+/* The static challenge of prof (one of the issuer's: its own, else the main configuration's)
+ * against the request's challengePassword, whatever kinds prof lists (a multi-kind profile
+ * tries it first): REJ_NONE, REJ_CHALLENGE, REJ_NO_CHALLENGE_SET. Constant time. */
+int issue_static_challenge(const issuer *is, const profile *prof, X509_REQ *csr);
 
 /* issue_check_request with the profile chosen by keyUsage. */
 int issue_check_csr(const issuer *is, const uint8_t *der, size_t len, int need_challenge,

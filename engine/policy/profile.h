@@ -97,7 +97,20 @@ enum profile_challenge {
     PROFILE_CHALLENGE_ONETIME,    /* one-time challenges (engine/policy/challenge.h)           */
     PROFILE_CHALLENGE_NONE,       /* initial enrollment without a challenge (renewal only
                                      if also nothing else authorises: use with care)    */
+    PROFILE_CHALLENGE_INTUNE,     /* Intune validates the request (engine/mdm/intune.h)     */
+    PROFILE_CHALLENGE_WEBHOOK,    /* the challenge webhook decides (engine/mdm/webhook.h)  */
 };
+/* challenge = a list ("onetime, static"): every kind listed is accepted, tried in a fixed
+ * order whatever the order written (docs/profiles.md): static (compared, nothing consumed),
+ * then onetime (consumed in the store) or the MDM (intune or webhook: its verdict is final).
+ * profile.challenge is then the kind that decides when static does not match: onetime or the
+ * MDM when listed, else static (none stands alone). At most one MDM; an MDM does not combine
+ * with onetime. */
+#define PROFILE_CHALLENGE_BIT(kind) (1u << (kind))
+/* The kinds a profile p accepts (a profile built without the parser has challenges 0: its
+ * one kind). */
+#define PROFILE_CHALLENGES(p) \
+    ((p)->challenges != 0 ? (p)->challenges : PROFILE_CHALLENGE_BIT((p)->challenge))
 
 #define PROFILE_NAME_MAX  64
 #define PROFILE_OID_MAX   16      /* EKUs, policies: entries per profile */
@@ -139,6 +152,7 @@ typedef struct profile {
     int      approve_renewals;     /* approval = manual: renewals approved automatically     */
     enum profile_approval approval;
     enum profile_challenge challenge;
+    unsigned challenges;           /* PROFILE_CHALLENGE_BIT of every kind listed            */
     char     challenge_password[256];       /* static, inline (empty: see _file / main)     */
     char     challenge_password_file[PROFILE_PATH_MAX]; /* resolved against the profile dir */
     int      smartcard_logon;      /* derived: EKU list holds 1.3.6.1.4.1.311.20.2.2         */

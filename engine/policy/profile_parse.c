@@ -49,6 +49,7 @@ void profile_defaults(profile *p, const char *name)
     p->hashes = PROFILE_HASH_SHA256 | PROFILE_HASH_SHA384 | PROFILE_HASH_SHA512;
     p->renewal_threshold_percent = 20;
     p->approve_renewals = 1;
+    p->challenges = PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_STATIC);
 }
 
 /* ---- parsing ------------------------------------------------------------------------------ */
@@ -284,7 +285,14 @@ static const char *const template_names[] = { "general", "signature", "encryptio
 static const char *const source_names[] = { "request", "require", "override", NULL };
 static const char *const beyond_names[] = { "cap", "refuse", NULL };
 static const char *const approval_names[] = { "auto", "manual", NULL };
-static const char *const challenge_names[] = { "static", "onetime", "none", NULL };
+static const struct word challenge_words[] = {
+    { "static", PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_STATIC) },
+    { "onetime", PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_ONETIME) },
+    { "none", PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_NONE) },
+    { "intune", PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_INTUNE) },
+    { "webhook", PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_WEBHOOK) },
+    { NULL, 0 },
+};
 static const char *const chars_names[] = { "any", "printable", "ascii", NULL };
 
 /* Copies src into dst (size bytes); callers have checked that it fits. */
@@ -404,9 +412,26 @@ static int apply(profile *p, const char *k, const char *v, const char *base_dir,
             BAD("bad approval '%s' (auto or manual)", v);
         p->approval = (enum profile_approval)n;
     } else if (!strcmp(k, "challenge")) {
-        if (choice(v, challenge_names, &n) != 0)
-            BAD("bad challenge '%s' (static, onetime or none)", v);
+        /* A list: the kind that decides is the one after static (profile.h). */
+        unsigned b;
+        const unsigned mdm = PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_INTUNE) |
+                             PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_WEBHOOK);
+        if (parse_bits(v, challenge_words, "challenge", 0, &b, why, whylen) != 0)
+            BAD("bad challenge '%s' (static, onetime, intune, webhook or none; a list such "
+                "as 'onetime, static')", v);
+        if ((b & PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_NONE)) &&
+            b != PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_NONE))
+            BAD("challenge = none combines with nothing");
+        if ((b & mdm) == mdm)
+            BAD("challenge: intune and webhook together (one MDM decides)");
+        if ((b & mdm) && (b & PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_ONETIME)))
+            BAD("challenge: an MDM (intune, webhook) combines with static only");
+        n = PROFILE_CHALLENGE_STATIC;
+        for (int c = PROFILE_CHALLENGE_STATIC; c <= PROFILE_CHALLENGE_WEBHOOK; c++)
+            if (c != PROFILE_CHALLENGE_STATIC && (b & PROFILE_CHALLENGE_BIT(c)))
+                n = c;
         p->challenge = (enum profile_challenge)n;
+        p->challenges = b;
     } else if (!strcmp(k, "challenge_password")) {
         if (strlen(v) >= sizeof(p->challenge_password))
             BAD("challenge_password too long (max %zu bytes)", sizeof(p->challenge_password) - 1);
@@ -461,7 +486,7 @@ static int finish(profile *p, char *why, size_t whylen)
         err_set(why, whylen, "set challenge_password or challenge_password_file, not both");
         return -1;
     }
-    if (p->challenge != PROFILE_CHALLENGE_STATIC &&
+    if (!(PROFILE_CHALLENGES(p) & PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_STATIC)) &&
         (p->challenge_password[0] != '\0' || p->challenge_password_file[0] != '\0')) {
         err_set(why, whylen, "challenge_password is only for challenge = static");
         return -1;

@@ -59,6 +59,10 @@
     X(CHAL_SAN,           BADREQUEST,      "challenge_san",        "request subjectAltNames differ from the ones bound to the challenge") \
     X(CHAL_PROFILE,       BADREQUEST,      "challenge_profile",    "one-time challenge was issued for another profile") \
     X(REQUEST_DENIED,     BADREQUEST,      "request_denied",       "the request was denied by an administrator") \
+    X(MDM_DENIED,         BADREQUEST,      "mdm_denied",           "the MDM (Intune or webhook) refused the request") \
+    X(MDM_UNAVAILABLE,    BADREQUEST,      "mdm_unavailable",      "the MDM service could not be reached, failed or answered unreadably") \
+    X(MDM_TIMEOUT,        BADREQUEST,      "mdm_timeout",          "the MDM service did not answer in time") \
+    X(MDM_NOTIFY,         BADREQUEST,      "mdm_notify_failed",    "Intune did not acknowledge the issued certificate; it was revoked") \
     X(INTERNAL,           BADREQUEST,      "internal_error",       "internal error while processing the request")
 
 enum scep_reject {

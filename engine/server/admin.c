@@ -162,7 +162,7 @@ int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t
         return APP_RESPOND;
     }
     int hp = body_field(body, body_len, "profile", pname, sizeof(pname));
-    const profile *prof = hp == 1 ? profile_set_find(issuer_profiles(a->issuer), pname,
+    const profile *prof = hp == 1 ? profile_set_find(issuer_profiles(app_issuer(a)), pname,
                                                      strlen(pname)) : NULL;
     if (prof == NULL)
         return admin_reject_ev(a, AUDIT_HTTP_REJECTED, resp, 400, "bad_profile", "profile missing or unknown\n", peer);

@@ -4,6 +4,7 @@
 #include "engine/server/app_internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,25 +124,67 @@ out:
     return rc;
 }
 
-/* A profiles directory replaces the built-in "default" profile; none: the built-in. */
-static int load_profiles(app *a, char *err, size_t errlen)
+/* This thread's pin on the current issuer (app_issuer). */
+static _Thread_local issuer *t_pin;
+
+const issuer *app_issuer(const app *a)
 {
-    const config *cfg = &a->cfg;
+    return issuer_slot_get(a->policy, &t_pin);
+}
+
+void app_issuer_unpin(void)
+{
+    issuer_destroy(t_pin);
+    t_pin = NULL;
+}
+
+/* The issuer for cfg: its challenge, and the profiles directory replacing the built-in
+ * "default" profile (no directory: the built-in). At start and on reload. */
+static int build_issuer(app *a, const config *cfg, issuer **out, char *err, size_t errlen)
+{
+    char challenge[256] = "", perr[512];
+    profile_set *set = NULL;
+    issuer *is = NULL;
     struct stat pst;
+    int rc = -1;
+
+    if (config_read_challenge(cfg, challenge, sizeof(challenge)) < 0) {
+        snprintf(err, errlen, "cannot read the challenge (challenge_file %s)", cfg->challenge_file);
+        goto out;
+    }
+    if (issuer_create(cfg, a->ca, challenge, &is) != 0) {
+        snprintf(err, errlen, "cannot prepare certificate extensions for this CA");
+        goto out;
+    }
     if (stat(cfg->profiles_dir, &pst) == 0) {
-        profile_set *set = NULL;
-        char perr[512];
         if (profile_set_load_dir(cfg->profiles_dir, &set, perr, sizeof(perr)) != 0 ||
-            issuer_set_profiles(a->issuer, set, perr, sizeof(perr)) != 0) {
-            profile_set_destroy(set);
+            issuer_set_profiles(is, set, perr, sizeof(perr)) != 0) {
             snprintf(err, errlen, "profiles %s: %s", cfg->profiles_dir, perr);
-            return -1;
+            goto out;
         }
+        set = NULL;   /* the issuer's now */
     } else if (errno != ENOENT) {
         snprintf(err, errlen, "profiles %s: %s", cfg->profiles_dir, strerror(errno));
-        return -1;
+        goto out;
     }
-    return 0;
+    /* Single DES lives in OpenSSL's legacy provider: loaded only once a profile allows it
+     * (main thread; it stays loaded until the end). */
+    if (a->legacy == NULL && profile_set_allows_des(issuer_profiles(is)) &&
+        (a->legacy = OSSL_PROVIDER_load(NULL, "legacy")) == NULL) {
+        snprintf(err, errlen, "a profile has allow_des = yes, which needs OpenSSL's legacy "
+                 "provider; it did not load");
+        goto out;
+    }
+    rc = 0;
+out:
+    OPENSSL_cleanse(challenge, sizeof(challenge));
+    profile_set_destroy(set);
+    if (rc == 0) {
+        *out = is;
+        is = NULL;
+    }
+    issuer_destroy(is);
+    return rc;
 }
 
 /* The stop eventfd, the shards (bound) and the tables sized by the shard and worker counts. */
@@ -196,7 +239,8 @@ static int make_shards(app *a, char *err, size_t errlen)
 int app_create(const config *cfg, app **out, char *err, size_t errlen)
 {
     app *a = calloc(1, sizeof(*a));
-    char pin[256] = "", challenge[256] = "";
+    char pin[256] = "";
+    issuer *is = NULL;
     int rc = -1;
 
     if (a == NULL) {
@@ -204,7 +248,9 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
         return -1;
     }
     a->cfg = *cfg;
+    a->cfg_file = *cfg;
     a->stop_fd = -1;
+    a->reload_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&a->q_mu, NULL);
     pthread_cond_init(&a->q_cv, NULL);
     pthread_mutex_init(&a->pub_mu, NULL);
@@ -219,23 +265,13 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     if (ca_load(cfg, pin, &a->ca, err, errlen) != 0)
         goto out;
     config_forget_pin_env();
-    if (config_read_challenge(cfg, challenge, sizeof(challenge)) < 0) {
-        snprintf(err, errlen, "cannot read the challenge (challenge_file %s)", cfg->challenge_file);
+    if (build_issuer(a, cfg, &is, err, errlen) != 0)
+        goto out;
+    if (a->reload_fd < 0 || issuer_slot_create(is, &a->policy) != 0) {
+        snprintf(err, errlen, "out of memory");
         goto out;
     }
-    if (issuer_create(cfg, a->ca, challenge, &a->issuer) != 0) {
-        snprintf(err, errlen, "cannot prepare certificate extensions for this CA");
-        goto out;
-    }
-    if (load_profiles(a, err, errlen) != 0)
-        goto out;
-    /* Single DES lives in OpenSSL's legacy provider: loaded only when a profile allows it. */
-    if (profile_set_allows_des(issuer_profiles(a->issuer)) &&
-        (a->legacy = OSSL_PROVIDER_load(NULL, "legacy")) == NULL) {
-        snprintf(err, errlen, "a profile has allow_des = yes, which needs OpenSSL's legacy "
-                 "provider; it did not load");
-        goto out;
-    }
+    is = NULL;
     int src = store_open(cfg->store_path, cfg->store_map_size, &a->store);
     if (src != 0) {
         snprintf(err, errlen, "store %s: %s", cfg->store_path, store_strerror(src));
@@ -243,12 +279,14 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
     }
     if (revocation_setup(a, err, errlen) != 0)
         goto out;
+    if (mdm_wire_setup(a, err, errlen) != 0)
+        goto out;
     if (make_shards(a, err, errlen) != 0)
         goto out;
     rc = 0;
 out:
     OPENSSL_cleanse(pin, sizeof(pin));
-    OPENSSL_cleanse(challenge, sizeof(challenge));
+    issuer_destroy(is);
     if (rc == 0) {
         *out = a;
         a = NULL;
@@ -263,6 +301,7 @@ static void *shard_main(void *arg)
     stage *st = arg;
     audit_bind_thread(st->app->audit, st->index + 1);
     shard_run(st->app->shards[st->index]);
+    app_issuer_unpin();
     return NULL;
 }
 
@@ -300,9 +339,21 @@ int app_run(app *a)
     /* systemd (Type=notify): the listeners are bound and the token logged in (app_create),
      * the workers, the publisher and the shards run. */
     sdnotify("READY=1");
-    uint64_t v;
-    while (read(a->stop_fd, &v, sizeof(v)) < 0 && errno == EINTR)
-        ;
+    /* This thread (main) waits for app_stop and does the reloads SIGHUP asks for. */
+    for (;;) {
+        struct pollfd p[2] = {{.fd = a->stop_fd, .events = POLLIN},
+                              {.fd = a->reload_fd, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (p[0].revents != 0)
+            break;
+        uint64_t v;
+        if (p[1].revents != 0 && read(a->reload_fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+            app_reload(a);
+    }
     rc = 0;
 stop:
     sdnotify("STOPPING=1");
@@ -320,6 +371,7 @@ stop:
         pthread_join(a->pub_thread, NULL);
         a->pub_started = 0;
     }
+    mdm_wire_teardown(a);      /* its callbacks post to the workers and the writer */
     pthread_mutex_lock(&a->q_mu);
     a->q_stopping = 1;
     pthread_cond_broadcast(&a->q_cv);
@@ -344,6 +396,77 @@ void app_stop(app *a)
     }
 }
 
+void app_set_config_file(app *a, const char *path)
+{
+    snprintf(a->cfg_path, sizeof(a->cfg_path), "%s", path != NULL ? path : "");
+}
+
+void app_request_reload(app *a)
+{
+    uint64_t one = 1;
+    if (a != NULL && a->reload_fd >= 0 && write(a->reload_fd, &one, sizeof(one)) < 0) {
+        /* nothing to do from a signal handler; a reload already asked for is pending */
+    }
+}
+
+static void reload_event(app *a, int event, const char *detail)
+{
+    audit_fields f = {.detail = detail, .failinfo = -1};
+    audit_emit(a->audit, event, &f);
+    fprintf(stderr, "scepd: reload: %s\n", detail);
+}
+
+int app_reload(app *a)
+{
+    config next = {0};
+    issuer *is = NULL;
+    char why[1024], keys[512], detail[2600];
+    int rc = -1;
+
+    int e = audit_reopen(a->audit, 2000);
+    if (e != 0) {
+        snprintf(detail, sizeof(detail), "audit log %s: %s", a->cfg.audit_log, strerror(-e));
+        reload_event(a, AUDIT_LOG_REOPEN_FAILED, detail);
+    }
+    if (a->cfg_path[0] == '\0') {
+        snprintf(detail, sizeof(detail), "the configuration file is not known; only the audit "
+                 "log was reopened");
+        goto refused;
+    }
+    if (config_load(&next, a->cfg_path, why, sizeof(why)) != 0) {
+        snprintf(detail, sizeof(detail), "%s: %s; the running configuration is kept",
+                 a->cfg_path, why);
+        goto refused;
+    }
+    if (config_restart_changes(&a->cfg_file, &next, keys, sizeof(keys)) > 0) {
+        snprintf(detail, sizeof(detail), "%s: changed keys need a restart: %s; nothing was "
+                 "reloaded, the running configuration is kept", a->cfg_path, keys);
+        goto refused;
+    }
+    if (build_issuer(a, &next, &is, why, sizeof(why)) != 0) {
+        snprintf(detail, sizeof(detail), "%s; the running profiles and challenges are kept", why);
+        goto refused;
+    }
+    /* What the new set serves, for the event. */
+    size_t n = 0, len = 0;
+    const profile *items = profile_set_items(issuer_profiles(is), &n);
+    len = (size_t)snprintf(detail, sizeof(detail), "%zu profile%s:", n, n == 1 ? "" : "s");
+    for (size_t i = 0; i < n && len < sizeof(detail); i++)
+        len += (size_t)snprintf(detail + len, sizeof(detail) - len, "%s %s", i > 0 ? "," : "",
+                                items[i].name);
+    issuer_slot_swap(a->policy, is);
+    is = NULL;
+    reload_event(a, AUDIT_CONFIG_RELOADED, detail);
+    rc = e == 0 ? 0 : -1;
+    goto out;
+refused:
+    reload_event(a, AUDIT_CONFIG_RELOAD_FAILED, detail);
+out:
+    OPENSSL_cleanse(&next, sizeof(next));   /* may hold the challenge */
+    issuer_destroy(is);
+    return rc;
+}
+
 void app_destroy(app *a)
 {
     if (a == NULL)
@@ -361,15 +484,19 @@ void app_destroy(app *a)
     if (a->legacy != NULL)
         OSSL_PROVIDER_unload(a->legacy);
     free(a->workers);
+    mdm_wire_free(a);
     store_close(a->store);
     crl_cache_destroy(a->crls);
     crl_signer_destroy(a->crl_signer);
     ocsp_responder_destroy(a->ocsp);
-    issuer_destroy(a->issuer);
+    app_issuer_unpin();        /* this thread's, if setup (ndes_route.c) pinned one */
+    issuer_slot_destroy(a->policy);
     ca_free(a->ca);
     audit_close(a->audit);
     if (a->stop_fd >= 0)
         close(a->stop_fd);
+    if (a->reload_fd >= 0)
+        close(a->reload_fd);
     pthread_mutex_destroy(&a->q_mu);
     pthread_cond_destroy(&a->q_cv);
     pthread_mutex_destroy(&a->pub_mu);

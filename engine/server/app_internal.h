@@ -49,7 +49,8 @@ struct app {
     config        cfg;
     audit        *audit;
     ca_set       *ca;
-    issuer       *issuer;
+    issuer_slot  *policy;          /* the current issuer (profiles, static challenges):
+                                      app_issuer; swapped by app_reload                 */
     store        *store;
     uint32_t      nshards;
     shard       **shards;
@@ -59,6 +60,9 @@ struct app {
     int           nworkers;
     worker       *workers;
     int           stop_fd;         /* eventfd: app_stop -> app_run */
+    int           reload_fd;       /* eventfd: app_request_reload -> app_run */
+    config        cfg_file;        /* cfg as loaded (cfg.listen_port is the bound one) */
+    char          cfg_path[CONFIG_PATH_MAX]; /* what app_reload reads; "" : not known */
     admit         admit;           /* the bound on jobs admitted to the workers */
     /* The crypto workers' queue: one lock per pushed list, one wake-up per list. */
     pthread_mutex_t q_mu;
@@ -80,9 +84,22 @@ struct app {
     pthread_cond_t  pub_cv;
     int           pub_stop, pub_wake;
     job          *pub_done;
+    /* The MDM validation stage (mdm_wire.c) and the NDES page (ndes_route.c). */
+    struct mdm_stage  *mdm;        /* NULL: no mdm_config, or stopped; read under mdm_mu */
+    struct mdm_config *mdm_cfg;
+    pthread_mutex_t mdm_mu;
+    int           mdm_mu_ready;
+    struct ndes_state *ndes;       /* NULL: no [ndes] users_file */
 };
 
 /* app.c */
+/* The current issuer, pinned for the calling thread: valid until this thread's next
+ * app_issuer call. Call it where the thread holds nothing from a previous result (a worker
+ * at the start of a job, a shard per request), so a request that started under one
+ * profile set finishes under it. */
+const issuer *app_issuer(const app *a);
+/* Drops the calling thread's pin (before the thread ends). */
+void app_issuer_unpin(void);
 /* job_new for a request of connection ref: answered through the shard, freed by
  * app_job_release. NULL when out of memory. */
 job *app_job_new(app *a, int kind, conn_ref ref, const char *peer, const char *pname);
@@ -126,6 +143,36 @@ int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t bo
                  int is_post, conn_ref ref, const char *peer, http_response *resp);
 int admin_challenge(app *a, const http_request *req, const uint8_t *body, size_t body_len,
                     int is_post, conn_ref ref, const char *peer, http_response *resp);
+
+/* mdm_wire.c: the MDM validation stage in the server (engine/enroll/validate.h). */
+/* Loads cfg.mdm_config (if set) and starts the stage and the NDES page; after the profiles
+ * and the audit log. 0 or -1 with err. */
+int  mdm_wire_setup(app *a, char *err, size_t errlen);
+/* Stops the stage: pending validations come back to the worker queue (refused, shutdown);
+ * pending successNotifications end in revocation. Before the workers stop. */
+void mdm_wire_teardown(app *a);
+void mdm_wire_free(app *a);            /* teardown and free; accepts a half-built app */
+/* Worker: a job whose pass returned JOB_VALIDATE goes to the stage (or is answered 503). */
+void mdm_wire_park(app *a, job *j);
+/* Worker or writer: j is answered without a certificate; after an Intune allow, Intune gets
+ * a failureNotification (once). */
+void mdm_wire_refused(app *a, job *j);
+/* Writer, j's certificate committed: 1 when Intune must acknowledge it first (the job is
+ * the stage's until then), 0 to deliver now. */
+int  mdm_wire_committed(app *a, job *j);
+/* Writer: 1 when j's put was the revocation after a failed successNotification (j's reply
+ * is then the FAILURE), 0 otherwise. */
+int  mdm_wire_revoked(app *a, job *j);
+
+/* ndes_route.c: GET /certsrv/mscep_admin/ (NDES's one-time challenge page, Basic auth). */
+int  ndes_route_setup(app *a, char *err, size_t errlen);
+void ndes_route_free(app *a);
+/* 1 when path is the NDES admin page. */
+int  ndes_route_match(http_slice path);
+int  ndes_route(app *a, const http_request *req, int is_get, conn_ref ref, const char *peer,
+                http_response *resp);
+/* Writer: the answer to the page once its challenge is durable. */
+void ndes_committed(app *a, job *j);
 
 /* publisher.c: the CRL publisher thread body (arg = the app). */
 void *publisher_main(void *arg);

@@ -51,6 +51,10 @@ static void revoke_committed(app *a, job *j)
  * value itself is only in this answer (the store keeps its hash). */
 static void challenge_committed(app *a, job *j)
 {
+    if (j->challenge.ndes) {           /* GET /certsrv/mscep_admin/: NDES's page */
+        ndes_committed(a, j);
+        return;
+    }
     int ok = j->put.result == STORE_OK && j->put.verdict == 0;
     audit_fields f = {.profile = j->profile, .peer = j->peer, .detail = j->challenge.who,
                       .diag = ok ? NULL : "store_failure", .failinfo = -1,
@@ -98,6 +102,11 @@ void commit_done(store_put *batch, void *arg)
             out = j;
             continue;
         }
+        if (mdm_wire_revoked(a, j)) {  /* Intune refused the certificate: now revoked */
+            j->next = out;
+            out = j;
+            continue;
+        }
         if (p->result == STORE_OK) {
             audit_fields f = {.txid = j->pki.txkey, .profile = j->profile,
                               .subject = j->pki.subject, .serial = j->pki.serial_hex,
@@ -109,6 +118,8 @@ void commit_done(store_put *batch, void *arg)
                 audit_emit(a->audit, AUDIT_CHALLENGE_CONSUMED, &c);
             }
             audit_emit(a->audit, j->pki.audit_event, &f);
+            if (mdm_wire_committed(a, j))
+                continue;              /* Intune's successNotification, then the CertRep */
             j->next = out;
             out = j;
         } else if ((p->result == STORE_DUP_SERIAL || p->result == STORE_DUP_TXID ||
@@ -125,6 +136,7 @@ void commit_done(store_put *batch, void *arg)
                               .http_status = 503};
             audit_emit(a->audit, AUDIT_STORE_FAILURE, &f);
             job_reply_text(j, 503, "store unavailable, retry later\n");
+            mdm_wire_refused(a, j);
             j->next = out;
             out = j;
         }

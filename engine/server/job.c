@@ -25,6 +25,9 @@ void job_free(job *j)
     case JOB_PKIOPERATION:
         if (j->pki.state_free != NULL)
             j->pki.state_free(j->pki.state);
+        if (j->pki.mdm.facts_free != NULL)
+            j->pki.mdm.facts_free(j->pki.mdm.facts);
+        free(j->pki.mdm.fail_der);
         free(j->pki.cert_der);
         break;
     case JOB_HELD:

@@ -43,7 +43,30 @@ enum job_kind {
 enum job_next {
     JOB_DELIVER = 0,   /* reply is ready: send it */
     JOB_COMMIT = 1,    /* reply carries a new certificate: store it first, then send */
+    JOB_VALIDATE = 2,  /* ask the MDM first (j->pki.mdm): the job is parked at the validation
+                          stage, holding no worker, and comes back to a worker queue with the
+                          verdict (engine/server/mdm_wire.c) */
 };
+
+/* JOB_PKIOPERATION under an intune or webhook challenge: the validation's state across the
+ * passes (engine/enroll/validate.c fills the request side, engine/server/mdm_wire.c the
+ * verdict and the notifications). */
+typedef struct job_mdm {
+    int           kind;          /* enum mdm_kind asked (engine/mdm/validate.h); 0: none */
+    int           done;          /* the stage answered: result, diag, detail */
+    int           result;        /* enum mdm_result */
+    int           diag;          /* enum mdm_diag */
+    char          detail[384];   /* "code: reason" for the audit events */
+    int           static_ok;     /* a multi-kind profile's static challenge matched */
+    int           rej;           /* REJ_ of a refusal after an Intune allow (failureNotification) */
+    int           notify;        /* Intune allowed and issued: successNotification after commit */
+    int           revoking;      /* the successNotification failed: the revocation is committing */
+    void         *facts;         /* enroll's copy of the request's facts (owned: facts_free) */
+    void        (*facts_free)(void *facts);
+    uint8_t      *fail_der;      /* Intune: the CertRep FAILURE (REJ_MDM_NOTIFY) signed in advance
+                                    on the worker, sent if the successNotification fails */
+    size_t        fail_len;
+} job_mdm;
 
 /* JOB_PKIOPERATION: what the worker pass keeps for the store record and the audit event,
  * and the state of a request that takes more than one pass (engine/enroll). */
@@ -60,6 +83,7 @@ typedef struct job_pki {
                                     CHALLENGE_CONSUMED with audit_event once committed */
     void         *state;         /* enroll's state across passes (owned, state_free) */
     void        (*state_free)(void *state);
+    job_mdm       mdm;           /* MDM validation (intune, webhook profiles) */
 } job_pki;
 
 /* JOB_CRL: what the worker built (body = the signed CRL DER). */
@@ -83,6 +107,7 @@ typedef struct job_challenge {
     uint8_t       key[CHALLENGE_HASH_LEN];
     int64_t       expires;       /* seconds since the epoch */
     char          who[160];      /* who created it (audit) */
+    int           ndes;          /* GET /certsrv/mscep_admin/: answered with NDES's page */
 } job_challenge;
 
 /* JOB_HELD: unhold(hold) when the job is released. */

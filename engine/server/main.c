@@ -10,16 +10,24 @@
 
 static app *g_app;   /* for the signal handler only */
 
+/* Handlers only write an eventfd: the main thread (app_run) stops or reloads. */
 static void on_signal(int sig)
 {
     (void)sig;
     app_stop(g_app);
 }
 
+static void on_hup(int sig)
+{
+    (void)sig;
+    app_request_reload(g_app);
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: scepd -c CONFIG [--port-file FILE]\n"
-                    "  The PIN is read from [keys] pin_file or the SCEPD_PIN environment variable.\n");
+                    "  The PIN is read from [keys] pin_file or the SCEPD_PIN environment variable.\n"
+                    "  SIGHUP reopens the audit log and reloads profiles and challenges.\n");
 }
 
 int main(int argc, char **argv)
@@ -53,11 +61,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "scepd: %s\n", err);
         return 1;
     }
+    app_set_config_file(g_app, conf);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     fprintf(stderr, "scepd: listening on http://%s:%u/scep\n", cfg.listen_host, app_port(g_app));

@@ -60,7 +60,7 @@ static int scep_path(const app *a, http_slice path, char *pname, size_t plen)
     /* "/scep/" and "/scep/pkiclient.exe" (clients that append the CGI name) are the default. */
     if (n == 0 || (n == 13 && slash == NULL && strncasecmp(name, "pkiclient.exe", 13) == 0))
         return 1;
-    if (n >= plen || profile_set_find(issuer_profiles(a->issuer), name, n) == NULL)
+    if (n >= plen || profile_set_find(issuer_profiles(app_issuer(a)), name, n) == NULL)
         return -1;
     memcpy(pname, name, n);
     pname[n] = '\0';
@@ -284,6 +284,8 @@ int route_request(void *ctx, const http_request *req, const uint8_t *body, size_
         return admin_revoke(a, req, body, body_len, is_post, ref, peer, resp);
     if (path_is(req->path, "/admin/challenges", 0))
         return admin_challenge(a, req, body, body_len, is_post, ref, peer, resp);
+    if (ndes_route_match(req->path))
+        return ndes_route(a, req, is_get, ref, peer, resp);
     int sp = scep_path(a, req->path, pname, sizeof(pname));
     if (sp == 0)
         return route_reject(a, resp, 404, "not found\n", peer);

@@ -69,8 +69,10 @@ int worker_cancelled(void *arg, job *j)
 {
     app *a = arg;
     /* A one-time challenge is consumed only in the write transaction that records the
-     * certificate (engine/enroll/onetime.c), so dropping a job here never burns one. */
-    if (!j->admitted || (j->kind != JOB_PKIOPERATION && j->kind != JOB_OCSP))
+     * certificate (engine/enroll/onetime.c), so dropping a job here never burns one; a job
+     * with an MDM verdict finishes (the MDM was told, or will be, how it ended). */
+    if (!j->admitted || (j->kind != JOB_PKIOPERATION && j->kind != JOB_OCSP) ||
+        (j->kind == JOB_PKIOPERATION && j->pki.mdm.done))
         return 0;
     if (!shard_ref_live(a->shards[j->reply.ref.shard], j->reply.ref)) {
         admit_note(&a->admit, a->audit, ADMIT_GONE, j->peer);
@@ -222,7 +224,7 @@ void *worker_main(void *arg)
         fprintf(stderr, "scepd: worker cannot create a store reader\n");
         return NULL;
     }
-    enroll_ctx ctx = {&a->cfg, a->ca, a->issuer, a->audit, reader, a->crls,
+    enroll_ctx ctx = {&a->cfg, a->ca, NULL, a->audit, reader, a->crls,
                       worker_cancelled, a};
     job *j;
     while ((j = queue_take(a)) != NULL) {
@@ -240,19 +242,25 @@ void *worker_main(void *arg)
                 continue;                  /* went back to the publisher */
             next = JOB_COMMIT;
         } else {
+            ctx.issuer = app_issuer(a);    /* the profile set this job runs under */
             next = enroll_process(&ctx, j);
             sample = 1;
         }
         if (sample)
             admit_sample(&a->admit, (app_now_ms() - t0) * 1000u);
-        if (next == JOB_COMMIT) {
+        if (next == JOB_VALIDATE) {
+            mdm_wire_park(a, j);           /* held by the stage, not by this worker */
+        } else if (next == JOB_COMMIT) {
             j->put.next = NULL;
             store_submit(a->store, &j->put);
         } else {
+            if (j->kind == JOB_PKIOPERATION)
+                mdm_wire_refused(a, j);
             worker_deliver(a, j);
         }
     }
     store_reader_destroy(reader);
+    app_issuer_unpin();
     if (a->ca->token != NULL)
         hsm_thread_detach();
     return NULL;

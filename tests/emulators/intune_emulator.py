@@ -18,7 +18,8 @@ by --control that is re-read on every call. Knobs:
   notify_success / notify_failure: "allow" | an error code | "5xx"
   fail_5xx:        the next N service calls answer 503 (counted down)
   fail_token_5xx:  the next N token requests answer 503
-  delay_ms:        every service call waits this long before answering
+  delay_ms:        every service call waits this long before answering (and writes its
+                   path to LOG.waiting when it starts waiting)
   token_expires_in: lifetime of new tokens (seconds, default 3599)
   revoke_tokens:   true -> every token issued so far is refused with 401 (then cleared)
   hide_service:    a service name discovery leaves out
@@ -148,6 +149,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(401, {"error": "token refused"}, rec)
         delay = knob("delay_ms", 0)
         if delay:
+            # A test that needs "a call is in progress" waits for this line, not for a time.
+            with lock, open(args.log + ".waiting", "a") as f:
+                f.write(self.path + "\n")
             time.sleep(delay / 1000.0)
         if count_down("fail_5xx"):
             return self.answer(503, {"error": "ServiceUnavailable"}, rec)

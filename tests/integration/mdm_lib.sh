@@ -1,0 +1,39 @@
+# Helpers of the MDM integration tests (t_intune.sh, t_webhook.sh, t_ndes.sh), sourced after
+# lib.sh: an emulator of tests/emulators/ as a child on 127.0.0.1 (kernel-chosen port), the
+# stage's configuration file, and the calls the emulator recorded.
+EMU_PIDS=""
+
+# start_emulator NAME SCRIPT ARGS...: runs python3 tests/emulators/SCRIPT ARGS... (its calls
+# in $T/NAME.calls), waits for its "PORT n" line; sets EMU_PORT.
+start_emulator() {
+  local name=$1 script=$2 pid
+  shift 2
+  : > "$T/$name.calls"
+  python3 "$SRC/tests/emulators/$script" --log "$T/$name.calls" "$@" > "$T/$name.port" 2>"$T/$name.err" &
+  pid=$!
+  EMU_PIDS="$EMU_PIDS $pid"
+  for _ in $(seq 1 100); do
+    EMU_PORT=$(sed -n 's/^PORT //p' "$T/$name.port")
+    [ -n "$EMU_PORT" ] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$T/$name.err" >&2; return 1; }
+    sleep 0.05
+  done
+  log "emulator $script did not start"; return 1
+}
+stop_emulators() { local p; for p in $EMU_PIDS; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; EMU_PIDS=""; }
+trap 'rc=$?; set +e; stop_emulators; (exit $rc); cleanup' EXIT
+
+# use_mdm_config: scepd.conf names $STATE/mdm.conf ([server] mdm_config).
+use_mdm_config() { sed -i 's/^\[server\]$/[server]\nmdm_config = mdm.conf/' "$CONF"; }
+
+# calls_where FILE PYEXPR: the recorded calls (JSON lines, c = one call) for which PYEXPR
+# holds, one JSON line each.
+calls_where() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    c = json.loads(line)
+    if eval(sys.argv[2], {}, {"c": c}):
+        print(json.dumps(c))
+PY
+}
