@@ -49,13 +49,17 @@ check "/healthz while the database is down: 503" test "$hz" = 503
 check "an enrollment while the database is down: HTTP 503" grep -q 'http=503' down.out
 check "the store failure is audited" sh -c "grep -q '\"name\":\"STORE_FAILURE\"' '$STATE/audit-a.log'"
 check "/healthz is 200 again once the database is back" test $ready = 1
-after=$(grep -l status=SUCCESS $(ls -t got/*.out | head -n 4) 2>/dev/null | wc -l)
-"$REQ" enroll --url "$URL" --challenge "$CHALLENGE_VALUE" --cn after-restart --cert-out after.pem \
-  > after.out 2>&1 || true
+# as a client does: retry on 503 (a worker's connection may still be in its backoff, <= 2 s)
+for _ in $(seq 1 10); do
+  "$REQ" enroll --url "$URL" --challenge "$CHALLENGE_VALUE" --cn after-restart --cert-out after.pem \
+    > after.out 2>&1 || true
+  grep -q http=503 after.out || break
+  sleep 0.5
+done
 check "the node issues again after the database came back" grep -q status=SUCCESS after.out
 check "the certificate verifies" verify_cert after.pem
 received=$(find got -name '*.pem' -size +0 | wc -l)
-log "clients received $received certificates; the last requests of the clients: $after SUCCESS"
+log "clients received $received certificates"
 missing=0
 for f in got/*.pem after.pem; do
   [ -s "$f" ] || continue
@@ -64,7 +68,8 @@ for f in got/*.pem after.pem; do
     { missing=$((missing + 1)); log "not in the store: $f ($s)"; }
 done
 check "every certificate a client received is in the store" test "$missing" -eq 0
-check "no other answer than SUCCESS or HTTP 503 reached a client" \
-  sh -c "! grep -L -e status=SUCCESS -e http=503 got/*.out | grep -q ."
+others=$(grep -L -e status=SUCCESS -e http=503 got/*.out || true)
+for f in $others; do log "  $f: $(tr '\n' ' ' < "$f")"; done
+check "no other answer than SUCCESS or HTTP 503 reached a client" test -z "$others"
 node_stop a
 finish

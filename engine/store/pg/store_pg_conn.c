@@ -239,35 +239,39 @@ static int pgc_fail(pgc *pc, PGresult *r)
     return rc;
 }
 
-PGresult *pgc_run(pgc *pc, enum pg_stmt st, const pgp *p, int *rc)
+/* Runs a prepared statement (sql NULL) or plain SQL; see pgc_run for the retry. */
+static PGresult *pgc_do(pgc *pc, enum pg_stmt st, const char *sql, const pgp *p, int *rc)
 {
     static const pgp none;
     if (p == NULL)
         p = &none;
-    if ((*rc = pgc_ready(pc)) != 0)
-        return NULL;
-    PGresult *r = PQexecPrepared(pc->c, pg_sql[st].name, p->n, p->val, p->len, p->fmt, 1);
-    ExecStatusType t = PQresultStatus(r);
-    if (t == PGRES_TUPLES_OK || t == PGRES_COMMAND_OK) {
-        *rc = 0;
-        return r;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if ((*rc = pgc_ready(pc)) != 0)
+            return NULL;
+        PGresult *r = sql != NULL ? PQexec(pc->c, sql)
+                    : PQexecPrepared(pc->c, pg_sql[st].name, p->n, p->val, p->len, p->fmt, 1);
+        ExecStatusType t = PQresultStatus(r);
+        if (t == PGRES_TUPLES_OK || t == PGRES_COMMAND_OK) {
+            *rc = 0;
+            return r;
+        }
+        *rc = pgc_fail(pc, r);
+        if (*rc != -ENOTCONN || pc->in_txn)
+            break;
     }
-    *rc = pgc_fail(pc, r);
     return NULL;
+}
+
+PGresult *pgc_run(pgc *pc, enum pg_stmt st, const pgp *p, int *rc)
+{
+    return pgc_do(pc, st, NULL, p, rc);
 }
 
 int pgc_exec(pgc *pc, const char *sql)
 {
-    int rc = pgc_ready(pc);
-    if (rc != 0)
-        return rc;
-    PGresult *r = PQexec(pc->c, sql);
-    ExecStatusType t = PQresultStatus(r);
-    if (t == PGRES_TUPLES_OK || t == PGRES_COMMAND_OK) {
-        PQclear(r);
-        return 0;
-    }
-    return pgc_fail(pc, r);
+    int rc;
+    PQclear(pgc_do(pc, 0, sql, NULL, &rc));
+    return rc;
 }
 
 /* ---- schema ---- */

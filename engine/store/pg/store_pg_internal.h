@@ -82,6 +82,7 @@ typedef struct pgc {
     int64_t retry_at_ms;        /* monotonic; no attempt before this */
     int backoff_ms;             /* next wait after a failed attempt; 0: none yet */
     bool down;                  /* a loss was logged and no reconnect since */
+    bool in_txn;                /* inside BEGIN..COMMIT: a lost statement is not run again */
 } pgc;
 
 struct store_pg {
@@ -118,7 +119,9 @@ int  pgc_ready(pgc *pc);
 void pgc_close(pgc *pc);
 /* Runs a prepared statement. Returns the result (tuples or command OK; the caller clears it)
  * or NULL with *rc set: -ENOTCONN (connection lost; reconnects later), -EAGAIN (deadlock or
- * serialization failure: retry the transaction), -EIO (any other refusal). */
+ * serialization failure: retry the transaction), -EIO (any other refusal). Outside a
+ * transaction (!in_txn) a connection found dead at its first use (the server restarted
+ * while it was idle) is re-established and the statement run once more. */
 PGresult *pgc_run(pgc *pc, enum pg_stmt st, const pgp *p, int *rc);
 /* Runs plain SQL without parameters (BEGIN, COMMIT, schema): 0 or as pgc_run. */
 int  pgc_exec(pgc *pc, const char *sql);

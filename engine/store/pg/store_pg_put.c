@@ -280,9 +280,11 @@ out:
 static int batch_once(pgc *w, store_put *list)
 {
     bool fatal = false;
+    w->in_txn = false;
     int rc = pgc_exec(w, "BEGIN");
     if (rc != 0)
         return rc;
+    w->in_txn = true;
     for (store_put *p = list; p != NULL && !fatal; p = p->next) {
         int r = put_one(w, p, &fatal);
         if (fatal)
@@ -293,11 +295,14 @@ static int batch_once(pgc *w, store_put *list)
     if (fatal) {
         if (rc != -ENOTCONN)
             pgc_exec(w, "ROLLBACK");
+        w->in_txn = false;
         return rc;
     }
     /* A COMMIT whose answer is lost may have committed: the batch still fails (503), the
      * client retries, and the transactionID finds what was stored. */
-    return pgc_exec(w, "COMMIT");
+    rc = pgc_exec(w, "COMMIT");
+    w->in_txn = false;
+    return rc;
 }
 
 int store_pg_write_batch(store_pg *pg, store_put *list)
