@@ -15,6 +15,7 @@ PKGS=(
   libssl-dev openssl liblmdb-dev lmdb-utils liburing-dev libp11-kit-dev p11-kit
   softhsm2 libcmocka-dev
   libcurl4-openssl-dev libjansson-dev   # engine/mdm (outbound HTTPS, JSON)
+  libpq-dev postgresql-15               # engine/store/pg, and the t_pg_* tests' own server
   scep certmonger            # micromdm's scepclient and scepserver (t_loadgen's peer), scep-submit
   curl gnuplot-nox procps
   python3                    # t_wire_refusals' DER editor, test emulators

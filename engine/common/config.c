@@ -183,6 +183,25 @@ static int parse_line(config *cfg, const char *p, const char *end, int *section,
     return config_key_set(cfg, *section, p, kl, eq + 1, end, base_dir, why, whylen);
 }
 
+/* [store] backend: lmdb keeps store_path (a directory); postgresql makes it the location
+ * "postgresql:CONNINFO" that store_open recognises, so callers need not know the backend. */
+static int store_location(config *cfg, char *err, size_t errlen)
+{
+    if (cfg->store_backend[0] == '\0' || strcmp(cfg->store_backend, "lmdb") == 0)
+        return 0;
+    if (strcmp(cfg->store_backend, "postgresql") != 0) {
+        err_set(err, errlen, "bad [store] backend '%s' (want lmdb or postgresql)",
+                cfg->store_backend);
+        return -1;
+    }
+    if (cfg->store_conninfo[0] == '\0') {
+        err_set(err, errlen, "[store] backend = postgresql needs conninfo");
+        return -1;
+    }
+    snprintf(cfg->store_path, sizeof(cfg->store_path), "postgresql:%s", cfg->store_conninfo);
+    return 0;
+}
+
 int config_parse(config *cfg, const char *text, size_t len, const char *base_dir,
                  char *err, size_t errlen)
 {
@@ -214,6 +233,8 @@ int config_parse(config *cfg, const char *text, size_t len, const char *base_dir
         err_set(err, errlen, "line %d: challenge and challenge_file are both set", line);
         goto out;
     }
+    if (store_location(&tmp, err, errlen) != 0)
+        goto out;
     rc = 0;
 out:
     if (rc == 0)

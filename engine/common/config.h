@@ -58,6 +58,11 @@ typedef struct config {
     char     store_path[CONFIG_PATH_MAX];  /* directory of the LMDB environment       */
     size_t   store_map_size;               /* initial map size; grows on MDB_MAP_FULL */
     int      batch_max;                    /* group-commit batch size cap (256)       */
+    char     store_backend[16];            /* backend = lmdb (default) | postgresql   */
+    char     store_conninfo[CONFIG_PATH_MAX - 16]; /* conninfo = libpq connection string
+                                              (postgresql); config_parse then sets
+                                              store_path to "postgresql:" CONNINFO, the
+                                              location store_open takes (docs/ha.md)  */
 
     /* [issue] */
     int      validity_days;                /* validity = 365                          */

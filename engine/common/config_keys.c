@@ -70,6 +70,8 @@ static const struct cfg_key cfg_keys[] = {
     { "store", "path",             T_PATH, F(store_path), 0, 0 },
     { "store", "map_size",         T_SIZE, F(store_map_size), 1LL << 20, 1LL << 40 },
     { "store", "batch_max",        T_INT,  F(batch_max), 1, 65536 },
+    { "store", "backend",          T_STR,  F(store_backend), 0, 0 },
+    { "store", "conninfo",         T_STR,  F(store_conninfo), 0, 0 },
     { "issue", "validity_days",    T_INT,  F(validity_days), 1, 36500 },
     { "issue", "backdate",         T_SEC,  F(backdate_s), 0, 30 * CFG_DAY_MS },
     { "issue", "challenge",        T_STR,  F(challenge), 0, 0 },

@@ -48,7 +48,11 @@ void ctl_usage(void)
             "       stdout; --subject/--san bind the request to those names\n"
             "  request list [--all]  requests waiting for approval (--all: decided ones too)\n"
             "  request approve TXID  issue the certificate (the client gets it by CertPoll)\n"
-            "  request deny TXID     refuse it (the client's CertPoll gets FAILURE)\n");
+            "  request deny TXID     refuse it (the client's CertPoll gets FAILURE)\n"
+            "  store migrate       create or upgrade the store's schema (docs/ha.md)\n"
+            "  store copy --from LOCATION --to LOCATION\n"
+            "       copy every record into an empty store; LOCATION: lmdb:PATH,\n"
+            "       postgresql:CONNINFO or a path (LMDB)\n");
 }
 
 int ctl_store_open(const config *cfg, store **s, store_reader **r)
@@ -129,6 +133,7 @@ static const struct command {
     {"crl", ctl_cmd_crl},
     {"challenge", ctl_cmd_challenge},
     {"request", ctl_cmd_request},
+    {"store", ctl_cmd_store},
     {NULL, NULL},
 };
 

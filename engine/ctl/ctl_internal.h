@@ -49,5 +49,6 @@ int ctl_cmd_revoke(const config *cfg, int argc, char **argv);    /* ctl_issued.c
 int ctl_cmd_crl(const config *cfg, int argc, char **argv);       /* ctl_crl.c */
 int ctl_cmd_challenge(const config *cfg, int argc, char **argv); /* ctl_challenge.c */
 int ctl_cmd_request(const config *cfg, int argc, char **argv);   /* ctl_request.c */
+int ctl_cmd_store(const config *cfg, int argc, char **argv);     /* ctl_store.c */
 
 #endif

@@ -205,6 +205,15 @@ static int phase_replay(pkcsreq *t)
         rej = REJ_NONE;     /* a new transaction */
         goto out;
     }
+    if (trc < 0) {          /* the store did not answer (PostgreSQL reconnecting): 503, retry */
+        audit_fields f = {.txid = j->pki.txkey, .profile = j->profile, .peer = j->peer,
+                          .detail = "store unavailable", .failinfo = -1, .http_status = 503};
+        audit_emit(t->ctx->audit, AUDIT_STORE_FAILURE, &f);
+        job_reply_text(j, 503, "store unavailable, retry later\n");
+        stop_with(t, JOB_DELIVER);
+        rej = REJ_NONE;
+        goto out;
+    }
     if (trc != STORE_OK || enroll_stored_cert(t->ctx, serial, &cert, &meta, NULL) != STORE_OK)
         goto out;
     rej = REJ_TXID_CONFLICT;

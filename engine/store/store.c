@@ -142,6 +142,10 @@ int store_open(const char *path, size_t map_size_bytes, store **out)
     pthread_mutex_init(&s->q_mu, NULL);
     pthread_cond_init(&s->q_cv, NULL);
 
+    if (store_pg_conninfo(path) != NULL) {
+        rc = store_pg_open(store_pg_conninfo(path), &s->pg);
+        goto out;
+    }
     if (mkdir(path, 0700) != 0 && errno != EEXIST) {
         rc = -errno;
         goto out;
@@ -178,6 +182,7 @@ void store_close(store *s)
     if (s == NULL)
         return;
     store_writer_stop(s);
+    store_pg_close(s->pg);
     if (s->env != NULL)
         mdb_env_close(s->env);
     pthread_mutex_destroy(&s->gate_mu);
@@ -189,6 +194,8 @@ void store_close(store *s)
 
 int store_ping(store *s)
 {
+    if (s->pg != NULL)
+        return store_pg_ping(s->pg);
     MDB_txn *txn = NULL;
     int rc = store_txn_begin(s, MDB_RDONLY, &txn);
     if (rc != 0)

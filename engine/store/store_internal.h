@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "engine/store/store.h"
+#include "engine/store/pg/store_pg.h"
 
 #define STORE_MAX_RETRIES   48      /* map doublings/resizes per batch before giving up */
 
@@ -43,6 +44,7 @@
 #define REV_WHO_MAX     255
 
 struct store {
+    store_pg *pg;               /* set: the PostgreSQL backend serves every call (env NULL) */
     MDB_env *env;
     MDB_dbi certs, txid, subject, revoked, meta;
     MDB_dbi aux[STORE_DB__COUNT];
@@ -68,6 +70,7 @@ struct store {
 };
 
 struct store_reader {
+    store_pg_reader *pg;        /* the PostgreSQL backend's reader, when s->pg is set */
     store *s;
     MDB_txn *txn;
     bool active;

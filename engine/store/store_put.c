@@ -227,6 +227,8 @@ static int put_one(store *s, MDB_txn *txn, store_put *p, bool *fatal)
 int store_write_batch(store *s, store_put *list)
 {
     int rc = 0;
+    if (s->pg != NULL)
+        return store_pg_write_batch(s->pg, list);
     for (int attempt = 0; attempt < STORE_MAX_RETRIES; attempt++) {
         MDB_txn *txn = NULL;
         bool fatal = false;

@@ -12,10 +12,15 @@
 
 int store_reader_create(store *s, store_reader **out)
 {
+    int rc;
     store_reader *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return -ENOMEM;
     r->s = s;
+    if (s->pg != NULL && (rc = store_pg_reader_create(s->pg, &r->pg)) != 0) {
+        free(r);
+        return rc;
+    }
     *out = r;
     return 0;
 }
@@ -25,6 +30,7 @@ void store_reader_destroy(store_reader *r)
     if (r == NULL)
         return;
     store_reader_end(r);
+    store_pg_reader_destroy(r->pg);
     if (r->txn != NULL)
         mdb_txn_abort(r->txn);   /* frees the reset transaction and its reader slot */
     free(r);
@@ -33,6 +39,8 @@ void store_reader_destroy(store_reader *r)
 int store_reader_begin(store_reader *r)
 {
     int rc = 0;
+    if (r->pg != NULL)
+        return store_pg_reader_begin(r->pg);
     store_reader_end(r);
     for (int i = 0; i < STORE_MAX_RETRIES; i++) {
         store_gate_enter(r->s);
@@ -55,6 +63,8 @@ int store_reader_begin(store_reader *r)
 
 void store_reader_end(store_reader *r)
 {
+    if (r != NULL && r->pg != NULL)
+        store_pg_reader_end(r->pg);
     if (r == NULL || !r->active)
         return;
     mdb_txn_reset(r->txn);
@@ -75,6 +85,8 @@ static int get_cert_in(MDB_txn *txn, MDB_dbi dbi, const uint8_t *serial, store_c
 
 int store_get_cert(store_reader *r, const uint8_t serial[STORE_SERIAL_LEN], store_cert *out)
 {
+    if (r->pg != NULL)
+        return store_pg_get_cert(r->pg, serial, out);
     if (!r->active)
         return -EINVAL;
     store_cert c;
@@ -105,6 +117,8 @@ int store_txid_in(store *s, MDB_txn *txn, const char *txid, size_t txid_len,
 int store_get_txid(store_reader *r, const char *txid, size_t txid_len,
                    uint8_t serial[STORE_SERIAL_LEN], uint8_t key_hash[STORE_HASH_LEN])
 {
+    if (r->pg != NULL)
+        return store_pg_get_txid(r->pg, txid, txid_len, serial, key_hash);
     if (!r->active)
         return -EINVAL;
     uint8_t sn[STORE_SERIAL_LEN], kh[STORE_HASH_LEN];
@@ -175,6 +189,8 @@ static int subject_row(const MDB_val *k, const MDB_val *v, void *ctx)
 
 int store_foreach_cert(store_reader *r, int (*cb)(const store_cert *c, void *arg), void *arg)
 {
+    if (r->pg != NULL)
+        return store_pg_foreach_cert(r->pg, cb, arg);
     if (!r->active)
         return -EINVAL;
     struct cert_walk w = { r, cb, arg };
@@ -184,6 +200,8 @@ int store_foreach_cert(store_reader *r, int (*cb)(const store_cert *c, void *arg
 int store_foreach_subject(store_reader *r, const uint8_t subject_hash[STORE_HASH_LEN],
                           int (*cb)(const store_cert *c, void *arg), void *arg)
 {
+    if (r->pg != NULL)
+        return store_pg_foreach_subject(r->pg, subject_hash, cb, arg);
     if (!r->active)
         return -EINVAL;
     struct cert_walk w = { r, cb, arg };
@@ -206,6 +224,8 @@ static int db_count(store_reader *r, MDB_dbi dbi, size_t *n)
 
 int store_count(store_reader *r, size_t *n)
 {
+    if (r->pg != NULL)
+        return store_pg_count(r->pg, n);
     return db_count(r, r->s->certs, n);
 }
 
@@ -223,6 +243,8 @@ int store_rev_in(store *s, MDB_txn *txn, const uint8_t *serial, store_revocation
 int store_get_revocation(store_reader *r, const uint8_t serial[STORE_SERIAL_LEN],
                          store_revocation *out)
 {
+    if (r->pg != NULL)
+        return store_pg_get_revocation(r->pg, serial, out);
     if (!r->active)
         return -EINVAL;
     store_revocation rv;
@@ -248,6 +270,8 @@ static int rev_row(const MDB_val *k, const MDB_val *v, void *ctx)
 int store_foreach_revoked(store_reader *r, int (*cb)(const store_revocation *rv, void *arg),
                           void *arg)
 {
+    if (r->pg != NULL)
+        return store_pg_foreach_revoked(r->pg, cb, arg);
     if (!r->active)
         return -EINVAL;
     struct rev_walk w = { cb, arg };
@@ -256,6 +280,8 @@ int store_foreach_revoked(store_reader *r, int (*cb)(const store_revocation *rv,
 
 int store_count_revoked(store_reader *r, size_t *n)
 {
+    if (r->pg != NULL)
+        return store_pg_count_revoked(r->pg, n);
     return db_count(r, r->s->revoked, n);
 }
 
@@ -278,6 +304,8 @@ int store_counter_get(store *s, MDB_txn *txn, const char *name, uint64_t *out)
 
 int store_get_counters(store_reader *r, uint64_t *rev_gen, uint64_t *crl_number)
 {
+    if (r->pg != NULL)
+        return store_pg_get_counters(r->pg, rev_gen, crl_number);
     if (!r->active)
         return -EINVAL;
     uint64_t g = 0, n = 0;
@@ -300,6 +328,8 @@ bool store_aux_ok(int db, const void *key, size_t key_len)
 int store_get_aux(store_reader *r, int db, const void *key, size_t key_len,
                   const uint8_t **val, size_t *val_len)
 {
+    if (r->pg != NULL)
+        return store_pg_get_aux(r->pg, db, key, key_len, val, val_len);
     if (!r->active || !store_aux_ok(db, key, key_len))
         return -EINVAL;
     MDB_val k = { key_len, (void *)key }, v;
@@ -329,6 +359,8 @@ int store_foreach_aux(store_reader *r, int db,
                                 size_t val_len, void *arg),
                       void *arg)
 {
+    if (r->pg != NULL)
+        return store_pg_foreach_aux(r->pg, db, cb, arg);
     if (!r->active || db < 0 || db >= STORE_DB__COUNT)
         return -EINVAL;
     struct aux_walk w = { cb, arg };
