@@ -19,7 +19,7 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_DIR=""
 PG_CONNINFO=""
 PG_RUN=()
-declare -A NODE_PORT NODE_URL NODE_PID
+declare -A NODE_PORT NODE_URL NODE_PID NODE_ADMIN
 
 pg_start() {
   need "postgresql-15 (Debian package postgresql-15)" test -x "$PG_BIN/initdb"
@@ -86,13 +86,15 @@ pg_node_conf() {
 
 node_start() {
   local name=$1 conf=$2
-  rm -f "$T/port.$name"
-  "$BUILD/scepd" -c "$conf" --port-file "$T/port.$name" >"$T/scepd-$name.log" 2>&1 &
+  rm -f "$T/port.$name" "$T/admin-port.$name"
+  "$BUILD/scepd" -c "$conf" --port-file "$T/port.$name" --admin-port-file "$T/admin-port.$name" \
+    >"$T/scepd-$name.log" 2>&1 &
   NODE_PID[$name]=$!
   for _ in $(seq 1 300); do
     if [ -s "$T/port.$name" ]; then
       NODE_PORT[$name]=$(cat "$T/port.$name")
       NODE_URL[$name]="http://127.0.0.1:${NODE_PORT[$name]}/scep"
+      NODE_ADMIN[$name]="http://127.0.0.1:$(cat "$T/admin-port.$name" 2>/dev/null)"
       curl -fsS "http://127.0.0.1:${NODE_PORT[$name]}/healthz" >/dev/null 2>&1 && return 0
     fi
     kill -0 "${NODE_PID[$name]}" 2>/dev/null || { cat "$T/scepd-$name.log" >&2; return 1; }

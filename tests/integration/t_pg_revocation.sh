@@ -48,7 +48,7 @@ check "certificates issued on node A and node B" sh -c "grep -q status=SUCCESS d
 check "node B's OCSP: dev-1 (issued on A) is good" sh -c "ocsp_out=\$(openssl ocsp -issuer '$STATE/ca.pem' -url '$B/ocsp' -CAfile '$STATE/ca.pem' -cert dev-1.pem 2>&1); echo \"\$ocsp_out\" | grep -q 'dev-1.pem: good'"
 
 # --- revocation on A, seen by B's very next OCSP answer ---
-st=$(revoke_at "$A" dev-1)
+st=$(revoke_at "${NODE_ADMIN[a]}" dev-1)
 o=$(ocsp_at "$B" dev-1)
 check "node A's admin API revoked dev-1 (200)" test "$st" = 200
 check "node B's next OCSP answer: dev-1 revoked" grep -q 'dev-1.pem: revoked' <<<"$o"
@@ -66,7 +66,7 @@ check "node A's CRL lists it too" test $seen = 1
 for i in $(seq 1 8); do
   n=r$i; node=$([ $((i % 2)) = 0 ] && echo a || echo b)
   enroll $n $node
-  revoke_at "$([ $node = a ] && echo "$B" || echo "$A")" $n > /dev/null
+  revoke_at "$([ $node = a ] && echo "${NODE_ADMIN[b]}" || echo "${NODE_ADMIN[a]}")" $n > /dev/null
   sleep 0.3
 done
 # the last revocation reaches both CRLs
