@@ -105,6 +105,10 @@ void enroll_emit(const enroll_ctx *ctx, job *j, const scep_request *req, int eve
 /* j's reply: a CertRep of status (FAILURE: rej's failInfo and text; SUCCESS: cert). 0/-1. */
 int  enroll_certrep(const enroll_ctx *ctx, job *j, const scep_request *req, int status,
                     int rej, X509 *cert);
+/* j's reply: CertRep SUCCESS carrying a stored certificate (CertPoll, GetCert), audited
+ * CERT_RETURNED with what as detail. REJ_NONE, or REJ_INTERNAL when it cannot be signed. */
+int  enroll_return_cert(const enroll_ctx *ctx, job *j, const scep_request *req,
+                        const uint8_t serial[STORE_SERIAL_LEN], X509 *cert, const char *what);
 /* j's reply: CertRep SUCCESS whose envelope carries content (a degenerate SignedData). */
 int  enroll_certrep_content(const enroll_ctx *ctx, job *j, const scep_request *req,
                             const uint8_t *content, size_t content_len);

@@ -77,12 +77,7 @@ int enroll_certpoll(const enroll_ctx *ctx, job *j, scep_request *req)
     rej = REJ_INTERNAL;
     if (enroll_stored_cert(ctx, serial, &cert, NULL, NULL) != STORE_OK)
         goto out;
-    serial_to_hex(serial, j->pki.serial_hex);
-    enroll_name_text(X509_get_subject_name(cert), j->pki.subject, sizeof(j->pki.subject));
-    if (enroll_certrep(ctx, j, req, SCEP_SUCCESS, REJ_NONE, cert) != 0)
-        goto out;
-    enroll_emit(ctx, j, req, AUDIT_CERT_RETURNED, REJ_NONE, "CertPoll");
-    rej = REJ_NONE;
+    rej = enroll_return_cert(ctx, j, req, serial, cert, "CertPoll");
 out:
     X509_free(cert);
     return rej != REJ_NONE ? enroll_fail(ctx, j, req, rej, NULL) : JOB_DELIVER;

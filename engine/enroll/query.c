@@ -47,13 +47,7 @@ int enroll_getcert(const enroll_ctx *ctx, job *j, scep_request *req)
 
     if (rej != REJ_NONE)
         goto out;
-    serial_to_hex(serial, j->pki.serial_hex);
-    enroll_name_text(X509_get_subject_name(cert), j->pki.subject, sizeof(j->pki.subject));
-    rej = REJ_INTERNAL;
-    if (enroll_certrep(ctx, j, req, SCEP_SUCCESS, REJ_NONE, cert) != 0)
-        goto out;
-    enroll_emit(ctx, j, req, AUDIT_CERT_RETURNED, REJ_NONE, "GetCert");
-    rej = REJ_NONE;
+    rej = enroll_return_cert(ctx, j, req, serial, cert, "GetCert");
 out:
     X509_free(cert);
     ERR_clear_error();

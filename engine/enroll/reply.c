@@ -5,6 +5,7 @@
 #include <openssl/bio.h>
 #include <openssl/objects.h>
 
+#include "engine/pki/serial.h"
 #include "engine/scep/reject.h"
 #include "hsm/hsm.h"
 
@@ -67,6 +68,17 @@ int enroll_certrep(const enroll_ctx *ctx, job *j, const scep_request *req, int s
 out:
     sk_X509_free(certs);
     return rc;
+}
+
+int enroll_return_cert(const enroll_ctx *ctx, job *j, const scep_request *req,
+                       const uint8_t serial[STORE_SERIAL_LEN], X509 *cert, const char *what)
+{
+    serial_to_hex(serial, j->pki.serial_hex);
+    enroll_name_text(X509_get_subject_name(cert), j->pki.subject, sizeof(j->pki.subject));
+    if (enroll_certrep(ctx, j, req, SCEP_SUCCESS, REJ_NONE, cert) != 0)
+        return REJ_INTERNAL;
+    enroll_emit(ctx, j, req, AUDIT_CERT_RETURNED, REJ_NONE, what);
+    return REJ_NONE;
 }
 
 int enroll_certrep_content(const enroll_ctx *ctx, job *j, const scep_request *req,
