@@ -271,6 +271,20 @@ static int tcp_connect(uint16_t port)
 
 /* Connects and handshakes; max_version 0 for any. Returns 1, or 0 when the handshake
  * failed (the connection stays open for the caller to inspect). */
+/* A blocking call on this thread may be interrupted (io_uring task work signals the
+ * process). OpenSSL reports an interrupted read or write either as SSL_ERROR_SYSCALL or, as its
+ * socket BIO counts EINTR as retryable, as WANT_READ/WANT_WRITE; both mean "call again". A
+ * receive timeout (SO_RCVTIMEO, EAGAIN) is not retried. */
+static int interrupted(SSL *ssl, int ret)
+{
+    int e = SSL_get_error(ssl, ret);
+    int again = errno == EINTR &&
+                (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE);
+    if (again)
+        ERR_clear_error();
+    return again;
+}
+
 static int tc_open(tclient *c, uint16_t port, int max_version, SSL_SESSION *sess)
 {
     memset(c, 0, sizeof(*c));
@@ -291,8 +305,7 @@ static int tc_open(tclient *c, uint16_t port, int max_version, SSL_SESSION *sess
     c->buf = malloc(c->cap);
     assert_non_null(c->buf);
     int r;
-    while ((r = SSL_connect(c->ssl)) != 1 && SSL_get_error(c->ssl, r) == SSL_ERROR_SYSCALL &&
-           errno == EINTR)
+    while ((r = SSL_connect(c->ssl)) != 1 && interrupted(c->ssl, r))
         ;
     ERR_clear_error();
     return r == 1;
@@ -314,7 +327,7 @@ static void tc_send(tclient *c, const void *p, size_t n)
     size_t w = 0;
     while (n > 0) {
         int ok = SSL_write_ex(c->ssl, p, n, &w);
-        if (!ok && SSL_get_error(c->ssl, 0) == SSL_ERROR_SYSCALL && errno == EINTR)
+        if (!ok && interrupted(c->ssl, 0))
             continue;
         assert_true(ok);
         p = (const char *)p + w;
@@ -341,9 +354,9 @@ static int tc_fill(tclient *c)
             c->len += n;
             return (int)n;
         }
-        int e = SSL_get_error(c->ssl, 0);
-        if (e == SSL_ERROR_SYSCALL && errno == EINTR)
+        if (interrupted(c->ssl, 0))
             continue;
+        int e = SSL_get_error(c->ssl, 0);
         ERR_clear_error();
         return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
     }
