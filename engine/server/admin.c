@@ -97,6 +97,26 @@ static int admin_authorised(const app *a, const http_request *req)
     return CRYPTO_memcmp(got, a->admin_hash, sizeof(got)) == 0;
 }
 
+/* What every admin POST endpoint checks first: the API is enabled, the caller holds the
+ * token, the method is POST. 1 when one of them failed: the answer is set and *verdict is
+ * what the handler returns; 0 to go on. */
+static int admin_gate(app *a, const http_request *req, int is_post, conn_ref ref,
+                      const char *peer, http_response *resp, int *verdict)
+{
+    if (!a->has_admin) {
+        *verdict = route_reject(a, resp, 404, "admin API disabled\n", peer);
+    } else if (!admin_authorised(a, req)) {
+        *verdict = admin_unauthorised(a, ref, peer, resp);
+    } else if (!is_post) {
+        route_reject(a, resp, 405, "method not allowed\n", peer);
+        resp->extra_headers = "Allow: POST\r\n";
+        *verdict = APP_RESPOND;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 /* POST /admin/revocations: the revocation goes straight to the store writer (no crypto);
  * the answer is sent from the commit callback. */
 static int admin_revoke(app *a, const http_request *req, const uint8_t *body, size_t body_len,
@@ -107,15 +127,9 @@ static int admin_revoke(app *a, const http_request *req, const uint8_t *body, si
     int reason = 0;
     long long inv = 0;
 
-    if (!a->has_admin)
-        return route_reject(a, resp, 404, "admin API disabled\n", peer);
-    if (!admin_authorised(a, req))
-        return admin_unauthorised(a, ref, peer, resp);
-    if (!is_post) {
-        route_reject(a, resp, 405, "method not allowed\n", peer);
-        resp->extra_headers = "Allow: POST\r\n";
-        return APP_RESPOND;
-    }
+    int verdict;
+    if (admin_gate(a, req, is_post, ref, peer, resp, &verdict))
+        return verdict;
     int hs = body_field(body, body_len, "serial", serial_txt, sizeof(serial_txt));
     if (hs != 1 || serial_parse(serial_txt, serial) != 0)
         return admin_reject(a, resp, 400, "bad_serial", "serial missing or not 1-32 hex digits (colons allowed)\n", peer);
@@ -143,19 +157,6 @@ static int admin_revoke(app *a, const http_request *req, const uint8_t *body, si
     return APP_DEFER;
 }
 
-/* Writer thread: a new challenge record, written only when its key is new. */
-static int challenge_insert(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
-                            size_t *nl)
-{
-    job *j = arg;
-    (void)cur_len;
-    if (cur != NULL)
-        return 1;
-    *nv = j->msg;
-    *nl = j->msg_len;
-    return 0;
-}
-
 /* POST /admin/challenges {"profile":"P","ttl":"60m","subject":"/CN=..","san":"dns:.."}:
  * a new one-time challenge, stored (hashed) by the writer; the value is answered from the
  * commit callback. Generating it is cheap (random bytes, one hash): done right here. */
@@ -165,15 +166,9 @@ static int admin_challenge(app *a, const http_request *req, const uint8_t *body,
     char pname[64], ttl_txt[32], subject[512], san[1024];
     const char *why = NULL;
 
-    if (!a->has_admin)
-        return route_reject(a, resp, 404, "admin API disabled\n", peer);
-    if (!admin_authorised(a, req))
-        return admin_unauthorised(a, ref, peer, resp);
-    if (!is_post) {
-        route_reject(a, resp, 405, "method not allowed\n", peer);
-        resp->extra_headers = "Allow: POST\r\n";
-        return APP_RESPOND;
-    }
+    int verdict;
+    if (admin_gate(a, req, is_post, ref, peer, resp, &verdict))
+        return verdict;
     int hp = body_field(body, body_len, "profile", pname, sizeof(pname));
     const profile *prof = hp == 1 ? profile_set_find(issuer_profiles(app_issuer(a)), pname,
                                                      strlen(pname)) : NULL;
@@ -219,7 +214,7 @@ static int admin_challenge(app *a, const http_request *req, const uint8_t *body,
     j->put.aux_db = STORE_DB_CHALLENGES;
     j->put.aux_key = j->challenge.key;
     j->put.aux_key_len = sizeof(j->challenge.key);
-    j->put.update = challenge_insert;
+    j->put.update = job_insert_new;
     j->put.update_arg = j;
     j->m_submit_ns = metrics_now_ns();
     store_submit(a->store, &j->put);

@@ -72,3 +72,15 @@ void job_reply_text(job *j, int status, const char *text)
     j->body_len = 0;
     job_answer(&j->reply.resp, status, "text/plain", text, strlen(text));
 }
+
+int job_insert_new(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
+                   size_t *nl)
+{
+    job *j = arg;
+    (void)cur_len;
+    if (cur != NULL)
+        return 1;
+    *nv = j->msg;
+    *nl = j->msg_len;
+    return 0;
+}

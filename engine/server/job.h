@@ -173,4 +173,9 @@ void job_reply(job *j, int status, const char *content_type, uint8_t *body, size
 /* j's reply with a static text/plain body. */
 void job_reply_text(job *j, int status, const char *text);
 
+/* A store_put update callback (writer thread) that writes j->msg (arg is the job) only when
+ * the key is new: 1 (leave the existing record, the put reports a conflict) otherwise. */
+int job_insert_new(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
+                   size_t *nl);
+
 #endif

@@ -158,19 +158,6 @@ out:
     return ok;
 }
 
-/* Writer thread: the record is written only when its key is new. */
-static int insert_new(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
-                      size_t *nl)
-{
-    job *j = arg;
-    (void)cur_len;
-    if (cur != NULL)
-        return 1;
-    *nv = j->msg;
-    *nl = j->msg_len;
-    return 0;
-}
-
 int ndes_route(app *a, const http_request *req, int is_get, conn_ref ref, const char *peer,
                http_response *resp)
 {
@@ -220,7 +207,7 @@ int ndes_route(app *a, const http_request *req, int is_get, conn_ref ref, const 
     j->put.aux_db = STORE_DB_CHALLENGES;
     j->put.aux_key = j->challenge.key;
     j->put.aux_key_len = sizeof(j->challenge.key);
-    j->put.update = insert_new;
+    j->put.update = job_insert_new;
     j->put.update_arg = j;
     store_submit(a->store, &j->put);
     return APP_DEFER;
