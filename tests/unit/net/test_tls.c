@@ -473,7 +473,9 @@ static void test_request_tls13_and_tls12(void **state)
     const char req[] = "GET /plain HTTP/1.1\r\nConnection: close\r\n\r\n";
     assert_int_equal(send(fd, req, sizeof(req) - 1, 0), (ssize_t)(sizeof(req) - 1));
     char buf[512];
-    ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_WAITALL);
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof(buf) - 1, MSG_WAITALL)) < 0 && errno == EINTR)
+        ;
     assert_true(n > 0);
     buf[n] = '\0';
     assert_non_null(strstr(buf, "GET /plain body=0"));
