@@ -195,6 +195,7 @@ void hsm_token_close(hsm_token *t)
 {
     if (t == NULL)
         return;
+    hsm_offload_stop(t);        /* its threads detach before the module goes */
     if (t->f != NULL) {
         if (hsm_tls.tok == t)
             hsm_thread_detach();
@@ -332,8 +333,7 @@ static CK_RV key_handle(const hsm_key *k, unsigned gen, CK_OBJECT_HANDLE *out)
     return CKR_OK;
 }
 
-/* C_SignInit + C_Sign or C_DecryptInit + C_Decrypt; records the result for the thread. */
-static CK_RV private_op(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
+CK_RV hsm_p11_private_op(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
                         const unsigned char *in, size_t inlen, unsigned char *out,
                         size_t *outlen)
 {
@@ -342,6 +342,7 @@ static CK_RV private_op(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
     hsm_sess s;
     CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
     CK_ULONG n = *outlen;
+    hsm_test_note_private_op();
     CK_RV rv = hsm_sess_get(t, &s);
     if (rv == CKR_OK)
         rv = key_handle(k, s.gen, &key);
@@ -376,13 +377,17 @@ static CK_RV private_op(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
 CK_RV hsm_p11_sign(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in,
                    size_t inlen, unsigned char *out, size_t *outlen)
 {
-    return private_op(k, 0, mech, in, inlen, out, outlen);
+    if (hsm_offload_wanted(k, mech, inlen))
+        return hsm_offload_run(k, 0, mech, in, inlen, out, outlen);
+    return hsm_p11_private_op(k, 0, mech, in, inlen, out, outlen);
 }
 
 CK_RV hsm_p11_decrypt(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in,
                       size_t inlen, unsigned char *out, size_t *outlen)
 {
-    return private_op(k, 1, mech, in, inlen, out, outlen);
+    if (hsm_offload_wanted(k, mech, inlen))
+        return hsm_offload_run(k, 1, mech, in, inlen, out, outlen);
+    return hsm_p11_private_op(k, 1, mech, in, inlen, out, outlen);
 }
 
 CK_RV hsm_find_one(hsm_sess *s, CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type, const void *val,

@@ -21,6 +21,10 @@
 #include "engine/policy/profile.h"
 #include "hsm/hsm.h"
 
+/* Threads signing TLS handshakes with a token key: two keep one slow C_Sign from delaying
+ * every other handshake; more would only queue at the token. */
+#define TLS_KEY_THREADS 2
+
 /* Released on the shard thread (or at teardown, with every other thread stopped): the
  * answer of a deferred request is counted here, in its shard's slot. */
 void app_job_release(shard_reply *r)
@@ -221,6 +225,33 @@ out:
     return rc;
 }
 
+/* The HTTPS context: the key from its PEM file, or from the token ([tls] key_label), whose
+ * handshake signatures then run on the token's key threads, never on a shard. */
+static int tls_setup(app *a, tls_ctx **out, char *err, size_t errlen)
+{
+    const config *cfg = &a->cfg;
+    EVP_PKEY *key = NULL;
+    int rc = -1;
+    if (cfg->tls_key_label[0] == '\0')
+        return tls_ctx_create(cfg, out, err, errlen);
+    if (a->ca->token == NULL) {
+        snprintf(err, errlen, "[tls] key_label needs the keys in a token ([keys] mode = pkcs11)");
+        goto out;
+    }
+    if (hsm_key_load(a->ca->token, cfg->tls_key_label, &key) != 0) {
+        snprintf(err, errlen, "[tls] key_label '%s': %s", cfg->tls_key_label, hsm_last_error());
+        goto out;
+    }
+    if (hsm_offload_start(a->ca->token, TLS_KEY_THREADS) != 0) {
+        snprintf(err, errlen, "[tls] key threads: %s", hsm_last_error());
+        goto out;
+    }
+    rc = tls_ctx_create_with_key(cfg, key, out, err, errlen);
+out:
+    EVP_PKEY_free(key);
+    return rc;
+}
+
 /* The stop eventfd, the shards (bound) and the tables sized by the shard and worker counts. */
 static int make_shards(app *a, char *err, size_t errlen)
 {
@@ -267,7 +298,7 @@ static int make_shards(app *a, char *err, size_t errlen)
     }
     /* HTTPS ([tls] listen): one context, each shard takes its own reference. */
     tls_ctx *tls = NULL;
-    if (cfg->tls_listen_host[0] != '\0' && tls_ctx_create(cfg, &tls, err, errlen) != 0)
+    if (cfg->tls_listen_host[0] != '\0' && tls_setup(a, &tls, err, errlen) != 0)
         return -1;
     /* Shard 0 binds first; with port 0 the others reuse the ports it got. */
     config scfg = a->cfg;
