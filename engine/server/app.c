@@ -279,8 +279,8 @@ static int make_shards(app *a, char *err, size_t errlen)
                  "own port (or \"none\")", cfg->admin_listen_host, cfg->admin_listen_port);
         return -1;
     }
-    /* Enrollments are counted per profile: the names, in the set's order at start (a profile
-     * added by a reload is counted under "other" until a restart). */
+    /* Enrollments are counted per profile: the names, in the set's order at start (a reload
+     * registers the profiles it adds: app_reload). */
     size_t np = 0;
     const profile *prof = profile_set_items(issuer_profiles(app_issuer(a)), &np);
     const char **names = calloc(np + 1, sizeof(*names));
@@ -562,6 +562,11 @@ int app_reload(app *a)
     for (size_t i = 0; i < n && len < sizeof(detail); i++)
         len += (size_t)snprintf(detail + len, sizeof(detail) - len, "%s %s", i > 0 ? "," : "",
                                 items[i].name);
+    /* New profiles get their own metrics label before the first request can see them. */
+    for (size_t i = 0; i < n; i++) {
+        const char *name = items[i].name;
+        metrics_add_profiles(a->metrics, &name, 1);
+    }
     issuer_slot_swap(a->policy, is);
     is = NULL;
     reload_event(a, AUDIT_CONFIG_RELOADED, detail);
