@@ -150,10 +150,12 @@ CK_RV hsm_p11_sign(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in
 CK_RV hsm_p11_decrypt(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in,
                       size_t inlen, unsigned char *out, size_t *outlen);
 
-/* offload (offload.c): 1 when this operation should go to the token's key threads (a pool
- * exists, the caller runs inside an OpenSSL ASYNC job, the mechanism has no parameters and the
- * input fits a request); hsm_offload_run then queues it and pauses the job until it is done. */
-int hsm_offload_wanted(const hsm_key *k, const CK_MECHANISM *mech, size_t inlen);
+/* offload (offload.c): 1 when an operation with k goes to the token's key threads (a pool
+ * exists and the caller runs inside an OpenSSL ASYNC job); hsm_offload_run then queues it and
+ * pauses the job until it is done. An operation a request cannot carry (a mechanism with
+ * parameters, input over 1024 bytes) fails with CKR_MECHANISM_PARAM_INVALID instead of
+ * running on the caller's thread. */
+int hsm_offload_wanted(const hsm_key *k);
 CK_RV hsm_offload_run(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
                       const unsigned char *in, size_t inlen, unsigned char *out,
                       size_t *outlen);

@@ -181,10 +181,9 @@ uint64_t hsm_offload_ops(hsm_token *t)
     return t != NULL && t->offload != NULL ? atomic_load(&t->offload->done_ops) : 0;
 }
 
-int hsm_offload_wanted(const hsm_key *k, const CK_MECHANISM *mech, size_t inlen)
+int hsm_offload_wanted(const hsm_key *k)
 {
-    return k->tok->offload != NULL && ASYNC_get_current_job() != NULL &&
-           mech->pParameter == NULL && inlen <= REQ_IO_MAX;
+    return k->tok->offload != NULL && ASYNC_get_current_job() != NULL;
 }
 
 /* Inside an ASYNC job: queue, pause until the pool is done, copy the result out. */
@@ -195,12 +194,19 @@ CK_RV hsm_offload_run(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
     hsm_offload *o = k->tok->offload;
     ASYNC_WAIT_CTX *w = ASYNC_get_wait_ctx(ASYNC_get_current_job());
     CK_RV rv = CKR_HOST_MEMORY;
-    off_req *r = calloc(1, sizeof(*r));
-    if (r == NULL || w == NULL)
+    off_req *r = NULL;
+    /* What a request cannot carry fails here rather than running on the calling thread:
+     * inside a job is a thread that must not call the token. TLS needs neither. */
+    if (mech->pParameter != NULL || inlen > REQ_IO_MAX) {
+        rv = CKR_MECHANISM_PARAM_INVALID;
+        goto out;
+    }
+    r = calloc(1, sizeof(*r));
+    if (r == NULL)
         goto out;
     atomic_init(&r->refs, 2);
     atomic_init(&r->done, 0);
-    r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    r->efd = w != NULL ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
     r->decrypt = decrypt;
     r->key = *k;
     r->key.n = r->key.e = NULL;
@@ -209,7 +215,7 @@ CK_RV hsm_offload_run(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
     memcpy(r->in, in, inlen);
     r->inlen = inlen;
     r->outlen = *outlen < REQ_IO_MAX ? *outlen : REQ_IO_MAX;
-    if (r->efd < 0 || !ASYNC_WAIT_CTX_set_wait_fd(w, r, r->efd, r, wait_cleanup)) {
+    if (w == NULL || r->efd < 0 || !ASYNC_WAIT_CTX_set_wait_fd(w, r, r->efd, r, wait_cleanup)) {
         rv = CKR_GENERAL_ERROR;
         goto out;
     }
@@ -234,7 +240,7 @@ CK_RV hsm_offload_run(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
             *outlen = r->outlen;
         }
     }
-    req_unref(r);                       /* the job's reference; the pool dropped its own */
+    req_unref(r);                       /* the job's; a key thread holds its own until it wrote the fd */
     r = NULL;
 out:
     if (r != NULL) {                    /* never queued: both references are ours */

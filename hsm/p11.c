@@ -377,7 +377,7 @@ CK_RV hsm_p11_private_op(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
 CK_RV hsm_p11_sign(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in,
                    size_t inlen, unsigned char *out, size_t *outlen)
 {
-    if (hsm_offload_wanted(k, mech, inlen))
+    if (hsm_offload_wanted(k))
         return hsm_offload_run(k, 0, mech, in, inlen, out, outlen);
     return hsm_p11_private_op(k, 0, mech, in, inlen, out, outlen);
 }
@@ -385,7 +385,7 @@ CK_RV hsm_p11_sign(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in
 CK_RV hsm_p11_decrypt(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in,
                       size_t inlen, unsigned char *out, size_t *outlen)
 {
-    if (hsm_offload_wanted(k, mech, inlen))
+    if (hsm_offload_wanted(k))
         return hsm_offload_run(k, 1, mech, in, inlen, out, outlen);
     return hsm_p11_private_op(k, 1, mech, in, inlen, out, outlen);
 }
