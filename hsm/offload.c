@@ -240,7 +240,7 @@ CK_RV hsm_offload_run(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
             *outlen = r->outlen;
         }
     }
-    req_unref(r);                       /* the job's; a key thread holds its own until it wrote the fd */
+    req_unref(r);       /* the job's; a key thread holds its own until it wrote the fd */
     r = NULL;
 out:
     if (r != NULL) {                    /* never queued: both references are ours */

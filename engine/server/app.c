@@ -225,6 +225,11 @@ out:
     return rc;
 }
 
+static uint64_t tls_key_ops(void *token)
+{
+    return hsm_offload_ops(token);
+}
+
 /* The HTTPS context: the key from its PEM file, or from the token ([tls] key_label), whose
  * handshake signatures then run on the token's key threads, never on a shard. */
 static int tls_setup(app *a, tls_ctx **out, char *err, size_t errlen)
@@ -246,6 +251,7 @@ static int tls_setup(app *a, tls_ctx **out, char *err, size_t errlen)
         snprintf(err, errlen, "[tls] key threads: %s", hsm_last_error());
         goto out;
     }
+    metrics_set_key_ops(a->metrics, tls_key_ops, a->ca->token);
     rc = tls_ctx_create_with_key(cfg, key, out, err, errlen);
 out:
     EVP_PKEY_free(key);

@@ -50,6 +50,8 @@ struct metrics {
     size_t        cap;
     char        **prof;            /* cap slots, nprof in use */
     metrics_slot *slots;           /* shards, then workers, then the writer */
+    uint64_t    (*key_ops)(void *); /* TLS key threads' completed operations, or NULL */
+    void         *key_ctx;
     size_t        nslots;
 };
 
@@ -131,6 +133,12 @@ size_t metrics_profile_index(const metrics *m, const char *name)
         if (strcmp(m->prof[i], name) == 0)
             return i;
     return m->cap;
+}
+
+void metrics_set_key_ops(metrics *m, uint64_t (*fn)(void *ctx), void *ctx)
+{
+    m->key_ops = fn;
+    m->key_ctx = ctx;
 }
 
 int metrics_add_profiles(metrics *m, const char *const *names, size_t n)
@@ -372,6 +380,12 @@ static void render_workers(out *o, const metrics *m)
     head(o, "scepd_hsm_operations_total", "counter",
          "Private-key operations the token completed (C_Sign, C_Decrypt).");
     put(o, "scepd_hsm_operations_total %llu\n", (unsigned long long)SUM(m, hsm_ops));
+    if (m->key_ops != NULL) {
+        head(o, "scepd_tls_key_operations_total", "counter",
+             "TLS handshake signatures the token's key threads completed ([tls] key_label).");
+        put(o, "scepd_tls_key_operations_total %llu\n",
+            (unsigned long long)m->key_ops(m->key_ctx));
+    }
     head(o, "scepd_hsm_errors_total", "counter",
          "Jobs whose last token call failed, by CK_RV name.");
     /* Names may repeat across workers: sum per distinct name. */

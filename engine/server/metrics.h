@@ -120,6 +120,9 @@ size_t metrics_profile_index(const metrics *m, const char *name);
  * (the one that reloads); readers need no lock. Returns 0, the number of names that did not
  * fit (counted as "other"), or -ENOMEM. */
 int  metrics_add_profiles(metrics *m, const char *const *names, size_t n);
+/* With a token TLS key: where scepd_tls_key_operations_total comes from (fn(ctx) is called by
+ * every scrape, from the scraping shard: must be thread-safe). Set before the shards start. */
+void metrics_set_key_ops(metrics *m, uint64_t (*fn)(void *ctx), void *ctx);
 
 /* Owner-side updates. */
 static inline void m_add(m_counter *c, uint64_t n)

@@ -8,7 +8,7 @@
 # plain request answers while a handshake waits for the token.
 . "$(dirname "$0")/lib.sh"
 . "$SRC/tests/p11fault/p11fault.sh"
-need_cmd curl openssl scepclient python3
+need_cmd curl openssl scepclient python3 promtool softhsm2-util
 
 init_state
 
@@ -156,6 +156,10 @@ check "token key: GetCACaps over HTTPS, TLS 1.3" \
 check "token key: TLS 1.2" \
   sh -c "curl -fsS --tls-max 1.2 --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' | grep -qx POSTPKIOperation"
 check "token key: each full handshake is one C_Sign in the token" test "$(p11fault_count "$before" 'C_Sign CKR_OK real')" -ge 2
+curl -fsS "$ADMIN_URL/metrics" > "$T/m-tls.txt"
+check "token key: /metrics counts the key threads' signatures" \
+  sh -c "awk '\$1 == \"scepd_tls_key_operations_total\" && \$2 >= 2 { f = 1 } END { exit !f }' '$T/m-tls.txt'"
+check "token key: the scrape passes promtool check metrics" promtool check metrics < "$T/m-tls.txt"
 mkdir -p "$T/dev2" && cd "$T/dev2"
 SSL_CERT_FILE=$T/tls/ca.pem scepclient -server-url "$SC_URL" -challenge "$CHALLENGE_VALUE" \
   -private-key dev.key -certificate dev.pem -cn tls-token-device >"$T/sc2.log" 2>&1 || { cat "$T/sc2.log" >&2; fail "scepclient over HTTPS (token key)"; }
