@@ -177,7 +177,8 @@ int hsm_thread_recover(hsm_token *t);
  * resumed before that fails the operation (CKR_FUNCTION_CANCELED), which is how a connection
  * being closed unwinds its handshake without waiting. Operations outside a job (the crypto
  * workers') are unchanged. A key thread that finds its session lost recovers it
- * (hsm_thread_recover) and retries once. Call start before the token is used by other threads;
+ * (hsm_thread_recover) and retries once. Key threads do not count as attached threads for
+ * hsm_ping (/healthz answers for the crypto workers). Call start before the token is used by other threads;
  * hsm_token_close stops the threads (after the queue is drained). 0 or negative. */
 int hsm_offload_start(hsm_token *t, int nthreads);
 void hsm_offload_stop(hsm_token *t);

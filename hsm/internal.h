@@ -116,7 +116,9 @@ typedef struct {
     CK_SESSION_HANDLE h;
     unsigned gen;
     int has_sess;               /* h is open (recovery may have left the thread without one) */
-    int live;                   /* counted in tok->live */
+    int live;                   /* session worked at its last use (in tok->live if counted) */
+    int counted;                /* counted in tok->attached / tok->live (hsm_ping): workers
+                                   are, the offload key threads are not */
     CK_RV last_rv;
     uint64_t ops;               /* private-key operations completed */
 } hsm_thread;
@@ -135,6 +137,9 @@ CK_RV hsm_sess_get(hsm_token *t, hsm_sess *s);
 void hsm_sess_put(hsm_sess *s);
 CK_RV hsm_find_slot(hsm_token *t, CK_SLOT_ID *out);   /* under module_lock (read) */
 int hsm_label_matches(const CK_UTF8CHAR padded[32], const char *want);
+/* hsm_thread_attach with counted = 0 for threads hsm_ping must not answer for (the offload
+ * key threads: /healthz speaks for the crypto workers). */
+int hsm_thread_attach_as(hsm_token *t, int counted);
 /* Attached thread: closes its session if it is of the current generation; uncounts it. */
 void hsm_thread_drop_session(hsm_token *t);
 

@@ -100,7 +100,9 @@ static void run_one(hsm_offload *o, off_req *r)
 static void *pool_main(void *arg)
 {
     hsm_offload *o = arg;
-    hsm_thread_attach(o->tok);      /* no session yet: the first operation recovers one */
+    /* Not counted by hsm_ping: /healthz speaks for the crypto workers. Without a session
+     * yet, the first operation recovers one. */
+    hsm_thread_attach_as(o->tok, 0);
     pthread_mutex_lock(&o->mu);
     for (;;) {
         while (o->head == NULL && !o->stop)

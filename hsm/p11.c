@@ -34,7 +34,7 @@ void hsm_note_rv(hsm_token *t, CK_RV rv)
     hsm_tls.last_rv = rv;
     if (HSM_FAULT_IS_LOSS(hsm_rv_fault(rv)) && hsm_tls.tok == t && hsm_tls.live) {
         hsm_tls.live = 0;
-        atomic_fetch_sub(&t->live, 1);
+        atomic_fetch_sub(&t->live, hsm_tls.counted);
     }
 }
 
@@ -220,6 +220,11 @@ void hsm_token_close(hsm_token *t)
 
 int hsm_thread_attach(hsm_token *t)
 {
+    return hsm_thread_attach_as(t, 1);
+}
+
+int hsm_thread_attach_as(hsm_token *t, int counted)
+{
     CK_SESSION_HANDLE h;
     CK_RV rv;
     if (t == NULL) {
@@ -230,8 +235,8 @@ int hsm_thread_attach(hsm_token *t)
         hsm_set_error("thread already attached");
         return -1;
     }
-    hsm_tls = (hsm_thread){ .tok = t, .ops = hsm_tls.ops };
-    atomic_fetch_add(&t->attached, 1);
+    hsm_tls = (hsm_thread){ .tok = t, .ops = hsm_tls.ops, .counted = counted ? 1 : 0 };
+    atomic_fetch_add(&t->attached, hsm_tls.counted);
     pthread_rwlock_rdlock(&t->module_lock);
     rv = open_session(t, &h);
     if (rv == CKR_OK) {
@@ -239,7 +244,7 @@ int hsm_thread_attach(hsm_token *t)
         hsm_tls.gen = atomic_load(&t->gen);
         hsm_tls.has_sess = 1;
         hsm_tls.live = 1;
-        atomic_fetch_add(&t->live, 1);
+        atomic_fetch_add(&t->live, hsm_tls.counted);
     }
     pthread_rwlock_unlock(&t->module_lock);
     hsm_tls.last_rv = rv;
@@ -259,7 +264,7 @@ void hsm_thread_drop_session(hsm_token *t)
         pthread_rwlock_unlock(&t->module_lock);
     }
     if (hsm_tls.live)
-        atomic_fetch_sub(&t->live, 1);
+        atomic_fetch_sub(&t->live, hsm_tls.counted);
     hsm_tls.has_sess = 0;
     hsm_tls.live = 0;
 }
@@ -270,7 +275,7 @@ void hsm_thread_detach(void)
     if (t == NULL)
         return;
     hsm_thread_drop_session(t);
-    atomic_fetch_sub(&t->attached, 1);
+    atomic_fetch_sub(&t->attached, hsm_tls.counted);
     hsm_tls.tok = NULL;
 }
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ typedef struct obuf {
 struct tls_conn {
     SSL     *ssl;
     int      async;         /* the handshake's job is paused (TLS_ASYNC) */
+    pthread_t async_thread; /* ... on this thread, the only one that may resume it */
     uint8_t *in;
     size_t   in_pos, in_len;
     obuf     out[2];        /* out[sending] is what tls_out_next handed out */
@@ -330,9 +332,10 @@ void tls_conn_destroy(tls_conn *t)
 {
     if (t == NULL)
         return;
-    if (t->async) {
+    if (t->async && pthread_equal(t->async_thread, pthread_self())) {
         /* Resumed before its result is there, the job fails its signature and ends; what
-         * the failed handshake queues (an alert) is freed with the buffers. */
+         * the failed handshake queues (an alert) is freed with the buffers. A job belongs to
+         * the thread that runs it: on another (a teardown whose drain gave up) it is left. */
         SSL_do_handshake(t->ssl);
         ERR_clear_error();
     }
@@ -412,6 +415,7 @@ int tls_handshake(tls_conn *t, char *why, size_t whylen)
         return TLS_AGAIN;
     if (e == SSL_ERROR_WANT_ASYNC) {
         t->async = 1;           /* paused: tls_conn_destroy unwinds it */
+        t->async_thread = pthread_self();
         if (tls_conn_async_fd(t) >= 0)
             return TLS_ASYNC;
         snprintf(why, whylen, "tls: handshake paused without a wait fd");
