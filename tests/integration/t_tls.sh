@@ -182,5 +182,13 @@ check "slow token: 5 plain requests answered while a TLS handshake waits for C_S
 wait "$slow"
 check "slow token: that handshake completes after the slow C_Sign" grep -qx POSTPKIOperation "$T/slow.body"
 p11fault_set
+# Every session lost (a network HSM that dropped them): the key thread recovers its own and
+# signs, so the next handshake still completes.
+m=$(p11fault_mark)
+p11fault_set "invalidate_sessions"
+check "sessions lost: a new HTTPS handshake still completes (the key thread recovers)" \
+  sh -c "curl -fsS --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' | grep -qx POSTPKIOperation"
+check "sessions lost: the key thread's first try was refused, then it signed" \
+  sh -c "test \"\$(tail -n +$((m + 1)) '$P11FAULT_LOG' | grep -cE ' C_Sign(Init)? [A-Z_]+ dead')\" -ge 1 && tail -n +$((m + 1)) '$P11FAULT_LOG' | grep -q ' C_Sign CKR_OK real'"
 stop_scepd
 finish
