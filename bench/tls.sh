@@ -2,7 +2,9 @@
 # bench/tls.sh: what native TLS costs per enrollment (docs/benchmarks.md, "TLS").
 #
 # One scepd (CA key in SoftHSM by default, KEYS=file for a file CA key) with its plain
-# listener and a [tls] listener (a P-256 server key by default; TLS_KEY=rsa for RSA-2048),
+# listener and a [tls] listener (a P-256 server key file by default; TLS_KEY=rsa for an
+# RSA-2048 file; TLS_KEY=token for the P-256 key in the token, [tls] key_label, signing on the
+# key threads: KEYS=pkcs11 only),
 # the same prebuilt PKCSReq messages (distinct transactions, built offline by scep_req) sent
 # over five legs:
 #   plain-keepalive   HTTP, one connection for every request
@@ -43,17 +45,26 @@ mkdir -p "$W/tls" && cd "$W/tls"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
   -subj "/CN=bench TLS CA" -days 2 -addext basicConstraints=critical,CA:TRUE 2>/dev/null
 case $TLS_KEY in
-  ec)  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key 2>/dev/null ;;
+  ec|token)  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key 2>/dev/null ;;
   rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out server.key 2>/dev/null ;;
-  *)   echo "TLS_KEY must be ec or rsa" >&2; exit 2 ;;
+  *)   echo "TLS_KEY must be ec, rsa or token" >&2; exit 2 ;;
 esac
 openssl req -new -key server.key -subj "/CN=localhost" -out server.csr 2>/dev/null
 printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > ext.cnf
 openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf \
   -out server.pem 2>/dev/null
 TLS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf '\n[tls]\nlisten = 127.0.0.1:%s\ncert = %s/server.pem\nkey = %s/server.key\n' \
-  "$TLS_PORT" "$W/tls" "$W/tls" >> "$CONF"
+if [ "$TLS_KEY" = token ]; then
+  # The same kind of key, imported into the token (a real one would generate it there).
+  openssl pkcs8 -topk8 -nocrypt -in server.key -out server.p8
+  SOFTHSM2_CONF=$W/state/softhsm2.conf softhsm2-util --import server.p8 --token scepd \
+    --label tls --id 7a01 --pin "$(cat "$W/state/pin")" >/dev/null
+  printf '\n[tls]\nlisten = 127.0.0.1:%s\ncert = %s/server.pem\nkey_label = tls\n' \
+    "$TLS_PORT" "$W/tls" >> "$CONF"
+else
+  printf '\n[tls]\nlisten = 127.0.0.1:%s\ncert = %s/server.pem\nkey = %s/server.key\n' \
+    "$TLS_PORT" "$W/tls" "$W/tls" >> "$CONF"
+fi
 
 "$BUILD/scepd" -c "$CONF" --port-file "$W/port" >"$W/scepd.log" 2>&1 &
 PID=$!

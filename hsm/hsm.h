@@ -165,6 +165,26 @@ uint64_t hsm_thread_ops(void);
  * (SESSION faults usually clear at once), then 50 ms doubling to 2 s, with jitter, per worker. */
 int hsm_thread_recover(hsm_token *t);
 
+/* ---------------------------------------------------------------- Key threads (offload)
+ *
+ * For a thread that must never wait for the token (a shard doing TLS handshakes with the
+ * server key in the token). hsm_offload_start starts nthreads threads, each attached to t with
+ * a session of its own. From then on, a private-key operation with a key of t that runs inside
+ * an OpenSSL ASYNC job (ASYNC_get_current_job() != NULL: SSL_MODE_ASYNC) is not run on the
+ * calling thread: it is queued to those threads and the job pauses, with an eventfd in its
+ * ASYNC_WAIT_CTX that becomes readable when the result is there (SSL_get_all_async_fds;
+ * SSL_ERROR_WANT_ASYNC). Resume the job (call the SSL function again) after the fd fired; a job
+ * resumed before that fails the operation (CKR_FUNCTION_CANCELED), which is how a connection
+ * being closed unwinds its handshake without waiting. Operations outside a job (the crypto
+ * workers') are unchanged. A key thread that finds its session lost recovers it
+ * (hsm_thread_recover) and retries once. Key threads do not count as attached threads for
+ * hsm_ping (/healthz answers for the crypto workers). Call start before the token is used by other threads;
+ * hsm_token_close stops the threads (after the queue is drained). 0 or negative. */
+int hsm_offload_start(hsm_token *t, int nthreads);
+void hsm_offload_stop(hsm_token *t);
+/* Operations the key threads completed with CKR_OK (tests, metrics). */
+uint64_t hsm_offload_ops(hsm_token *t);
+
 /* The OSSL_LIB_CTX in which the provider is loaded (the default context, NULL, today). */
 OSSL_LIB_CTX *hsm_libctx(hsm_token *t);
 

@@ -43,6 +43,7 @@ void hsm_pin_wipe(hsm_pin *p);                      /* accepts a zeroed / wiped 
  * closes, and numbers them afresh after C_Initialize). Owned by the token, freed at close;
  * every EVP_PKEY copy of the key points to the same entry. */
 typedef struct hsm_keyref hsm_keyref;
+typedef struct hsm_offload hsm_offload;
 
 enum { HSM_KIND_RSA = 1, HSM_KIND_EC = 2 };
 
@@ -94,6 +95,8 @@ struct hsm_token {
     _Atomic int live;           /* attached threads whose session last worked */
     pthread_mutex_t keys_mu;    /* guards the list (not the atomics in its entries) */
     hsm_keyref *keys;
+    hsm_offload *offload;       /* key threads for ASYNC jobs (offload.c); set before the
+                                   token is shared, cleared by hsm_token_close */
 };
 
 /* A session borrowed for one operation; release with hsm_sess_put (always, even when
@@ -113,7 +116,9 @@ typedef struct {
     CK_SESSION_HANDLE h;
     unsigned gen;
     int has_sess;               /* h is open (recovery may have left the thread without one) */
-    int live;                   /* counted in tok->live */
+    int live;                   /* session worked at its last use (in tok->live if counted) */
+    int counted;                /* counted in tok->attached / tok->live (hsm_ping): workers
+                                   are, the offload key threads are not */
     CK_RV last_rv;
     uint64_t ops;               /* private-key operations completed */
 } hsm_thread;
@@ -132,14 +137,37 @@ CK_RV hsm_sess_get(hsm_token *t, hsm_sess *s);
 void hsm_sess_put(hsm_sess *s);
 CK_RV hsm_find_slot(hsm_token *t, CK_SLOT_ID *out);   /* under module_lock (read) */
 int hsm_label_matches(const CK_UTF8CHAR padded[32], const char *want);
+/* hsm_thread_attach with counted = 0 for threads hsm_ping must not answer for (the offload
+ * key threads: /healthz speaks for the crypto workers). */
+int hsm_thread_attach_as(hsm_token *t, int counted);
 /* Attached thread: closes its session if it is of the current generation; uncounts it. */
 void hsm_thread_drop_session(hsm_token *t);
 
-/* One private-key operation (init + op) with k on a borrowed session. *outlen in: capacity. */
+/* One private-key operation (init + op) with k on a borrowed session. *outlen in: capacity.
+ * hsm_p11_sign / hsm_p11_decrypt hand it to the offload pool inside an ASYNC job; the pool's
+ * threads call hsm_p11_private_op itself (C_SignInit + C_Sign or C_DecryptInit + C_Decrypt on
+ * the calling thread; records the result for the thread). */
+CK_RV hsm_p11_private_op(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
+                         const unsigned char *in, size_t inlen, unsigned char *out,
+                         size_t *outlen);
 CK_RV hsm_p11_sign(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in,
                    size_t inlen, unsigned char *out, size_t *outlen);
 CK_RV hsm_p11_decrypt(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in,
                       size_t inlen, unsigned char *out, size_t *outlen);
+
+/* offload (offload.c): 1 when an operation with k goes to the token's key threads (a pool
+ * exists and the caller runs inside an OpenSSL ASYNC job); hsm_offload_run then queues it and
+ * pauses the job until it is done. An operation a request cannot carry (a mechanism with
+ * parameters, input over 1024 bytes) fails with CKR_MECHANISM_PARAM_INVALID instead of
+ * running on the caller's thread. */
+int hsm_offload_wanted(const hsm_key *k);
+CK_RV hsm_offload_run(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
+                      const unsigned char *in, size_t inlen, unsigned char *out,
+                      size_t *outlen);
+
+/* test_hooks.c: calls the observer a unit test installed (hsm_test_set_op_observer) before
+ * each private-key operation reaches the module, on the thread that calls the module. */
+void hsm_test_note_private_op(void);
 
 /* Object lookup on session s: exactly one object of class with the attribute (type, val, len).
  * CKR_OK and *out, or CKR_GENERAL_ERROR with *count set to 0 / >1 (count may be NULL). */

@@ -34,7 +34,7 @@ void hsm_note_rv(hsm_token *t, CK_RV rv)
     hsm_tls.last_rv = rv;
     if (HSM_FAULT_IS_LOSS(hsm_rv_fault(rv)) && hsm_tls.tok == t && hsm_tls.live) {
         hsm_tls.live = 0;
-        atomic_fetch_sub(&t->live, 1);
+        atomic_fetch_sub(&t->live, hsm_tls.counted);
     }
 }
 
@@ -195,6 +195,7 @@ void hsm_token_close(hsm_token *t)
 {
     if (t == NULL)
         return;
+    hsm_offload_stop(t);        /* its threads detach before the module goes */
     if (t->f != NULL) {
         if (hsm_tls.tok == t)
             hsm_thread_detach();
@@ -219,6 +220,11 @@ void hsm_token_close(hsm_token *t)
 
 int hsm_thread_attach(hsm_token *t)
 {
+    return hsm_thread_attach_as(t, 1);
+}
+
+int hsm_thread_attach_as(hsm_token *t, int counted)
+{
     CK_SESSION_HANDLE h;
     CK_RV rv;
     if (t == NULL) {
@@ -229,8 +235,8 @@ int hsm_thread_attach(hsm_token *t)
         hsm_set_error("thread already attached");
         return -1;
     }
-    hsm_tls = (hsm_thread){ .tok = t, .ops = hsm_tls.ops };
-    atomic_fetch_add(&t->attached, 1);
+    hsm_tls = (hsm_thread){ .tok = t, .ops = hsm_tls.ops, .counted = counted ? 1 : 0 };
+    atomic_fetch_add(&t->attached, hsm_tls.counted);
     pthread_rwlock_rdlock(&t->module_lock);
     rv = open_session(t, &h);
     if (rv == CKR_OK) {
@@ -238,7 +244,7 @@ int hsm_thread_attach(hsm_token *t)
         hsm_tls.gen = atomic_load(&t->gen);
         hsm_tls.has_sess = 1;
         hsm_tls.live = 1;
-        atomic_fetch_add(&t->live, 1);
+        atomic_fetch_add(&t->live, hsm_tls.counted);
     }
     pthread_rwlock_unlock(&t->module_lock);
     hsm_tls.last_rv = rv;
@@ -258,7 +264,7 @@ void hsm_thread_drop_session(hsm_token *t)
         pthread_rwlock_unlock(&t->module_lock);
     }
     if (hsm_tls.live)
-        atomic_fetch_sub(&t->live, 1);
+        atomic_fetch_sub(&t->live, hsm_tls.counted);
     hsm_tls.has_sess = 0;
     hsm_tls.live = 0;
 }
@@ -269,7 +275,7 @@ void hsm_thread_detach(void)
     if (t == NULL)
         return;
     hsm_thread_drop_session(t);
-    atomic_fetch_sub(&t->attached, 1);
+    atomic_fetch_sub(&t->attached, hsm_tls.counted);
     hsm_tls.tok = NULL;
 }
 
@@ -332,8 +338,7 @@ static CK_RV key_handle(const hsm_key *k, unsigned gen, CK_OBJECT_HANDLE *out)
     return CKR_OK;
 }
 
-/* C_SignInit + C_Sign or C_DecryptInit + C_Decrypt; records the result for the thread. */
-static CK_RV private_op(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
+CK_RV hsm_p11_private_op(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
                         const unsigned char *in, size_t inlen, unsigned char *out,
                         size_t *outlen)
 {
@@ -342,6 +347,7 @@ static CK_RV private_op(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
     hsm_sess s;
     CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
     CK_ULONG n = *outlen;
+    hsm_test_note_private_op();
     CK_RV rv = hsm_sess_get(t, &s);
     if (rv == CKR_OK)
         rv = key_handle(k, s.gen, &key);
@@ -376,13 +382,17 @@ static CK_RV private_op(const hsm_key *k, int decrypt, CK_MECHANISM *mech,
 CK_RV hsm_p11_sign(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in,
                    size_t inlen, unsigned char *out, size_t *outlen)
 {
-    return private_op(k, 0, mech, in, inlen, out, outlen);
+    if (hsm_offload_wanted(k))
+        return hsm_offload_run(k, 0, mech, in, inlen, out, outlen);
+    return hsm_p11_private_op(k, 0, mech, in, inlen, out, outlen);
 }
 
 CK_RV hsm_p11_decrypt(const hsm_key *k, CK_MECHANISM *mech, const unsigned char *in,
                       size_t inlen, unsigned char *out, size_t *outlen)
 {
-    return private_op(k, 1, mech, in, inlen, out, outlen);
+    if (hsm_offload_wanted(k))
+        return hsm_offload_run(k, 1, mech, in, inlen, out, outlen);
+    return hsm_p11_private_op(k, 1, mech, in, inlen, out, outlen);
 }
 
 CK_RV hsm_find_one(hsm_sess *s, CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type, const void *val,

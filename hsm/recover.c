@@ -141,7 +141,7 @@ int hsm_thread_recover(hsm_token *t)
         rv = hsm_keys_resolve(t);
     if (rv == CKR_OK && attached) {
         hsm_tls.live = 1;
-        atomic_fetch_add(&t->live, 1);
+        atomic_fetch_add(&t->live, hsm_tls.counted);
     }
     hsm_tls.last_rv = rv;
     return rv == CKR_OK ? 0 : -1;

@@ -62,3 +62,17 @@ const void *hsm_test_pin_page(hsm_token *t, size_t *len)
     *len = t->pin.pagelen;
     return t->pin.page;
 }
+
+static _Atomic(hsm_test_op_fn) op_observer;
+
+void hsm_test_set_op_observer(hsm_test_op_fn fn)
+{
+    atomic_store(&op_observer, fn);
+}
+
+void hsm_test_note_private_op(void)
+{
+    hsm_test_op_fn fn = atomic_load_explicit(&op_observer, memory_order_relaxed);
+    if (fn != NULL)
+        fn();
+}

@@ -23,5 +23,10 @@ int hsm_test_destroy_key(hsm_token *t, const char *label);
 /* Where the kept PIN lives (one page), so a test can check the mapping's flags while the
  * token is open and that it is gone after hsm_token_close. NULL when no PIN is kept. */
 const void *hsm_test_pin_page(hsm_token *t, size_t *len);
+/* Calls fn (NULL: nothing) on the calling thread just before each private-key operation
+ * (C_SignInit/C_Sign, C_DecryptInit/C_Decrypt) goes to the module: a test learns which thread
+ * signed (tests/unit/net/test_tls_token.c: never a shard). */
+typedef void (*hsm_test_op_fn)(void);
+void hsm_test_set_op_observer(hsm_test_op_fn fn);
 
 #endif

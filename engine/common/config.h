@@ -108,7 +108,8 @@ typedef struct config {
                                               HTTPS listener                         */
     uint16_t tls_listen_port;
     char     tls_cert[CONFIG_PATH_MAX];    /* PEM: server certificate, then its chain */
-    char     tls_key[CONFIG_PATH_MAX];     /* PEM private key file; never a token key */
+    char     tls_key[CONFIG_PATH_MAX];     /* PEM private key file (or key_label)      */
+    char     tls_key_label[64];            /* key_label = tls: the key in the token     */
     char     tls_min_version[8];           /* min_version = 1.2 | 1.3                */
 } config;
 

@@ -96,6 +96,7 @@ static const struct cfg_key cfg_keys[] = {
     { "tls", "listen",             T_LISTEN_TLS, F(tls_listen_port), 0, 0 },
     { "tls", "cert",               T_PATH, F(tls_cert), 0, 0 },
     { "tls", "key",                T_PATH, F(tls_key), 0, 0 },
+    { "tls", "key_label",          T_STR,  F(tls_key_label), 0, 0 },
     { "tls", "min_version",        T_STR,  F(tls_min_version), 0, 0 },
 };
 

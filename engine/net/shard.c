@@ -232,6 +232,9 @@ static void on_cqe(shard *s, const struct io_uring_cqe *cqe)
     case OP_EVENT:
         on_event(s);
         break;
+    case OP_TLS_ASYNC:
+        shard_tls_on_async(s, ud, cqe->res);
+        break;
     case OP_RECV:
     case OP_SEND: {
         uint32_t slot = (uint32_t)(ud >> 32) & SHARD_SLOT_MAX;

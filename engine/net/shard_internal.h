@@ -31,7 +31,8 @@
 #define RBUF_INITIAL       (16 * 1024)
 #define SHARD_LISTEN_MAX   4
 
-enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_TICK, OP_EVENT, OP_CANCEL };
+enum op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_TICK, OP_EVENT, OP_CANCEL,
+          OP_TLS_ASYNC /* a poll on a paused handshake's wait fd (shard_tls.c) */ };
 
 enum conn_state {
     C_FREE,      /* in the free list */
@@ -192,6 +193,10 @@ void shard_tls_ensure_recv(shard *s, conn *c);
 void shard_tls_send(shard *s, conn *c);
 /* A send of ciphertext completed with res > 0 bytes. */
 void shard_tls_on_send(shard *s, conn *c, size_t res);
+/* An OP_TLS_ASYNC poll completed (ud as submitted, res the poll result): the token's key
+ * thread finished the handshake's signature, so the handshake goes on. Stale ones (the
+ * connection closed meanwhile) are dropped: the poll holds no buffer of the slot. */
+void shard_tls_on_async(shard *s, uint64_t ud, int res);
 /* The sweep found a handshake older than the header timeout: count it and close. */
 void shard_tls_handshake_timeout(shard *s, conn *c);
 

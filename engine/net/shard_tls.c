@@ -4,12 +4,15 @@
  * are decrypted straight into the read buffer, where shard_process parses as for plain
  * HTTP. A response's plaintext (c->iov) is encrypted a chunk at a time and its ciphertext
  * sent from the tls_conn's output; OpenSSL's own output (tickets, alerts) goes out the same
- * way, whatever the state. Runs on the shard's thread only. */
+ * way, whatever the state. With the key in the token the handshake may pause (TLS_ASYNC) while
+ * a key thread signs: an io_uring poll on its wait fd (OP_TLS_ASYNC) resumes it, and input
+ * arriving meanwhile waits in the tls_conn. Runs on the shard's thread only. */
 #include "engine/net/shard.h"
 #include "engine/net/shard_internal.h"
 #include "engine/net/tls.h"
 
 #include <liburing.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -117,22 +120,62 @@ void shard_tls_handshake_timeout(shard *s, conn *c)
     shard_conn_close(s, c);
 }
 
-void shard_tls_on_recv(shard *s, conn *c, size_t res)
+/* The handshake paused for the token's key threads: a poll on its wait fd resumes it. */
+static void arm_async(shard *s, conn *c)
+{
+    int fd = tls_conn_async_fd(c->tls);
+    struct io_uring_sqe *sqe = fd >= 0 ? shard_get_sqe(s) : NULL;
+    if (sqe == NULL) {
+        shard_conn_close(s, c);
+        return;
+    }
+    io_uring_prep_poll_add(sqe, fd, POLLIN);
+    io_uring_sqe_set_data64(sqe, ud_pack(OP_TLS_ASYNC, slot_of(s, c), c->gen));
+}
+
+/* Runs the handshake over the buffered input. 0, or -1 when the connection failed it or
+ * was closed. */
+static int advance(shard *s, conn *c)
 {
     char why[192];
+    int rc = tls_handshake(c->tls, why, sizeof(why));
+    if (rc == TLS_DONE) {
+        c->req_start = 0;       /* the header timeout starts again with the request */
+    } else if (rc == TLS_ASYNC) {
+        arm_async(s, c);
+    } else if (rc != TLS_AGAIN) {
+        handshake_failed(s, c, rc, why);
+        return -1;
+    }
+    return c->fd >= 0 ? 0 : -1;
+}
+
+void shard_tls_on_recv(shard *s, conn *c, size_t res)
+{
     tls_in_commit(c->tls, res);
     if (c->st == C_LINGER || (!tls_conn_ready(c->tls) && c->st != C_READ)) {
         tls_in_discard(c->tls);     /* draining, or after a failed handshake */
-    } else if (!tls_conn_ready(c->tls)) {
-        int rc = tls_handshake(c->tls, why, sizeof(why));
-        if (rc == TLS_DONE) {
-            c->req_start = 0;       /* the header timeout starts again with the request */
-        } else if (rc != TLS_AGAIN) {
-            handshake_failed(s, c, rc, why);
+    } else if (!tls_conn_ready(c->tls) && tls_conn_async_fd(c->tls) < 0) {
+        if (advance(s, c) != 0)
             return;
-        }
-    }
+    }   /* else paused for the key threads: the input waits for the resumed handshake */
     shard_tls_ensure_recv(s, c);
+}
+
+void shard_tls_on_async(shard *s, uint64_t ud, int res)
+{
+    uint32_t slot = (uint32_t)(ud >> 32) & SHARD_SLOT_MAX;
+    if (slot >= s->max)
+        return;
+    conn *c = &s->conns[slot];
+    if (c->fd < 0 || c->gen != (uint32_t)ud || c->tls == NULL || tls_conn_async_fd(c->tls) < 0)
+        return;
+    if (res < 0) {
+        shard_conn_close(s, c);     /* cancelled (shutdown) or the poll failed */
+        return;
+    }
+    if (advance(s, c) == 0)
+        shard_tls_ensure_recv(s, c);
 }
 
 /* Decrypts buffered records into the read buffer while it has room, and parses them in

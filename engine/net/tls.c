@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/async.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -42,6 +44,8 @@ typedef struct obuf {
 
 struct tls_conn {
     SSL     *ssl;
+    int      async;         /* the handshake's job is paused (TLS_ASYNC) */
+    pthread_t async_thread; /* ... on this thread, the only one that may resume it */
     uint8_t *in;
     size_t   in_pos, in_len;
     obuf     out[2];        /* out[sending] is what tls_out_next handed out */
@@ -153,6 +157,43 @@ static void ssl_err(char *err, size_t errlen, const char *what, const char *path
 
 int tls_ctx_create(const config *cfg, tls_ctx **out, char *err, size_t errlen)
 {
+    return tls_ctx_create_with_key(cfg, NULL, out, err, errlen);
+}
+
+/* The server key: the token key given (async mode), or the PEM file of cfg->tls_key. */
+static int use_key(tls_ctx *t, const config *cfg, EVP_PKEY *key, char *err, size_t errlen)
+{
+    if (key == NULL) {
+        if (SSL_CTX_use_PrivateKey_file(t->ssl, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+            ssl_err(err, errlen, "cannot load key", cfg->tls_key);
+            return -1;
+        }
+        return 0;
+    }
+    if (cfg->tls_key[0] != '\0') {
+        snprintf(err, errlen, "tls: key and key_label are both set; keep one");
+        return -1;
+    }
+    if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC) {
+        snprintf(err, errlen, "tls: key_label must name an EC key (TLS 1.3 signs with RSA-PSS, "
+                 "which the token provider does not do)");
+        return -1;
+    }
+    if (!ASYNC_is_capable()) {
+        snprintf(err, errlen, "tls: a token key needs OpenSSL ASYNC jobs, not available here");
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey(t->ssl, key) != 1) {
+        ssl_err(err, errlen, "cannot use the token key", NULL);
+        return -1;
+    }
+    SSL_CTX_set_mode(t->ssl, SSL_MODE_ASYNC);
+    return 0;
+}
+
+int tls_ctx_create_with_key(const config *cfg, EVP_PKEY *key, tls_ctx **out, char *err,
+                            size_t errlen)
+{
     tls_ctx *t = NULL;
     int rc = -1;
     int floor = 0;
@@ -165,18 +206,18 @@ int tls_ctx_create(const config *cfg, tls_ctx **out, char *err, size_t errlen)
         snprintf(err, errlen, "tls: min_version '%s' (want 1.2 or 1.3)", cfg->tls_min_version);
         goto out;
     }
-    if (cfg->tls_cert[0] == '\0' || cfg->tls_key[0] == '\0') {
-        snprintf(err, errlen, "tls: listen is set, so cert and key are needed");
+    if (cfg->tls_cert[0] == '\0' || (cfg->tls_key[0] == '\0' && key == NULL)) {
+        snprintf(err, errlen, "tls: listen is set, so cert and key (or key_label) are needed");
         goto out;
     }
-    /* A token key would make the handshake sign on the shard thread through PKCS#11. The
-     * configuration resolved the value as a relative path, so the URI may follow a
-     * directory. */
+    /* A token object is named by [tls] key_label, which arranges for its signatures to run
+     * off the shards; a pkcs11: URI in key would not. The configuration resolved the value as
+     * a relative path, so the URI may follow a directory. */
     const char *base = strrchr(cfg->tls_key, '/');
     if (strncmp(base != NULL ? base + 1 : cfg->tls_key, "pkcs11:", 7) == 0 ||
         strncmp(cfg->tls_key, "pkcs11:", 7) == 0) {
-        snprintf(err, errlen, "tls: key must be a PEM file, not a token object (the handshake "
-                 "signs on the shard thread, which never waits for the token)");
+        snprintf(err, errlen, "tls: key must be a PEM file, not a token object (name a token "
+                 "key with key_label: its signatures then run off the shards)");
         goto out;
     }
     t = calloc(1, sizeof(*t));
@@ -198,10 +239,8 @@ int tls_ctx_create(const config *cfg, tls_ctx **out, char *err, size_t errlen)
         ssl_err(err, errlen, "cannot load cert", cfg->tls_cert);
         goto out;
     }
-    if (SSL_CTX_use_PrivateKey_file(t->ssl, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
-        ssl_err(err, errlen, "cannot load key", cfg->tls_key);
+    if (use_key(t, cfg, key, err, errlen) != 0)
         goto out;
-    }
     if (SSL_CTX_check_private_key(t->ssl) != 1) {
         ssl_err(err, errlen, "key does not match cert", cfg->tls_cert);
         goto out;
@@ -293,11 +332,28 @@ void tls_conn_destroy(tls_conn *t)
 {
     if (t == NULL)
         return;
+    if (t->async && pthread_equal(t->async_thread, pthread_self())) {
+        /* Resumed before its result is there, the job fails its signature and ends; what
+         * the failed handshake queues (an alert) is freed with the buffers. A job belongs to
+         * the thread that runs it: on another (a teardown whose drain gave up) it is left. */
+        SSL_do_handshake(t->ssl);
+        ERR_clear_error();
+    }
     SSL_free(t->ssl);
     free(t->in);
     free(t->out[0].p);
     free(t->out[1].p);
     free(t);
+}
+
+int tls_conn_async_fd(const tls_conn *t)
+{
+    OSSL_ASYNC_FD fds[2];
+    size_t n = 0;
+    if (!t->async || !SSL_get_all_async_fds(t->ssl, NULL, &n) || n != 1 ||
+        !SSL_get_all_async_fds(t->ssl, fds, &n))
+        return -1;
+    return fds[0];
 }
 
 int tls_conn_ready(const tls_conn *t)
@@ -346,13 +402,26 @@ int tls_handshake(tls_conn *t, char *why, size_t whylen)
 {
     ERR_clear_error();
     int r = SSL_do_handshake(t->ssl);
+    t->async = 0;
     if (r == 1) {
+        /* Nothing after the handshake signs: reads and writes leave async mode (no job, no
+         * stack switch per record). */
+        SSL_clear_mode(t->ssl, SSL_MODE_ASYNC);
         t->ready = 1;
         return TLS_DONE;
     }
     int e = SSL_get_error(t->ssl, r);
     if (e == SSL_ERROR_WANT_READ)
         return TLS_AGAIN;
+    if (e == SSL_ERROR_WANT_ASYNC) {
+        t->async = 1;           /* paused: tls_conn_destroy unwinds it */
+        t->async_thread = pthread_self();
+        if (tls_conn_async_fd(t) >= 0)
+            return TLS_ASYNC;
+        snprintf(why, whylen, "tls: handshake paused without a wait fd");
+        ERR_clear_error();
+        return TLS_ERR;
+    }
     unsigned long le = ERR_peek_error();
     if (ERR_GET_LIB(le) == ERR_LIB_SSL &&
         (ERR_GET_REASON(le) == SSL_R_HTTP_REQUEST ||

@@ -7,8 +7,10 @@
  * where the zero-copy HTTP parser works as for plain HTTP. Nothing here blocks: every call
  * does what the bytes at hand allow and returns.
  *
- * The server key is a PEM file, never the token: the handshake signs on the shard thread,
- * which must never wait for a PKCS#11 call (docs/configuration.md, [tls]).
+ * The server key is a PEM file, or a key in the token ([tls] key_label). With a token key the
+ * connections run in OpenSSL's async mode: the handshake's signature is queued to the token's
+ * key threads (hsm_offload_start) and the handshake pauses (TLS_ASYNC) until the fd that
+ * tls_conn_async_fd names is readable, so a shard never waits for a PKCS#11 call.
  *
  * Threads: a tls_ctx is immutable after tls_ctx_create and shared by every shard (reference
  * counted); a tls_conn belongs to one connection of one shard and is used by that shard's
@@ -19,6 +21,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <openssl/evp.h>
 
 #include "engine/common/config.h"
 
@@ -32,12 +36,20 @@ enum tls_rc {
     TLS_AGAIN     = 0,    /* needs more input */
     TLS_DONE      = 1,    /* handshake complete / plaintext delivered */
     TLS_CLOSED    = 2,    /* the peer sent close_notify */
+    TLS_ASYNC     = 3,    /* handshake: paused for the token's key threads; poll
+                             tls_conn_async_fd for input, then call tls_handshake again */
 };
 
 /* Loads cfg->tls_cert (PEM: the server certificate, then its chain) and cfg->tls_key (PEM
  * private key file), checks they match, and sets the protocol floor (cfg->tls_min_version
  * "1.2" or "1.3"). Returns 0 with *out (one reference), or -1 with a message in err. */
 int  tls_ctx_create(const config *cfg, tls_ctx **out, char *err, size_t errlen);
+/* The same with the server key given: key (not NULL; the context takes its own reference) is
+ * a token key (hsm_key_load, EC only: TLS 1.3 signs RSA keys with PSS, which the token
+ * provider does not do), whose signatures the caller has arranged to run off the shards
+ * (hsm_offload_start); cfg->tls_key must be empty. Connections then run in async mode. */
+int  tls_ctx_create_with_key(const config *cfg, EVP_PKEY *key, tls_ctx **out, char *err,
+                             size_t errlen);
 /* Takes one more reference. */
 tls_ctx *tls_ctx_ref(tls_ctx *t);
 /* Drops one reference; frees on the last. Accepts NULL. */
@@ -48,8 +60,13 @@ int  tls_ktls_available(void);
 
 /* A server-side connection in the accept state. Returns 0 or -ENOMEM. */
 int  tls_conn_create(tls_ctx *ctx, tls_conn **out);
-/* Frees the SSL and the buffers. Accepts NULL. */
+/* Frees the SSL and the buffers. Accepts NULL. A handshake paused on TLS_ASYNC is resumed
+ * once first, so that it fails at once and its job ends (the key thread's late result is
+ * dropped): never waits. */
 void tls_conn_destroy(tls_conn *t);
+/* While the last tls_handshake returned TLS_ASYNC: the fd to poll for input (readable once
+ * the key thread is done); otherwise -1. */
+int  tls_conn_async_fd(const tls_conn *t);
 /* 1 once the handshake has completed. */
 int  tls_conn_ready(const tls_conn *t);
 /* The negotiated protocol ("TLSv1.3", ...) for logs and tests. */
@@ -64,8 +81,9 @@ void     tls_in_commit(tls_conn *t, size_t n);
 /* Drops buffered ciphertext (a lingering connection reads only to drain). */
 void     tls_in_discard(tls_conn *t);
 
-/* Advances the handshake with the buffered input. TLS_DONE, TLS_AGAIN, TLS_PLAIN (nothing
- * to send: the caller may answer in plain HTTP with tls_out_raw) or TLS_ERR (why set). */
+/* Advances the handshake with the buffered input. TLS_DONE, TLS_AGAIN, TLS_ASYNC (token key:
+ * wait for tls_conn_async_fd; do not call again before it fired), TLS_PLAIN (nothing to send:
+ * the caller may answer in plain HTTP with tls_out_raw) or TLS_ERR (why set). */
 int  tls_handshake(tls_conn *t, char *why, size_t whylen);
 /* Decrypts into dst (cap > 0 bytes): TLS_DONE with *got > 0, TLS_AGAIN, TLS_CLOSED or
  * TLS_ERR (why set). */

@@ -21,6 +21,10 @@
 #include "engine/policy/profile.h"
 #include "hsm/hsm.h"
 
+/* Threads signing TLS handshakes with a token key: two keep one slow C_Sign from delaying
+ * every other handshake; more would only queue at the token. */
+#define TLS_KEY_THREADS 2
+
 /* Released on the shard thread (or at teardown, with every other thread stopped): the
  * answer of a deferred request is counted here, in its shard's slot. */
 void app_job_release(shard_reply *r)
@@ -221,6 +225,39 @@ out:
     return rc;
 }
 
+static uint64_t tls_key_ops(void *token)
+{
+    return hsm_offload_ops(token);
+}
+
+/* The HTTPS context: the key from its PEM file, or from the token ([tls] key_label), whose
+ * handshake signatures then run on the token's key threads, never on a shard. */
+static int tls_setup(app *a, tls_ctx **out, char *err, size_t errlen)
+{
+    const config *cfg = &a->cfg;
+    EVP_PKEY *key = NULL;
+    int rc = -1;
+    if (cfg->tls_key_label[0] == '\0')
+        return tls_ctx_create(cfg, out, err, errlen);
+    if (a->ca->token == NULL) {
+        snprintf(err, errlen, "[tls] key_label needs the keys in a token ([keys] mode = pkcs11)");
+        goto out;
+    }
+    if (hsm_key_load(a->ca->token, cfg->tls_key_label, &key) != 0) {
+        snprintf(err, errlen, "[tls] key_label '%s': %s", cfg->tls_key_label, hsm_last_error());
+        goto out;
+    }
+    if (hsm_offload_start(a->ca->token, TLS_KEY_THREADS) != 0) {
+        snprintf(err, errlen, "[tls] key threads: %s", hsm_last_error());
+        goto out;
+    }
+    metrics_set_key_ops(a->metrics, tls_key_ops, a->ca->token);
+    rc = tls_ctx_create_with_key(cfg, key, out, err, errlen);
+out:
+    EVP_PKEY_free(key);
+    return rc;
+}
+
 /* The stop eventfd, the shards (bound) and the tables sized by the shard and worker counts. */
 static int make_shards(app *a, char *err, size_t errlen)
 {
@@ -248,8 +285,8 @@ static int make_shards(app *a, char *err, size_t errlen)
                  "own port (or \"none\")", cfg->admin_listen_host, cfg->admin_listen_port);
         return -1;
     }
-    /* Enrollments are counted per profile: the names, in the set's order at start (a profile
-     * added by a reload is counted under "other" until a restart). */
+    /* Enrollments are counted per profile: the names, in the set's order at start (a reload
+     * registers the profiles it adds: app_reload). */
     size_t np = 0;
     const profile *prof = profile_set_items(issuer_profiles(app_issuer(a)), &np);
     const char **names = calloc(np + 1, sizeof(*names));
@@ -267,7 +304,7 @@ static int make_shards(app *a, char *err, size_t errlen)
     }
     /* HTTPS ([tls] listen): one context, each shard takes its own reference. */
     tls_ctx *tls = NULL;
-    if (cfg->tls_listen_host[0] != '\0' && tls_ctx_create(cfg, &tls, err, errlen) != 0)
+    if (cfg->tls_listen_host[0] != '\0' && tls_setup(a, &tls, err, errlen) != 0)
         return -1;
     /* Shard 0 binds first; with port 0 the others reuse the ports it got. */
     config scfg = a->cfg;
@@ -531,6 +568,11 @@ int app_reload(app *a)
     for (size_t i = 0; i < n && len < sizeof(detail); i++)
         len += (size_t)snprintf(detail + len, sizeof(detail) - len, "%s %s", i > 0 ? "," : "",
                                 items[i].name);
+    /* New profiles get their own metrics label before the first request can see them. */
+    for (size_t i = 0; i < n; i++) {
+        const char *name = items[i].name;
+        metrics_add_profiles(a->metrics, &name, 1);
+    }
     issuer_slot_swap(a->policy, is);
     is = NULL;
     reload_event(a, AUDIT_CONFIG_RELOADED, detail);

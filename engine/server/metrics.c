@@ -39,12 +39,19 @@ static const char *const phase_names[M_PHASE_COUNT] = {
     [M_PHASE_ENVELOPE] = "envelope", [M_PHASE_ISSUE] = "issue",
 };
 
+/* Profiles: an append-only table of capacity cap. A name is written before nprof is
+ * released past it, so a reader that loads nprof (acquire) sees whole names; names are never
+ * removed (a profile a reload dropped keeps its counters until a restart), and index cap is
+ * "other" (no profile, or the table was full). Only metrics_add_profiles appends. */
 struct metrics {
     uint32_t      nshards;
     int           nworkers;
-    size_t        nprof;
-    char        **prof;            /* nprof names */
+    _Atomic size_t nprof;
+    size_t        cap;
+    char        **prof;            /* cap slots, nprof in use */
     metrics_slot *slots;           /* shards, then workers, then the writer */
+    uint64_t    (*key_ops)(void *); /* TLS key threads' completed operations, or NULL */
+    void         *key_ctx;
     size_t        nslots;
 };
 
@@ -66,18 +73,19 @@ int metrics_create(uint32_t nshards, int nworkers, const char *const *profiles,
     m->nworkers = nworkers;
     m->nslots = (size_t)nshards + (size_t)nworkers + 1;
     m->slots = calloc(m->nslots, sizeof(*m->slots));
-    m->prof = calloc(nprofiles + 1, sizeof(*m->prof));
+    m->cap = nprofiles + M_PROFILE_SPARE;
+    m->prof = calloc(m->cap, sizeof(*m->prof));
+    atomic_init(&m->nprof, 0);
     if (m->slots == NULL || m->prof == NULL)
         goto out;
-    for (; m->nprof < nprofiles; m->nprof++)
-        if ((m->prof[m->nprof] = strdup(profiles[m->nprof])) == NULL)
-            goto out;
     for (size_t i = 0; i < m->nslots; i++) {
-        m->slots[i].enroll = calloc((m->nprof + 1) * M_OUTCOME_COUNT, sizeof(m_counter));
-        m->slots[i].refused = calloc((m->nprof + 1) * REJ__COUNT, sizeof(m_counter));
+        m->slots[i].enroll = calloc((m->cap + 1) * M_OUTCOME_COUNT, sizeof(m_counter));
+        m->slots[i].refused = calloc((m->cap + 1) * REJ__COUNT, sizeof(m_counter));
         if (m->slots[i].enroll == NULL || m->slots[i].refused == NULL)
             goto out;
     }
+    if (metrics_add_profiles(m, profiles, nprofiles) != 0)
+        goto out;
     rc = 0;
 out:
     if (rc == 0) {
@@ -96,7 +104,7 @@ void metrics_destroy(metrics *m)
         free(m->slots[i].enroll);
         free(m->slots[i].refused);
     }
-    for (size_t i = 0; m->prof != NULL && i < m->nprof; i++)
+    for (size_t i = 0; m->prof != NULL && i < m->cap; i++)
         free(m->prof[i]);
     free(m->prof);
     free(m->slots);
@@ -120,10 +128,37 @@ metrics_slot *metrics_writer(metrics *m)
 
 size_t metrics_profile_index(const metrics *m, const char *name)
 {
-    for (size_t i = 0; name != NULL && i < m->nprof; i++)
+    size_t n = atomic_load_explicit(&m->nprof, memory_order_acquire);
+    for (size_t i = 0; name != NULL && i < n; i++)
         if (strcmp(m->prof[i], name) == 0)
             return i;
-    return m->nprof;
+    return m->cap;
+}
+
+void metrics_set_key_ops(metrics *m, uint64_t (*fn)(void *ctx), void *ctx)
+{
+    m->key_ops = fn;
+    m->key_ctx = ctx;
+}
+
+int metrics_add_profiles(metrics *m, const char *const *names, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t have = atomic_load_explicit(&m->nprof, memory_order_relaxed);
+        if (metrics_profile_index(m, names[i]) != m->cap)
+            continue;
+        if (have == m->cap) {
+            rc = rc < 0 ? rc : rc + 1;      /* counted as "other" */
+            continue;
+        }
+        if ((m->prof[have] = strdup(names[i])) == NULL) {
+            rc = -ENOMEM;
+            continue;
+        }
+        atomic_store_explicit(&m->nprof, have + 1, memory_order_release);
+    }
+    return rc;
 }
 
 void m_observe(m_hist *h, uint64_t ns)
@@ -298,13 +333,15 @@ static void render_enroll(out *o, const metrics *m)
     head(o, "scepd_enrollments_total", "counter",
          "PKCSReq/RenewalReq transactions by profile and outcome (issued, renewed and pending "
          "once committed).");
-    for (size_t p = 0; p <= m->nprof; p++) {
-        const char *pn = p < m->nprof ? m->prof[p] : "";
+    size_t np = atomic_load_explicit(&m->nprof, memory_order_acquire);
+    for (size_t k = 0; k <= np; k++) {
+        size_t p = k < np ? k : m->cap;         /* the profiles, then "other" */
+        const char *pn = k < np ? m->prof[p] : "";
         for (int oc = 0; oc < M_OUTCOME_COUNT; oc++) {
             uint64_t n = 0;
             for (size_t i = 0; i < m->nslots; i++)
                 n += ld(&m->slots[i].enroll[p * M_OUTCOME_COUNT + (size_t)oc]);
-            if (n == 0 && p == m->nprof)
+            if (n == 0 && k == np)
                 continue;
             put(o, "scepd_enrollments_total{profile=\"%s\",outcome=\"%s\"} %llu\n", pn,
                 outcome_names[oc], (unsigned long long)n);
@@ -312,8 +349,9 @@ static void render_enroll(out *o, const metrics *m)
     }
     head(o, "scepd_enrollments_refused_total", "counter",
          "Refused SCEP transactions by profile and audit diagnostic (engine/scep/reject.h).");
-    for (size_t p = 0; p <= m->nprof; p++) {
-        const char *pn = p < m->nprof ? m->prof[p] : "";
+    for (size_t k = 0; k <= np; k++) {
+        size_t p = k < np ? k : m->cap;
+        const char *pn = k < np ? m->prof[p] : "";
         for (int r = 0; r < REJ__COUNT; r++) {
             uint64_t n = 0;
             for (size_t i = 0; i < m->nslots; i++)
@@ -342,6 +380,12 @@ static void render_workers(out *o, const metrics *m)
     head(o, "scepd_hsm_operations_total", "counter",
          "Private-key operations the token completed (C_Sign, C_Decrypt).");
     put(o, "scepd_hsm_operations_total %llu\n", (unsigned long long)SUM(m, hsm_ops));
+    if (m->key_ops != NULL) {
+        head(o, "scepd_tls_key_operations_total", "counter",
+             "TLS handshake signatures the token's key threads completed ([tls] key_label).");
+        put(o, "scepd_tls_key_operations_total %llu\n",
+            (unsigned long long)m->key_ops(m->key_ctx));
+    }
     head(o, "scepd_hsm_errors_total", "counter",
          "Jobs whose last token call failed, by CK_RV name.");
     /* Names may repeat across workers: sum per distinct name. */

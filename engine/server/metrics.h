@@ -57,6 +57,9 @@ enum m_outcome { M_ISSUED = 0, M_RENEWED, M_REPLAYED, M_PENDING, M_REFUSED, M_OU
  * signature and the record. */
 enum m_phase { M_PHASE_ENVELOPE = 0, M_PHASE_ISSUE, M_PHASE_COUNT };
 
+/* Profiles a reload may add beyond those at start before new ones count as "other". */
+#define M_PROFILE_SPARE 64
+
 #define M_CKR_MAX 8            /* distinct CKR names counted per worker; more: "other" */
 
 typedef struct m_ckr {
@@ -67,7 +70,8 @@ typedef struct m_ckr {
 /* One thread's slot. Which members move depends on the owner: shards count requests and
  * auth failures, workers the queue wait, phases, HSM, OCSP and refusals, the writer commits
  * and the committed outcomes. Enrollments are per profile: enroll[profile index][outcome],
- * profile index nprofiles meaning "unknown/none". */
+ * with room for the profiles at start plus M_PROFILE_SPARE, and one more index meaning
+ * "unknown/none" (label profile=""). */
 typedef struct metrics_slot {
     m_counter    requests[M_OP_COUNT][M_STATUS_COUNT];
     m_hist       request_seconds[M_OP_COUNT];
@@ -107,8 +111,18 @@ void metrics_destroy(metrics *m);                 /* accepts NULL */
 metrics_slot *metrics_shard(metrics *m, uint32_t i);
 metrics_slot *metrics_worker(metrics *m, int i);
 metrics_slot *metrics_writer(metrics *m);
-/* Index of a profile name for the enroll/refused tables (nprofiles for unknown). */
+/* Index of a profile name for the enroll/refused tables (the "other" index for unknown). Any
+ * thread, concurrently with metrics_add_profiles. */
 size_t metrics_profile_index(const metrics *m, const char *name);
+/* Registers the names not known yet (a reload's new profiles), so their enrollments are
+ * counted under their own label from now on; known ones are skipped. Names are never removed:
+ * a profile a reload dropped keeps its series (frozen) until a restart. One thread at a time
+ * (the one that reloads); readers need no lock. Returns 0, the number of names that did not
+ * fit (counted as "other"), or -ENOMEM. */
+int  metrics_add_profiles(metrics *m, const char *const *names, size_t n);
+/* With a token TLS key: where scepd_tls_key_operations_total comes from (fn(ctx) is called by
+ * every scrape, from the scraping shard: must be thread-safe). Set before the shards start. */
+void metrics_set_key_ops(metrics *m, uint64_t (*fn)(void *ctx), void *ctx);
 
 /* Owner-side updates. */
 static inline void m_add(m_counter *c, uint64_t n)

@@ -6,6 +6,7 @@
 # again and receives the next events. Every wait is a bounded poll of the audit log.
 . "$(dirname "$0")/lib.sh"
 REQ=$BUILD/tests/scep_req
+need_cmd curl promtool
 
 init_state
 P=$STATE/profiles
@@ -77,6 +78,15 @@ check "after reload: the new [issue] challenge: SUCCESS on /scep" ok_cert d-new
 req f1 "$B/scep/fresh" sesame2
 check "after reload: the new profile is served at /scep/fresh" ok_cert f1
 check "after reload: /scep/fresh has its validity, 10 days" days_about f1 10
+# The metrics follow the live profile set: the profile the reload added is counted under its
+# own label, not "other" (profile=""), and the scrape still passes promtool.
+curl -fsS "$ADMIN_URL/metrics" > "$T/m-reload.txt"
+mval() { awk -v k="$1" '$1 == k { print $2 }' "$T/m-reload.txt"; }
+check "after reload: metrics count the added profile under its name" \
+  test "$(mval 'scepd_enrollments_total{profile="fresh",outcome="issued"}')" = 1
+check "after reload: nothing counted as the unknown profile" \
+  test -z "$(mval 'scepd_enrollments_total{profile="",outcome="issued"}')"
+check "after reload: the scrape passes promtool check metrics" promtool check metrics < "$T/m-reload.txt"
 
 # --- a profile that does not parse: everything kept ---
 printf 'validity_days = 60\nfrobnicate = yes\n' > "$P/broken.conf"
@@ -127,6 +137,15 @@ for i in $(seq 1 8); do check "SIGHUP $i of 8 while requests run: event 102" hup
 wait "$bg"
 check "every request sent across the 8 reloads: SUCCESS" \
   bash -c 'for i in $(seq 1 12); do grep -q "status=SUCCESS failinfo=- " "$1/k$i.out" || exit 1; done' _ "$T"
+
+# --- a profile removed by a reload keeps its (frozen) series until a restart ---
+rm -f "$P/fresh.conf"
+check "SIGHUP with /scep/fresh removed: event 102" hup 102
+check "the removed profile is no longer served (404)" \
+  test "$(curl -s -o /dev/null -w '%{http_code}' "$B/scep/fresh?operation=GetCACaps")" = 404
+curl -fsS "$ADMIN_URL/metrics" > "$T/m-reload.txt"
+check "the removed profile's counter stays in the scrape" \
+  test "$(mval 'scepd_enrollments_total{profile="fresh",outcome="issued"}')" = 1
 
 # --- a configuration file that does not parse ---
 echo 'bogus line' >> "$CONF"

@@ -3,9 +3,12 @@
 # (a PEM file, issued by a test TLS CA made here) serves SCEP over HTTPS on the shards:
 # curl (TLS 1.3 and 1.2) and micromdm's scepclient enroll over it, the certificate verifies,
 # plain HTTP on the TLS port gets a clean 400, a failed handshake is audited, and scepd
-# refuses a TLS key it must not use.
+# refuses a TLS key it must not use. Then the same with the TLS key in the token ([tls]
+# key_label), through p11fault with a slow C_Sign: curl and scepclient still enroll, and a
+# plain request answers while a handshake waits for the token.
 . "$(dirname "$0")/lib.sh"
-need_cmd curl openssl scepclient python3
+. "$SRC/tests/p11fault/p11fault.sh"
+need_cmd curl openssl scepclient python3 promtool softhsm2-util
 
 init_state
 
@@ -33,7 +36,7 @@ tls_conf() {  # tls_conf KEY [MIN_VERSION]: the configuration with a [tls] secti
     "$TLS_PORT" "$T/tls/server.pem" "$1" "${2:-1.2}" >> "$CONF"
 }
 
-# Keys scepd must refuse: a token object, a key that does not match the certificate.
+# Keys scepd must refuse: a token object as a path, a key that does not match the certificate.
 tls_conf "pkcs11:token=scepd;object=ca"
 check "a pkcs11: TLS key is refused at start" \
   sh -c "! timeout 20 '$BUILD/scepd' -c '$CONF' >'$T/refuse1.log' 2>&1 && grep -q 'key must be a PEM file' '$T/refuse1.log'"
@@ -126,4 +129,66 @@ check "min_version 1.3: TLS 1.3 served" \
   sh -c "curl -fsS --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' | grep -qx POSTPKIOperation"
 check "min_version 1.3: a TLS 1.2 client is refused" \
   sh -c "! curl -sS --tls-max 1.2 --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' -o /dev/null 2>/dev/null"
+stop_scepd
+
+# --- The TLS key in the token ([tls] key_label). The server key of the certificate above is
+# imported into the token (softhsm2-util; a real token would generate it and export a CSR).
+openssl pkcs8 -topk8 -nocrypt -in "$T/tls/server.key" -out "$T/tls/server.p8"
+SOFTHSM2_CONF=$STATE/softhsm2.conf softhsm2-util --import "$T/tls/server.p8" --token scepd \
+  --label tls --id 7a01 --pin "$(cat "$STATE/pin")" >/dev/null 2>&1 || fail "softhsm2-util --import"
+# The module becomes p11fault in front of SoftHSM: C_Sign can be made slow while scepd runs.
+conf_saved=$CONF; CONF=$T/base.conf; p11fault_use; CONF=$conf_saved
+token_conf() {  # token_conf KEY_LABEL: [tls] with key_label, the keys through p11fault
+  # One shard: the plain requests below are served by the very shard the handshake is on.
+  sed 's/^shards *=.*/shards = 1/' "$T/base.conf" > "$CONF"
+  printf '\n[tls]\nlisten = 127.0.0.1:%s\ncert = %s\nkey_label = %s\n' \
+    "$TLS_PORT" "$T/tls/server.pem" "$1" >> "$CONF"
+}
+token_conf ca
+check "an RSA token key for TLS is refused at start (TLS 1.3 would need RSA-PSS)" \
+  sh -c "! timeout 20 '$BUILD/scepd' -c '$CONF' >'$T/refuse4.log' 2>&1 && grep -q 'must name an EC key' '$T/refuse4.log'"
+token_conf tls
+start_scepd
+for _ in $(seq 1 100); do curl -s --cacert "$T/tls/ca.pem" "$H/healthz" >/dev/null && break; sleep 0.05; done
+before=$(p11fault_mark)
+check "token key: GetCACaps over HTTPS, TLS 1.3" \
+  sh -c "curl -sS -v --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' 2>&1 | grep -q 'SSL connection using TLSv1.3'"
+check "token key: TLS 1.2" \
+  sh -c "curl -fsS --tls-max 1.2 --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' | grep -qx POSTPKIOperation"
+check "token key: each full handshake is one C_Sign in the token" test "$(p11fault_count "$before" 'C_Sign CKR_OK real')" -ge 2
+curl -fsS "$ADMIN_URL/metrics" > "$T/m-tls.txt"
+check "token key: /metrics counts the key threads' signatures" \
+  sh -c "awk '\$1 == \"scepd_tls_key_operations_total\" && \$2 >= 2 { f = 1 } END { exit !f }' '$T/m-tls.txt'"
+check "token key: the scrape passes promtool check metrics" promtool check metrics < "$T/m-tls.txt"
+mkdir -p "$T/dev2" && cd "$T/dev2"
+SSL_CERT_FILE=$T/tls/ca.pem scepclient -server-url "$SC_URL" -challenge "$CHALLENGE_VALUE" \
+  -private-key dev.key -certificate dev.pem -cn tls-token-device >"$T/sc2.log" 2>&1 || { cat "$T/sc2.log" >&2; fail "scepclient over HTTPS (token key)"; }
+check "token key: scepclient over HTTPS enrolls" verify_cert dev.pem
+cd "$T"
+# A slow token: every C_Sign takes 6 s (under the 10 s header timeout that bounds a
+# handshake). A handshake waits for it on a key thread while the shards go on serving: five
+# plain GetCACaps answer before that handshake completes.
+p11fault_set "latency C_Sign 6000"
+curl -sS --cacert "$T/tls/ca.pem" "$H/scep?operation=GetCACaps" -o "$T/slow.body" &
+slow=$!
+for _ in $(seq 1 200); do [ "$(grep -c ' reload ' "$P11FAULT_LOG")" -ge 1 ] && break; sleep 0.05; done
+ok_plain=0
+for _ in $(seq 1 5); do
+  curl -fsS -m 10 "$URL?operation=GetCACaps" | grep -qx POSTPKIOperation && { ok_plain=$((ok_plain + 1)); }
+done
+kill -0 "$slow" 2>/dev/null && still=1 || still=0
+check "slow token: 5 plain requests answered while a TLS handshake waits for C_Sign" \
+  test "$ok_plain" = 5 -a "$still" = 1
+wait "$slow"
+check "slow token: that handshake completes after the slow C_Sign" grep -qx POSTPKIOperation "$T/slow.body"
+p11fault_set
+# Every session lost (a network HSM that dropped them): the key thread recovers its own and
+# signs, so the next handshake still completes.
+m=$(p11fault_mark)
+p11fault_set "invalidate_sessions"
+check "sessions lost: a new HTTPS handshake still completes (the key thread recovers)" \
+  sh -c "curl -fsS --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' | grep -qx POSTPKIOperation"
+check "sessions lost: the key thread's first try was refused, then it signed" \
+  sh -c "test \"\$(tail -n +$((m + 1)) '$P11FAULT_LOG' | grep -cE ' C_Sign(Init)? [A-Z_]+ dead')\" -ge 1 && tail -n +$((m + 1)) '$P11FAULT_LOG' | grep -q ' C_Sign CKR_OK real'"
+stop_scepd
 finish
