@@ -53,6 +53,17 @@ static void iop_advance(iop *op);
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
+const char *mdm_revocation_error_name(int code)
+{
+    switch (code) {
+#define X(name, num, wire) case num: return wire;
+        MDM_REV_ERRORS(X)
+#undef X
+    default:
+        return NULL;
+    }
+}
+
 int intune_code_known(const char *code)
 {
     static const char *const codes[] = {
@@ -185,7 +196,9 @@ static void svc_done(mdm_xfer *x)
         goto done;
     }
     if (op->action == A_UPLOAD) {
-        if (json_is_true(intune_jget(root, "value")))
+        json_t *val = intune_jget(root, "value");   /* true, or "true" as a string */
+        if (json_is_true(val) ||
+            (json_is_string(val) && strcasecmp(json_string_value(val), "true") == 0))
             mdm_verdict_set(&v, MDM_ALLOW, MDM_DIAG_OK, "", NULL);
         else
             mdm_verdict_set(&v, MDM_DENY, MDM_DIAG_DENIED, "", "Intune did not accept the results");
@@ -456,14 +469,20 @@ int mdm_revocations_upload(mdm_stage *s, const mdm_revocation_result *r, size_t 
     if (s->intune == NULL)
         return -ENOTSUP;
     for (size_t i = 0; i < n; i++)
-        if (r[i].request_context == NULL)
+        if (r[i].request_context == NULL ||
+            mdm_revocation_error_name(r[i].succeeded ? MDM_REV_OK : r[i].error_code) == NULL ||
+            (!r[i].succeeded && r[i].error_code == MDM_REV_OK))
             return -EINVAL;
     json_t *list = json_array();
     for (size_t i = 0; list != NULL && i < n; i++) {
-        json_t *e = json_pack("{s:s,s:b,s:i,s:s}", "requestContext", r[i].request_context,
-                              "succeeded", r[i].succeeded != 0, "errorCode",
-                              r[i].succeeded ? 0 : r[i].error_code, "errorMessage",
-                              r[i].error_message != NULL ? r[i].error_message : "");
+        /* Succeeded goes with None and no message (the reference library refuses others). */
+        int ok = r[i].succeeded != 0;
+        json_t *msg = !ok && r[i].error_message != NULL ? json_string(r[i].error_message)
+                                                        : json_null();
+        json_t *e = json_pack("{s:s,s:b,s:s,s:o}", "requestContext", r[i].request_context,
+                              "succeeded", ok, "errorCode",
+                              mdm_revocation_error_name(ok ? MDM_REV_OK : r[i].error_code),
+                              "errorMessage", msg);
         if (e == NULL || json_array_append_new(list, e) != 0) {
             json_decref(list);
             list = NULL;

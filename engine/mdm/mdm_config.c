@@ -51,6 +51,7 @@ static const struct key keys[] = {
     { "intune", "pki_url",          K_URL, F(pki_url), 0, 0 },
     { "intune", "refresh_margin",   K_MS,  F(refresh_margin_ms), 0, DAY_MS },
     { "intune", "ca_file",          K_PATH, F(intune_ca_file), 0, 0 },
+    { "intune", "revocation_poll_interval", K_MS, F(revocation_poll_ms), 0, DAY_MS },
     { "webhook", "url",             K_URL, F(webhook_url), 0, 0 },
     { "webhook", "secret_file",     K_SECRET, S(webhook_secret, webhook_secret_len), 0, 0 },
     { "webhook", "ca_file",         K_PATH, F(webhook_ca_file), 0, 0 },

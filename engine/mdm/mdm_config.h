@@ -22,6 +22,8 @@
  *              pki_url =                 PkiConnectorFEService base; empty: discovered
  *              refresh_margin = 5m       a token is renewed this long before it expires
  *              ca_file =                 PEM bundle for TLS; empty: the system store
+ *              revocation_poll_interval = 0   how often Intune's revocation requests are
+ *                                        fetched and carried out (15m, ...); 0: never
  *   [webhook]  url = https://mdm.example/scep-check
  *              secret_file = webhook.secret   HMAC-SHA256 key (whole file, trailing CR/LF cut)
  *              ca_file = webhook-ca.pem       PEM bundle the webhook's certificate must chain to
@@ -70,6 +72,7 @@ typedef struct mdm_config {
     char   pki_url[MDM_URL_MAX];
     int    refresh_margin_ms;
     char   intune_ca_file[1024];
+    int    revocation_poll_ms;                /* 0: no revocation sync */
     /* [webhook]: enabled when url is set */
     char   webhook_url[MDM_URL_MAX];
     unsigned char webhook_secret[MDM_SECRET_MAX];   /* read from secret_file */

@@ -67,7 +67,9 @@ void mdm_wire_teardown(app *a)
 
 void mdm_wire_free(app *a)
 {
+    intune_revoke_stop(a);
     mdm_wire_teardown(a);
+    intune_revoke_free(a);     /* after the stage (its callbacks) and the writer stopped */
     ndes_route_free(a);
     if (a->mdm_cfg != NULL) {
         mdm_config_cleanse(a->mdm_cfg);

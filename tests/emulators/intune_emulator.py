@@ -23,7 +23,8 @@ by --control that is re-read on every call. Knobs:
   token_expires_in: lifetime of new tokens (seconds, default 3599)
   revoke_tokens:   true -> every token issued so far is refused with 401 (then cleared)
   hide_service:    a service name discovery leaves out
-  revocations:     the list downloadRevocationRequests answers
+  revocations:     the list downloadRevocationRequests answers; a request leaves it once
+                   uploadRevocationResults names its requestContext (as Intune does)
   upload_value:    what uploadRevocationResults answers in "value" (default true)
 GET /_calls answers the recorded calls as a JSON list.
 """
@@ -66,6 +67,27 @@ def count_down(name):
             knobs[name] = n - 1
             return True
     return False
+
+
+# CARequestErrorCode, as the reference library names it on the wire (a string enum).
+REV_ERRORS = {"None", "NonRetryableServiceException", "DataSerializationError",
+              "ParameterDataInvalidError", "CryptographyError", "CertificateNotFoundError",
+              "ConflictError", "NotSupportedError", "PayloadTooLargeError",
+              "RetryableServiceException", "ServiceUnavailableException",
+              "ServiceTooBusyException", "AuthenticationException"}
+
+
+def valid_result(r):
+    """A CARevocationResult: requestContext, succeeded; None and no message when it did."""
+    if not isinstance(r, dict) or not isinstance(r.get("requestContext"), str) \
+            or not isinstance(r.get("succeeded"), bool):
+        return False
+    code = r.get("errorCode", "None")
+    if code not in REV_ERRORS:
+        return False
+    if r["succeeded"]:
+        return code == "None" and not (r.get("errorMessage") or "").strip()
+    return code != "None"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -175,6 +197,15 @@ class Handler(BaseHTTPRequestHandler):
             revs = knob("revocations", [])[: int(p.get("maxRequests", 0))]
             return self.answer(200, {"value": revs}, rec)
         if path == "/%s/CertificateAuthorityRequests/uploadRevocationResults" % PKI:
+            results = body.get("results")
+            if not isinstance(results, list) or not results or not all(valid_result(r) for r in results):
+                return self.answer(400, {"error": "ParameterDataInvalidError"}, rec)
+            # Intune hands a request out until its result is uploaded.
+            done = {r["requestContext"] for r in results}
+            with lock:
+                if "revocations" in knobs:
+                    knobs["revocations"] = [q for q in knobs["revocations"]
+                                            if q.get("requestContext") not in done]
             return self.answer(200, {"value": knob("upload_value", True)}, rec)
         self.answer(404, {"error": "no such action"}, rec)
 
