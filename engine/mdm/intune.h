@@ -6,7 +6,9 @@
  * reference library microsoft/Intune-Resource-Access src/CsrValidation; README.md has the
  * details):
  *  1. Token: POST {login_url}/{tenant}/oauth2/v2.0/token, form grant_type=client_credentials,
- *     client_id, client_secret, scope = {resource}/.default (resource
+ *     client_id, client_secret (or, with a certificate credential, client_assertion_type =
+ *     urn:ietf:params:oauth:client-assertion-type:jwt-bearer and client_assertion = a JWT
+ *     signed with the app's certificate key: intune_cred.c), scope = {resource}/.default (resource
  *     "https://api.manage.microsoft.com/", hence the documented "//.default"); answer
  *     {"access_token", "expires_in" (number or string), "token_type"}. Cached; renewed
  *     refresh_margin before it expires (in the background while still valid), dropped on a
@@ -40,6 +42,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/mdm/mdm_config.h"
+
 /* The codes validateRequest answers (the reference library's ErrorCode list). A code not in
  * this list is still a refusal, reported as is. */
 #define INTUNE_CODES(X) \
@@ -66,6 +70,12 @@ typedef struct intune_cert_facts {
     char issuer[512];
 } intune_cert_facts;
 int intune_cert_facts_get(const uint8_t *der, size_t len, intune_cert_facts *out);
+
+/* Loads and tries the certificate credential of c ([intune] client_certificate with
+ * client_key, or client_key_label with c->client_token_key set): 0 when there is none or it
+ * signs; -errno with why filled otherwise. For the owner, before mdm_stage_create (which
+ * only says -EINVAL). */
+int intune_cred_check(const mdm_config *c, char *why, size_t whylen);
 
 /* Copies at most 255 bytes of src into dst (256 bytes), cut at a UTF-8 character boundary,
  * control characters replaced by spaces. */

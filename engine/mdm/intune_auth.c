@@ -168,8 +168,10 @@ static void token_done(mdm_xfer *x)
     if (!ok) {
         mdm_verdict_from_xfer(x, &v);
         if (x->cc == CURLE_OK && (x->status == 400 || x->status == 401 || x->status == 403))
-            mdm_verdict_set(&v, MDM_ERROR, MDM_DIAG_AUTH, "", "token request refused (check "
-                            "tenant, client_id and the secret)");
+            mdm_verdict_set(&v, MDM_ERROR, MDM_DIAG_AUTH, "", st->cred != NULL
+                            ? "token request refused (check tenant, client_id and the "
+                              "certificate registered with the app)"
+                            : "token request refused (check tenant, client_id and the secret)");
         else if (mdm_xfer_ok(x))
             mdm_verdict_set(&v, MDM_ERROR, MDM_DIAG_BAD_ANSWER, "", "token answer unreadable");
         v.http_status = (int)x->status;
@@ -184,6 +186,23 @@ static void token_done(mdm_xfer *x)
         advance_list(w);
     else
         fail_list(w, &v);                /* a failed background refresh keeps the old token */
+}
+
+/* The client's proof: the secret, or a fresh assertion for the token endpoint url. */
+static int add_credential(intune_state *st, const char *url, char **body, size_t *len,
+                          size_t *cap)
+{
+    const mdm_config *c = &st->s->cfg;
+    if (st->cred == NULL)
+        return form_add(body, len, cap, "client_secret", c->client_secret,
+                        c->client_secret_len);
+    static const char type[] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    char *jwt = intune_cred_assertion(st->cred, c->client_id, url);
+    int rc = jwt == NULL ? -1
+             : form_add(body, len, cap, "client_assertion_type", type, sizeof(type) - 1) != 0 ||
+               form_add(body, len, cap, "client_assertion", jwt, strlen(jwt)) != 0 ? -1 : 0;
+    free(jwt);
+    return rc;
 }
 
 int intune_token_due(const intune_token *t)
@@ -206,22 +225,24 @@ void intune_token_fetch(intune_token *t)
         snprintf(scope, sizeof(scope), "%s", c->graph_scope);
     }
     atomic_fetch_add(&s->token_fetches, 1);
-    if (form_add(&body, &len, &cap, "grant_type", "client_credentials", 18) != 0 ||
+    if ((url = intune_join_url(c->login_url, c->tenant, "/oauth2/v2.0/token")) == NULL ||
+        form_add(&body, &len, &cap, "grant_type", "client_credentials", 18) != 0 ||
         form_add(&body, &len, &cap, "client_id", c->client_id, strlen(c->client_id)) != 0 ||
-        form_add(&body, &len, &cap, "client_secret", c->client_secret, c->client_secret_len) != 0 ||
-        form_add(&body, &len, &cap, "scope", scope, strlen(scope)) != 0 ||
-        (url = intune_join_url(c->login_url, c->tenant, "/oauth2/v2.0/token")) == NULL)
+        add_credential(st, url, &body, &len, &cap) != 0 ||
+        form_add(&body, &len, &cap, "scope", scope, strlen(scope)) != 0)
         goto fail;
     struct curl_slist *h = curl_slist_append(NULL,
                                              "Content-Type: application/x-www-form-urlencoded");
     t->xfer = mdm_xfer_new(s, url, h, body, len, c->intune_ca_file, token_done, t);
     body = NULL;
     free(url);
+    url = NULL;
     if (t->xfer == NULL)
         goto fail;
     mdm_xfer_start(t->xfer);
     return;
 fail:
+    free(url);
     if (body != NULL) {
         OPENSSL_cleanse(body, len);
         free(body);
@@ -335,6 +356,14 @@ int intune_state_create(mdm_stage *s, intune_state **out)
     st->s = s;
     st->tok[TOK_API].which = TOK_API;
     st->tok[TOK_GRAPH].which = TOK_GRAPH;
+    char why[256];
+    if (s->cfg.client_certificate[0] != '\0') {
+        int rc = intune_cred_load(&s->cfg, &st->cred, why, sizeof(why));
+        if (rc != 0) {
+            intune_state_free(st);
+            return rc;
+        }
+    }
     const char *cfg_url[SVC__COUNT] = { s->cfg.validation_url, s->cfg.pki_url };
     for (int k = 0; k < SVC__COUNT; k++) {
         if (cfg_url[k][0] == '\0')
@@ -359,6 +388,7 @@ void intune_state_free(intune_state *st)
         intune_token_drop(&st->tok[i]);
     }
     mdm_xfer_free(st->disc);
+    intune_cred_free(st->cred);
     for (int k = 0; k < SVC__COUNT; k++)
         free(st->url[k]);
     free(st);

@@ -1,5 +1,6 @@
 /* intune_internal: the seam between intune_auth.c (who Intune's services are and how scepd
- * proves who it is: the OAuth2 token cache and Graph service discovery)
+ * proves who it is: the OAuth2 token cache, the certificate credential of intune_cred.c, Graph
+ * service discovery)
  * and intune.c (what scepd asks them: validation, notifications, revocations). Everything
  * here runs on the stage thread (mdm_internal.h).
  *
@@ -29,6 +30,8 @@ typedef struct intune_token {
     int       which;                    /* enum intune_tok */
 } intune_token;
 
+typedef struct intune_cred intune_cred;
+
 struct intune_state {
     mdm_stage    *s;
     intune_token  tok[TOK__COUNT];
@@ -36,6 +39,7 @@ struct intune_state {
     int           configured[SVC__COUNT];  /* from the configuration: never forgotten */
     mdm_xfer     *disc;
     mdm_op       *disc_waiters;
+    intune_cred  *cred;                    /* the certificate credential; NULL: the secret */
 };
 
 /* ---- tokens (intune_auth.c) ---- */
@@ -49,7 +53,15 @@ void intune_token_wait(intune_token *t, mdm_op *op);
  * (st->url[] filled or still NULL: op->start decides). Needs a usable Graph token. ---- */
 void intune_discover(intune_state *st, mdm_op *op);
 
-/* ---- helpers shared by both files ---- */
+/* ---- the certificate credential (intune_cred.c) ---- */
+/* Loads client_certificate and its key (client_key, or c->client_token_key for
+ * client_key_label) and checks they match. 0, or -EINVAL / -ENOMEM with why set. */
+int   intune_cred_load(const mdm_config *c, intune_cred **out, char *why, size_t whylen);
+void  intune_cred_free(intune_cred *cr);          /* accepts NULL */
+/* A signed client_assertion for the token endpoint aud (caller frees); NULL on error. */
+char *intune_cred_assertion(intune_cred *cr, const char *client_id, const char *aud);
+
+/* ---- helpers shared by the files ---- */
 void        intune_uuid_v4(char out[37]);
 /* base + "/" + a + b (b may be NULL); trailing slashes of base dropped. Caller frees. */
 char       *intune_join_url(const char *base, const char *a, const char *b);
