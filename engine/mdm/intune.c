@@ -116,6 +116,9 @@ int intune_cert_facts_get(const uint8_t *der, size_t len, intune_cert_facts *out
         goto out;
     int n = BIO_read(bio, f.issuer, sizeof(f.issuer) - 1);
     f.issuer[n > 0 ? n : 0] = '\0';
+    if (X509_NAME_get_text_by_NID(X509_get_issuer_name(c), NID_commonName, f.issuer_cn,
+                                  sizeof(f.issuer_cn)) <= 0)
+        snprintf(f.issuer_cn, sizeof(f.issuer_cn), "%s", f.issuer);
     rc = 0;
 out:
     if (rc == 0)
@@ -269,12 +272,14 @@ static int build_success(iop *op)
     intune_cert_facts f;
     if (intune_cert_facts_get(op->cert, op->cert_len, &f) != 0)
         return -1;
-    json_t *j = json_pack("{s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s}}", "notification",
+    const mdm_config *c = &op->base.stage->cfg;
+    json_t *j = json_pack("{s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}}", "notification",
                           "transactionId", op->txid, "certificateRequest", op->csr_b64,
                           "certificateThumbprint", f.thumbprint, "certificateSerialNumber",
                           f.serial, "certificateExpirationDateUtc", f.expiry,
-                          "issuingCertificateAuthority", f.issuer, "callerInfo",
-                          op->base.stage->cfg.provider);
+                          "issuingCertificateAuthority", f.issuer, "callerInfo", c->provider,
+                          "caConfiguration", c->ca_configuration, "certificateAuthority",
+                          f.issuer_cn);
     op->json = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return op->json != NULL ? 0 : -1;
@@ -437,7 +442,7 @@ int mdm_notify_failure(mdm_stage *s, const char *txid, const uint8_t *csr_der, s
         return rc;
     char desc[256];
     intune_description(desc, description);
-    if (desc[0] == '\0')
+    if (strspn(desc, " ") == strlen(desc))     /* the reference library refuses blank ones */
         snprintf(desc, sizeof(desc), "0x%08X", hresult);
     char *csr = mdm_base64(csr_der, csr_len);
     json_t *j = csr != NULL ? json_pack("{s:{s:s,s:s,s:I,s:s,s:s}}", "notification",

@@ -23,7 +23,8 @@
  *       callerInfo}}
  *     POST ScepActions/successNotification {"notification": {transactionId,
  *       certificateRequest, certificateThumbprint, certificateSerialNumber,
- *       certificateExpirationDateUtc, issuingCertificateAuthority, callerInfo}}
+ *       certificateExpirationDateUtc, issuingCertificateAuthority, callerInfo,
+ *       caConfiguration ([intune] ca_configuration), certificateAuthority (the issuer's CN)}}
  *     POST ScepActions/failureNotification {"notification": {transactionId,
  *       certificateRequest, hResult, errorDescription, callerInfo}}
  *     each answered {"code": "Success" | <error code>, "errorDescription": ...}.
@@ -32,7 +33,8 @@
  *       {maxRequests, issuerName}} -> {"value": [{requestContext, serialNumber, issuerName,
  *       caConfiguration}]}
  *     POST CertificateAuthorityRequests/uploadRevocationResults {"results": [{requestContext,
- *       succeeded, errorCode, errorMessage}]} -> {"value": true}
+ *       succeeded, errorCode (by name: "None", "CertificateNotFoundError", ...), errorMessage
+ *       (null when succeeded)}]} -> {"value": true} (or "true")
  * Every service call carries Authorization: Bearer, client-request-id (a fresh UUID, the
  * activity ID to quote to Microsoft), api-version and UserAgent (the provider string).
  */
@@ -68,6 +70,7 @@ typedef struct intune_cert_facts {
     char serial[2 * 20 + 3];
     char expiry[32];
     char issuer[512];
+    char issuer_cn[512];   /* the issuer's commonName (certificateAuthority); the DN if none */
 } intune_cert_facts;
 int intune_cert_facts_get(const uint8_t *der, size_t len, intune_cert_facts *out);
 

@@ -56,6 +56,7 @@ static const struct key keys[] = {
     { "intune", "refresh_margin",   K_MS,  F(refresh_margin_ms), 0, DAY_MS },
     { "intune", "ca_file",          K_PATH, F(intune_ca_file), 0, 0 },
     { "intune", "revocation_poll_interval", K_MS, F(revocation_poll_ms), 0, DAY_MS },
+    { "intune", "ca_configuration", K_STR, F(ca_configuration), 0, 0 },
     { "webhook", "url",             K_URL, F(webhook_url), 0, 0 },
     { "webhook", "secret_file",     K_SECRET, S(webhook_secret, webhook_secret_len), 0, 0 },
     { "webhook", "ca_file",         K_PATH, F(webhook_ca_file), 0, 0 },
@@ -91,6 +92,7 @@ void mdm_config_defaults(mdm_config *c)
     set(c->intune_app_id, sizeof(c->intune_app_id), "0000000a-0000-0000-c000-000000000000");
     c->refresh_margin_ms = 300000;
     set(c->client_assertion_alg, sizeof(c->client_assertion_alg), "PS256");
+    set(c->ca_configuration, sizeof(c->ca_configuration), "scepd");
     set(c->signature_header, sizeof(c->signature_header), "X-Scepd-Signature");
     c->ndes_ttl_s = 3600;
     c->ndes_encoding = MDM_NDES_UTF16LE;

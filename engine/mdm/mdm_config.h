@@ -26,6 +26,7 @@
  *              pki_url =                 PkiConnectorFEService base; empty: discovered
  *              refresh_margin = 5m       a token is renewed this long before it expires
  *              ca_file =                 PEM bundle for TLS; empty: the system store
+ *              ca_configuration = "scepd"   successNotification's caConfiguration
  *              revocation_poll_interval = 0   how often Intune's revocation requests are
  *                                        fetched and carried out (15m, ...); 0: never
  *   [webhook]  url = https://mdm.example/scep-check
@@ -87,6 +88,7 @@ typedef struct mdm_config {
     int    refresh_margin_ms;
     char   intune_ca_file[1024];
     int    revocation_poll_ms;                /* 0: no revocation sync */
+    char   ca_configuration[128];             /* successNotification's caConfiguration */
     /* [webhook]: enabled when url is set */
     char   webhook_url[MDM_URL_MAX];
     unsigned char webhook_secret[MDM_SECRET_MAX];   /* read from secret_file */

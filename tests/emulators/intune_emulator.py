@@ -84,6 +84,17 @@ def count_down(name):
     return False
 
 
+# The members each ScepActions call carries (the reference library's bodies); a missing or
+# blank one is a 400. hResult is a number, checked apart.
+REQUIRED = {
+    "validate": ("transactionId", "certificateRequest", "callerInfo"),
+    "notify_success": ("transactionId", "certificateRequest", "certificateThumbprint",
+                       "certificateSerialNumber", "certificateExpirationDateUtc",
+                       "issuingCertificateAuthority", "callerInfo", "caConfiguration",
+                       "certificateAuthority"),
+    "notify_failure": ("transactionId", "certificateRequest", "errorDescription", "callerInfo"),
+}
+
 # CARequestErrorCode, as the reference library names it on the wire (a string enum).
 REV_ERRORS = {"None", "NonRetryableServiceException", "DataSerializationError",
               "ParameterDataInvalidError", "CryptographyError", "CertificateNotFoundError",
@@ -199,7 +210,11 @@ class Handler(BaseHTTPRequestHandler):
         }
         if path in routes:
             name, member = routes[path]
-            if not isinstance(body.get(member), dict) or "transactionId" not in body[member]:
+            if not isinstance(body.get(member), dict) or not all(
+                    isinstance(body[member].get(k), str) and body[member][k].strip()
+                    for k in REQUIRED[name]):
+                return self.answer(400, {"code": "BadRequest"}, rec)
+            if name == "notify_failure" and not isinstance(body[member].get("hResult"), int):
                 return self.answer(400, {"code": "BadRequest"}, rec)
             mode = knob(name, "allow")
             if mode == "5xx":

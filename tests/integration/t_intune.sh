@@ -72,6 +72,8 @@ check "successNotification: certificateExpirationDateUtc is its notAfter ($expir
   test "$(field certificateExpirationDateUtc)" = "$expiry"
 check "successNotification: issuingCertificateAuthority names the CA" \
   sh -c "printf '%s' '$(field issuingCertificateAuthority)' | grep -q 'CN=scepd CA'"
+check "successNotification: caConfiguration and certificateAuthority (the CA's CN)" \
+  test "$(field caConfiguration)/$(field certificateAuthority)" = "scepd/scepd CA"
 check "no failureNotification for an issued certificate" test -z "$(tx_calls ok failureNotification notification)"
 
 # --- denied by Intune
