@@ -6,7 +6,7 @@ failureNotification) and PkiConnectorFEService (downloadRevocationRequests,
 uploadRevocationResults). Standard library only; loopback only.
 
     intune_emulator.py --log calls.jsonl [--port 0] [--tenant T] [--client-id ID]
-                       [--secret S] [--client-cert PEM] [--control FILE]
+                       [--secret S] [--client-cert PEM] [--control FILE] [--no-record]
 
 --client-cert: the certificate registered with the Entra app; a token request may then
 authenticate with a client_assertion JWT (Microsoft's certificate credentials: PS256 with
@@ -27,13 +27,15 @@ by --control that is re-read on every call. Knobs:
   fail_token_5xx:  the next N token requests answer 503
   delay_ms:        every service call waits this long before answering (and writes its
                    path to LOG.waiting when it starts waiting)
+  validate_delay_ms: the same for validateRequest only (bench/mdm.sh)
   token_expires_in: lifetime of new tokens (seconds, default 3599)
   revoke_tokens:   true -> every token issued so far is refused with 401 (then cleared)
   hide_service:    a service name discovery leaves out
   revocations:     the list downloadRevocationRequests answers; a request leaves it once
                    uploadRevocationResults names its requestContext (as Intune does)
   upload_value:    what uploadRevocationResults answers in "value" (default true)
-GET /_calls answers the recorded calls as a JSON list.
+GET /_calls answers the recorded calls as a JSON list; GET /_stats {"waiting", "max_waiting", "validations"}:
+delayed calls in progress now and the most at once (how many requests the CA had parked).
 """
 import argparse
 import base64
@@ -61,6 +63,7 @@ args = None
 cert_der = None      # --client-cert, DER
 pubkey_pem = None    # its public key, for openssl dgst -verify
 seen_jti = set()
+stats = {"waiting": 0, "max_waiting": 0, "validations": 0}   # delayed calls in progress, and the most at once
 
 
 def knob(name, default=None):
@@ -129,7 +132,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        if record is not None:
+        if record is not None and record["path"].endswith("/validateRequest"):
+            with lock:
+                stats["validations"] += 1
+        if record is not None and not args.no_record:
             record["status"] = status
             record["answer"] = obj
             with lock:
@@ -161,6 +167,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_calls":
             with lock:
                 data = list(calls)
+            return self.answer(200, data, None)
+        if self.path == "/_stats":
+            with lock:
+                data = dict(stats)
             return self.answer(200, data, None)
         rec = self.record(None)
         want = "/v1.0/servicePrincipals/appId=%s/endpoints" % INTUNE_APP
@@ -196,11 +206,18 @@ class Handler(BaseHTTPRequestHandler):
         if not self.bearer("api"):
             return self.answer(401, {"error": "token refused"}, rec)
         delay = knob("delay_ms", 0)
+        if path.endswith("/ScepActions/validateRequest"):
+            delay = delay or knob("validate_delay_ms", 0)
         if delay:
             # A test that needs "a call is in progress" waits for this line, not for a time.
             with lock, open(args.log + ".waiting", "a") as f:
                 f.write(self.path + "\n")
+            with lock:
+                stats["waiting"] += 1
+                stats["max_waiting"] = max(stats["max_waiting"], stats["waiting"])
             time.sleep(delay / 1000.0)
+            with lock:
+                stats["waiting"] -= 1
         if count_down("fail_5xx"):
             return self.answer(503, {"error": "ServiceUnavailable"}, rec)
         routes = {
@@ -350,6 +367,8 @@ def main():
     ap.add_argument("--client-id", default="11111111-2222-3333-4444-555555555555")
     ap.add_argument("--secret", default="emulator-secret")
     ap.add_argument("--client-cert")
+    ap.add_argument("--no-record", action="store_true",
+                    help="keep no call log (bench/mdm.sh: the log costs CPU the CA would have)")
     ap.add_argument("--control")
     args = ap.parse_args()
     if args.client_cert:
