@@ -21,20 +21,9 @@ done
 start_emulator intune intune_emulator.py --secret not-used-here --client-cert "$T/app.pem"
 EP=$EMU_PORT
 # mdm_conf CREDENTIAL-LINES: the stage's file with these credential keys.
-mdm_conf() {
-  cat > "$STATE/mdm.conf" <<CONF
-[mdm]
-timeout = 5s
+mdm_conf() { intune_conf "$EP" "timeout = 5s
 retries = 1
-retry_backoff = 50ms
-[intune]
-tenant = contoso.onmicrosoft.com
-client_id = 11111111-2222-3333-4444-555555555555
-login_url = http://127.0.0.1:$EP
-graph_url = http://127.0.0.1:$EP
-$1
-CONF
-}
+retry_backoff = 50ms" "$1"; }
 use_mdm_config
 req() { "$REQ" enroll --url "$URL/intune" --challenge "intune-blob-$1" --cn "dev-$1" > "$T/$1.out" 2>"$T/$1.err" || true; }
 # last_token FIELD: that field of the last token request the emulator recorded.

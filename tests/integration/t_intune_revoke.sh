@@ -15,19 +15,10 @@ start_emulator intune intune_emulator.py --secret emulator-secret
 EP=$EMU_PORT
 CTL="http://127.0.0.1:$EP/_control"
 printf 'emulator-secret\n' > "$STATE/intune.secret"
-cat > "$STATE/mdm.conf" <<CONF
-[mdm]
-timeout = 5s
+intune_conf "$EP" "timeout = 5s
 retries = 1
-retry_backoff = 50ms
-[intune]
-tenant = contoso.onmicrosoft.com
-client_id = 11111111-2222-3333-4444-555555555555
-client_secret_file = intune.secret
-login_url = http://127.0.0.1:$EP
-graph_url = http://127.0.0.1:$EP
-revocation_poll_interval = 300ms
-CONF
+retry_backoff = 50ms" "client_secret_file = intune.secret
+revocation_poll_interval = 300ms"
 use_mdm_config
 start_scepd
 cd "$T"
