@@ -41,6 +41,8 @@
     X(MDM_ALLOWED,      1600, "the MDM (Intune or webhook; detail: which, and its code) allowed the request") \
     X(MDM_DENIED,       1601, "the MDM refused the request or could not be asked (diag: mdm_denied, mdm_timeout, mdm_unavailable, mdm_auth_failed, mdm_tls_failed, ...; detail: the service's code and reason)") \
     X(MDM_NOTIFY_FAILED, 1602, "Intune did not acknowledge a notification after the retries (detail: success or failure notification, and why); after a successNotification the certificate is revoked") \
+    X(INTUNE_REVOCATION_SYNC, 1603, "a round of Intune's revocation requests was done and its results uploaded (detail: requests, revoked, already revoked, not found, refused)") \
+    X(INTUNE_REVOCATION_SYNC_FAILED, 1604, "a round of Intune's revocation sync failed: the download or the upload of results (diag: the mdm_ code; detail: which step, and why)") \
     X(REQUEST_REJECTED, 2000, "request rejected") \
     X(HTTP_REJECTED,    2001, "HTTP request rejected") \
     X(CHALLENGE_REJECTED, 2002, "one-time challenge refused (diag: wrong, expired, used, subject, san, profile)") \

@@ -44,6 +44,11 @@ typedef struct enroll_state {
     uint8_t        buf[CHALLENGE_RECORD_MAX];   /* the writer's new value of the record */
     uint8_t       *reqrec;           /* encoded pending request (owned) */
     size_t         reqrec_len;
+    uint8_t       *inner;            /* the envelope's content, kept while the job waits for
+                                        the MDM: the pass after it needs no private-key
+                                        decryption (owned, cleansed on free) */
+    size_t         inner_len;
+    int            inner_cipher;     /* the envelope's cipher NID */
 } enroll_state;
 
 /* pkcsreq.c */

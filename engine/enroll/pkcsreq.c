@@ -51,6 +51,7 @@ static void state_free(void *p)
     X509_NAME_free(st->subject);
     GENERAL_NAMES_free(st->san);
     free(st->reqrec);
+    OPENSSL_clear_free(st->inner, st->inner_len);
     free(st);
 }
 
@@ -74,8 +75,21 @@ static void stop_with(pkcsreq *t, int next)
 static int phase_signer(pkcsreq *t)
 {
     const enroll_ctx *ctx = t->ctx;
-    int rej = scep_open_envelope(t->req, ctx->ca->ra_key, ctx->ca->ra_cert,
+    enroll_state *st = t->j->pki.state;
+    int rej;
+    if (t->j->pki.mdm.done && st != NULL && st->inner != NULL && t->req->inner == NULL) {
+        /* The pass after MDM validation: the first pass opened this very message (scep_parse
+         * checked its signature again) and kept the content, so the key is not used twice. */
+        t->req->inner = st->inner;
+        t->req->inner_len = st->inner_len;
+        t->req->cipher_nid = st->inner_cipher;
+        st->inner = NULL;
+        st->inner_len = 0;
+        rej = REJ_NONE;
+    } else {
+        rej = scep_open_envelope(t->req, ctx->ca->ra_key, ctx->ca->ra_cert,
                                  profile_set_allows_des(issuer_profiles(ctx->issuer)));
+    }
     if (rej != REJ_NONE || !t->renewal)
         return rej;
     rej = !t->ours ? REJ_RENEW_SIGNER
@@ -250,6 +264,19 @@ static int phase_validate(pkcsreq *t)
     int next = -1;
     int rej = enroll_validate(t->ctx, t->j, t->req, t->prof, t->csr, t->renewal, &t->detail,
                               &next);
+    if (rej == REJ_NONE && next == JOB_VALIDATE) {
+        /* Parked: keep the envelope's content for the next pass (phase_signer). Without it
+         * that pass simply decrypts again. */
+        enroll_state *st = enroll_state_of(t->j);
+        uint8_t *copy = st != NULL ? malloc(t->req->inner_len) : NULL;
+        if (copy != NULL) {
+            memcpy(copy, t->req->inner, t->req->inner_len);
+            OPENSSL_clear_free(st->inner, st->inner_len);
+            st->inner = copy;
+            st->inner_len = t->req->inner_len;
+            st->inner_cipher = t->req->cipher_nid;
+        }
+    }
     if (rej == REJ_NONE && next >= 0)
         stop_with(t, next);
     return rej;

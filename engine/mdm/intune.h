@@ -6,7 +6,9 @@
  * reference library microsoft/Intune-Resource-Access src/CsrValidation; README.md has the
  * details):
  *  1. Token: POST {login_url}/{tenant}/oauth2/v2.0/token, form grant_type=client_credentials,
- *     client_id, client_secret, scope = {resource}/.default (resource
+ *     client_id, client_secret (or, with a certificate credential, client_assertion_type =
+ *     urn:ietf:params:oauth:client-assertion-type:jwt-bearer and client_assertion = a JWT
+ *     signed with the app's certificate key: intune_cred.c), scope = {resource}/.default (resource
  *     "https://api.manage.microsoft.com/", hence the documented "//.default"); answer
  *     {"access_token", "expires_in" (number or string), "token_type"}. Cached; renewed
  *     refresh_margin before it expires (in the background while still valid), dropped on a
@@ -21,7 +23,8 @@
  *       callerInfo}}
  *     POST ScepActions/successNotification {"notification": {transactionId,
  *       certificateRequest, certificateThumbprint, certificateSerialNumber,
- *       certificateExpirationDateUtc, issuingCertificateAuthority, callerInfo}}
+ *       certificateExpirationDateUtc, issuingCertificateAuthority, callerInfo,
+ *       caConfiguration ([intune] ca_configuration), certificateAuthority (the issuer's CN)}}
  *     POST ScepActions/failureNotification {"notification": {transactionId,
  *       certificateRequest, hResult, errorDescription, callerInfo}}
  *     each answered {"code": "Success" | <error code>, "errorDescription": ...}.
@@ -30,7 +33,8 @@
  *       {maxRequests, issuerName}} -> {"value": [{requestContext, serialNumber, issuerName,
  *       caConfiguration}]}
  *     POST CertificateAuthorityRequests/uploadRevocationResults {"results": [{requestContext,
- *       succeeded, errorCode, errorMessage}]} -> {"value": true}
+ *       succeeded, errorCode (by name: "None", "CertificateNotFoundError", ...), errorMessage
+ *       (null when succeeded)}]} -> {"value": true} (or "true")
  * Every service call carries Authorization: Bearer, client-request-id (a fresh UUID, the
  * activity ID to quote to Microsoft), api-version and UserAgent (the provider string).
  */
@@ -39,6 +43,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "engine/mdm/mdm_config.h"
 
 /* The codes validateRequest answers (the reference library's ErrorCode list). A code not in
  * this list is still a refusal, reported as is. */
@@ -64,8 +70,15 @@ typedef struct intune_cert_facts {
     char serial[2 * 20 + 3];
     char expiry[32];
     char issuer[512];
+    char issuer_cn[512];   /* the issuer's commonName (certificateAuthority); the DN if none */
 } intune_cert_facts;
 int intune_cert_facts_get(const uint8_t *der, size_t len, intune_cert_facts *out);
+
+/* Loads and tries the certificate credential of c ([intune] client_certificate with
+ * client_key, or client_key_label with c->client_token_key set): 0 when there is none or it
+ * signs; -errno with why filled otherwise. For the owner, before mdm_stage_create (which
+ * only says -EINVAL). */
+int intune_cred_check(const mdm_config *c, char *why, size_t whylen);
 
 /* Copies at most 255 bytes of src into dst (256 bytes), cut at a UTF-8 character boundary,
  * control characters replaced by spaces. */

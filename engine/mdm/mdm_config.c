@@ -41,6 +41,10 @@ static const struct key keys[] = {
     { "intune", "tenant",           K_STR, F(tenant), 0, 0 },
     { "intune", "client_id",        K_STR, F(client_id), 0, 0 },
     { "intune", "client_secret_file", K_SECRET, S(client_secret, client_secret_len), 0, 0 },
+    { "intune", "client_certificate", K_PATH, F(client_certificate), 0, 0 },
+    { "intune", "client_key",       K_PATH, F(client_key), 0, 0 },
+    { "intune", "client_key_label", K_STR, F(client_key_label), 0, 0 },
+    { "intune", "client_assertion_alg", K_STR, F(client_assertion_alg), 0, 0 },
     { "intune", "provider",         K_STR, F(provider), 0, 0 },
     { "intune", "login_url",        K_URL, F(login_url), 0, 0 },
     { "intune", "graph_url",        K_URL, F(graph_url), 0, 0 },
@@ -51,6 +55,8 @@ static const struct key keys[] = {
     { "intune", "pki_url",          K_URL, F(pki_url), 0, 0 },
     { "intune", "refresh_margin",   K_MS,  F(refresh_margin_ms), 0, DAY_MS },
     { "intune", "ca_file",          K_PATH, F(intune_ca_file), 0, 0 },
+    { "intune", "revocation_poll_interval", K_MS, F(revocation_poll_ms), 0, DAY_MS },
+    { "intune", "ca_configuration", K_STR, F(ca_configuration), 0, 0 },
     { "webhook", "url",             K_URL, F(webhook_url), 0, 0 },
     { "webhook", "secret_file",     K_SECRET, S(webhook_secret, webhook_secret_len), 0, 0 },
     { "webhook", "ca_file",         K_PATH, F(webhook_ca_file), 0, 0 },
@@ -85,6 +91,8 @@ void mdm_config_defaults(mdm_config *c)
     set(c->resource, sizeof(c->resource), "https://api.manage.microsoft.com/");
     set(c->intune_app_id, sizeof(c->intune_app_id), "0000000a-0000-0000-c000-000000000000");
     c->refresh_margin_ms = 300000;
+    set(c->client_assertion_alg, sizeof(c->client_assertion_alg), "PS256");
+    set(c->ca_configuration, sizeof(c->ca_configuration), "scepd");
     set(c->signature_header, sizeof(c->signature_header), "X-Scepd-Signature");
     c->ndes_ttl_s = 3600;
     c->ndes_encoding = MDM_NDES_UTF16LE;
@@ -235,9 +243,22 @@ static int set_key(mdm_config *c, const struct key *k, const char *v, const char
 
 static int cross_check(const mdm_config *c, char *why, size_t whylen)
 {
+    int cert = c->client_certificate[0] != '\0', file = c->client_key[0] != '\0';
+    int label = c->client_key_label[0] != '\0', secret = c->client_secret_len > 0;
     if (mdm_config_intune_enabled(c) &&
-        (c->client_id[0] == '\0' || c->client_secret_len == 0)) {
-        err_set(why, whylen, "[intune] needs tenant, client_id and client_secret_file");
+        (c->client_id[0] == '\0' || secret + cert != 1 || cert != file + label)) {
+        err_set(why, whylen, "[intune] needs tenant, client_id and one credential: "
+                "client_secret_file, or client_certificate with client_key or client_key_label");
+        return -1;
+    }
+    if (strcmp(c->client_assertion_alg, "PS256") != 0 &&
+        strcmp(c->client_assertion_alg, "RS256") != 0) {
+        err_set(why, whylen, "client_assertion_alg: PS256 or RS256");
+        return -1;
+    }
+    if (label && strcmp(c->client_assertion_alg, "PS256") == 0) {
+        err_set(why, whylen, "client_key_label: the token signs PKCS#1 v1.5 only; set "
+                "client_assertion_alg = RS256");
         return -1;
     }
     if (mdm_config_webhook_enabled(c) && c->webhook_secret_len == 0) {

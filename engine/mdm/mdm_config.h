@@ -12,6 +12,10 @@
  *   [intune]   tenant = contoso.onmicrosoft.com (or the tenant GUID)
  *              client_id = <Entra application ID>
  *              client_secret_file = intune.secret
+ *                 or client_certificate = app.pem and client_key = app.key (a PEM file) or
+ *                    client_key_label = intune-app (a key on scepd's PKCS#11 token)
+ *              client_assertion_alg = PS256 | RS256   (RS256 for a token key: the token's
+ *                                        provider signs PKCS#1 v1.5 only)
  *              provider = "scepd/1.0"    callerInfo and the UserAgent header
  *              login_url = https://login.microsoftonline.com
  *              graph_url = https://graph.microsoft.com
@@ -22,6 +26,9 @@
  *              pki_url =                 PkiConnectorFEService base; empty: discovered
  *              refresh_margin = 5m       a token is renewed this long before it expires
  *              ca_file =                 PEM bundle for TLS; empty: the system store
+ *              ca_configuration = "scepd"   successNotification's caConfiguration
+ *              revocation_poll_interval = 0   how often Intune's revocation requests are
+ *                                        fetched and carried out (15m, ...); 0: never
  *   [webhook]  url = https://mdm.example/scep-check
  *              secret_file = webhook.secret   HMAC-SHA256 key (whole file, trailing CR/LF cut)
  *              ca_file = webhook-ca.pem       PEM bundle the webhook's certificate must chain to
@@ -60,6 +67,16 @@ typedef struct mdm_config {
     char   client_id[64];
     char   client_secret[MDM_SECRET_MAX];      /* read from client_secret_file */
     size_t client_secret_len;
+    /* ... or a certificate credential (a client_assertion JWT; intune.h): */
+    char   client_certificate[1024];          /* the certificate registered with the app */
+    char   client_key[1024];                  /* its PEM private key file, or: */
+    char   client_key_label[64];              /* the label of its key on scepd's token */
+    char   client_assertion_alg[8];           /* "PS256" (default) or "RS256" */
+    void  *client_token_key;                  /* not from the file: the EVP_PKEY of
+                                                 client_key_label, loaded by the owner (the
+                                                 server, from its token) before
+                                                 mdm_stage_create and freed after
+                                                 mdm_stage_destroy */
     char   provider[128];
     char   login_url[MDM_URL_MAX];
     char   graph_url[MDM_URL_MAX];
@@ -70,6 +87,8 @@ typedef struct mdm_config {
     char   pki_url[MDM_URL_MAX];
     int    refresh_margin_ms;
     char   intune_ca_file[1024];
+    int    revocation_poll_ms;                /* 0: no revocation sync */
+    char   ca_configuration[128];             /* successNotification's caConfiguration */
     /* [webhook]: enabled when url is set */
     char   webhook_url[MDM_URL_MAX];
     unsigned char webhook_secret[MDM_SECRET_MAX];   /* read from secret_file */
@@ -92,7 +111,8 @@ void mdm_config_defaults(mdm_config *c);
 /* Parses text (len bytes) over *c; base_dir resolves relative file names (may be NULL).
  * Secret files are read here. Returns 0, or -1 with "line N: reason" in err (errlen bytes;
  * err may be NULL); on failure *c is unchanged. Cross-key rules checked at the end: Intune
- * needs tenant, client_id and a secret; the webhook needs a secret. */
+ * needs tenant, client_id and one credential (a secret, or a certificate with a key file or
+ * a key label; PS256 not with a label); the webhook needs a secret. */
 int mdm_config_parse(mdm_config *c, const char *text, size_t len, const char *base_dir,
                      char *err, size_t errlen);
 

@@ -129,16 +129,32 @@ typedef struct mdm_revocation {
     char ca_configuration[256];    /* may be "" */
 } mdm_revocation;
 
-/* Intune CARequestErrorCode values for a result (the reference library's table). */
+/* Intune's CARequestErrorCode for a result (the reference library's enum): the number and
+ * the name. The upload sends the name ("CertificateNotFoundError"): the reference library
+ * serialises the enum with a string converter.
+ *  X(name,           number, wire name) */
+#define MDM_REV_ERRORS(X) \
+    X(OK,             0,    "None") \
+    X(NON_RETRYABLE,  4000, "NonRetryableServiceException") \
+    X(SERIALIZATION,  4001, "DataSerializationError") \
+    X(BAD_PARAMETER,  4002, "ParameterDataInvalidError") \
+    X(CRYPTOGRAPHY,   4003, "CryptographyError") \
+    X(NOT_FOUND,      4004, "CertificateNotFoundError") \
+    X(CONFLICT,       4005, "ConflictError")            /* already revoked */ \
+    X(NOT_SUPPORTED,  4006, "NotSupportedError") \
+    X(TOO_LARGE,      4007, "PayloadTooLargeError") \
+    X(RETRYABLE,      4100, "RetryableServiceException") \
+    X(UNAVAILABLE,    4101, "ServiceUnavailableException") \
+    X(TOO_BUSY,       4102, "ServiceTooBusyException") \
+    X(AUTHENTICATION, 4103, "AuthenticationException")
+
 enum mdm_revocation_error {
-    MDM_REV_OK = 0,
-    MDM_REV_NON_RETRYABLE = 4000,
-    MDM_REV_BAD_PARAMETER = 4002,
-    MDM_REV_NOT_FOUND = 4004,
-    MDM_REV_CONFLICT = 4005,       /* already revoked */
-    MDM_REV_RETRYABLE = 4100,
-    MDM_REV_UNAVAILABLE = 4101,
+#define X(name, num, wire) MDM_REV_##name = num,
+    MDM_REV_ERRORS(X)
+#undef X
 };
+/* The wire name of a code; NULL when it is not one of MDM_REV_ERRORS. */
+const char *mdm_revocation_error_name(int code);
 
 typedef struct mdm_revocation_result {
     const char *request_context;

@@ -445,6 +445,9 @@ int app_run(app *a)
         if (pthread_create(&a->shard_threads[started_shards], NULL, shard_main, st) != 0)
             goto stop;
     }
+    if ((e = intune_revoke_start(a)) != 0)      /* [intune] revocation_poll_interval */
+        fprintf(stderr, "scepd: Intune revocation sync thread: %s; sync is off\n",
+                strerror(-e));
     {
         audit_fields f = {.detail = "ready", .failinfo = -1};
         audit_emit(a->audit, AUDIT_STARTED, &f);
@@ -484,6 +487,7 @@ stop:
         pthread_join(a->pub_thread, NULL);
         a->pub_started = 0;
     }
+    intune_revoke_stop(a);     /* before the stage and the writer go away */
     mdm_wire_teardown(a);      /* its callbacks post to the workers and the writer */
     pthread_mutex_lock(&a->q_mu);
     a->q_stopping = 1;

@@ -99,6 +99,7 @@ struct app {
     pthread_mutex_t mdm_mu;
     int           mdm_mu_ready;
     struct ndes_state *ndes;       /* NULL: no [ndes] users_file */
+    struct intune_revoke *irev;    /* Intune revocation sync (intune_revoke.c); NULL: off */
 };
 
 /* app.c */
@@ -175,6 +176,16 @@ int  mdm_wire_committed(app *a, job *j);
 /* Writer: 1 when j's put was the revocation after a failed successNotification (j's reply
  * is then the FAILURE), 0 otherwise. */
 int  mdm_wire_revoked(app *a, job *j);
+
+/* intune_revoke.c: Intune's revocation requests, polled by a thread of their own when
+ * [intune] revocation_poll_interval is set. start: app_run, once the writer and the stage run
+ * (0 or -errno); stop: before mdm_wire_teardown (the stage and the writer still run); the
+ * state is freed by mdm_wire_free. committed: the writer's commit callback for a
+ * JOB_INTUNE_REVOKE (writer thread). */
+int  intune_revoke_start(app *a);
+void intune_revoke_stop(app *a);
+void intune_revoke_free(app *a);
+void intune_revoke_committed(app *a, job *j);
 
 /* ndes_route.c: GET /certsrv/mscep_admin/ (NDES's one-time challenge page, Basic auth). */
 int  ndes_route_setup(app *a, char *err, size_t errlen);

@@ -95,6 +95,10 @@ void commit_done(store_put *batch, void *arg)
             publisher_handoff(a, j);
             continue;
         }
+        if (j->kind == JOB_INTUNE_REVOKE) {   /* its poller frees it (intune_revoke.c) */
+            intune_revoke_committed(a, j);
+            continue;
+        }
         if (j->kind == JOB_REVOKE) {
             revoke_committed(a, j);
             j->next = out;

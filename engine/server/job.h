@@ -37,6 +37,8 @@ enum job_kind {
     JOB_HELD = 5,       /* a ready answer whose body is held by reference (a published CRL) */
     JOB_CHALLENGE = 6,  /* POST /admin/challenges: the new record (msg) put straight to the
                            writer, answered (JSON with the value) from the commit callback  */
+    JOB_INTUNE_REVOKE = 7, /* one of Intune's revocation requests (engine/server/intune_revoke.c):
+                           put (STORE_PUT_REVOKE) straight to the writer, no connection     */
 };
 
 /* What a worker decided for a job. */
@@ -94,7 +96,7 @@ typedef struct job_crl {
     int           ok;            /* built, signed and its number committed */
 } job_crl;
 
-/* JOB_REVOKE */
+/* JOB_REVOKE, JOB_INTUNE_REVOKE */
 typedef struct job_revoke {
     char          serial_hex[2 * STORE_SERIAL_LEN + 1];
     char          who[160];      /* who revoked (for the store and the audit) */

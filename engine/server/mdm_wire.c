@@ -17,12 +17,36 @@
 #include <time.h>
 
 #include "engine/enroll/validate.h"
+#include "engine/mdm/intune.h"
 #include "engine/mdm/validate.h"
+#include "hsm/hsm.h"
 #include "engine/scep/reject.h"
 
 #define PKI_MESSAGE_TYPE "application/x-pki-message"
 #define CRL_REASON_CESSATION 5
 static const char REVOKED_BY[] = "scepd: Intune did not acknowledge the certificate";
+
+/* [intune] client_key_label: the certificate credential's key is on scepd's own token, loaded
+ * through the scepd-hsm provider like the CA key (engine/pki/ca.c); freed by mdm_wire_free,
+ * before the token closes (ca_free). The stage thread signs with it on the token's shared
+ * session (it never attaches: a signature an hour). */
+static int client_key_setup(app *a, char *why, size_t whylen)
+{
+    const char *label = a->mdm_cfg->client_key_label;
+    EVP_PKEY *k = NULL;
+    if (label[0] == '\0')
+        return 0;
+    if (a->ca->token == NULL) {
+        snprintf(why, whylen, "client_key_label %s: needs [keys] mode = pkcs11", label);
+        return -1;
+    }
+    if (hsm_key_load(a->ca->token, label, &k) != 0) {
+        snprintf(why, whylen, "client_key_label %s: %s", label, hsm_last_error());
+        return -1;
+    }
+    a->mdm_cfg->client_token_key = k;
+    return 0;
+}
 
 int mdm_wire_setup(app *a, char *err, size_t errlen)
 {
@@ -39,6 +63,11 @@ int mdm_wire_setup(app *a, char *err, size_t errlen)
     }
     if (mdm_config_load(a->mdm_cfg, a->cfg.mdm_config, why, sizeof(why)) != 0) {
         snprintf(err, errlen, "mdm_config %s: %s", a->cfg.mdm_config, why);
+        goto out;
+    }
+    if (client_key_setup(a, why, sizeof(why)) != 0 ||
+        intune_cred_check(a->mdm_cfg, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "mdm_config %s: [intune] %s", a->cfg.mdm_config, why);
         goto out;
     }
     int e = mdm_stage_create(a->mdm_cfg, a->audit, &a->mdm);
@@ -67,9 +96,12 @@ void mdm_wire_teardown(app *a)
 
 void mdm_wire_free(app *a)
 {
+    intune_revoke_stop(a);
     mdm_wire_teardown(a);
+    intune_revoke_free(a);     /* after the stage (its callbacks) and the writer stopped */
     ndes_route_free(a);
     if (a->mdm_cfg != NULL) {
+        EVP_PKEY_free(a->mdm_cfg->client_token_key);   /* after the stage: it signs with it */
         mdm_config_cleanse(a->mdm_cfg);
         free(a->mdm_cfg);
         a->mdm_cfg = NULL;

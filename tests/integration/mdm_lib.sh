@@ -23,6 +23,14 @@ start_emulator() {
 stop_emulators() { local p; for p in $EMU_PIDS; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; EMU_PIDS=""; }
 trap 'rc=$?; set +e; stop_emulators; (exit $rc); cleanup' EXIT
 
+# intune_conf PORT MDM_LINES INTUNE_LINES: $STATE/mdm.conf for the Intune emulator on PORT
+# (its default tenant and client ID), with MDM_LINES in [mdm] and INTUNE_LINES (the
+# credential, ...) in [intune].
+intune_conf() {
+  printf '[mdm]\n%s\n[intune]\ntenant = contoso.onmicrosoft.com\nclient_id = 11111111-2222-3333-4444-555555555555\nlogin_url = http://127.0.0.1:%s\ngraph_url = http://127.0.0.1:%s\n%s\n' \
+    "$2" "$1" "$1" "$3" > "$STATE/mdm.conf"
+}
+
 # use_mdm_config: scepd.conf names $STATE/mdm.conf ([server] mdm_config).
 use_mdm_config() { sed -i 's/^\[server\]$/[server]\nmdm_config = mdm.conf/' "$CONF"; }
 

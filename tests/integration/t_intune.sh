@@ -19,20 +19,11 @@ start_emulator intune intune_emulator.py --secret emulator-secret
 EP=$EMU_PORT
 CTL="http://127.0.0.1:$EP/_control"
 printf 'emulator-secret\n' > "$STATE/intune.secret"
-cat > "$STATE/mdm.conf" <<CONF
-[mdm]
-max_in_flight = 1
+intune_conf "$EP" "max_in_flight = 1
 timeout = 2s
 connect_timeout = 1s
 retries = 1
-retry_backoff = 50ms
-[intune]
-tenant = contoso.onmicrosoft.com
-client_id = 11111111-2222-3333-4444-555555555555
-client_secret_file = intune.secret
-login_url = http://127.0.0.1:$EP
-graph_url = http://127.0.0.1:$EP
-CONF
+retry_backoff = 50ms" "client_secret_file = intune.secret"
 use_mdm_config
 start_scepd
 cd "$T"
@@ -72,6 +63,8 @@ check "successNotification: certificateExpirationDateUtc is its notAfter ($expir
   test "$(field certificateExpirationDateUtc)" = "$expiry"
 check "successNotification: issuingCertificateAuthority names the CA" \
   sh -c "printf '%s' '$(field issuingCertificateAuthority)' | grep -q 'CN=scepd CA'"
+check "successNotification: caConfiguration and certificateAuthority (the CA's CN)" \
+  test "$(field caConfiguration)/$(field certificateAuthority)" = "scepd/scepd CA"
 check "no failureNotification for an issued certificate" test -z "$(tx_calls ok failureNotification notification)"
 
 # --- denied by Intune
