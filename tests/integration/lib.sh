@@ -80,9 +80,30 @@ ok()   { PASSED=$((PASSED + 1)); log "ok   - $*"; }
 fail() { FAILED=$((FAILED + 1)); log "FAIL - $*"; }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
 
+# scepd writes its audit log from a writer thread, a moment after the answer went out (the
+# shards and workers only queue the record): a check of the log that fails is tried again for
+# up to 10 s before it counts as failed, and a mark waits until the log has stopped growing,
+# so that the lines of the transaction before it are not counted after it.
+audit_retry() {
+  local i
+  for i in $(seq 1 100); do "$@" 2>/dev/null && return 0; sleep 0.1; done
+  "$@"
+}
+audit_lines() { wc -l < "$STATE/audit.log"; }
+audit_settle() {
+  local i n m
+  n=$(audit_lines)
+  for i in $(seq 1 50); do
+    sleep 0.2
+    m=$(audit_lines)
+    [ "$m" = "$n" ] && return 0
+    n=$m
+  done
+}
+
 # audit_has FRAGMENT: the audit log has a line containing the given JSON fragment. For
 # successes and non-transaction events only; a refusal is checked with expect_refusal.
-audit_has() { grep -q -- "$1" "$STATE/audit.log"; }
+audit_has() { audit_retry grep -q -- "$1" "$STATE/audit.log"; }
 
 # --- requirements: a test that cannot run is skipped (77) on a developer machine, but fails
 # where the suite's dependencies are supposed to be there: SCEPD_REQUIRE_ALL=1, CI=true, or
@@ -128,16 +149,21 @@ audit_of() { grep -F -e "\"txid\":\"$1\"" -e "\"txid\":\"$1@" "$STATE/audit.log"
 # audit_mark: the number of audit lines so far. new_txid MARK: the one transactionID of the
 # audit lines written after MARK (fails unless exactly one): how a refusal of a client that
 # does not print its transactionID (micromdm's scepclient) is bound to its transaction.
-audit_mark() { wc -l < "$STATE/audit.log"; }
+audit_mark() { audit_settle; audit_lines; }
+new_txids() { tail -n +$(($1 + 1)) "$STATE/audit.log" | sed -n 's/.*"txid":"\([^"@]*\)[^"]*".*/\1/p' | sort -u; }
+has_new_txids() { test -n "$(new_txids "$1")"; }
 new_txid() {
   local ids
-  ids=$(tail -n +$(($1 + 1)) "$STATE/audit.log" | sed -n 's/.*"txid":"\([^"@]*\)[^"]*".*/\1/p' | sort -u)
+  audit_retry has_new_txids "$1"
+  audit_settle
+  ids=$(new_txids "$1")
   [ -n "$ids" ] && [ "$(wc -l <<<"$ids")" -eq 1 ] || { log "  want one new transaction; got: '${ids//$'\n'/ }'"; return 1; }
   echo "$ids"
 }
 # expect_refusal TXID EVENT DIAG FAILINFO: the latest audit event of transaction TXID is
 # EVENT (2000, 2002) with diag DIAG and failinfo FAILINFO (name or number) together.
-expect_refusal() {
+expect_refusal() { audit_retry expect_refusal_once "$@"; }
+expect_refusal_once() {
   local txid=$1 ev=$2 diag=$3 fi line
   fi=$(failinfo_num "$4") || { log "  expect_refusal: unknown failinfo $4"; return 1; }
   [ -n "$txid" ] || { log "  expect_refusal: no transactionID"; return 1; }
@@ -162,7 +188,8 @@ expect_failure() {
 }
 # expect_detail NAME|FILE DETAIL: the latest audit event of NAME's transaction has that
 # detail (the profile rule behind a refusal: profile_key_type, profile_hash, ...).
-expect_detail() {
+expect_detail() { audit_retry expect_detail_once "$@"; }
+expect_detail_once() {
   local line
   line=$(audit_of "$(txid_of "$1")")
   case $line in *"\"detail\":\"$2\""*) return 0 ;; esac
@@ -172,7 +199,8 @@ expect_detail() {
 # expect_event NAME|FILE EVENT: the audit log has EVENT (1000 issued, 1001 renewed, 1002
 # replayed, 1003 returned, ...) for scep_req's transaction in NAME, naming the serial of the
 # certificate scep_req printed.
-expect_event() {
+expect_event() { audit_retry expect_event_once "$@"; }
+expect_event_once() {
   local txid serial line got
   txid=$(txid_of "$1")
   serial=$(sed -n 's/.*status=SUCCESS failinfo=- serial=\([0-9A-Fa-f]*\).*/\1/p' "$(reply_file "$1")" | tail -n1 | tr 'A-F' 'a-f' | sed 's/^0*//')
@@ -190,7 +218,8 @@ expect_event() {
 }
 # expect_http_refusal PORT STATUS DIAG: an HTTP-level refusal (event 2001) of the one
 # connection from local port PORT (curl -w '%{local_port}'), with its status and diag.
-expect_http_refusal() {
+expect_http_refusal() { audit_retry expect_http_refusal_once "$@"; }
+expect_http_refusal_once() {
   local line
   line=$(grep -F -- "\"peer\":\"127.0.0.1:$1\"" "$STATE/audit.log" | tail -n1)
   case $line in
