@@ -19,6 +19,7 @@
 
 #include "engine/common/sdnotify.h"
 #include "engine/policy/profile.h"
+#include "engine/server/store_events.h"
 #include "hsm/hsm.h"
 
 /* Released on the shard thread (or at teardown, with every other thread stopped): the
@@ -352,6 +353,7 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
         snprintf(err, errlen, "store %s: %s", cfg->store_path, store_strerror(src));
         goto out;
     }
+    store_events_start(a->store, a->audit);
     if (revocation_setup(a, err, errlen) != 0)
         goto out;
     if (mdm_wire_setup(a, err, errlen) != 0)
