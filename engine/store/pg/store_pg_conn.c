@@ -165,6 +165,7 @@ static void pg_note(pgc *pc, bool up, const char *msg)
     pthread_mutex_lock(&pg->ev_mu);
     int64_t now = mono_ms();
     if (!up) {
+        pc->up_gen = pg->up_gen;
         pg->ev_fails++;
         if (!pg->outage) {
             pg->outage = true;
@@ -181,6 +182,7 @@ static void pg_note(pgc *pc, bool up, const char *msg)
         }
     } else if (pg->outage) {
         pg->outage = false;
+        pg->up_gen++;
         if (pg->reported) {
             ev = (store_event){ .kind = STORE_EV_RECOVERED, .conn = pc->role, .error = "",
                                 .down_ms = now - pg->outage_ms, .count = pg->ev_fails };
@@ -226,6 +228,18 @@ static int prepare_all(PGconn *c)
     return ok ? 0 : -1;
 }
 
+/* 1 when another connection of pc's store was established since pc's last failure: the
+ * database is back (a restart, a failover), no reason to wait out pc's backoff. */
+static bool pg_back_since(pgc *pc)
+{
+    if (pc->pg == NULL)
+        return false;
+    pthread_mutex_lock(&pc->pg->ev_mu);
+    bool back = pc->pg->up_gen != pc->up_gen;
+    pthread_mutex_unlock(&pc->pg->ev_mu);
+    return back;
+}
+
 int pgc_ready(pgc *pc)
 {
     if (pc->c != NULL && PQstatus(pc->c) == CONNECTION_OK)
@@ -233,7 +247,7 @@ int pgc_ready(pgc *pc)
     int64_t now = mono_ms();
     if (pc->c != NULL)
         pgc_lost(pc);
-    if (now < pc->retry_at_ms)
+    if (now < pc->retry_at_ms && !pg_back_since(pc))
         return -ENOTCONN;
     pc->c = PQconnectdb(pc->conninfo);
     if (pc->c == NULL || PQstatus(pc->c) != CONNECTION_OK || prepare_all(pc->c) != 0) {

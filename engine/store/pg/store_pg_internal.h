@@ -90,6 +90,7 @@ typedef struct pgc {
     int backoff_ms;             /* next wait after a failed attempt; 0: none yet */
     bool down;                  /* a loss was logged and no reconnect since */
     bool in_txn;                /* inside BEGIN..COMMIT: a lost statement is not run again */
+    uint64_t up_gen;            /* pg->up_gen at this connection's last failure */
 } pgc;
 
 struct store_pg {
@@ -106,6 +107,8 @@ struct store_pg {
     int64_t outage_ms;          /* monotonic: when it began */
     int64_t ev_last_ms;         /* monotonic: the last event sent */
     unsigned long long ev_fails;    /* failures not yet counted in an event */
+    uint64_t up_gen;            /* +1 at each outage's end: a connection in its backoff
+                                   whose failure is older tries again at once */
 };
 
 struct store_pg_reader {
