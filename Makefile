@@ -46,6 +46,12 @@ test-mutants: deps
 bench: build
 	@bench/run.sh $(if $(FULL),--full,)
 
+# The PostgreSQL legs (bench/pg.sh, docs/benchmarks.md "PostgreSQL"): one node on LMDB vs
+# PostgreSQL with the same keys, and two nodes behind HAProxy; CPU per enrollment by process.
+.PHONY: bench-pg
+bench-pg: build
+	@bench/pg.sh $(if $(FULL),--rounds 2,)
+
 # libFuzzer targets (clang): every library they link is instrumented too. fuzz-run (not CI)
 # runs each target FUZZ_SECONDS (default 300) in turn and prints executions, edges, corpus
 # and findings per target; new inputs go to a scratch folder (tests/fuzz/run.sh, docs/fuzzing.md).

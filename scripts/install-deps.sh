@@ -16,6 +16,8 @@ PKGS=(
   softhsm2 libcmocka-dev
   libcurl4-openssl-dev libjansson-dev   # engine/mdm (outbound HTTPS, JSON)
   libpq-dev postgresql-15               # engine/store/pg, and the t_pg_* tests' own server
+  haproxy                               # t_pg_haproxy, bench/pg.sh: two nodes behind HAProxy
+  patroni etcd-server                   # t_pg_patroni: a PostgreSQL failover under scepd
   scep certmonger            # micromdm's scepclient and scepserver (t_loadgen's peer), scep-submit
   curl gnuplot-nox procps
   python3                    # t_wire_refusals' DER editor, test emulators

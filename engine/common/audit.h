@@ -32,6 +32,7 @@
     X(REVOKE_FAILED,    1101, "revocation refused") \
     X(CRL_PUBLISHED,    1200, "CRL published") \
     X(CRL_FAILED,       1201, "CRL could not be built, signed or saved") \
+    X(CRL_DEFERRED,     1202, "CRL build put off because another node of the cluster holds the CRL lock (PostgreSQL store); tried again within a second (count: builds put off since the previous such event)") \
     X(OCSP_FAILED,      1300, "OCSP request answered with an error status") \
     X(CHALLENGE_CREATED, 1400, "one-time challenge created (scepctl or POST /admin/challenges)") \
     X(CHALLENGE_CONSUMED, 1401, "one-time challenge verified and consumed") \
@@ -50,7 +51,9 @@
     X(REQUEST_DROPPED,  2004, "queued requests dropped before their next private-key operation (diag deadline: past request_timeout, answered 503; diag client_gone: the connection had closed; count as for 2003)") \
     X(ADMIN_AUTH_FAILED, 2005, "admin API requests with a missing or wrong bearer token from one address, one event per address and auth_fail_window, written when the window ends (count: tries in the window; diag rate_limited when some were refused with 429, else unauthorized)") \
     X(HSM_FAILURE,      3000, "CA unavailable: HSM operation failed (diag: the CKR name; with a txid and http_status 503: that request was answered 503; without a txid: a crypto worker lost its PKCS#11 session, login or token and is recovering)") \
-    X(STORE_FAILURE,    3001, "store write failed") \
+    X(STORE_FAILURE,    3001, "store write failed, or (diag store_unavailable) a lookup the store did not answer (PostgreSQL reconnecting; detail: what was looked up): that request was answered HTTP 503 with Retry-After") \
+    X(STORE_UNAVAILABLE, 3003, "a connection of the PostgreSQL store was lost or cannot be established: requests that need the store get HTTP 503 meanwhile (detail: node, connection, the libpq error; count: failures since the previous store event; at most one outage reported per second)") \
+    X(STORE_RECOVERED,  3004, "the PostgreSQL store is reachable again after its STORE_UNAVAILABLE (detail: node, connection, duration; count: failures during the outage)") \
     X(HSM_RECOVERED,    3002, "a crypto worker has a PKCS#11 session again after its HSM_FAILURE (diag: the CKR that began the outage; detail: worker and duration; count: its requests answered 503 meanwhile)") \
     X(LOG_DROPPED,      3100, "audit lines dropped because the audit target did not take them in time (count: lines lost since the previous such event; written once the target drains)") \
     X(LOG_REOPEN_FAILED, 3101, "the audit log could not be reopened on SIGHUP (detail: why); lines still go to the file open before")

@@ -22,6 +22,12 @@ int enroll_approval_repeat(const enroll_ctx *ctx, job *j, const scep_request *re
     *answered = 0;
     if (rc == STORE_NOTFOUND)
         return REJ_NONE;
+    if (enroll_store_lost(rc)) {
+        /* no verdict on the request: 503 (the client sends it again) */
+        enroll_store_unavailable(ctx, j, req, "pending request lookup", rc);
+        *answered = 1;
+        return REJ_NONE;
+    }
     if (rc != 0)
         return REJ_INTERNAL;
     *answered = 1;

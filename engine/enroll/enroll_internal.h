@@ -62,6 +62,11 @@ enroll_state *enroll_state_of(job *j);
  * REJ_CHAL_* row, or REJ_INTERNAL. Not authoritative: enroll_onetime_guard makes the writer
  * check it again. */
 int  enroll_onetime_check(const enroll_ctx *ctx, job *j, const profile *prof, X509_REQ *csr);
+/* enroll_onetime_check, except that a store that does not answer is no verdict: j's reply is
+ * then HTTP 503 (enroll_store_unavailable), *answered = 1 and REJ_NONE returned (the caller
+ * stops with JOB_DELIVER). */
+int  enroll_onetime_phase(const enroll_ctx *ctx, job *j, const scep_request *req,
+                          const profile *prof, X509_REQ *csr, int *answered);
 /* Makes j->put (a certificate or a pending request, already prepared) conditional on the
  * challenge enroll_onetime_check accepted: the writer marks it used in the same transaction,
  * or refuses the put (STORE_CONFLICT) when it is no longer valid. */
@@ -69,8 +74,8 @@ void enroll_onetime_guard(job *j);
 
 /* approval.c */
 /* A request already waiting under j's txkey: REJ_NONE with *answered = 1 when this is its
- * repetition (answered PENDING, or refused: conflict, denied), *answered = 0 when there is
- * none. */
+ * repetition (answered PENDING, or refused: conflict, denied) or when the store did not
+ * answer (HTTP 503, enroll_store_unavailable), *answered = 0 when there is none. */
 int  enroll_approval_repeat(const enroll_ctx *ctx, job *j, const scep_request *req,
                             const uint8_t key_hash[STORE_HASH_LEN], int *answered);
 /* Answers PENDING and prepares the put that records the request (STORE_PUT_INSERT under
@@ -95,6 +100,16 @@ int  enroll_lookup_txid(const enroll_ctx *ctx, const char *txkey,
 /* A pending request under txkey: 0 with its status and key hash. */
 int  enroll_lookup_request(const enroll_ctx *ctx, const char *txkey, int *status,
                            uint8_t key_hash[STORE_HASH_LEN]);
+/* 1 when a lookup's rc says the store did not answer (a lost PostgreSQL connection while it
+ * reconnects, an LMDB I/O error): the request is fine, the client should retry. Not for
+ * STORE_NOTFOUND or a damaged record (STORE_E_CORRUPT). */
+int  enroll_store_lost(int rc);
+/* HTTP 503 with Retry-After (ENROLL_STORE_RETRY_AFTER_S: the store's longest reconnect
+ * backoff) and one STORE_FAILURE event (diag store_unavailable, detail: what was looked up
+ * and rc): for a request the store could not be asked about. Returns JOB_DELIVER. */
+#define ENROLL_STORE_RETRY_AFTER_S 2
+int  enroll_store_unavailable(const enroll_ctx *ctx, job *j, const scep_request *req,
+                              const char *what, int rc);
 /* Authorisation of a renewal: signer is a certificate we issued, currently valid, known to
  * the store and not revoked. REJ_NONE with its serial, validity and the profile it was
  * issued under ("" if unknown), or the REJ_ code. */

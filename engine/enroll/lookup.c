@@ -2,6 +2,8 @@
  * read snapshot per lookup, nothing kept past it), and the renewal signer check. */
 #include "engine/enroll/enroll_internal.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "engine/enroll/pending.h"
@@ -12,15 +14,15 @@ int enroll_stored_cert(const enroll_ctx *ctx, const uint8_t serial[STORE_SERIAL_
                        X509 **out, store_cert *meta, char *profile_out)
 {
     store_cert c;
-    int rc;
-    if (store_reader_begin(ctx->reader) != 0)
-        return -1;
+    int rc = store_reader_begin(ctx->reader);
+    if (rc != 0)
+        return rc;
     rc = store_get_cert(ctx->reader, serial, &c);
     if (rc == STORE_OK) {
         const unsigned char *p = c.der;
         *out = d2i_X509(NULL, &p, (long)c.der_len);
         if (*out == NULL)
-            rc = -1;
+            rc = STORE_E_CORRUPT;     /* a damaged record, not a store that is away */
         if (profile_out != NULL && c.profile_len < ENROLL_PROFILE_MAX) {
             memcpy(profile_out, c.profile, c.profile_len);
             profile_out[c.profile_len] = '\0';
@@ -38,9 +40,9 @@ int enroll_stored_cert(const enroll_ctx *ctx, const uint8_t serial[STORE_SERIAL_
 int enroll_lookup_txid(const enroll_ctx *ctx, const char *txkey,
                        uint8_t serial[STORE_SERIAL_LEN], uint8_t key_hash[STORE_HASH_LEN])
 {
-    int rc;
-    if (store_reader_begin(ctx->reader) != 0)
-        return -1;
+    int rc = store_reader_begin(ctx->reader);
+    if (rc != 0)
+        return rc;
     rc = store_get_txid(ctx->reader, txkey, strlen(txkey), serial, key_hash);
     store_reader_end(ctx->reader);
     return rc;
@@ -55,8 +57,8 @@ int enroll_lookup_request(const enroll_ctx *ctx, const char *txkey, int *status,
     int rc;
     if (strlen(txkey) > STORE_AUX_KEY_MAX)
         return STORE_NOTFOUND;
-    if (store_reader_begin(ctx->reader) != 0)
-        return -1;
+    if ((rc = store_reader_begin(ctx->reader)) != 0)
+        return rc;
     rc = store_get_aux(ctx->reader, STORE_DB_REQUESTS, txkey, strlen(txkey), &v, &vl);
     if (rc == 0) {
         if (pending_decode(v, vl, &r) == 0) {
@@ -68,6 +70,35 @@ int enroll_lookup_request(const enroll_ctx *ctx, const char *txkey, int *status,
     }
     store_reader_end(ctx->reader);
     return rc;
+}
+
+int enroll_store_lost(int rc)
+{
+    return rc < 0 && rc != STORE_E_CORRUPT;
+}
+
+int enroll_store_unavailable(const enroll_ctx *ctx, job *j, const scep_request *req,
+                             const char *what, int rc)
+{
+    char detail[160];
+    snprintf(detail, sizeof(detail), "store unavailable: %s (%s)", what,
+             rc > -4096 && rc < 0 ? strerror(-rc) : "store error");
+    audit_fields f = {
+        .diag = "store_unavailable",
+        .txid = req != NULL && req->txid_len > 0 ? req->txid : NULL,
+        .profile = j->profile,
+        .subject = j->pki.subject,
+        .serial = j->pki.serial_hex[0] != '\0' ? j->pki.serial_hex : NULL,
+        .peer = j->peer,
+        .detail = detail,
+        .failinfo = -1,
+        .http_status = 503,
+    };
+    audit_emit(ctx->audit, AUDIT_STORE_FAILURE, &f);
+    job_reply_text(j, 503, "store unavailable, retry later\n");
+    snprintf(j->headers, sizeof(j->headers), "Retry-After: %d\r\n", ENROLL_STORE_RETRY_AFTER_S);
+    j->reply.resp.extra_headers = j->headers;
+    return JOB_DELIVER;
 }
 
 int enroll_check_renewal_signer(const enroll_ctx *ctx, X509 *signer,

@@ -65,16 +65,20 @@ static int read_record(const enroll_ctx *ctx, const enroll_state *st, challenge_
 {
     const uint8_t *v = NULL;
     size_t vl = 0;
-    if (store_reader_begin(ctx->reader) != 0)
-        return -1;
-    int rc = store_get_aux(ctx->reader, STORE_DB_CHALLENGES, st->key, sizeof(st->key), &v, &vl);
+    int rc = store_reader_begin(ctx->reader);
+    if (rc != 0)
+        return rc;
+    rc = store_get_aux(ctx->reader, STORE_DB_CHALLENGES, st->key, sizeof(st->key), &v, &vl);
     if (rc == 0 && challenge_decode(v, vl, rec) != 0)
         rc = STORE_E_CORRUPT;
     store_reader_end(ctx->reader);
     return rc;
 }
 
-int enroll_onetime_check(const enroll_ctx *ctx, job *j, const profile *prof, X509_REQ *csr)
+/* enroll_onetime_check; *store_rc gets the read's error when the store did not answer
+ * (then REJ_INTERNAL: no verdict). */
+static int onetime_check(const enroll_ctx *ctx, job *j, const profile *prof, X509_REQ *csr,
+                         int *store_rc)
 {
     enroll_state *st = enroll_state_of(j);
     if (st == NULL)
@@ -97,10 +101,32 @@ int enroll_onetime_check(const enroll_ctx *ctx, job *j, const profile *prof, X50
     int rc = read_record(ctx, st, &st->rec);
     if (rc == STORE_NOTFOUND)
         return REJ_CHAL_WRONG;
+    if (enroll_store_lost(rc))
+        *store_rc = rc;
     if (rc != 0)
         return REJ_INTERNAL;
     st->have_rec = 1;
     return challenge_reject_code(verify(st, &st->rec));
+}
+
+int enroll_onetime_check(const enroll_ctx *ctx, job *j, const profile *prof, X509_REQ *csr)
+{
+    int store_rc = 0;
+    return onetime_check(ctx, j, prof, csr, &store_rc);
+}
+
+int enroll_onetime_phase(const enroll_ctx *ctx, job *j, const scep_request *req,
+                         const profile *prof, X509_REQ *csr, int *answered)
+{
+    int store_rc = 0;
+    int rej = onetime_check(ctx, j, prof, csr, &store_rc);
+    *answered = 0;
+    if (store_rc != 0) {
+        enroll_store_unavailable(ctx, j, req, "one-time challenge lookup", store_rc);
+        *answered = 1;
+        rej = REJ_NONE;
+    }
+    return rej;
 }
 
 void enroll_onetime_guard(job *j)

@@ -12,9 +12,10 @@
 
 /* Opens the envelope (single DES if the URL's profile allows it), then REJ_NONE with the
  * serial and the stored certificate, or REJ_BAD_QUERY / REJ_UNKNOWN_CERT / an envelope
- * rejection. */
+ * rejection. The store not answering is no verdict: REJ_NONE with *store_rc set (and no
+ * certificate); the caller answers 503. */
 static int issuer_and_serial(const enroll_ctx *ctx, const job *j, scep_request *req,
-                             uint8_t serial[STORE_SERIAL_LEN], X509 **cert)
+                             uint8_t serial[STORE_SERIAL_LEN], X509 **cert, int *store_rc)
 {
     PKCS7_ISSUER_AND_SERIAL *ias = NULL;
     int rej = scep_open_envelope(req, ctx->ca->ra_key, ctx->ca->ra_cert,
@@ -30,8 +31,12 @@ static int issuer_and_serial(const enroll_ctx *ctx, const job *j, scep_request *
         goto out;
     rej = REJ_UNKNOWN_CERT;
     if (X509_NAME_cmp(ias->issuer, ctx->ca->ca_name) != 0 ||
-        serial_from_asn1(ias->serial, serial) != 0 ||
-        enroll_stored_cert(ctx, serial, cert, NULL, NULL) != STORE_OK)
+        serial_from_asn1(ias->serial, serial) != 0)
+        goto out;
+    int rc = enroll_stored_cert(ctx, serial, cert, NULL, NULL);
+    if (enroll_store_lost(rc))
+        *store_rc = rc;
+    else if (rc != STORE_OK)
         goto out;
     rej = REJ_NONE;
 out:
@@ -43,14 +48,17 @@ int enroll_getcert(const enroll_ctx *ctx, job *j, scep_request *req)
 {
     uint8_t serial[STORE_SERIAL_LEN];
     X509 *cert = NULL;
-    int rej = issuer_and_serial(ctx, j, req, serial, &cert);
+    int store_rc = 0;
+    int rej = issuer_and_serial(ctx, j, req, serial, &cert, &store_rc);
 
-    if (rej != REJ_NONE)
+    if (rej != REJ_NONE || store_rc != 0)
         goto out;
     rej = enroll_return_cert(ctx, j, req, serial, cert, "GetCert");
 out:
     X509_free(cert);
     ERR_clear_error();
+    if (store_rc != 0)
+        return enroll_store_unavailable(ctx, j, req, "GetCert", store_rc);
     return rej != REJ_NONE ? enroll_fail(ctx, j, req, rej, NULL) : JOB_DELIVER;
 }
 
@@ -62,9 +70,10 @@ int enroll_getcrl(const enroll_ctx *ctx, job *j, scep_request *req)
     size_t deg_len = 0;
     X509 *cert = NULL;
     crl_snapshot *crl = NULL;
-    int rej = issuer_and_serial(ctx, j, req, serial, &cert);
+    int store_rc = 0;
+    int rej = issuer_and_serial(ctx, j, req, serial, &cert, &store_rc);
 
-    if (rej != REJ_NONE)
+    if (rej != REJ_NONE || store_rc != 0)
         goto out;
     serial_to_hex(serial, j->pki.serial_hex);
     rej = REJ_NO_CRL;
@@ -84,5 +93,7 @@ out:
     crl_snapshot_unref(crl);
     X509_free(cert);
     ERR_clear_error();
+    if (store_rc != 0)
+        return enroll_store_unavailable(ctx, j, req, "GetCRL", store_rc);
     return rej != REJ_NONE ? enroll_fail(ctx, j, req, rej, NULL) : JOB_DELIVER;
 }

@@ -19,6 +19,7 @@
 
 #include "engine/common/sdnotify.h"
 #include "engine/policy/profile.h"
+#include "engine/server/store_events.h"
 #include "hsm/hsm.h"
 
 /* Threads signing TLS handshakes with a token key: two keep one slow C_Sign from delaying
@@ -389,6 +390,7 @@ int app_create(const config *cfg, app **out, char *err, size_t errlen)
         snprintf(err, errlen, "store %s: %s", cfg->store_path, store_strerror(src));
         goto out;
     }
+    store_events_start(a->store, a->audit);
     if (revocation_setup(a, err, errlen) != 0)
         goto out;
     if (mdm_wire_setup(a, err, errlen) != 0)

@@ -48,16 +48,55 @@ static int crl_publish(app *a, job *j)
     return 0;
 }
 
+#define CRL_LOCK_RETRY_MS  250      /* another node builds: its build takes ~ a signature */
+#define CRL_FAIL_RETRY_MS  10000
+#define CRL_DEFER_EVENT_MS 1000     /* at most one CRL_DEFERRED a second */
+
+/* One build on a worker, waited for, then published. Under the CRL lock. Returns the
+ * time of the next attempt (0: as soon as due). */
+static int64_t crl_build(app *a, uint64_t cur_number, uint64_t gen, int64_t ms,
+                         uint64_t *built_gen, int64_t *change_seen)
+{
+    int64_t retry_at = 0;
+    job *j = job_new(JOB_CRL, NULL, NULL);
+    if (j == NULL)
+        return ms + CRL_FAIL_RETRY_MS;
+    j->owner = a;
+    j->crl.number = cur_number;
+    worker_queue_push(a, j);
+    pthread_mutex_lock(&a->pub_mu);
+    while (a->pub_done == NULL)
+        pthread_cond_wait(&a->pub_cv, &a->pub_mu);
+    a->pub_done = NULL;
+    pthread_mutex_unlock(&a->pub_mu);
+    if (j->crl.ok && crl_publish(a, j) == 0) {
+        *built_gen = j->crl.rev_gen;
+        *change_seen = *built_gen == gen ? 0 : ms;
+    } else {
+        audit_fields f = {.diag = "crl_build", .detail = "CRL build, signature or commit failed; retrying in 10 s",
+                          .failinfo = -1};
+        audit_emit(a->audit, AUDIT_CRL_FAILED, &f);
+        retry_at = ms + CRL_FAIL_RETRY_MS;
+    }
+    job_free(j);
+    return retry_at;
+}
+
 /* Decides when to rebuild: when none is published, when 3/4 of its validity has passed,
  * and rebuild_delay after the store's revocation generation moved (revocations from the
  * admin API wake it at once; scepctl's are seen by polling once a second). Several
- * revocations within the delay make one CRL. Building and signing run on a worker. */
+ * revocations within the delay make one CRL. Building and signing run on a worker. On a
+ * shared PostgreSQL store the build, its number's commit and the publication happen under
+ * the cluster's CRL lock (store_crl_lock, on this thread's reader connection): a node that
+ * finds it taken tries again shortly (CRL_DEFERRED, at most one a second) and then numbers
+ * its CRL after the one the other node committed. */
 void *publisher_main(void *arg)
 {
     app *a = arg;
     store_reader *reader = NULL;
     uint64_t built_gen = UINT64_MAX;
-    int64_t change_seen = 0, retry_at = 0;
+    int64_t change_seen = 0, retry_at = 0, deferred_at = 0;
+    unsigned long long deferred = 0;
 
     if (store_reader_create(a->store, &reader) != 0)
         return NULL;
@@ -81,27 +120,23 @@ void *publisher_main(void *arg)
             change_seen = ms;
         int due = stale || (gen != built_gen && ms - change_seen >= a->cfg.crl_rebuild_delay_ms);
         if (due && ms >= retry_at) {
-            job *j = job_new(JOB_CRL, NULL, NULL);
-            if (j != NULL) {
-                j->owner = a;
-                j->crl.number = cur_number;
-                worker_queue_push(a, j);
-                pthread_mutex_lock(&a->pub_mu);
-                while (a->pub_done == NULL)
-                    pthread_cond_wait(&a->pub_cv, &a->pub_mu);
-                a->pub_done = NULL;
-                pthread_mutex_unlock(&a->pub_mu);
-                if (j->crl.ok && crl_publish(a, j) == 0) {
-                    built_gen = j->crl.rev_gen;
-                    change_seen = built_gen == gen ? 0 : ms;
-                    retry_at = 0;
-                } else {
-                    audit_fields f = {.diag = "crl_build", .detail = "CRL build, signature or commit failed; retrying in 10 s",
-                                      .failinfo = -1};
-                    audit_emit(a->audit, AUDIT_CRL_FAILED, &f);
-                    retry_at = ms + 10000;
+            /* One node of a cluster builds at a time (store_crl_lock); another node's
+             * build means a later try here, with the number after the one it commits. */
+            int lk = store_crl_lock(reader);
+            if (lk == 0) {
+                retry_at = crl_build(a, cur_number, gen, ms, &built_gen, &change_seen);
+                store_crl_unlock(reader);
+            } else {
+                retry_at = ms + (lk == STORE_CONFLICT ? CRL_LOCK_RETRY_MS : CRL_FAIL_RETRY_MS);
+                if (lk == STORE_CONFLICT)
+                    deferred++;
+                if (lk == STORE_CONFLICT && ms - deferred_at >= CRL_DEFER_EVENT_MS) {
+                    audit_fields f = {.diag = "crl_locked", .failinfo = -1, .count = deferred,
+                                      .detail = "another node holds the CRL lock: build put off"};
+                    audit_emit(a->audit, AUDIT_CRL_DEFERRED, &f);
+                    deferred = 0;
+                    deferred_at = ms;
                 }
-                job_free(j);
             }
             pthread_mutex_lock(&a->pub_mu);
             continue;

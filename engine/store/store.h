@@ -224,6 +224,34 @@ int store_put_sync(store *s, store_put *list);
 /* Cheap liveness check for /healthz (a read transaction). 0 when the store answers. */
 int store_ping(store *s);
 
+/* ---- the database connection's events (PostgreSQL; an LMDB store has none) ----
+ * An outage begins when a connection of this store is lost or cannot be (re)established
+ * while none was reported down, and ends at the next connection established: one
+ * STORE_EV_UNAVAILABLE then one STORE_EV_RECOVERED, at most one outage reported per second
+ * (a later one within that second is reported at its next failure after it, or not at all
+ * when it ended first: its failures are counted in the next event). fn runs on the thread
+ * that noticed (a worker, the writer, the publisher), outside the store's locks; it must not
+ * call the store. Set before the threads start. */
+enum store_event_kind { STORE_EV_UNAVAILABLE = 1, STORE_EV_RECOVERED = 2 };
+typedef struct store_event {
+    int         kind;
+    const char *conn;             /* which connection noticed: writer, reader, health     */
+    const char *error;            /* the database client's message ("" for RECOVERED)     */
+    int64_t     down_ms;          /* RECOVERED: how long the outage lasted                */
+    unsigned long long count;     /* failures noticed (lost connections, failed attempts)
+                                     since the previous event                             */
+} store_event;
+typedef void (*store_event_fn)(void *arg, const store_event *ev);
+void store_set_event_cb(store *s, store_event_fn fn, void *arg);
+
+/* The CRL build lock: one node of the cluster builds and publishes a CRL at a time (a
+ * PostgreSQL session advisory lock on r's connection, held until store_crl_unlock or the
+ * connection's end). 0: held (LMDB: always, one process), STORE_CONFLICT: another node holds
+ * it, or < 0 (the store did not answer). r need not be begun; the caller's thread keeps it
+ * for the whole build (the number is committed by the writer meanwhile). */
+int  store_crl_lock(store_reader *r);
+void store_crl_unlock(store_reader *r);
+
 /* Message for any value returned here (outcomes, store errors, -errno, MDB errors);
  * static storage. */
 const char *store_strerror(int rc);

@@ -3,7 +3,8 @@
 # restart, as in a failover to the same address): while it is down, requests are answered
 # 503 (the client retries) and /healthz says unavailable; the store failure is audited; once
 # it is back the node reconnects by itself and issues again. Every certificate a client
-# received is in the store.
+# received is in the store. The outage is audited: STORE_UNAVAILABLE naming the node, the
+# connection and libpq's error, then STORE_RECOVERED, at most one outage a second.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/pg.sh"
 REQ=$BUILD/tests/scep_req
@@ -49,6 +50,25 @@ check "/healthz while the database is down: 503" test "$hz" = 503
 check "an enrollment while the database is down: HTTP 503" grep -q 'http=503' down.out
 check "the store failure is audited" sh -c "grep -q '\"name\":\"STORE_FAILURE\"' '$STATE/audit-a.log'"
 check "/healthz is 200 again once the database is back" test $ready = 1
+PID=${NODE_PID[a]}
+grep -F '"event":3003,' "$STATE/audit-a.log" > unavail.lines || true
+grep -F -e '"event":3003,' -e '"event":3004,' "$STATE/audit-a.log" > outage.lines || true
+check "STORE_UNAVAILABLE audited, naming the node, its connection and libpq's error" \
+  grep -Eq "\"detail\":\"node [^\"]* pid $PID: (writer|reader|health) connection: [^\"]*(server|connection|socket)" unavail.lines
+check "STORE_RECOVERED audited after it (node, duration)" \
+  sh -c "tail -n1 outage.lines | grep -Eq '\"event\":3004,.*\"detail\":\"node [^\"]* pid $PID: [a-z]+ connection established again after [0-9]+ ms'"
+check "outage events alternate UNAVAILABLE / RECOVERED" \
+  sh -c "sed -n 's/.*\"event\":\(300[34]\),.*/\1/p' outage.lines | uniq -d | grep -q . && exit 1 || exit 0"
+# at most one outage reported a second (their own timestamps, ms)
+gaps_ok() {
+  local prev="" t ms
+  while read -r t; do
+    ms=$(date -u -d "${t%Z}" +%s%3N) || return 1
+    if [ -n "$prev" ] && [ $((ms - prev)) -lt 990 ]; then log "  STORE_UNAVAILABLE $((ms - prev)) ms after the previous"; return 1; fi
+    prev=$ms
+  done < <(sed -n 's/.*"ts":"\([^"]*\)".*/\1/p' unavail.lines)
+}
+check "STORE_UNAVAILABLE at most once a second" gaps_ok
 # as a client does: retry on 503 (a worker's connection may still be in its backoff, <= 2 s)
 for _ in $(seq 1 10); do
   "$REQ" enroll --url "$URL" --challenge "$CHALLENGE_VALUE" --cn after-restart --cert-out after.pem \

@@ -2,6 +2,7 @@
  * and column helpers, the schema (creation, version check, migration), and the store-wide
  * open / close / ping. */
 #include "engine/store/pg/store_pg_internal.h"
+#include "engine/store/store_internal.h"   /* store's pg handle: store_set_event_cb */
 
 #include <errno.h>
 #include <stdio.h>
@@ -152,9 +153,57 @@ static void pgc_log(pgc *pc, const char *what)
             (int)n, msg);
 }
 
+/* A failure (up false: a connection lost or not established, msg: libpq's) or a connection
+ * established (up true) of pc, for the outage events (store.h). */
+static void pg_note(pgc *pc, bool up, const char *msg)
+{
+    store_pg *pg = pc->pg;
+    if (pg == NULL)
+        return;
+    store_event ev = {0};
+    char err[256];
+    pthread_mutex_lock(&pg->ev_mu);
+    int64_t now = mono_ms();
+    if (!up) {
+        pc->up_gen = pg->up_gen;
+        pg->ev_fails++;
+        if (!pg->outage) {
+            pg->outage = true;
+            pg->outage_ms = now;
+        }
+        if (!pg->reported && now - pg->ev_last_ms >= PG_EVENT_GAP_MS) {
+            size_t n = strlen(msg);
+            while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+                n--;
+            snprintf(err, sizeof(err), "%.*s", (int)n, msg);
+            ev = (store_event){ .kind = STORE_EV_UNAVAILABLE, .conn = pc->role, .error = err,
+                                .count = pg->ev_fails };
+            pg->reported = true;
+        }
+    } else if (pg->outage) {
+        pg->outage = false;
+        pg->up_gen++;
+        if (pg->reported) {
+            ev = (store_event){ .kind = STORE_EV_RECOVERED, .conn = pc->role, .error = "",
+                                .down_ms = now - pg->outage_ms, .count = pg->ev_fails };
+            pg->reported = false;
+        }
+    }
+    if (ev.kind != 0) {
+        pg->ev_last_ms = now;
+        pg->ev_fails = 0;
+    }
+    store_event_fn fn = pg->ev_fn;
+    void *arg = pg->ev_arg;
+    pthread_mutex_unlock(&pg->ev_mu);
+    if (ev.kind != 0 && fn != NULL)
+        fn(arg, &ev);
+}
+
 /* A connection failed: drop it; the next pgc_ready tries again at once, later ones back off. */
 static void pgc_lost(pgc *pc)
 {
+    pg_note(pc, false, pc->c != NULL ? PQerrorMessage(pc->c) : "out of memory");
     if (!pc->down)
         pgc_log(pc, "connection lost");
     pc->down = true;
@@ -179,6 +228,18 @@ static int prepare_all(PGconn *c)
     return ok ? 0 : -1;
 }
 
+/* 1 when another connection of pc's store was established since pc's last failure: the
+ * database is back (a restart, a failover), no reason to wait out pc's backoff. */
+static bool pg_back_since(pgc *pc)
+{
+    if (pc->pg == NULL)
+        return false;
+    pthread_mutex_lock(&pc->pg->ev_mu);
+    bool back = pc->pg->up_gen != pc->up_gen;
+    pthread_mutex_unlock(&pc->pg->ev_mu);
+    return back;
+}
+
 int pgc_ready(pgc *pc)
 {
     if (pc->c != NULL && PQstatus(pc->c) == CONNECTION_OK)
@@ -186,10 +247,11 @@ int pgc_ready(pgc *pc)
     int64_t now = mono_ms();
     if (pc->c != NULL)
         pgc_lost(pc);
-    if (now < pc->retry_at_ms)
+    if (now < pc->retry_at_ms && !pg_back_since(pc))
         return -ENOTCONN;
     pc->c = PQconnectdb(pc->conninfo);
     if (pc->c == NULL || PQstatus(pc->c) != CONNECTION_OK || prepare_all(pc->c) != 0) {
+        pg_note(pc, false, pc->c != NULL ? PQerrorMessage(pc->c) : "out of memory");
         if (!pc->down)
             pgc_log(pc, "cannot connect");
         pc->down = true;
@@ -201,6 +263,7 @@ int pgc_ready(pgc *pc)
         pc->retry_at_ms = now + pc->backoff_ms;
         return -ENOTCONN;
     }
+    pg_note(pc, true, NULL);
     if (pc->down)
         fprintf(stderr, "scepd: store (postgresql, %s connection): connected again\n", pc->role);
     pc->down = false;
@@ -350,8 +413,10 @@ int store_pg_open(const char *conninfo, store_pg **out)
         return -ENOMEM;
     }
     pthread_mutex_init(&pg->ping_mu, NULL);
-    pg->writer = (pgc){ .conninfo = pg->conninfo, .role = "writer" };
-    pg->ping = (pgc){ .conninfo = pg->conninfo, .role = "health" };
+    pthread_mutex_init(&pg->ev_mu, NULL);
+    pg->ev_last_ms = mono_ms() - PG_EVENT_GAP_MS;
+    pg->writer = (pgc){ .pg = pg, .conninfo = pg->conninfo, .role = "writer" };
+    pg->ping = (pgc){ .pg = pg, .conninfo = pg->conninfo, .role = "health" };
     PGconn *c = PQconnectdb(conninfo);
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
         fprintf(stderr, "scepd: store (postgresql): %s", c != NULL ? PQerrorMessage(c) : "oom\n");
@@ -377,6 +442,7 @@ void store_pg_close(store_pg *pg)
     pgc_close(&pg->writer);
     pgc_close(&pg->ping);
     pthread_mutex_destroy(&pg->ping_mu);
+    pthread_mutex_destroy(&pg->ev_mu);
     free(pg->conninfo);
     free(pg);
 }
@@ -387,4 +453,14 @@ int store_pg_ping(store_pg *pg)
     int rc = pgc_exec(&pg->ping, "SELECT 1");
     pthread_mutex_unlock(&pg->ping_mu);
     return rc;
+}
+
+void store_set_event_cb(store *s, store_event_fn fn, void *arg)
+{
+    if (s == NULL || s->pg == NULL)
+        return;             /* LMDB: no connection, no events */
+    pthread_mutex_lock(&s->pg->ev_mu);
+    s->pg->ev_fn = fn;
+    s->pg->ev_arg = arg;
+    pthread_mutex_unlock(&s->pg->ev_mu);
 }

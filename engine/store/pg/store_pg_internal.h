@@ -29,6 +29,10 @@
 #define PG_PARAMS_MAX   12
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 2000
+#define PG_EVENT_GAP_MS   1000   /* at most one outage reported per second (store.h) */
+/* The CRL build lock (pg_try_advisory_lock), one key for the cluster; the schema lock's
+ * key + 1. */
+#define PG_CRL_LOCK       "353553524517"
 
 #define PG_CERT_COLS "serial, status, not_before, not_after, issued_at, key_hash, " \
                      "subject_hash, subject, txid, profile, der"
@@ -65,7 +69,9 @@
     X(INS_AUX,    "INSERT INTO scepd_aux (db, key, value) VALUES ($1::int8, $2::bytea, " \
                   "$3::bytea) ON CONFLICT DO NOTHING RETURNING 1") \
     X(SET_AUX,    "UPDATE scepd_aux SET value = $3::bytea WHERE db = $1::int8 " \
-                  "AND key = $2::bytea")
+                  "AND key = $2::bytea") \
+    X(CRL_TRYLOCK, "SELECT pg_try_advisory_lock(" PG_CRL_LOCK ")") \
+    X(CRL_UNLOCK, "SELECT pg_advisory_unlock(" PG_CRL_LOCK ")")
 
 enum pg_stmt {
 #define PG_ENUM(name, sql) PG_##name,
@@ -76,6 +82,7 @@ enum pg_stmt {
 
 /* One connection and its reconnect state; used by one thread at a time. */
 typedef struct pgc {
+    struct store_pg *pg;        /* whose outage events it reports (NULL: none) */
     const char *conninfo;       /* owned by the store_pg */
     const char *role;           /* "writer", "reader", "ping": for the log lines */
     PGconn *c;
@@ -83,6 +90,7 @@ typedef struct pgc {
     int backoff_ms;             /* next wait after a failed attempt; 0: none yet */
     bool down;                  /* a loss was logged and no reconnect since */
     bool in_txn;                /* inside BEGIN..COMMIT: a lost statement is not run again */
+    uint64_t up_gen;            /* pg->up_gen at this connection's last failure */
 } pgc;
 
 struct store_pg {
@@ -90,6 +98,17 @@ struct store_pg {
     pgc writer;                 /* the writer thread, or store_put_sync's caller */
     pthread_mutex_t ping_mu;
     pgc ping;                   /* /healthz, from any worker */
+    /* Outage events (store.h store_set_event_cb), shared by every connection: ev_mu. */
+    pthread_mutex_t ev_mu;
+    store_event_fn ev_fn;
+    void *ev_arg;
+    bool outage;                /* a failure since the last connection established */
+    bool reported;              /* its STORE_EV_UNAVAILABLE was sent */
+    int64_t outage_ms;          /* monotonic: when it began */
+    int64_t ev_last_ms;         /* monotonic: the last event sent */
+    unsigned long long ev_fails;    /* failures not yet counted in an event */
+    uint64_t up_gen;            /* +1 at each outage's end: a connection in its backoff
+                                   whose failure is older tries again at once */
 };
 
 struct store_pg_reader {

@@ -46,3 +46,8 @@ int store_pg_foreach_aux(store_pg_reader *r, int db,
                          int (*cb)(const uint8_t *key, size_t key_len, const uint8_t *val,
                                    size_t val_len, void *arg),
                          void *arg) { return -ENOTSUP; }
+
+/* store.h calls implemented by the backend: without libpq no store has a connection. */
+void store_set_event_cb(store *s, store_event_fn fn, void *arg) { (void)s; (void)fn; (void)arg; }
+int  store_crl_lock(store_reader *r) { (void)r; return 0; }
+void store_crl_unlock(store_reader *r) { (void)r; }

@@ -15,7 +15,7 @@ int store_pg_reader_create(store_pg *pg, store_pg_reader **out)
     if (r == NULL)
         return -ENOMEM;
     r->pg = pg;
-    r->conn = (pgc){ .conninfo = pg->conninfo, .role = "reader" };
+    r->conn = (pgc){ .pg = pg, .conninfo = pg->conninfo, .role = "reader" };
     *out = r;
     return 0;
 }
@@ -260,4 +260,28 @@ int store_pg_foreach_aux(store_pg_reader *r, int db,
             return rc;
     }
     return 0;
+}
+
+/* ---- the CRL build lock (store.h; here because only PostgreSQL has one to take) ---- */
+
+int store_crl_lock(store_reader *sr)
+{
+    if (sr->pg == NULL)
+        return 0;           /* LMDB: one process, its publisher is the only builder */
+    int rc;
+    PGresult *res = pgc_run(&sr->pg->conn, PG_CRL_TRYLOCK, NULL, &rc);
+    if (res == NULL)
+        return rc;
+    rc = PQntuples(res) == 1 && PQgetlength(res, 0, 0) == 1 && PQgetvalue(res, 0, 0)[0] == 1
+       ? 0 : STORE_CONFLICT;
+    PQclear(res);
+    return rc;
+}
+
+void store_crl_unlock(store_reader *sr)
+{
+    if (sr->pg == NULL || sr->pg->conn.c == NULL)
+        return;             /* no connection: the server dropped the lock with it */
+    int rc;
+    PQclear(pgc_run(&sr->pg->conn, PG_CRL_UNLOCK, NULL, &rc));
 }

@@ -512,6 +512,79 @@ static void test_reconnect(void **state)
     store_reader_end(f->r2);
 }
 
+/* The CRL build lock: one holder across nodes; released, the other node gets it. */
+static void test_crl_lock(void **state)
+{
+    fix *f = *state;
+    assert_int_equal(store_crl_lock(f->r1), 0);
+    assert_int_equal(store_crl_lock(f->r2), STORE_CONFLICT);
+    store_crl_unlock(f->r1);
+    assert_int_equal(store_crl_lock(f->r2), 0);
+    assert_int_equal(store_crl_lock(f->r1), STORE_CONFLICT);
+    store_crl_unlock(f->r2);
+    assert_int_equal(store_crl_lock(f->r1), 0);
+    store_crl_unlock(f->r1);
+}
+
+typedef struct evlog {
+    int n;
+    store_event ev[8];
+    char conn[8][16], err[8][256];
+} evlog;
+
+static void on_event(void *arg, const store_event *ev)
+{
+    evlog *l = arg;
+    if (l->n >= 8)
+        return;
+    l->ev[l->n] = *ev;
+    snprintf(l->conn[l->n], sizeof(l->conn[0]), "%s", ev->conn);
+    snprintf(l->err[l->n], sizeof(l->err[0]), "%s", ev->error);
+    l->n++;
+}
+
+/* Ends every client backend, then uses r1 (found dead, replaced at once). */
+static void outage(fix *f)
+{
+    store_cert c;
+    uint8_t serial[STORE_SERIAL_LEN] = {1};
+    admin_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+              "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'");
+    usleep(100000);     /* the backends are gone */
+    assert_int_equal(store_reader_begin(f->r1), 0);
+    assert_int_equal(store_get_cert(f->r1, serial, &c), STORE_NOTFOUND);
+    store_reader_end(f->r1);
+}
+
+/* Outage events: a lost connection is STORE_EV_UNAVAILABLE (which connection, libpq's
+ * message), the reconnection STORE_EV_RECOVERED; a second outage within a second of the
+ * last event is not reported, and its failure is counted in the next event. */
+static void test_outage_events(void **state)
+{
+    fix *f = *state;
+    evlog l = {0};
+    store_set_event_cb(f->s1, on_event, &l);
+    assert_int_equal(store_reader_begin(f->r1), 0);     /* r1 connected */
+    store_reader_end(f->r1);
+    outage(f);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.ev[0].kind, STORE_EV_UNAVAILABLE);
+    assert_string_equal(l.conn[0], "reader");
+    assert_true(strlen(l.err[0]) > 0);
+    assert_int_equal(l.ev[0].count, 1);
+    assert_int_equal(l.ev[1].kind, STORE_EV_RECOVERED);
+    assert_true(l.ev[1].down_ms >= 0);
+    outage(f);                                          /* within the second: not reported */
+    assert_int_equal(l.n, 2);
+    usleep(1100000);                                    /* past the one-second bound */
+    outage(f);
+    assert_int_equal(l.n, 4);
+    assert_int_equal(l.ev[2].kind, STORE_EV_UNAVAILABLE);
+    assert_int_equal(l.ev[2].count, 2);                 /* the unreported one counted */
+    assert_int_equal(l.ev[3].kind, STORE_EV_RECOVERED);
+    store_set_event_cb(f->s1, NULL, NULL);
+}
+
 /* A database whose schema version is not ours is refused. */
 static void test_schema_version(void **state)
 {
@@ -549,6 +622,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_condition_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crl_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outage_events, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
