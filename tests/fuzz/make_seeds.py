@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of fuzz_store, fuzz_challenge, fuzz_client and the OCSP requests of
-fuzz_ocsp (tests/fuzz/corpus/).
+"""Writes the seed corpora of fuzz_store, fuzz_challenge, fuzz_client, the OCSP requests of
+fuzz_ocsp, and the structured inputs of fuzz_pending, fuzz_scep and fuzz_ocsp
+(tests/fuzz/corpus/).
 
 The seeds are small hand-built records in the layouts of docs/store.md and
 engine/policy/challenge.c, HTTP answers as scepd sends them, and certificates made with the
 openssl command line. Run it again only to regenerate; the files are committed, and ctest
 replays them. Findings (crash reproducers) are added to the corpora by hand, not here.
 
-usage: tests/fuzz/make_seeds.py [CORPUS_DIR]   (default: the corpus folder beside this file)
+usage: tests/fuzz/make_seeds.py [CORPUS_DIR] [--only TARGET,...]
+       (default: the corpus folder beside this file, every target; --only rewrites just those
+       targets' seeds, since certificates and keys are made afresh each time)
 """
 import os
 import struct
@@ -15,7 +18,19 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ARGS = sys.argv[1:]
+ONLY = None
+if "--only" in ARGS:
+    i = ARGS.index("--only")
+    ONLY = set(ARGS[i + 1].split(","))
+    del ARGS[i:i + 2]
+ROOT = ARGS[0] if ARGS else os.path.join(HERE, "corpus")
+CSR_DIR = os.path.join(HERE, "corpus", "fuzz_csr")
+
+
+def wanted(target):
+    return ONLY is None or target in ONLY
 
 
 def write(target, name, data):
@@ -194,7 +209,34 @@ def ocsp_seeds():
             write("fuzz_ocsp", name, open(out, "rb").read())
 
 
-store_seeds()
-challenge_seeds()
-client_seeds()
-ocsp_seeds()
+# ---- fuzz_pending, structured: flags | created | [decided_at] | key_hash | [serial] | pick |
+# [profile text] | subject | peer | [decided_by] | csr (see the harness); the CSRs are
+# fuzz_csr's seeds ----
+def pstr(b):
+    return bytes([len(b)]) + b
+
+
+def pending_seeds():
+    csrs = sorted(os.listdir(CSR_DIR))
+    for i, name in enumerate(csrs):
+        csr = open(os.path.join(CSR_DIR, name), "rb").read()
+        pick = i % 4                       # the harness's four manual-approval profiles
+        rec = (bytes([0x00]) + struct.pack(">q", 1700000000 + i) + bytes(range(32)) + bytes([pick])
+               + pstr(b"CN=dev") + pstr(b"192.0.2.%d:40000" % i) + csr)
+        write("fuzz_pending", "struct_%s" % name, rec)
+    decided = (bytes([0x1d]) + struct.pack(">qq", 1700000000, 1700000600) + bytes(32)
+               + bytes(range(16)) + bytes([200]) + pstr(b"gone_profile") + pstr(b"CN=x")
+               + pstr(b"-") + pstr(b"scepctl root@host") + b"\x30\x00")
+    write("fuzz_pending", "struct_decided", decided)
+
+
+if wanted("fuzz_store"):
+    store_seeds()
+if wanted("fuzz_challenge"):
+    challenge_seeds()
+if wanted("fuzz_client"):
+    client_seeds()
+if wanted("fuzz_ocsp"):
+    ocsp_seeds()
+if wanted("fuzz_pending"):
+    pending_seeds()
