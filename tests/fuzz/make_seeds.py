@@ -230,6 +230,49 @@ def pending_seeds():
     write("fuzz_pending", "struct_decided", decided)
 
 
+# ---- fuzz_scep, structured: b0 type|allow|resign|cipher, b1 digest|nonce|txid|type|rsa,
+# b2 cert|corrupt|utf8|typenum|extra|detached|typeint|noncestr, b3 type number, b4 txid
+# length, txid, 16-byte nonce, inner content (see the harness); b0 must not be 0x30 (raw) ----
+def scep_struct(b0, b1=0, b2=0, b3=0, txid=b"fuzz-tx-0001", inner=b"", nonce=bytes(range(16))):
+    assert b0 != 0x30
+    return bytes([b0, b1, b2, b3, len(txid)]) + txid + nonce + inner
+
+
+def scep_seeds():
+    PKCSREQ, RENEWAL, POLL, GETCERT, GETCRL = 0, 1, 2, 3, 4
+    ALLOW, RESIGN = 0x08, 0x10
+    AES128, AES256, DES3, DES, CAMELLIA, GCM, RAW = 0, 2 << 5, 3 << 5, 4 << 5, 5 << 5, 6 << 5, 7 << 5
+    RSA = 0x80
+    csrs = sorted(os.listdir(CSR_DIR))
+    for i, name in enumerate(csrs):
+        csr = open(os.path.join(CSR_DIR, name), "rb").read()
+        write("fuzz_scep", "struct_pkcsreq_%s" % name,
+              scep_struct(PKCSREQ | RESIGN | (AES128, AES256, DES3)[i % 3], RSA if i % 2 else 0,
+                          txid=b"tx-%s" % name.encode(), inner=csr))
+    csr = open(os.path.join(CSR_DIR, csrs[0]), "rb").read()
+    write("fuzz_scep", "struct_renewal_des3", scep_struct(RENEWAL | RESIGN | DES3, 1, inner=csr))
+    write("fuzz_scep", "struct_pkcsreq_des_allowed", scep_struct(PKCSREQ | ALLOW | RESIGN | DES, 3, inner=csr))
+    write("fuzz_scep", "struct_pkcsreq_not_resigned", scep_struct(PKCSREQ | AES256, RSA, inner=csr))
+    ias = tlv(0x30, name_der(("CN", "Fuzz CA")) + tlv(0x02, b"\x40" + bytes(15)))
+    ias_subject = tlv(0x30, name_der(("CN", "Fuzz CA")) + name_der(("CN", "dev")))
+    write("fuzz_scep", "struct_getcert", scep_struct(GETCERT, RSA, inner=ias))
+    write("fuzz_scep", "struct_getcrl", scep_struct(GETCRL | AES256, 2, inner=ias))
+    write("fuzz_scep", "struct_certpoll", scep_struct(POLL | DES3, 0, inner=ias_subject))
+    write("fuzz_scep", "struct_camellia", scep_struct(PKCSREQ | CAMELLIA, inner=csr))
+    write("fuzz_scep", "struct_gcm", scep_struct(PKCSREQ | GCM, inner=csr))
+    write("fuzz_scep", "struct_raw_content", scep_struct(GETCERT | RAW, inner=ias))
+    write("fuzz_scep", "struct_sha1_refused", scep_struct(PKCSREQ, 3, inner=csr))
+    write("fuzz_scep", "struct_sha224", scep_struct(PKCSREQ, 4, inner=csr))
+    write("fuzz_scep", "struct_corrupt", scep_struct(PKCSREQ, RSA, 0x02, inner=csr))
+    write("fuzz_scep", "struct_no_cert", scep_struct(PKCSREQ, 0, 0x01, inner=csr))
+    write("fuzz_scep", "struct_detached", scep_struct(PKCSREQ, 0, 0x20, inner=csr))
+    write("fuzz_scep", "struct_type_number", scep_struct(PKCSREQ, 0, 0x08 | 0x10, 99, inner=csr))
+    write("fuzz_scep", "struct_attr_types", scep_struct(PKCSREQ, 0, 0x04 | 0x40 | 0x80, inner=csr))
+    write("fuzz_scep", "struct_txid_long", scep_struct(PKCSREQ, 0, txid=b"t" * 200, inner=csr))
+    write("fuzz_scep", "struct_txid_control", scep_struct(PKCSREQ, 0, txid=b"tx\x01\x7f", inner=csr))
+    write("fuzz_scep", "struct_missing", scep_struct(6, 0x08 | 0x20, inner=csr))
+
+
 if wanted("fuzz_store"):
     store_seeds()
 if wanted("fuzz_challenge"):
@@ -240,3 +283,5 @@ if wanted("fuzz_ocsp"):
     ocsp_seeds()
 if wanted("fuzz_pending"):
     pending_seeds()
+if wanted("fuzz_scep"):
+    scep_seeds()
