@@ -273,6 +273,39 @@ def scep_seeds():
     write("fuzz_scep", "struct_missing", scep_struct(6, 0x08 | 0x20, inner=csr))
 
 
+# ---- fuzz_ocsp, structured: b0 count|nonce|critical|odd length|extension, b1 responder|
+# requestorName|twice, then per CertID a flags byte (hash, issuer, negative, serial kind) and
+# the serial's bytes (see the harness); b0 must not be 0x30 (raw) ----
+def ocsp_struct_seeds():
+    SHA1, SHA256, SHA384, SHA512, MD5, SHA224 = range(6)
+    OTHER_CA, OTHER_KEY, CUT_NAME, NEG = 0x08, 0x10, 0x18, 0x20
+    KNOWN, ZERO, FULL = 0x40, 0x80, 0xC0
+    NONCE, CRIT, ODD, EXT = 0x10, 0x20, 0x40, 0x80
+
+    def seed(name, b0, b1, ids, tail=b""):
+        assert b0 != 0x30
+        write("fuzz_ocsp", "struct_" + name, bytes([b0, b1]) + b"".join(ids) + tail)
+
+    seed("good_sha1", 1, 0, [bytes([SHA1 | KNOWN, 0])])
+    seed("statuses", 3, 0, [bytes([SHA256 | KNOWN, i]) for i in range(3)])
+    seed("nonce_echo", 1 | NONCE, 0, [bytes([SHA384 | KNOWN, 1])], bytes(range(16)))
+    seed("nonce_not_echoed", 1 | NONCE, 1, [bytes([SHA512 | KNOWN, 2])], bytes(range(16)))
+    seed("nonce_odd_critical", 1 | NONCE | CRIT | ODD, 0, [bytes([SHA1 | FULL])], b"\x01" + bytes(40))
+    seed("other_ca", 2, 0, [bytes([SHA1 | KNOWN, 0]), bytes([SHA1 | OTHER_CA | KNOWN, 0])])
+    seed("other_key", 1, 0, [bytes([SHA256 | OTHER_KEY | KNOWN, 0])])
+    seed("cut_name", 1, 0, [bytes([SHA256 | CUT_NAME | KNOWN, 0])])
+    seed("md5", 1, 0, [bytes([MD5 | KNOWN, 0])])
+    seed("sha224", 1, 0, [bytes([SHA224 | KNOWN, 0])])
+    seed("nine", 9, 0, [bytes([SHA1 | KNOWN, i % 3]) for i in range(9)])
+    seed("none", 0, 0, [])
+    seed("full_and_zero", 2, 4, [bytes([SHA256 | FULL]), bytes([SHA256 | ZERO])])
+    seed("negative", 1, 4, [bytes([SHA1 | NEG | KNOWN, 0])])
+    seed("long_serial", 1, 0, [bytes([SHA1, 21]) + bytes(range(1, 22))])
+    seed("extension_name_twice", 1 | EXT, 6, [bytes([SHA1 | KNOWN, 1])])
+    seed("eight_mixed", 8, 0, [bytes([(SHA1, SHA256, SHA384, SHA512)[i % 4] | (KNOWN, FULL, ZERO, KNOWN)[i % 4], i % 3])
+                               for i in range(8)])
+
+
 if wanted("fuzz_store"):
     store_seeds()
 if wanted("fuzz_challenge"):
@@ -281,6 +314,7 @@ if wanted("fuzz_client"):
     client_seeds()
 if wanted("fuzz_ocsp"):
     ocsp_seeds()
+    ocsp_struct_seeds()
 if wanted("fuzz_pending"):
     pending_seeds()
 if wanted("fuzz_scep"):
