@@ -49,8 +49,9 @@ END {
     printf "host %s, %s CPUs shared by client and server; each enrollment = RA decrypt + CA sign + RA sign\n\n", host, ncpu
     hdr = sprintf("%-9s %-8s %7s %5s %10s %8s %8s %11s %9s %8s %7s", "server", "keys", "store", \
         "conc", "enroll/s", "p50 ms", "p99 ms", "CPU ms/enr", "%ceiling", "vs peer", "errors")
-    print hdr
-    gsub(/./, "-", hdr); print hdr
+    nclosed = 0
+    for (i = 1; i <= NR; i++) if (leg[i] == "closed") nclosed++
+    if (nclosed > 0) { print hdr; gsub(/./, "-", hdr); print hdr }
 
     # latency percentiles per server at one concurrency: 16 when measured, else the first
     ref = jget(row[1], "concurrency")

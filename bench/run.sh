@@ -19,7 +19,8 @@
 # Full: concurrency 1 4 16 64 256 per server, 10 s + 3 s each, the same open-loop and network
 #   HSM legs, then the store-size leg: scepd+SoftHSM at concurrency 16 on an empty store,
 #   then on 1,000,000 seeded certificates.
-# --open "": no open-loop leg; --nethsm-workers "": no network-HSM leg.
+# --open "": no open-loop leg; --nethsm-workers "": no network-HSM leg; --servers none: no
+#   server sweep (e.g. the network-HSM leg alone at another rated speed).
 # Environment: BUILD (build dir, default ./build), LOADGEN (default $BUILD/scep-loadgen),
 #   SCEPSERVER (default: scepserver on PATH).
 # Exit: 0 when every scepd run completed without errors (the peer's own failures are reported,
@@ -64,6 +65,7 @@ else
   CEIL_SECS=1 SUFFIX=""
 fi
 : "${SERVERS:=scepd-softhsm scepd-file micromdm}"
+[ "$SERVERS" != none ] || SERVERS=""    # --servers none: only the network-HSM leg
 STORE_CONC=16                       # concurrency of the store-size leg
 # Identical for every server. micromdm additionally gets --legacy (it replies in single DES).
 LG_COMMON=(--method post --cipher aes128 --md sha256 --key-type rsa:2048 --quiet)
@@ -294,7 +296,9 @@ mkdir -p "$OUT"
 base="$OUT/$(date +%F)-$(hostname -s)$SUFFIX"
 ncpu=$(nproc)
 "$SRC/bench/report.sh" "$ROWS" "$CEIL" "$base.json" "$T/plot" "$ncpu" | tee "$base.txt"
-if command -v gnuplot >/dev/null; then
+if [ ! -s "$T/plot/series" ]; then
+  log "no closed-loop series: no plot"
+elif command -v gnuplot >/dev/null; then
   term=png
   gnuplot -e 'set terminal' 2>/dev/null | grep -q pngcairo && term=pngcairo
   series=$(cat "$T/plot/series" 2>/dev/null || true)
