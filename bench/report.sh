@@ -5,6 +5,9 @@
 #   bench/report.sh ROWS.jsonl CEILING_JSON OUT.json PLOT_DIR NCPU
 # ROWS.jsonl: one loadgen --json object per line plus the bench's fields server, keys,
 #   store_certs, loadgen_exit. CEILING_JSON: the object printed by bench/ceiling.
+# Rows of the closed-loop sweep (leg "closed", or no leg) make the main table and the plot;
+# the open-loop rows (leg "open": pct_of_peak, peak_enrollments_per_s) and the network-HSM
+# rows (leg "nethsm": workers, op_latency_ms, rated_ops_per_s) get a table each.
 # Each output object gets ceiling_enrollments_per_s (SoftHSM ceiling for keys "softhsm", the
 # OpenSSL software ceiling otherwise), pct_of_ceiling, ratio_to_peer (against micromdm at the
 # same concurrency), host, date and cpus.
@@ -31,8 +34,12 @@ END {
     sw = num(jget(ceil, "sw_ceiling_enrollments_per_s"))
     hw = num(jget(ceil, "hsm_ceiling_enrollments_per_s"))
     # the peer at each concurrency
+    for (i = 1; i <= NR; i++) {
+        lg = jget(row[i], "leg")
+        leg[i] = lg == "" ? "closed" : lg
+    }
     for (i = 1; i <= NR; i++)
-        if (jget(row[i], "server") == "micromdm" && num(jget(row[i], "errors")) >= 0)
+        if (leg[i] == "closed" && jget(row[i], "server") == "micromdm" && num(jget(row[i], "errors")) >= 0)
             peer[jget(row[i], "concurrency")] = num(jget(row[i], "enrollments_per_s"))
 
     printf "crypto ceiling (%s threads, CA %s, RA %s): OpenSSL %.0f CA sign/s %.0f RA decrypt/s -> %.0f enrollments/s; SoftHSM %.0f CA sign/s %.0f RA decrypt/s -> %.0f enrollments/s\n", \
@@ -42,8 +49,9 @@ END {
     printf "host %s, %s CPUs shared by client and server; each enrollment = RA decrypt + CA sign + RA sign\n\n", host, ncpu
     hdr = sprintf("%-9s %-8s %7s %5s %10s %8s %8s %11s %9s %8s %7s", "server", "keys", "store", \
         "conc", "enroll/s", "p50 ms", "p99 ms", "CPU ms/enr", "%ceiling", "vs peer", "errors")
-    print hdr
-    gsub(/./, "-", hdr); print hdr
+    nclosed = 0
+    for (i = 1; i <= NR; i++) if (leg[i] == "closed") nclosed++
+    if (nclosed > 0) { print hdr; gsub(/./, "-", hdr); print hdr }
 
     # latency percentiles per server at one concurrency: 16 when measured, else the first
     ref = jget(row[1], "concurrency")
@@ -55,10 +63,11 @@ END {
         server = jget(r, "server"); keys = jget(r, "keys"); conc = jget(r, "concurrency")
         certs = num(jget(r, "store_certs")); eps = num(jget(r, "enrollments_per_s"))
         errs = num(jget(r, "errors"))
-        c = keys == "softhsm" ? hw : sw
+        c = (keys == "softhsm" || keys == "nethsm") ? hw : sw
         pct = (c > 0 && eps >= 0) ? 100 * eps / c : -1
         ratio = (conc in peer && peer[conc] > 0) ? eps / peer[conc] : -1
         store = certs >= 1000000 ? sprintf("%gM", certs / 1000000) : (certs >= 1000 ? sprintf("%gk", certs / 1000) : certs)
+        if (leg[i] == "closed")
         printf "%-9s %-8s %7s %5s %10s %8s %8s %11s %9s %8s %7s\n", server, keys, store, conc, \
             fmt(eps, "%.1f"), fmt(num(jget(r, "p50_ms")), "%.1f"), fmt(num(jget(r, "p99_ms")), "%.1f"), \
             fmt(num(jget(r, "server_cpu_ms_per_enrollment")), "%.2f"), fmt(pct, "%.1f%%"), \
@@ -69,7 +78,7 @@ END {
             r, c, keys == "softhsm" ? "softhsm" : "openssl", pct < 0 ? "null" : sprintf("%.1f", pct), \
             ratio < 0 ? "null" : sprintf("%.3f", ratio), host, date, ncpu, ceil, i < NR ? "," : "" > out
 
-        if (errs >= 0) {
+        if (errs >= 0 && leg[i] == "closed") {
             series = server "-" keys (certs > 0 ? "-" store "-certs" : "")
             # the empty-store point of the store leg repeats the sweep: plot the sweep only
             if (!(certs == 0 && (series, conc) in seen)) {
@@ -89,6 +98,45 @@ END {
         }
     }
     printf "]\n" > out
+    nopen = nnet = 0
+    for (i = 1; i <= NR; i++) {
+        if (leg[i] == "open") nopen++
+        if (leg[i] == "nethsm") nnet++
+    }
+    if (nopen > 0) {
+        printf "\nopen loop (requests due at a fixed rate of the peak above; latency from the due time)\n"
+        hdr = sprintf("%-9s %-8s %6s %9s %10s %8s %8s %9s %7s", "server", "keys", "%peak", \
+            "rate/s", "enroll/s", "p50 ms", "p99 ms", "p99.9 ms", "errors")
+        print hdr; gsub(/./, "-", hdr); print hdr
+        for (i = 1; i <= NR; i++) {
+            if (leg[i] != "open") continue
+            r = row[i]; errs = num(jget(r, "errors"))
+            printf "%-9s %-8s %5s%% %9s %10s %8s %8s %9s %7s\n", jget(r, "server"), jget(r, "keys"), \
+                jget(r, "pct_of_peak"), fmt(num(jget(r, "rate")), "%.1f"), \
+                fmt(num(jget(r, "enrollments_per_s")), "%.1f"), fmt(num(jget(r, "p50_ms")), "%.1f"), \
+                fmt(num(jget(r, "p99_ms")), "%.1f"), fmt(num(jget(r, "p999_ms")), "%.1f"), \
+                errs < 0 ? "FAILED" : errs
+        }
+    }
+    if (nnet > 0) {
+        r = ""
+        for (i = 1; i <= NR; i++) if (leg[i] == "nethsm") { r = row[i]; break }
+        rated = num(jget(r, "rated_ops_per_s"))
+        printf "\nemulated network HSM (SoftHSM behind tests/p11fault: %s ms per private-key operation, rated %s operations/s; 3 per enrollment)\n", \
+            jget(r, "op_latency_ms"), jget(r, "rated_ops_per_s")
+        hdr = sprintf("%-8s %5s %10s %9s %8s %8s %8s %7s", "workers", "conc", "enroll/s", "HSM op/s", \
+            "%rated", "p50 ms", "p99 ms", "errors")
+        print hdr; gsub(/./, "-", hdr); print hdr
+        for (i = 1; i <= NR; i++) {
+            if (leg[i] != "nethsm") continue
+            r = row[i]; eps = num(jget(r, "enrollments_per_s")); errs = num(jget(r, "errors"))
+            printf "%-8s %5s %10s %9s %8s %8s %8s %7s\n", jget(r, "workers"), jget(r, "concurrency"), \
+                fmt(eps, "%.1f"), fmt(eps < 0 ? -1 : 3 * eps, "%.0f"), \
+                fmt(eps < 0 || rated <= 0 ? -1 : 300 * eps / rated, "%.1f%%"), \
+                fmt(num(jget(r, "p50_ms")), "%.1f"), fmt(num(jget(r, "p99_ms")), "%.1f"), \
+                errs < 0 ? "FAILED" : errs
+        }
+    }
     for (i = 1; i <= NR; i++) {
         lbl = jget(row[i], "label")
         if (num(jget(row[i], "errors")) > 0 && match(row[i], /"errors_by_kind":\{[^}]*\}/))

@@ -8,10 +8,19 @@
 #
 #   bench/run.sh [--full] [--duration S] [--warmup S] [--concurrency "1 4 16"] [--seed N]
 #                [--servers "scepd-softhsm scepd-file micromdm"] [--out DIR] [--keep]
-# Quick (default): concurrency 16, 6 s + 2 s warm-up per server (about a minute in all: the
-#   loadgen's untimed calibration, prebuilding and reply checks take longer than the run).
-# Full: concurrency 1 4 16 64 256 per server, 10 s + 3 s each, then the store-size leg:
-#   scepd+SoftHSM at concurrency 16 on an empty store, then on 1,000,000 seeded certificates.
+#                [--open "50 90"] [--nethsm-workers "4 8 16 32 48"] [--nethsm-latency MS]
+#                [--nethsm-rate OPS]
+# Quick (default): concurrency 16, 6 s + 2 s warm-up per server; then, for each scepd
+#   server, an open loop (scep-loadgen --rate) at 50 % and 90 % of the peak it just reached;
+#   then the emulated network HSM: SoftHSM behind tests/p11fault with 5 ms per private-key
+#   operation and a rated 900 operations/s, crypto workers 4 8 16 32 48 (a few minutes in
+#   all: the loadgen's untimed calibration, prebuilding and reply checks take longer than
+#   each run).
+# Full: concurrency 1 4 16 64 256 per server, 10 s + 3 s each, the same open-loop and network
+#   HSM legs, then the store-size leg: scepd+SoftHSM at concurrency 16 on an empty store,
+#   then on 1,000,000 seeded certificates.
+# --open "": no open-loop leg; --nethsm-workers "": no network-HSM leg; --servers none: no
+#   server sweep (e.g. the network-HSM leg alone at another rated speed).
 # Environment: BUILD (build dir, default ./build), LOADGEN (default $BUILD/scep-loadgen),
 #   SCEPSERVER (default: scepserver on PATH).
 # Exit: 0 when every scepd run completed without errors (the peer's own failures are reported,
@@ -25,6 +34,8 @@ LOADGEN=${LOADGEN:-$BUILD/scep-loadgen}
 SCEPSERVER=${SCEPSERVER:-$(command -v scepserver || true)}
 
 FULL=0 DURATION="" WARMUP="" CONCS="" SEED="" SERVERS="" KEEP=0
+OPEN_PCTS="50 90" NH_WORKERS="4 8 16 32 48" NH_LAT_MS=5 NH_RATE=900
+OPEN_CONC=64                        # connections of the open loop (spares while slow)
 OUT=$SRC/bench/results
 usage() { sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -37,6 +48,10 @@ while [ $# -gt 0 ]; do
     --servers) SERVERS=${2:?}; shift ;;
     --out) OUT=${2:?}; shift ;;
     --keep) KEEP=1 ;;
+    --open) OPEN_PCTS=${2?}; shift ;;
+    --nethsm-workers) NH_WORKERS=${2?}; shift ;;
+    --nethsm-latency) NH_LAT_MS=${2:?}; shift ;;
+    --nethsm-rate) NH_RATE=${2:?}; shift ;;
     -h|--help) usage ;;
     *) echo "bench: unknown argument $1" >&2; usage ;;
   esac
@@ -50,6 +65,7 @@ else
   CEIL_SECS=1 SUFFIX=""
 fi
 : "${SERVERS:=scepd-softhsm scepd-file micromdm}"
+[ "$SERVERS" != none ] || SERVERS=""    # --servers none: only the network-HSM leg
 STORE_CONC=16                       # concurrency of the store-size leg
 # Identical for every server. micromdm additionally gets --legacy (it replies in single DES).
 LG_COMMON=(--method post --cipher aes128 --md sha256 --key-type rsa:2048 --quiet)
@@ -63,6 +79,10 @@ if [[ " $SERVERS " == *" micromdm "* ]] && [ -z "$SCEPSERVER" ]; then
   SERVERS=${SERVERS//micromdm/}
 fi
 command -v curl >/dev/null || { echo "bench: curl is needed" >&2; exit 2; }
+P11FAULT_SO=$BUILD/tests/p11fault/libp11fault.so
+if [ -n "$NH_WORKERS" ] && [ ! -f "$P11FAULT_SO" ]; then
+  echo "bench: $P11FAULT_SO missing: build first (make build)" >&2; exit 2
+fi
 
 T=$(mktemp -d /tmp/scepd-bench.XXXXXX)
 SERVER_PID="" LG_PID=""
@@ -150,11 +170,14 @@ ROWS=$T/rows.jsonl
 FAILED=0
 
 # measure SERVER KEYS CONC STORE_CERTS [extra loadgen args]: one loadgen run against $URL,
-# appended to $ROWS as the loadgen's JSON plus the bench's own fields.
+# appended to $ROWS as the loadgen's JSON plus the bench's own fields. MEASURE_LABEL (default
+# SERVER-KEYS-cCONC), MEASURE_LEG (closed, open, nethsm: which table of report.sh) and
+# MEASURE_FIELDS (',"k":v...' added to the row) describe the other legs.
 measure() {
   local server=$1 keys=$2 conc=$3 certs=$4; shift 4
-  local label="$server-$keys-c$conc" j="$T/lg-$server-$keys-c$conc-s$certs.json" rc=0
-  log "$label: $DURATION s at concurrency $conc (+$WARMUP s warm-up)"
+  local label=${MEASURE_LABEL:-$server-$keys-c$conc} rc=0
+  local j="$T/lg-$label-s$certs.json"
+  log "$label: $DURATION s at concurrency $conc${*:+ ($*)} (+$WARMUP s warm-up)"
   rm -f "$j"
   # in the background so that a signal interrupts `wait` at once and cleanup stops it
   timeout --kill-after=5 $((DURATION + WARMUP + 300)) "$LOADGEN" --url "$URL" \
@@ -177,9 +200,55 @@ measure() {
     fi
     tr -d '\n' <"$j" | sed 's/}[[:space:]]*$//' >"$j.tmp" && mv "$j.tmp" "$j"
   fi
-  printf ',"server":"%s","keys":"%s","store_certs":%s,"loadgen_exit":%s}\n' \
-    "$server" "$keys" "$certs" "$rc" >>"$j"
+  printf ',"server":"%s","keys":"%s","store_certs":%s,"loadgen_exit":%s,"leg":"%s"%s}\n' \
+    "$server" "$keys" "$certs" "$rc" "${MEASURE_LEG:-closed}" "${MEASURE_FIELDS:-}" >>"$j"
   tr -d '\n' <"$j" >>"$ROWS"; echo >>"$ROWS"
+}
+
+# peak SERVER KEYS: the best closed-loop enrollments/s of that server on the empty store.
+peak() {
+  grep -F "\"server\":\"$1\",\"keys\":\"$2\",\"store_certs\":0," "$ROWS" |
+    grep -F '"leg":"closed"' | grep -o '"enrollments_per_s":[0-9.]*' | cut -d: -f2 |
+    sort -g | tail -n 1
+}
+
+# open_loop SERVER KEYS: open-loop runs at OPEN_PCTS % of the peak just measured (latency
+# from the intended send time: a server that falls behind shows it as latency).
+open_loop() {
+  local p rate pk
+  pk=$(peak "$1" "$2")
+  [ -n "$pk" ] || { log "$1-$2: no closed-loop peak: no open loop"; return 0; }
+  for p in $OPEN_PCTS; do
+    rate=$(awk -v r="$pk" -v p="$p" 'BEGIN { printf "%.1f", r * p / 100 }')
+    MEASURE_LABEL="$1-$2-open$p" MEASURE_LEG=open \
+      MEASURE_FIELDS=",\"pct_of_peak\":$p,\"peak_enrollments_per_s\":$pk" \
+      measure "$1" "$2" "$OPEN_CONC" 0 --rate "$rate"
+  done
+}
+
+# nethsm: scepd with SoftHSM behind the fault-injecting module (tests/p11fault) made into a
+# network HSM: NH_LAT_MS per private-key operation, at most NH_RATE of them per second. A
+# closed loop at twice the workers (16 at least) for each crypto worker count of NH_WORKERS.
+nethsm() {
+  local w c real
+  init_scepd nethsm pkcs11
+  real=$(sed -n 's/^pkcs11_module = //p' "$T/nethsm/scepd.conf")
+  printf 'latency private %s\nrate %s\n' "$NH_LAT_MS" "$NH_RATE" >"$T/nethsm/p11fault.ctl"
+  sed -i "s|^pkcs11_module = .*|pkcs11_module = $P11FAULT_SO|" "$T/nethsm/scepd.conf"
+  for w in $NH_WORKERS; do
+    sed -i "s/^crypto_workers = .*/crypto_workers = $w/" "$T/nethsm/scepd.conf"
+    c=$((2 * w)); [ $c -ge 16 ] || c=16
+    export P11FAULT_MODULE=$real P11FAULT_CONTROL=$T/nethsm/p11fault.ctl
+    if start_scepd nethsm; then
+      MEASURE_LABEL="scepd-nethsm-w$w" MEASURE_LEG=nethsm \
+        MEASURE_FIELDS=",\"workers\":$w,\"op_latency_ms\":$NH_LAT_MS,\"rated_ops_per_s\":$NH_RATE" \
+        measure scepd nethsm "$c" 0
+    else
+      FAILED=1
+    fi
+    stop_server
+  done
+  unset P11FAULT_MODULE P11FAULT_CONTROL
 }
 
 # ---- 1. crypto ceiling: same key types and thread count as scepd's crypto workers ----
@@ -200,13 +269,17 @@ for s in $SERVERS; do
   esac
   if "${start[@]}"; then
     for c in $CONCS; do measure "$name" "$keys" "$c" 0 "${extra[@]}"; done
+    if [ "$name" = scepd ]; then open_loop "$name" "$keys"; fi
   else
     log "$s: not measured"; FAILED=1
   fi
   stop_server
 done
 
-# ---- 3. store size (full run): empty store against SEED certificates already stored ----
+# ---- 3. the emulated network HSM ----
+if [ -n "$NH_WORKERS" ]; then nethsm; fi
+
+# ---- 4. store size (full run): empty store against SEED certificates already stored ----
 if [ "$SEED" -gt 0 ]; then
   init_scepd store pkcs11
   if start_scepd store; then measure scepd softhsm $STORE_CONC 0; else FAILED=1; fi
@@ -218,12 +291,14 @@ if [ "$SEED" -gt 0 ]; then
   stop_server
 fi
 
-# ---- 4. table, results, plot ----
+# ---- 5. table, results, plot ----
 mkdir -p "$OUT"
 base="$OUT/$(date +%F)-$(hostname -s)$SUFFIX"
 ncpu=$(nproc)
 "$SRC/bench/report.sh" "$ROWS" "$CEIL" "$base.json" "$T/plot" "$ncpu" | tee "$base.txt"
-if command -v gnuplot >/dev/null; then
+if [ ! -s "$T/plot/series" ]; then
+  log "no closed-loop series: no plot"
+elif command -v gnuplot >/dev/null; then
   term=png
   gnuplot -e 'set terminal' 2>/dev/null | grep -q pngcairo && term=pngcairo
   series=$(cat "$T/plot/series" 2>/dev/null || true)

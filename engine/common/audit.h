@@ -48,7 +48,7 @@
     X(HTTP_REJECTED,    2001, "HTTP request rejected") \
     X(CHALLENGE_REJECTED, 2002, "one-time challenge refused (diag: wrong, expired, used, subject, san, profile)") \
     X(OVERLOADED,       2003, "requests refused with HTTP 503 and Retry-After before any crypto: the crypto workers' queue was full (count: refusals since the previous such event, at most one event per second)") \
-    X(REQUEST_DROPPED,  2004, "queued requests dropped before their next private-key operation (diag deadline: past request_timeout, answered 503; diag client_gone: the connection had closed; count as for 2003)") \
+    X(REQUEST_DROPPED,  2004, "queued requests dropped before their next private-key operation (diag deadline: past request_timeout, answered 503; diag client_gone: the connection had closed; diag reply_deadline: no reply by request_timeout + 0.5 s, a private-key call or commit stuck, answered 503 by the shard, the job may still finish; count as for 2003)") \
     X(ADMIN_AUTH_FAILED, 2005, "admin API requests with a missing or wrong bearer token from one address, one event per address and auth_fail_window, written when the window ends (count: tries in the window; diag rate_limited when some were refused with 429, else unauthorized)") \
     X(HSM_FAILURE,      3000, "CA unavailable: HSM operation failed (diag: the CKR name; with a txid and http_status 503: that request was answered 503; without a txid: a crypto worker lost its PKCS#11 session, login or token and is recovering)") \
     X(STORE_FAILURE,    3001, "store write failed, or (diag store_unavailable) a lookup the store did not answer (PostgreSQL reconnecting; detail: what was looked up): that request was answered HTTP 503 with Retry-After") \

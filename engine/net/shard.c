@@ -162,8 +162,14 @@ static void sweep(shard *s)
             if (now >= c->linger_until)
                 shard_conn_close(s, c);
             break;
+        case C_WAIT:
+            /* The app owes a reply; past the wait limit the client gets a 503 now and the
+             * reply is released unsent when it comes (deliver_one: no longer C_WAIT). */
+            if (s->wait_to_ms > 0 && now - c->wait_start >= (uint64_t)s->wait_to_ms)
+                shard_wait_expired(s, c);
+            break;
         default:
-            break;      /* C_WAIT: the app owes a reply; never timed out here */
+            break;
         }
     }
 }
@@ -290,12 +296,16 @@ int shard_create(const config *cfg, uint32_t index, shard_handler_fn fn, void *c
     s->rbuf_max = cfg->max_url + cfg->max_header + cfg->max_body + RBUF_SLACK;
     s->header_to_ms = cfg->header_timeout_ms;
     s->idle_to_ms = cfg->idle_timeout_ms;
+    s->wait_to_ms = cfg->request_timeout_ms > 0 ? cfg->request_timeout_ms + SHARD_WAIT_GRACE_MS
+                                                : 0;
     /* Ticks at a quarter of the shortest timeout: a timeout fires at most 25% late. */
     uint64_t shortest = TICK_MAX_MS * 4;
     if (s->header_to_ms > 0 && (uint64_t)s->header_to_ms < shortest)
         shortest = (uint64_t)s->header_to_ms;
     if (s->idle_to_ms > 0 && (uint64_t)s->idle_to_ms < shortest)
         shortest = (uint64_t)s->idle_to_ms;
+    if (s->wait_to_ms > 0 && (uint64_t)s->wait_to_ms < shortest)
+        shortest = (uint64_t)s->wait_to_ms;
     s->tick_ms = shortest / 4 < TICK_MIN_MS ? TICK_MIN_MS : shortest / 4;
     s->max = (uint32_t)cfg->max_conns;
     atomic_init(&s->nused, 0);
@@ -374,6 +384,11 @@ void shard_set_flush(shard *s, shard_flush_fn fn)
 void shard_set_reject(shard *s, shard_reject_fn fn)
 {
     s->on_reject = fn;
+}
+
+void shard_set_expire(shard *s, shard_expire_fn fn)
+{
+    s->on_expire = fn;
 }
 
 int shard_run(shard *s)

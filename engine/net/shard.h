@@ -12,7 +12,10 @@
  * Answers computed elsewhere (crypto workers, store writer) come back through
  * shard_deliver(): one lock and one eventfd write per list, drained by the shard in a batch.
  * A reply for a connection that has since closed (slot reused: generation differs) is
- * released without being sent.
+ * released without being sent. A deferred request waits at most request_timeout +
+ * SHARD_WAIT_GRACE_MS for its reply: past that the shard answers 503 with Retry-After itself
+ * and closes the connection (a private-key call that hangs must not hold a client forever),
+ * and the reply, when it comes, is released unsent.
  *
  * On a TLS listener the same connection machine runs over tls.h: the handshake first
  * (bounded by the header timeout), then records decrypted into the parser's buffer and
@@ -29,6 +32,12 @@
 #include "engine/net/tls.h"
 
 typedef struct shard shard;
+
+/* How long past request_timeout a deferred request waits before the shard answers it: the
+ * workers drop what is still queued at request_timeout and answer it themselves, so the
+ * shard's own 503 is for a reply that is stuck (a hung PKCS#11 call, a store that does not
+ * commit). Timeouts are checked on the shard's tick, so a 503 may come up to a tick later. */
+#define SHARD_WAIT_GRACE_MS 500
 
 /* What a listening socket speaks. */
 enum shard_listen_kind { SHARD_LISTEN_PLAIN = 0, SHARD_LISTEN_TLS = 1 };
@@ -104,10 +113,18 @@ int  shard_add_listener(shard *s, const char *host, uint16_t port, tls_ctx *tls,
  * plain-text 400) or 408 (no complete handshake within the header timeout). */
 typedef void (*shard_reject_fn)(void *ctx, int status, const char *reason, const char *peer);
 
+/* Called on the shard thread when a deferred request had no reply within the wait limit
+ * (request_timeout + SHARD_WAIT_GRACE_MS), just before the shard answers it 503 and closes,
+ * so the app can audit it. Returns the Retry-After seconds of that 503. ref and peer are the
+ * request's (peer valid during the call). Without the hook: Retry-After 1. */
+typedef unsigned (*shard_expire_fn)(void *ctx, conn_ref ref, const char *peer);
+
 /* Sets the end-of-batch hook (before shard_run; optional). */
 void shard_set_flush(shard *s, shard_flush_fn fn);
 /* Sets the reject hook (before shard_run; optional). */
 void shard_set_reject(shard *s, shard_reject_fn fn);
+/* Sets the expire hook (before shard_run; optional). */
+void shard_set_expire(shard *s, shard_expire_fn fn);
 /* Runs the loop on the calling thread until shard_stop(). Returns 0 or -errno. */
 int  shard_run(shard *s);
 /* Asks the loop to stop (any thread, async-signal-safe: one eventfd write). */

@@ -136,6 +136,7 @@ static void dispatch(shard *s, conn *c, const http_request *req, const uint8_t *
     int v = s->fn(s->ctx, req, body, c->body_len, ref, c->peer, &resp);
     if (v == APP_DEFER) {
         c->st = C_WAIT;
+        c->wait_start = s->now;
         return;
     }
     if (v != APP_RESPOND) {

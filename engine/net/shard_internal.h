@@ -64,6 +64,7 @@ typedef struct conn {
     uint64_t        req_start;           /* ms of the first byte of the request (of the
                                             connection while a TLS handshake runs), 0 if none */
     uint64_t        last_active;         /* ms of the last progress (idle, send stall) */
+    uint64_t        wait_start;          /* ms the request was handed to the app (C_WAIT) */
     uint64_t        linger_until;
     char            peer[64];
 } conn;
@@ -85,10 +86,12 @@ struct shard {
     shard_handler_fn  fn;
     shard_flush_fn    flush;
     shard_reject_fn   on_reject;
+    shard_expire_fn   on_expire;
     void             *ctx;
     http_limits       lim;
     size_t            rbuf_max;
     int               header_to_ms, idle_to_ms;
+    int               wait_to_ms;        /* C_WAIT limit: request_timeout + grace, 0: none */
     uint64_t          tick_ms;
 
     struct io_uring   ring;
@@ -169,6 +172,10 @@ void shard_on_recv(shard *s, conn *c, int res);
 void shard_start_response(shard *s, conn *c, const http_response *resp, shard_reply *reply);
 /* Answers a request the shard itself refuses (status 4xx/5xx) and closes afterwards. */
 void shard_send_error(shard *s, conn *c, int status);
+/* The app's reply to the request c waits for is past the wait limit: answers 503 with
+ * Retry-After (the expire hook audits it and says how long) and closes; the reply, when it
+ * comes, finds the connection no longer in C_WAIT and is released unsent. */
+void shard_wait_expired(shard *s, conn *c);
 /* A send completed with res (bytes or -errno). */
 void shard_on_send(shard *s, conn *c, int res);
 /* Everything of the response has been sent: release the reply, then the next request or

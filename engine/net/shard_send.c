@@ -133,6 +133,24 @@ void shard_send_error(shard *s, conn *c, int status)
     shard_start_response(s, c, &r, NULL);
 }
 
+void shard_wait_expired(shard *s, conn *c)
+{
+    static const char text[] = "no answer within the request deadline, retry later\n";
+    conn_ref ref = { .shard = s->index, .slot = slot_of(s, c), .gen = c->gen,
+                     .role = s->lst[c->listener].role };
+    unsigned after = s->on_expire != NULL ? s->on_expire(s->ctx, ref, c->peer) : 1;
+    char hdr[40];
+    snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", after);
+    /* close: the connection never waits again under this generation, so the late reply
+     * cannot be mistaken for the answer to a later request on it. */
+    http_response r = {
+        .status = 503, .content_type = "text/plain", .body = (const uint8_t *)text,
+        .body_len = sizeof(text) - 1, .extra_headers = hdr, .close = 1,
+    };
+    c->keep_alive = 0;
+    shard_start_response(s, c, &r, NULL);
+}
+
 void shard_begin_linger(shard *s, conn *c)
 {
     /* Closing with unread input would send RST and could destroy the error reply before the

@@ -448,7 +448,8 @@ static ASN1_INTEGER *random_serial(void)
 }
 
 /* Puts the CSR's SubjectPublicKeyInfo into the certificate as it was encoded (algorithm,
- * parameters and key bits copied), instead of X509_set_pubkey: that one re-encodes and
+ * parameters and key bits copied; -2 when that cannot be exact: parameters of a type no key
+ * has, a key bit string with unused bits), instead of X509_set_pubkey: that one re-encodes and
  * re-decodes the key through OpenSSL 3's encoder/decoder framework, whose lookups (global
  * read locks, name compares) cost more per enrollment than the rest of issue_build. */
 static int copy_spki(X509 *x, X509_REQ *csr)
@@ -471,8 +472,9 @@ static int copy_spki(X509 *x, X509_REQ *csr)
         param = OBJ_dup(pval);
     else if (ptype == V_ASN1_SEQUENCE)
         param = ASN1_STRING_dup(pval);
-    else
-        ptype = ptype == V_ASN1_NULL ? V_ASN1_NULL : V_ASN1_UNDEF;
+    else if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF)
+        return -2;      /* parameters no key type has (RFC 3279, 5480, 8410): they could not
+                           be copied as sent, and the certificate would name another SPKI */
     ASN1_OBJECT *obj = OBJ_dup(alg_obj);
     enc = OPENSSL_memdup(bits, (size_t)nbits);
     if (obj == NULL || enc == NULL || ((ptype == V_ASN1_OBJECT || ptype == V_ASN1_SEQUENCE) && param == NULL) ||
@@ -485,7 +487,14 @@ static int copy_spki(X509 *x, X509_REQ *csr)
         OPENSSL_free(enc);
         return -1;
     }
-    return 0;
+    /* What set0 cannot carry (a bit string's unused-bits count) must not silently change the
+     * key the certificate names: compare the two encodings (plain DER, no key decoding). */
+    unsigned char *want = NULL, *got = NULL;
+    int nw = i2d_X509_PUBKEY(src, &want), ng = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &got);
+    int same = nw > 0 && nw == ng && memcmp(want, got, (size_t)nw) == 0;
+    OPENSSL_free(want);
+    OPENSSL_free(got);
+    return same ? 0 : -2;
 }
 
 int issue_build_profile(const issuer *is, X509_REQ *csr, const profile *prof,
@@ -528,9 +537,12 @@ int issue_build_profile(const issuer *is, X509_REQ *csr, const profile *prof,
         !X509_set_issuer_name(x, is->ca->ca_name) ||
         !X509_set_subject_name(x, subject != NULL ? subject : X509_REQ_get_subject_name(csr)) ||
         X509_time_adj_ex(X509_getm_notBefore(x), 0, -(long)is->backdate_s, &now) == NULL ||
-        ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after) == NULL ||
-        copy_spki(x, csr) != 0)
+        ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after) == NULL)
         goto out;
+    if ((pr = copy_spki(x, csr)) != 0) {
+        rc = pr == -2 ? REJ_KEY_TYPE : REJ_INTERNAL;
+        goto out;
+    }
     pr = profile_add_extensions(prof, x, is->ca->ca_cert, pub, san);
     if (pr != PROFILE_OK) {
         rc = issue_profile_reject(pr);

@@ -106,7 +106,8 @@ int issue_check_csr(const issuer *is, const uint8_t *der, size_t len, int need_c
  * subject issued (subject, else the request's).
  * Returns REJ_NONE and *out, or REJ_CA_EXPIRED, REJ_BEYOND_CA, REJ_VALIDITY_REQUEST,
  * REJ_UPN_REQUIRED, REJ_SAN_TYPE, REJ_EMPTY_SUBJECT, REJ_SUBJECT_LENGTH, REJ_SUBJECT_CHARS,
- * REJ_INTERNAL.
+ * REJ_KEY_TYPE (a SubjectPublicKeyInfo that cannot be copied as encoded: algorithm
+ * parameters of a type no key has, a key bit string with unused bits), REJ_INTERNAL.
  * The certificate's SubjectPublicKeyInfo is the request's, copied as encoded: *out is meant to
  * be encoded (i2d_X509, CMS), and X509_get0_pubkey(*out) returns NULL because the key was
  * never decoded (doing so, or X509_set_pubkey, costs a third of an enrollment's CPU in OpenSSL

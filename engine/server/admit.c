@@ -11,6 +11,7 @@ static const struct {
     [ADMIT_REFUSED]  = {AUDIT_OVERLOADED, "queue_full", 503},
     [ADMIT_DEADLINE] = {AUDIT_REQUEST_DROPPED, "deadline", 503},
     [ADMIT_GONE]     = {AUDIT_REQUEST_DROPPED, "client_gone", 0},
+    [ADMIT_EXPIRED]  = {AUDIT_REQUEST_DROPPED, "reply_deadline", 503},
 };
 
 static long long mono_s(void)

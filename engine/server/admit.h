@@ -30,7 +30,9 @@
 enum admit_class { ADMIT_WORK = 0, ADMIT_HEALTH = 1 };
 
 /* What admit_note counts: each is one audit event and diag. */
-enum admit_note { ADMIT_REFUSED = 0, ADMIT_DEADLINE = 1, ADMIT_GONE = 2, ADMIT_NNOTES };
+enum admit_note { ADMIT_REFUSED = 0, ADMIT_DEADLINE = 1, ADMIT_GONE = 2,
+                  ADMIT_EXPIRED = 3,  /* the shard answered a reply stuck past the deadline */
+                  ADMIT_NNOTES };
 
 typedef struct admit_rate {
     atomic_ullong pending;        /* not yet in an event */

@@ -336,6 +336,7 @@ static int make_shards(app *a, char *err, size_t errlen)
         }
         shard_set_flush(a->shards[i], route_flush);
         shard_set_reject(a->shards[i], route_http_reject);
+        shard_set_expire(a->shards[i], worker_expired);
         if (i == 0)
             scfg.listen_port = shard_port(a->shards[0]);
     }

@@ -130,6 +130,9 @@ void *worker_main(void *arg);
  * 0 for jobs that must finish (a consumed one-time challenge). enroll_ctx.cancelled; arg is
  * the app. */
 int   worker_cancelled(void *arg, job *j);
+/* shard_expire_fn (shard thread, ctx: the app): a reply stuck past request_timeout + grace;
+ * counts and audits it (REQUEST_DROPPED, reply_deadline), returns the Retry-After seconds. */
+unsigned worker_expired(void *ctx, conn_ref ref, const char *peer);
 /* CLOCK_MONOTONIC in ms: job deadlines. */
 uint64_t app_now_ms(void);
 

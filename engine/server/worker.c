@@ -95,6 +95,20 @@ int worker_cancelled(void *arg, job *j)
     return 0;
 }
 
+/* shard_expire_fn, on a shard thread: a deferred request had no answer by request_timeout +
+ * SHARD_WAIT_GRACE_MS (a worker inside a PKCS#11 call that hangs, a commit that does not
+ * end); the shard answers it 503 and closes. The job itself stays where it is (a PKCS#11
+ * call cannot be cancelled): it is dropped at its next phase boundary once the connection
+ * has closed, or, past its last private-key operation, commits and its reply is released
+ * unsent; a retry of the transaction then gets the certificate as a replay. */
+unsigned worker_expired(void *ctx, conn_ref ref, const char *peer)
+{
+    app *a = ctx;
+    (void)ref;
+    admit_note(&a->admit, a->audit, ADMIT_EXPIRED, peer);
+    return admit_retry_after(&a->admit);
+}
+
 /* Sends each job's reply to its shard: one shard_deliver per shard per call. */
 void worker_deliver(app *a, job *list)
 {

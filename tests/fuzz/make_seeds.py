@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of fuzz_store, fuzz_challenge, fuzz_client and the OCSP requests of
-fuzz_ocsp (tests/fuzz/corpus/).
+"""Writes the seed corpora of fuzz_store, fuzz_challenge, fuzz_client, the OCSP requests of
+fuzz_ocsp, and the structured inputs of fuzz_pending, fuzz_scep and fuzz_ocsp
+(tests/fuzz/corpus/).
 
 The seeds are small hand-built records in the layouts of docs/store.md and
 engine/policy/challenge.c, HTTP answers as scepd sends them, and certificates made with the
 openssl command line. Run it again only to regenerate; the files are committed, and ctest
 replays them. Findings (crash reproducers) are added to the corpora by hand, not here.
 
-usage: tests/fuzz/make_seeds.py [CORPUS_DIR]   (default: the corpus folder beside this file)
+usage: tests/fuzz/make_seeds.py [CORPUS_DIR] [--only TARGET,...]
+       (default: the corpus folder beside this file, every target; --only rewrites just those
+       targets' seeds, since certificates and keys are made afresh each time)
 """
 import os
 import struct
@@ -15,7 +18,19 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ARGS = sys.argv[1:]
+ONLY = None
+if "--only" in ARGS:
+    i = ARGS.index("--only")
+    ONLY = set(ARGS[i + 1].split(","))
+    del ARGS[i:i + 2]
+ROOT = ARGS[0] if ARGS else os.path.join(HERE, "corpus")
+CSR_DIR = os.path.join(HERE, "corpus", "fuzz_csr")
+
+
+def wanted(target):
+    return ONLY is None or target in ONLY
 
 
 def write(target, name, data):
@@ -194,7 +209,113 @@ def ocsp_seeds():
             write("fuzz_ocsp", name, open(out, "rb").read())
 
 
-store_seeds()
-challenge_seeds()
-client_seeds()
-ocsp_seeds()
+# ---- fuzz_pending, structured: flags | created | [decided_at] | key_hash | [serial] | pick |
+# [profile text] | subject | peer | [decided_by] | csr (see the harness); the CSRs are
+# fuzz_csr's seeds ----
+def pstr(b):
+    return bytes([len(b)]) + b
+
+
+def pending_seeds():
+    csrs = sorted(os.listdir(CSR_DIR))
+    for i, name in enumerate(csrs):
+        csr = open(os.path.join(CSR_DIR, name), "rb").read()
+        pick = i % 4                       # the harness's four manual-approval profiles
+        rec = (bytes([0x00]) + struct.pack(">q", 1700000000 + i) + bytes(range(32)) + bytes([pick])
+               + pstr(b"CN=dev") + pstr(b"192.0.2.%d:40000" % i) + csr)
+        write("fuzz_pending", "struct_%s" % name, rec)
+    decided = (bytes([0x1d]) + struct.pack(">qq", 1700000000, 1700000600) + bytes(32)
+               + bytes(range(16)) + bytes([200]) + pstr(b"gone_profile") + pstr(b"CN=x")
+               + pstr(b"-") + pstr(b"scepctl root@host") + b"\x30\x00")
+    write("fuzz_pending", "struct_decided", decided)
+
+
+# ---- fuzz_scep, structured: b0 type|allow|resign|cipher, b1 digest|nonce|txid|type|rsa,
+# b2 cert|corrupt|utf8|typenum|extra|detached|typeint|noncestr, b3 type number, b4 txid
+# length, txid, 16-byte nonce, inner content (see the harness); b0 must not be 0x30 (raw) ----
+def scep_struct(b0, b1=0, b2=0, b3=0, txid=b"fuzz-tx-0001", inner=b"", nonce=bytes(range(16))):
+    assert b0 != 0x30
+    return bytes([b0, b1, b2, b3, len(txid)]) + txid + nonce + inner
+
+
+def scep_seeds():
+    PKCSREQ, RENEWAL, POLL, GETCERT, GETCRL = 0, 1, 2, 3, 4
+    ALLOW, RESIGN = 0x08, 0x10
+    AES128, AES256, DES3, DES, CAMELLIA, GCM, RAW = 0, 2 << 5, 3 << 5, 4 << 5, 5 << 5, 6 << 5, 7 << 5
+    RSA = 0x80
+    csrs = sorted(os.listdir(CSR_DIR))
+    for i, name in enumerate(csrs):
+        csr = open(os.path.join(CSR_DIR, name), "rb").read()
+        write("fuzz_scep", "struct_pkcsreq_%s" % name,
+              scep_struct(PKCSREQ | RESIGN | (AES128, AES256, DES3)[i % 3], RSA if i % 2 else 0,
+                          txid=b"tx-%s" % name.encode(), inner=csr))
+    csr = open(os.path.join(CSR_DIR, csrs[0]), "rb").read()
+    write("fuzz_scep", "struct_renewal_des3", scep_struct(RENEWAL | RESIGN | DES3, 1, inner=csr))
+    write("fuzz_scep", "struct_pkcsreq_des_allowed", scep_struct(PKCSREQ | ALLOW | RESIGN | DES, 3, inner=csr))
+    write("fuzz_scep", "struct_pkcsreq_not_resigned", scep_struct(PKCSREQ | AES256, RSA, inner=csr))
+    ias = tlv(0x30, name_der(("CN", "Fuzz CA")) + tlv(0x02, b"\x40" + bytes(15)))
+    ias_subject = tlv(0x30, name_der(("CN", "Fuzz CA")) + name_der(("CN", "dev")))
+    write("fuzz_scep", "struct_getcert", scep_struct(GETCERT, RSA, inner=ias))
+    write("fuzz_scep", "struct_getcrl", scep_struct(GETCRL | AES256, 2, inner=ias))
+    write("fuzz_scep", "struct_certpoll", scep_struct(POLL | DES3, 0, inner=ias_subject))
+    write("fuzz_scep", "struct_camellia", scep_struct(PKCSREQ | CAMELLIA, inner=csr))
+    write("fuzz_scep", "struct_gcm", scep_struct(PKCSREQ | GCM, inner=csr))
+    write("fuzz_scep", "struct_raw_content", scep_struct(GETCERT | RAW, inner=ias))
+    write("fuzz_scep", "struct_sha1_refused", scep_struct(PKCSREQ, 3, inner=csr))
+    write("fuzz_scep", "struct_sha224", scep_struct(PKCSREQ, 4, inner=csr))
+    write("fuzz_scep", "struct_corrupt", scep_struct(PKCSREQ, RSA, 0x02, inner=csr))
+    write("fuzz_scep", "struct_no_cert", scep_struct(PKCSREQ, 0, 0x01, inner=csr))
+    write("fuzz_scep", "struct_detached", scep_struct(PKCSREQ, 0, 0x20, inner=csr))
+    write("fuzz_scep", "struct_type_number", scep_struct(PKCSREQ, 0, 0x08 | 0x10, 99, inner=csr))
+    write("fuzz_scep", "struct_attr_types", scep_struct(PKCSREQ, 0, 0x04 | 0x40 | 0x80, inner=csr))
+    write("fuzz_scep", "struct_txid_long", scep_struct(PKCSREQ, 0, txid=b"t" * 200, inner=csr))
+    write("fuzz_scep", "struct_txid_control", scep_struct(PKCSREQ, 0, txid=b"tx\x01\x7f", inner=csr))
+    write("fuzz_scep", "struct_missing", scep_struct(6, 0x08 | 0x20, inner=csr))
+
+
+# ---- fuzz_ocsp, structured: b0 count|nonce|critical|odd length|extension, b1 responder|
+# requestorName|twice, then per CertID a flags byte (hash, issuer, negative, serial kind) and
+# the serial's bytes (see the harness); b0 must not be 0x30 (raw) ----
+def ocsp_struct_seeds():
+    SHA1, SHA256, SHA384, SHA512, MD5, SHA224 = range(6)
+    OTHER_CA, OTHER_KEY, CUT_NAME, NEG = 0x08, 0x10, 0x18, 0x20
+    KNOWN, ZERO, FULL = 0x40, 0x80, 0xC0
+    NONCE, CRIT, ODD, EXT = 0x10, 0x20, 0x40, 0x80
+
+    def seed(name, b0, b1, ids, tail=b""):
+        assert b0 != 0x30
+        write("fuzz_ocsp", "struct_" + name, bytes([b0, b1]) + b"".join(ids) + tail)
+
+    seed("good_sha1", 1, 0, [bytes([SHA1 | KNOWN, 0])])
+    seed("statuses", 3, 0, [bytes([SHA256 | KNOWN, i]) for i in range(3)])
+    seed("nonce_echo", 1 | NONCE, 0, [bytes([SHA384 | KNOWN, 1])], bytes(range(16)))
+    seed("nonce_not_echoed", 1 | NONCE, 1, [bytes([SHA512 | KNOWN, 2])], bytes(range(16)))
+    seed("nonce_odd_critical", 1 | NONCE | CRIT | ODD, 0, [bytes([SHA1 | FULL])], b"\x01" + bytes(40))
+    seed("other_ca", 2, 0, [bytes([SHA1 | KNOWN, 0]), bytes([SHA1 | OTHER_CA | KNOWN, 0])])
+    seed("other_key", 1, 0, [bytes([SHA256 | OTHER_KEY | KNOWN, 0])])
+    seed("cut_name", 1, 0, [bytes([SHA256 | CUT_NAME | KNOWN, 0])])
+    seed("md5", 1, 0, [bytes([MD5 | KNOWN, 0])])
+    seed("sha224", 1, 0, [bytes([SHA224 | KNOWN, 0])])
+    seed("nine", 9, 0, [bytes([SHA1 | KNOWN, i % 3]) for i in range(9)])
+    seed("none", 0, 0, [])
+    seed("full_and_zero", 2, 4, [bytes([SHA256 | FULL]), bytes([SHA256 | ZERO])])
+    seed("negative", 1, 4, [bytes([SHA1 | NEG | KNOWN, 0])])
+    seed("long_serial", 1, 0, [bytes([SHA1, 21]) + bytes(range(1, 22))])
+    seed("extension_name_twice", 1 | EXT, 6, [bytes([SHA1 | KNOWN, 1])])
+    seed("eight_mixed", 8, 0, [bytes([(SHA1, SHA256, SHA384, SHA512)[i % 4] | (KNOWN, FULL, ZERO, KNOWN)[i % 4], i % 3])
+                               for i in range(8)])
+
+
+if wanted("fuzz_store"):
+    store_seeds()
+if wanted("fuzz_challenge"):
+    challenge_seeds()
+if wanted("fuzz_client"):
+    client_seeds()
+if wanted("fuzz_ocsp"):
+    ocsp_seeds()
+    ocsp_struct_seeds()
+if wanted("fuzz_pending"):
+    pending_seeds()
+if wanted("fuzz_scep"):
+    scep_seeds()

@@ -18,10 +18,13 @@
 #      on the CA's C_Sign, after the decryption completed, it is not (503: a request is never
 #      run again once one of its private-key operations completed) and the same transaction
 #      enrolls afterwards;
-#  (e) a hung HSM (p11fault latency: each C_Sign takes 3 s, request_timeout 2 s): while both
-#      workers are inside C_Sign the shards keep answering GetCACaps; of three PKIOperations
-#      sent together the two on the workers get their CertRep, the one queued behind them is
-#      answered 503 with Retry-After once a worker takes it past its deadline.
+#  (e) a hung HSM (p11fault `hang C_Sign`, request_timeout 2 s): while both workers are inside
+#      C_Sign the shards keep answering GetCACaps; three PKIOperations sent together (two on
+#      the workers, one queued) are each answered 503 with Retry-After by their shard past
+#      request_timeout + grace, audited REQUEST_DROPPED (reply_deadline), while the HSM still
+#      hangs; once it answers, the two on the workers commit (their replies are released
+#      unsent) and a retry of each transaction gets its certificate as a replay, the third is
+#      issued afresh.
 # Every wait is a bounded loop; nothing asserts a time.
 . "$(dirname "$0")/lib.sh"
 . "$SRC/tests/p11fault/p11fault.sh"
@@ -182,29 +185,65 @@ enroll late --cn late
 check "not retried: then SUCCESS" succeeded late
 
 # --- (e) a hung HSM: workers blocked inside C_Sign, shards still answering ---
-for n in hang1 hang2 hang3; do enroll_emit "$n" --challenge "$CHALLENGE_VALUE" --cn "$n"; done
-p11fault_set "latency C_Sign 3000"
+# p11fault's `hang C_Sign` blocks every C_Sign until the test lifts it. The shards answer each
+# waiting request 503 with Retry-After once request_timeout (2 s) + the grace have passed;
+# curl's --max-time (2 s + 20 s of margin for a loaded machine) is a bound for a broken
+# server, far shorter than the hang, which lasts until lifted below.
+for n in hang1 hang2 hang3; do enroll_emit "$n" --challenge "$CHALLENGE_VALUE" --cn "$n"; eval "tx_$n=\$TXID"; done
+am=$(audit_mark)
 m=$(p11fault_mark)
+p11fault_set "hang C_Sign"
 pids=""
 for n in hang1 hang2 hang3; do
-  ( curl -s -D "$n.hdr" -o "$n.body" -w '%{http_code} %{content_type}' --max-time 60 \
+  ( curl -s -D "$n.hdr" -o "$n.body" -w '%{http_code} %{content_type}' --max-time 22 \
       -H 'Content-Type: application/x-pki-message' --data-binary @"$n.msg" \
       "$URL?operation=PKIOperation" > "$n.code" ) &
   pids="$pids $!"
 done
 # Once both workers are inside a C_Sign (bounded wait on the call log)...
-for _ in $(seq 1 100); do [ "$(p11fault_count "$m" 'C_Decrypt CKR_OK real')" -ge 2 ] && break; sleep 0.05; done
-code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$URL?operation=GetCACaps" || true)
+for _ in $(seq 1 200); do [ "$(p11fault_count "$m" 'C_Sign hang')" -ge 2 ] && break; sleep 0.05; done
+check "hung HSM: both workers blocked in C_Sign" ge "$(p11fault_count "$m" 'C_Sign hang')" 2
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$URL?operation=GetCACaps" || true)
 check "hung HSM: GetCACaps answered while both workers wait in C_Sign" is "$code" 200
 for p in $pids; do wait "$p" || true; done
-p11fault_set
 got=$(for n in hang1 hang2 hang3; do cat "$n.code"; echo; done | sort | tr '\n' ',')
-check "hung HSM: two CertReps and one 503 for the request queued past its deadline" \
-  is "$got" "200 application/x-pki-message,200 application/x-pki-message,503 text/plain,"
-f503=$(grep -l '^503' hang1.code hang2.code hang3.code | head -n1 || true)
-check "hung HSM: the 503 has Retry-After" \
-  eval '[ -n "$f503" ] && grep -qi "^Retry-After: [0-9]" "${f503%.code}.hdr"'
-check "hung HSM: the dropped request audited (REQUEST_DROPPED, deadline)" \
-  test -n "$(grep -F '"event":2004,' "$STATE/audit.log" | grep -F '"diag":"deadline"')"
+check "hung HSM: all three answered 503 within request_timeout + margin (two were on the hung workers)" \
+  is "$got" "503 text/plain,503 text/plain,503 text/plain,"
+check "hung HSM: answered while the HSM still hung (no C_Sign completed)" \
+  is "$(p11fault_count "$m" 'C_Sign CKR_OK real')" 0
+check "hung HSM: every 503 has Retry-After" \
+  is "$(grep -li '^Retry-After: [0-9]' hang1.hdr hang2.hdr hang3.hdr | wc -l)" 3
+# dropped_count MARK DIAG: the sum of the counts of REQUEST_DROPPED events with DIAG.
+dropped_count() {
+  since "$1" | grep -F '"event":2004,' | grep -F "\"diag\":\"$2\"" |
+    sed -n 's/.*"count":\([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }'
+}
+# The first is audited at once, the rest within a second or two (bounded wait).
+for _ in $(seq 1 200); do [ "$(dropped_count "$am" reply_deadline)" -ge 3 ] && break; sleep 0.05; done
+check "hung HSM: the three audited REQUEST_DROPPED, diag reply_deadline (count 3)" \
+  is "$(dropped_count "$am" reply_deadline)" 3
+check "hung HSM: the reply_deadline events carry http_status 503" \
+  test -z "$(since "$am" | grep -F '"diag":"reply_deadline"' | grep -vF '"http_status":503')"
+p11fault_set
+# The two jobs on the workers go on once the HSM answers: past their last phase boundary,
+# they sign and commit; their replies find the connections gone and are released unsent.
+issued_hang() { for n in hang1 hang2 hang3; do eval "t=\$tx_$n"; since "$am" | grep -F "\"txid\":\"$t\"" | grep -qF '"event":1000,' && echo "$n"; done; true; }
+for _ in $(seq 1 400); do [ "$(issued_hang | wc -l)" -ge 2 ] && break; sleep 0.05; done
+committed=$(issued_hang | tr '\n' ' ')
+check "hung HSM lifted: the two jobs that were on the workers committed their certificates" \
+  is "$(issued_hang | wc -l)" 2
+am2=$(audit_mark)
+for n in hang1 hang2 hang3; do
+  enroll "$n" --cn "$n"
+  check "hung HSM: retry of $n (same transaction) SUCCESS" succeeded "$n"
+  check "hung HSM: retry of $n verifies" verifies "$n"
+  eval "t=\$tx_$n"
+  case " $committed " in
+    *" $n "*) check "hung HSM: $n was committed while its client had its 503: the retry is a replay (REPLAYED)" \
+                test -n "$(since "$am2" | grep -F "\"txid\":\"$t\"" | grep -F '"event":1002,')" ;;
+    *) check "hung HSM: $n was dropped unsigned: the retry issues it (ISSUED)" \
+                test -n "$(since "$am2" | grep -F "\"txid\":\"$t\"" | grep -F '"event":1000,')" ;;
+  esac
+done
 check "hung HSM: afterwards an enrollment SUCCESS" enroll_until aftere 10
 finish

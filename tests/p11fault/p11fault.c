@@ -251,6 +251,8 @@ static struct {
     int nlat;
     fail_rule fail[MAX_RULES];
     int nfail;
+    int hang[MAX_RULES];             /* targets whose calls block (hang TARGET) */
+    int nhang;
     double rate, burst, tokens;
     struct timespec last;
     sess_entry *sess;
@@ -425,6 +427,14 @@ static int parse_line(char *line, int *invalidate, const char **why)
             *why = "too many latency lines";
         else
             g.lat[g.nlat++] = r;
+    } else if (strcmp(w[0], "hang") == 0) {
+        int t;
+        if (n != 2 || parse_target(w[1], &t) != 0)
+            *why = "expected: hang TARGET";
+        else if (g.nhang == MAX_RULES)
+            *why = "too many hang lines";
+        else
+            g.hang[g.nhang++] = t;
     } else if (strcmp(w[0], "rate") == 0) {
         long ops, burst = 1;
         if (n < 2 || n > 3 || parse_long(w[1], 0, &ops) != 0 ||
@@ -478,7 +488,7 @@ static void reload(void)
         if (!g.loaded || g.present) {
             g.loaded = 1;
             g.present = 0;
-            g.nlat = g.nfail = 0;
+            g.nlat = g.nfail = g.nhang = 0;
             g.rate = 0;
             log_line("%lu reload 0", atomic_fetch_add(&seq, 1) + 1);
         }
@@ -489,7 +499,7 @@ static void reload(void)
         return;
     }
     double old_rate = g.rate, old_burst = g.burst;
-    g.nlat = g.nfail = 0;
+    g.nlat = g.nfail = g.nhang = 0;
     g.rate = 0;
     g.burst = 1;
     while (fgets(line, sizeof(line), f) != NULL) {
@@ -561,6 +571,15 @@ static double rate_wait_s(void)
     return g.tokens >= 0 ? 0 : -g.tokens / g.rate;
 }
 
+/* 1 when a hang line covers fn. Under g.mu. */
+static int hangs(int fn)
+{
+    for (int i = 0; i < g.nhang; i++)
+        if (target_match(g.hang[i], fn))
+            return 1;
+    return 0;
+}
+
 static void sleep_s(double s)
 {
     if (s <= 0)
@@ -581,6 +600,17 @@ static enum outcome gate(int fn, int has_sess, CK_SESSION_HANDLE s, CK_RV *rv)
 
     pthread_mutex_lock(&g.mu);
     refresh(have, &st);
+    if (hangs(fn)) {
+        /* A hung HSM: wait (lock released) until a new file lifts the hang. */
+        log_line("%lu %s hang", atomic_fetch_add(&seq, 1) + 1, fn_names[fn]);
+        do {
+            pthread_mutex_unlock(&g.mu);
+            sleep_s(0.02);
+            have = g.ctl_path != NULL && stat(g.ctl_path, &st) == 0;
+            pthread_mutex_lock(&g.mu);
+            refresh(have, &st);
+        } while (hangs(fn));
+    }
     sess_entry *e = has_sess && g.ndead > 0 ? sess_find(s) : NULL;
     if (e != NULL && e->dead) {
         o = DEAD;

@@ -17,6 +17,11 @@
  *   latency TARGET MS        sleep MS milliseconds before each call of TARGET (a network round
  *                            trip). When several lines match, the most specific one counts
  *                            (a function name, then `private`, then `*`).
+ *   hang TARGET              each call of TARGET blocks before it reaches the real module until
+ *                            a version of the file without a `hang` line for it is loaded
+ *                            (polled every 20 ms): a network HSM that stops answering. The
+ *                            call then goes on (latency, rate, forwarding) as the new file says.
+ *                            Logged once per call, when it starts waiting: `SEQ FN hang`.
  *   rate OPS [BURST]         at most OPS private-key operations per second across the process
  *                            (a token bucket holding BURST tokens, default 1; callers beyond it
  *                            wait their turn, in order). `rate 0` = no cap.

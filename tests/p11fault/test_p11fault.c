@@ -1,7 +1,7 @@
 /* test_p11fault: the fault module's controls against a real SoftHSM token, through the module's
  * own function list (argv[1] is libp11fault.so). Digests and random numbers need no key, so a
  * fresh empty token is enough. No timing is asserted: latency and rate are exercised only by
- * the benchmarks. */
+ * the benchmarks (a hang is released by the test, not by a clock). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +10,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +220,43 @@ static void test_invalidate_logout(void **st)
     control("");
 }
 
+struct hung {
+    CK_SESSION_HANDLE s;
+    CK_RV rv;
+    atomic_int done;
+};
+
+static void *hung_call(void *arg)
+{
+    struct hung *h = arg;
+    CK_BYTE r[4];
+    h->rv = f->C_GenerateRandom(h->s, r, sizeof(r));
+    atomic_store(&h->done, 1);
+    return NULL;
+}
+
+/* A hung call blocks until a file without the hang is loaded, then completes for real; other
+ * functions are not held meanwhile. */
+static void test_hang(void **st)
+{
+    struct hung h = { open_session(), CKR_GENERAL_ERROR, 0 };
+    pthread_t t;
+    control("hang C_GenerateRandom\n");
+    assert_int_equal(pthread_create(&t, NULL, hung_call, &h), 0);
+    for (int i = 0; i < 1000 && log_has(" C_GenerateRandom hang") == 0; i++)
+        usleep(10000);
+    assert_int_equal(log_has(" C_GenerateRandom hang"), 1);
+    CK_SESSION_HANDLE s2 = open_session();
+    assert_int_equal(state_of(s2), CKS_RW_USER_FUNCTIONS);
+    assert_int_equal(atomic_load(&h.done), 0);
+    control("");
+    pthread_join(t, NULL);
+    assert_int_equal(h.rv, CKR_OK);
+    assert_true(log_has(" C_GenerateRandom CKR_OK real s=") >= 1);
+    assert_int_equal(f->C_CloseSession(s2), CKR_OK);
+    assert_int_equal(f->C_CloseSession(h.s), CKR_OK);
+}
+
 /* A bad line is reported and skipped; the good lines of the same file apply. */
 static void test_bad_line(void **st)
 {
@@ -246,6 +284,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fail_count_concurrent),
         cmocka_unit_test(test_invalidate),
         cmocka_unit_test(test_invalidate_logout),
+        cmocka_unit_test(test_hang),
         cmocka_unit_test(test_bad_line),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

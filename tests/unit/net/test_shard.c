@@ -36,6 +36,7 @@ typedef struct srv {
     atomic_int      loops;         /* shard loop iterations (the flush hook runs once each) */
     atomic_int      rejects;       /* requests the shard refused itself (reject hook) */
     atomic_int      last_reject;   /* status of the last one */
+    atomic_int      expired;       /* deferred requests past the wait limit (expire hook) */
     conn_ref        ref;           /* of the last deferred request */
     pthread_mutex_t mu;
     char            peer[64];
@@ -129,6 +130,15 @@ static void on_reject(void *ctx, int status, const char *reason, const char *pee
     atomic_fetch_add(&t->rejects, 1);
 }
 
+static unsigned on_expire(void *ctx, conn_ref ref, const char *peer)
+{
+    srv *t = ctx;
+    (void)ref;
+    (void)peer;
+    atomic_fetch_add(&t->expired, 1);
+    return 7;
+}
+
 static void *run_thread(void *arg)
 {
     srv *t = arg;
@@ -163,6 +173,7 @@ static srv *srv_start(const config *cfg)
     assert_true(t->port != 0);
     shard_set_flush(t->s, on_flush);
     shard_set_reject(t->s, on_reject);
+    shard_set_expire(t->s, on_expire);
     assert_int_equal(pthread_create(&t->th, NULL, run_thread, t), 0);
     return t;
 }
@@ -718,6 +729,73 @@ static void test_stale_reply(void **state)
     srv_stop(t);
 }
 
+/* A deferred request whose reply does not come within request_timeout + grace (a worker
+ * stuck in a PKCS#11 call) is answered 503 with Retry-After by the shard, which closes; the
+ * reply that comes later (while the connection still lingers under the same generation, and
+ * again after it closed) is released exactly once and never sent. */
+static void test_deferred_past_deadline(void **state)
+{
+    config cfg;
+    base_config(&cfg);
+    cfg.request_timeout_ms = 300;
+    srv *t = srv_start(&cfg);
+    atomic_int released = 0;
+    client c;
+    client_open(&c, t->port);
+    client_sends(&c, "GET /defer HTTP/1.1\r\n\r\n");
+    assert_true(wait_for(&t->deferred, 1, 2000));
+    conn_ref ref;
+    pthread_mutex_lock(&t->mu);
+    ref = t->ref;
+    pthread_mutex_unlock(&t->mu);
+
+    /* The answer comes from the shard itself (a bound for a hung test, not a measurement). */
+    assert_true(readable_within(&c, 10000));
+    response r;
+    assert_int_equal(client_response(&c, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.head, "Retry-After: 7\r\n"));
+    assert_non_null(strstr(r.head, "Connection: close\r\n"));
+    response_free(&r);
+    assert_int_equal(atomic_load(&t->expired), 1);
+
+    /* The late reply, most likely while the connection still lingers under the same
+     * generation (the client has not closed): released, not sent. */
+    test_reply tr[2];
+    memset(tr, 0, sizeof(tr));
+    for (int i = 0; i < 2; i++) {
+        tr[i].released = &released;
+        tr[i].r.release = reply_release;
+        tr[i].r.ref = ref;
+        tr[i].r.resp.status = 200;
+        tr[i].r.resp.body = (const uint8_t *)"late";
+        tr[i].r.resp.body_len = 4;
+    }
+    deliver_from_thread(t->s, &tr[0].r);
+    assert_true(wait_for(&released, 1, 2000));
+    /* Nothing follows the 503: the server's side ends with no further byte. */
+    assert_int_equal(bytes_before_close(&c, 10000), 0);
+    client_close(&c);
+    assert_true(wait_conns(t->s, 0, 5000));
+    assert_false(shard_ref_live(t->s, ref));
+
+    /* The late reply may as well come after the connection closed (tr[1] plays that case):
+     * released too, and a new connection, likely in the same slot, is not disturbed. */
+    client c2;
+    client_open(&c2, t->port);
+    client_sends(&c2, "GET /n/fresh HTTP/1.1\r\n\r\n");
+    expect(&c2, 200, "GET /n/fresh");
+    deliver_from_thread(t->s, &tr[1].r);
+    assert_true(wait_for(&released, 2, 2000));
+    client_sends(&c2, "GET /n/again HTTP/1.1\r\n\r\n");
+    expect(&c2, 200, "GET /n/again");
+    sleep_ms(50);
+    assert_int_equal(atomic_load(&released), 2);
+    assert_int_equal(atomic_load(&t->expired), 1);
+    client_close(&c2);
+    srv_stop(t);
+}
+
 static void test_destroy_releases_pending(void **state)
 {
     config cfg;
@@ -1040,6 +1118,7 @@ int main(void)
         cmocka_unit_test(test_deferred_large_body),
         cmocka_unit_test(test_large_immediate_response),
         cmocka_unit_test(test_stale_reply),
+        cmocka_unit_test(test_deferred_past_deadline),
         cmocka_unit_test(test_destroy_releases_pending),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_header_timeout),
