@@ -112,10 +112,11 @@ int  enroll_store_unavailable(const enroll_ctx *ctx, job *j, const scep_request 
                               const char *what, int rc);
 /* Authorisation of a renewal: signer is a certificate we issued, currently valid, known to
  * the store and not revoked. REJ_NONE with its serial, validity and the profile it was
- * issued under ("" if unknown), or the REJ_ code. */
+ * issued under ("" if unknown), or the REJ_ code. *store_rc is the store lookup's error
+ * (STORE_OK when it answered): with enroll_store_lost(*store_rc) the caller answers 503. */
 int  enroll_check_renewal_signer(const enroll_ctx *ctx, X509 *signer,
                                  uint8_t serial[STORE_SERIAL_LEN], int64_t *nb, int64_t *na,
-                                 char old_profile[ENROLL_PROFILE_MAX]);
+                                 char old_profile[ENROLL_PROFILE_MAX], int *store_rc);
 
 /* reply.c */
 /* Audits event for j (rej REJ_NONE: no diagnostic) and notes both in j (m_event, m_rej)

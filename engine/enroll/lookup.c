@@ -103,13 +103,14 @@ int enroll_store_unavailable(const enroll_ctx *ctx, job *j, const scep_request *
 
 int enroll_check_renewal_signer(const enroll_ctx *ctx, X509 *signer,
                                 uint8_t serial[STORE_SERIAL_LEN], int64_t *nb, int64_t *na,
-                                char old_profile[ENROLL_PROFILE_MAX])
+                                char old_profile[ENROLL_PROFILE_MAX], int *store_rc)
 {
     X509 *stored = NULL;
     store_cert meta;
     int rej = REJ_RENEW_SIGNER;
 
     old_profile[0] = '\0';
+    *store_rc = STORE_OK;
     if (X509_cmp(signer, ctx->ca->ca_cert) == 0)
         goto out;
     rej = REJ_RENEW_UNKNOWN;
@@ -121,8 +122,10 @@ int enroll_check_renewal_signer(const enroll_ctx *ctx, X509 *signer,
         goto out;
     int rc = enroll_stored_cert(ctx, serial, &stored, &meta, old_profile);
     rej = rc == STORE_NOTFOUND ? REJ_RENEW_UNKNOWN : REJ_INTERNAL;
-    if (rc != STORE_OK)
+    if (rc != STORE_OK) {
+        *store_rc = rc;
         goto out;
+    }
     rej = REJ_RENEW_UNKNOWN;
     if (X509_cmp(stored, signer) != 0)
         goto out;

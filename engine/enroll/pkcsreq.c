@@ -92,12 +92,18 @@ static int phase_signer(pkcsreq *t)
     }
     if (rej != REJ_NONE || !t->renewal)
         return rej;
+    int store_rc = STORE_OK;
     rej = !t->ours ? REJ_RENEW_SIGNER
         : enroll_check_renewal_signer(ctx, t->req->signer, t->signer_serial, &t->old_nb,
-                                      &t->old_na, t->old_profile);
+                                      &t->old_na, t->old_profile, &store_rc);
 #ifdef SCEPD_MUTANT_RENEW_NO_SIGNER_CHECK   /* test-only breakage, docs/testing-mutants.md */
     rej = REJ_NONE;
 #endif
+    if (enroll_store_lost(store_rc)) {  /* the store did not answer: 503, the client retries */
+        stop_with(t, enroll_store_unavailable(ctx, t->j, t->req, "renewal signer lookup",
+                                              store_rc));
+        rej = REJ_NONE;
+    }
     return rej;
 }
 
@@ -219,12 +225,8 @@ static int phase_replay(pkcsreq *t)
         rej = REJ_NONE;     /* a new transaction */
         goto out;
     }
-    if (trc < 0) {          /* the store did not answer (PostgreSQL reconnecting): 503, retry */
-        audit_fields f = {.txid = j->pki.txkey, .profile = j->profile, .peer = j->peer,
-                          .detail = "store unavailable", .failinfo = -1, .http_status = 503};
-        audit_emit(t->ctx->audit, AUDIT_STORE_FAILURE, &f);
-        job_reply_text(j, 503, "store unavailable, retry later\n");
-        stop_with(t, JOB_DELIVER);
+    if (enroll_store_lost(trc)) {   /* the store did not answer (PostgreSQL reconnecting) */
+        stop_with(t, enroll_store_unavailable(t->ctx, j, t->req, "transactionID lookup", trc));
         rej = REJ_NONE;
         goto out;
     }
@@ -291,7 +293,12 @@ static int phase_onetime(pkcsreq *t)
     if (t->renewal || t->prof->challenge != PROFILE_CHALLENGE_ONETIME || j->pki.mdm.static_ok)
         return REJ_NONE;
     t->onetime = 1;
-    int rej = enroll_onetime_check(t->ctx, j, t->prof, t->csr);
+    int answered = 0;
+    int rej = enroll_onetime_phase(t->ctx, j, t->req, t->prof, t->csr, &answered);
+    if (answered) {         /* the store did not answer: 503, the client sends it again */
+        stop_with(t, JOB_DELIVER);
+        return REJ_NONE;
+    }
     if (rej != REJ_NONE && t->out_of_lane) {
         /* A renewal out of its lane whose one-time challenge does not hold: the lane's
          * refusal, naming the challenge's verdict. */

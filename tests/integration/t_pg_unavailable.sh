@@ -45,16 +45,29 @@ store_failure_for() {
     grep -F '"http_status":503' | grep -qF "store unavailable: $1 "
 }
 
+renew() { "$REQ" enroll --url "$URL" --cn dev --key "$1.key" --cert-out "$1.pem" \
+  --renew-with dev.pem --renew-key dev.key > "$1.out" 2>&1 || true; }
+enroll() { "$REQ" enroll --url "$URL" --challenge "$CHALLENGE_VALUE" --cn "$1" --key "$1.key" \
+  --cert-out "$1.pem" > "$1.out" 2>&1 || true; }
+
 pg_stop
 # Every worker's connection must notice: ask each message type until it is answered 503
 # (bounded; the first request on a connection that was idle finds it dead and fails).
-for _ in 1 2 3; do certpoll down-poll; getcert down-gc; getcrl down-crl; done
+for _ in 1 2 3; do certpoll down-poll; getcert down-gc; getcrl down-crl; renew down-renew; enroll down-new; done
 check "CertPoll while the database is down: HTTP 503" test "$(cat down-poll.code)" = 503
 check "the CertPoll 503 has Retry-After: 2" grep -qi '^Retry-After: 2' down-poll.hdr
 check "GetCert while the database is down: HTTP 503" grep -q '^http=503' down-gc.out
 check "GetCRL while the database is down: HTTP 503" grep -q '^http=503' down-crl.out
+check "RenewalReq while the database is down: HTTP 503 (the signer cannot be looked up)" \
+  grep -q '^http=503' down-renew.out
+check "PKCSReq while the database is down: HTTP 503 (the transactionID cannot be looked up)" \
+  grep -q '^http=503' down-new.out
 check "no CertRep FAILURE while the database is down" \
-  sh -c "! grep -h status=FAILURE down-gc.out down-crl.out"
+  sh -c "! grep -h status=FAILURE down-gc.out down-crl.out down-renew.out down-new.out"
+check "the RenewalReq's 503 audited STORE_FAILURE (renewal signer lookup)" \
+  audit_retry store_failure_for "renewal signer lookup"
+check "the PKCSReq's 503 audited STORE_FAILURE (transactionID lookup)" \
+  audit_retry store_failure_for "transactionID lookup"
 check "CertPoll's 503 audited STORE_FAILURE (store_unavailable, its txid)" \
   sh -c "grep -F '\"txid\":\"$TX\"' '$AUDIT' | grep -F '\"event\":3001,' | grep -F '\"http_status\":503' | grep -qF 'store unavailable: CertPoll '"
 check "GetCert's 503 audited STORE_FAILURE (store_unavailable)" store_failure_for GetCert
