@@ -20,8 +20,9 @@
 #   (the robust figure on a shared machine), its paired change B/A (median of the per-pair
 #   ratios), enrollments/s, the ratio to the floor and % of the ceiling.
 # Unless --no-perf: one more leg per side (file keys, concurrency 16) with scepd under
-#   `perf record -e cpu-clock --call-graph fp`, reduced to shares by shared object and the top
-#   symbols (self time). Those legs' figures are not counted.
+#   `perf record -e cpu-clock -F 499 --call-graph dwarf,16384` (libcrypto has no frame
+#   pointers), reduced to shares by shared object, the top symbols (self time) and the top
+#   named functions inclusive. Those legs' figures are not counted.
 # Environment: BASE (commit), BASE_BUILD (use this build directory as side A instead of
 #   building BASE), CUR_BUILD (default $SRC/build-compare), CUR_CMAKE_ARGS / BASE_CMAKE_ARGS
 #   (extra cmake arguments, e.g. -DSCEPD_ALLOCATOR=jemalloc), BUILD_TYPE, JOBS (default 2),
@@ -150,7 +151,7 @@ leg() {
   for _ in $(seq 1 200); do [ -s "$T/port" ] && break; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
   [ -s "$T/port" ] || { log "scepd ($side) did not start"; tail -n 20 "$T/scepd-$side.log" >&2; exit 1; }
   if [ "$tag" = perf ]; then
-    perf record -q -e cpu-clock -F 2000 --call-graph fp -p "$SERVER_PID" -o "$T/perf-$side.data" \
+    perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$SERVER_PID" -o "$T/perf-$side.data" \
       >"$T/perf-$side.log" 2>&1 &
     PERF_PID=$!
   fi
@@ -214,16 +215,31 @@ awk '
         med(pct[key, "A"]), med(pct[key, "B"]), med(p99[key, "A"]), med(p99[key, "B"]),
         err[key, "A"], err[key, "B"] } }' "$T/legs"
 
+# reduce_perf FILE: shares by shared object, then the top symbols (self time); addresses
+# without a name (libcrypto's internal functions: Debian strips them) are summed per object.
+reduce_perf() {
+  echo "--- by shared object (self, % of scepd samples)"
+  perf report -i "$1" --no-children -g none --sort dso --stdio 2>/dev/null |
+    awk '/^ +[0-9.]+%/ && n++ < 8'
+  echo "--- top symbols (self; unnamed addresses summed per object)"
+  perf report -i "$1" --no-children -g none --sort dso,sym --stdio 2>/dev/null |
+    awk '/^ +[0-9.]+%/ { pct = $1; sub(/%/, "", pct); dso = $2
+           if ($4 ~ /^0x/) { unnamed[dso] += pct; next }
+           if (n++ < 20) printf "  %6.2f%%  %-22s %s\n", pct, dso, $4 }
+         END { for (d in unnamed) if (unnamed[d] >= 0.1)
+                 printf "  %6.2f%%  %-22s (unnamed internal functions, all together)\n", unnamed[d], d }'
+  echo "--- top named functions, inclusive (time on the stack below them; DWARF stacks)"
+  perf report -i "$1" --children -g none --sort sym --stdio 2>/dev/null |
+    awk '/^ +[0-9.]+%/ && $4 !~ /^0x/ && $4 !~ /^(clone3|start_thread|worker_main|run_job)$/ && n++ < 28 {
+           printf "  %6.2f%%  %s\n", $1, $4 }'
+}
+
 if [ $PERF = 1 ]; then
   for side in A B; do leg "$side" file 16 perf; done
   for side in A B; do
     echo
-    echo "--- side $side ($([ $side = A ] && echo "$BASE_SHA" || echo current)): by shared object (self, % of scepd samples, file keys, c=16)"
-    perf report -i "$T/perf-$side.data" --no-children --sort dso --stdio 2>/dev/null |
-      grep -E '^ +[0-9]' | head -n 8
-    echo "--- side $side: top symbols (self)"
-    perf report -i "$T/perf-$side.data" --no-children --sort dso,sym --stdio 2>/dev/null |
-      grep -E '^ +[0-9]' | head -n 20
+    echo "=== side $side ($([ $side = A ] && echo "$BASE_SHA" || echo current)), file keys, concurrency 16, perf -e cpu-clock"
+    reduce_perf "$T/perf-$side.data"
   done
 fi
 errs=$(awk '{ e += $7 } END { print e + 0 }' "$T/legs")

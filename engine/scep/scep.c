@@ -476,12 +476,13 @@ int scep_certrep_content(const scep_request *req, int status, int failinfo,
         (content == NULL || encrypt_to_requester(req, content, content_len, &envelope, &envelope_len) != 0))
         goto out;
 
-    /* Reply with the client's digest when it is a strong one; SHA-256 otherwise. */
-    const EVP_MD *md = EVP_sha256();
-    if (req->sig_md_nid == NID_sha384)
-        md = EVP_sha384();
-    else if (req->sig_md_nid == NID_sha512)
-        md = EVP_sha512();
+    /* Reply with the client's digest when it is a strong one; SHA-256 otherwise (fetched
+     * once: fastpath.h). */
+    int md_nid = req->sig_md_nid == NID_sha384 || req->sig_md_nid == NID_sha512
+                     ? req->sig_md_nid : NID_sha256;
+    const EVP_MD *md = scep_fetched_md(md_nid);
+    if (md == NULL)
+        md = EVP_get_digestbynid(md_nid);
 
     cms = CMS_sign(NULL, NULL, NULL, NULL, CMS_PARTIAL | CMS_BINARY);
     if (cms == NULL)
