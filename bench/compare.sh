@@ -26,7 +26,9 @@
 # Environment: BASE (commit), BASE_BUILD (use this build directory as side A instead of
 #   building BASE), CUR_BUILD (default $SRC/build-compare), CUR_CMAKE_ARGS / BASE_CMAKE_ARGS
 #   (extra cmake arguments, e.g. -DSCEPD_ALLOCATOR=jemalloc), BUILD_TYPE, JOBS (default 2),
-#   CONC / DURATION / WARMUP (override the concurrency list and times).
+#   CONC / DURATION / WARMUP (override the concurrency list and times), KEY_CACHE (the
+#   loadgen's device keys, default /tmp/scepd-compare-keys: kept between runs, RSA-2048 keys
+#   are slow to make).
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -70,6 +72,7 @@ build() {
 }
 
 BASE_SHA=$(git -C "$SRC" rev-parse --short "$BASE^{commit}")
+KEY_CACHE=${KEY_CACHE:-/tmp/scepd-compare-keys}
 if [ -z "${BASE_BUILD:-}" ]; then
   BASE_TREE=/tmp/scepd-compare-$BASE_SHA
   if [ ! -d "$BASE_TREE" ]; then
@@ -84,6 +87,7 @@ if [ -z "${BASE_BUILD:-}" ]; then
 else
   BASE_SRC=$(cd "$BASE_BUILD" && sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' CMakeCache.txt)
   BASE_SRC=${BASE_SRC:-$SRC}
+  BASE_SHA="build $BASE_BUILD"
 fi
 log "building the current tree in $CUR_BUILD"
 mkdir -p "$CUR_BUILD"
@@ -122,7 +126,7 @@ for side in A B; do
       >"$T/init-$side-$k.log" 2>&1 || { cat "$T/init-$side-$k.log" >&2; exit 1; }
   done
 done
-mkdir -p "$T/keys"
+mkdir -p "$KEY_CACHE"
 
 jnum() { grep -o "\"$1\":[0-9.eE+-]*" "$2" | head -n1 | cut -d: -f2; }
 
@@ -157,7 +161,7 @@ leg() {
   fi
   "$LOADGEN" --url "http://127.0.0.1:$(cat "$T/port")/scep" --challenge "$CHALLENGE" \
     --concurrency "$c" --duration "$DURATION" --warmup "$WARMUP" --method post --cipher aes128 \
-    --md sha256 --key-type rsa:2048 --quiet --key-cache "$T/keys" --server-pid "$SERVER_PID" \
+    --md sha256 --key-type rsa:2048 --quiet --key-cache "$KEY_CACHE" --server-pid "$SERVER_PID" \
     --json "$T/lg.json" >"$T/lg.out" 2>&1 || true
   if [ -n "$PERF_PID" ]; then stop_pid "$PERF_PID" INT; PERF_PID=""; fi
   stop_pid "$SERVER_PID"; SERVER_PID=""
