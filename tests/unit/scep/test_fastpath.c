@@ -100,6 +100,13 @@ static void test_parse_fast(void **state)
         ERR_clear_error();
         assert_non_null(req.signer_key);
         assert_int_equal(EVP_PKEY_eq(req.signer_key, F.client_key), 1);
+        /* What the enrollment later does with the signer (renewal: ca_issued, X509_cmp)
+         * works on the fast-parsed certificate as on an ordinary one. */
+        assert_int_equal(X509_verify(req.signer, F.client_key), 1);
+        assert_int_equal(X509_verify(req.signer, F.ra_key), 0);
+        assert_int_equal(X509_cmp(req.signer, F.client), 0);
+        assert_int_equal(X509_cmp(req.signer, F.ra) == 0, 0);
+        ERR_clear_error();
         assert_int_equal(scep_open_envelope(&req, F.ra_key, F.ra, 0), REJ_NONE);
         assert_non_null(req.inner);
         scep_request_clear(&req);
