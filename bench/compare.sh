@@ -183,6 +183,10 @@ for p in $(seq 1 "$PAIRS"); do
       for side in $order; do
         leg "$side" "$k" "$c" plain
         r=$R
+        # No timed phase (e.g. every request refused with 503 by admission control): reported,
+        # left out of the table.
+        case $r in [0-9]*) ;; *) log "pair $p $k c=$c $side: no timed phase, not counted:"
+                                 sed -n '3p;7,9p' "$T/lg.out" >&2; continue ;; esac
         echo "$p $k $c $side $r ${FLOOR[$side]}" >>"$T/legs"
         awk -v p="$p" -v k="$k" -v c="$c" -v s="$side" -v r="$r ${FLOOR[$side]}" 'BEGIN {
           split(r, v, " "); printf "pair %d %-6s c=%-3d %s: %.3f ms CPU/enr, floor %.3f, ratio %.2f, %.1f enr/s, errors %d\n",
