@@ -65,10 +65,11 @@ build() {
   local dir=$1 src=$2 extra=$3
   shift 3
   # shellcheck disable=SC2086
-  cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" $extra >"$dir.cmake.log" 2>&1 ||
-    { tail -n 30 "$dir.cmake.log" >&2; exit 1; }
-  cmake --build "$dir" -j"$JOBS" --target "$@" >"$dir.build.log" 2>&1 ||
-    { tail -n 30 "$dir.build.log" >&2; exit 1; }
+  mkdir -p "$dir"
+  cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" $extra >"$dir/compare-cmake.log" 2>&1 ||
+    { tail -n 30 "$dir/compare-cmake.log" >&2; exit 1; }
+  cmake --build "$dir" -j"$JOBS" --target "$@" >"$dir/compare-build.log" 2>&1 ||
+    { tail -n 30 "$dir/compare-build.log" >&2; exit 1; }
 }
 
 BASE_SHA=$(git -C "$SRC" rev-parse --short "$BASE^{commit}")
