@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Server CPU per enrollment against the crypto floor, measured in one run, optionally with a
-# CPU profile of scepd (issue 13; docs/benchmarks.md "Toward the crypto floor").
+# CPU profile of scepd (issue 13; docs/benchmarks.md "Performance: toward the crypto floor").
 #
 #   bench/profile.sh [--keys file|pkcs11] [--runs N] [--duration S] [--concurrency C]
 #                    [--perf] [--keep]

@@ -4,10 +4,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/decoder.h>
 #include <openssl/err.h>
+#include <openssl/objects.h>
 #include <openssl/provider.h>
 
 #define KEYCACHE_ENTRIES 4     /* a request needs two at most (signer, CSR); a few for slack */
+#define KEYCACHE_DECODERS 3    /* key algorithms with a decoder context kept (RSA, EC, ...) */
 
 typedef struct key_entry {
     unsigned char *der;     /* encoded SubjectPublicKeyInfo (OPENSSL_malloc'd) */
@@ -15,8 +18,19 @@ typedef struct key_entry {
     EVP_PKEY *key;          /* one reference held */
 } key_entry;
 
+/* A decoder context made once per thread and key algorithm: building one
+ * (OSSL_DECODER_CTX_new_for_pkey) is what costs in OpenSSL 3.0, not decoding with it. It
+ * decodes into *slot, an address fixed when the context is made (hence inside the cache,
+ * which never moves). */
+typedef struct key_decoder {
+    int nid;                /* the SubjectPublicKeyInfo's algorithm; NID_undef: unused */
+    OSSL_DECODER_CTX *dctx;
+    EVP_PKEY *slot;
+} key_decoder;
+
 typedef struct key_cache {
     key_entry e[KEYCACHE_ENTRIES];   /* most recently used first */
+    key_decoder d[KEYCACHE_DECODERS];
 } key_cache;
 
 static pthread_key_t g_tls;
@@ -40,6 +54,10 @@ static void cache_free(void *p)
         return;
     for (int i = 0; i < KEYCACHE_ENTRIES; i++)
         entry_clear(&c->e[i]);
+    for (int i = 0; i < KEYCACHE_DECODERS; i++) {
+        OSSL_DECODER_CTX_free(c->d[i].dctx);
+        EVP_PKEY_free(c->d[i].slot);
+    }
     free(c);
 }
 
@@ -85,6 +103,65 @@ static int find(const key_cache *c, const unsigned char *der, int len)
     return -1;
 }
 
+/* This thread's decoder context for the algorithm nid (made on first use), or NULL (no
+ * room, or no decoder for it: the caller decodes the ordinary way). */
+static key_decoder *decoder_for(key_cache *c, const X509_PUBKEY *spki)
+{
+    ASN1_OBJECT *alg = NULL;
+    char name[80];          /* an OID in text: "rsaEncryption", "id-ecPublicKey", ... */
+
+    if (c == NULL || !X509_PUBKEY_get0_param(&alg, NULL, NULL, NULL, spki))
+        return NULL;
+    int nid = OBJ_obj2nid(alg);
+    if (nid == NID_undef)
+        return NULL;
+    for (int i = 0; i < KEYCACHE_DECODERS; i++) {
+        key_decoder *d = &c->d[i];
+        if (d->nid == nid)
+            return d->dctx != NULL ? d : NULL;
+        if (d->nid != NID_undef)
+            continue;
+        /* The same key type name as OpenSSL's own SubjectPublicKeyInfo decode uses. */
+        d->nid = nid;
+        if (OBJ_obj2txt(name, sizeof(name), alg, 0) > 0)
+            d->dctx = OSSL_DECODER_CTX_new_for_pkey(&d->slot, "DER", "SubjectPublicKeyInfo",
+                                                    name, EVP_PKEY_PUBLIC_KEY, NULL, NULL);
+        if (d->dctx != NULL && OSSL_DECODER_CTX_get_num_decoders(d->dctx) == 0) {
+            OSSL_DECODER_CTX_free(d->dctx);
+            d->dctx = NULL;
+        }
+        return d->dctx != NULL ? d : NULL;
+    }
+    return NULL;
+}
+
+/* der (len bytes, the encoding of spki) decoded: with this thread's decoder context for the
+ * algorithm when there is one, else by d2i_PUBKEY. NULL when it does not decode. */
+static EVP_PKEY *decode(key_cache *c, const X509_PUBKEY *spki, const unsigned char *der, int len)
+{
+    key_decoder *d = decoder_for(c, spki);
+    const unsigned char *p = der;
+    EVP_PKEY *key = NULL;
+
+    if (d == NULL) {
+        key = d2i_PUBKEY(NULL, &p, len);
+        if (key != NULL && p != der + len) {
+            EVP_PKEY_free(key);
+            key = NULL;
+        }
+        return key;
+    }
+    size_t left = (size_t)len;
+    EVP_PKEY_free(d->slot);
+    d->slot = NULL;
+    if (OSSL_DECODER_from_data(d->dctx, &p, &left) == 1 && left == 0)
+        key = d->slot;
+    else
+        EVP_PKEY_free(d->slot);
+    d->slot = NULL;
+    return key;
+}
+
 void scep_key_remember(const X509_PUBKEY *spki, EVP_PKEY *key)
 {
     key_cache *c = this_thread();
@@ -123,13 +200,9 @@ EVP_PKEY *scep_key_get1(const X509_PUBKEY *spki)
             key = NULL;
         goto out;
     }
-    const unsigned char *p = der;
-    key = d2i_PUBKEY(NULL, &p, len);
-    if (key == NULL || p != der + len) {
-        EVP_PKEY_free(key);
-        key = NULL;
+    key = decode(c, spki, der, len);
+    if (key == NULL)
         goto out;
-    }
     if (c != NULL && EVP_PKEY_up_ref(key)) {
         insert(c, der, len, key);
         der = NULL;

@@ -21,8 +21,10 @@
  * Failures (out of memory) are silent: the next lookup decodes. */
 void scep_key_remember(const X509_PUBKEY *spki, EVP_PKEY *key);
 
-/* The decoded key of spki: from this thread's cache, else decoded (default library context)
- * and remembered. Returns a new reference (caller frees), or NULL when it does not decode. */
+/* The decoded key of spki: from this thread's cache, else decoded (default library context,
+ * with a decoder context this thread keeps per key algorithm: making one is the costly part
+ * of a decode in OpenSSL 3.0) and remembered. Returns a new reference (caller frees), or NULL
+ * when it does not decode. */
 EVP_PKEY *scep_key_get1(const X509_PUBKEY *spki);
 
 /* A library context with no provider loaded: structures parsed in it (ASN1_item_d2i_ex) keep

@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "engine/scep/der.h"
+#include "engine/scep/fastpath.h"
 #include "engine/scep/keycache.h"
 #include "engine/scep/reject.h"
 #include "engine/scep/scep_oid.h"
@@ -31,7 +32,7 @@ void scep_request_clear(scep_request *req)
         return;
     CMS_ContentInfo_free(req->cms);
     X509_free(req->signer);
-    free(req->envelope);
+    EVP_PKEY_free(req->signer_key);
     OPENSSL_clear_free(req->inner, req->inner_len);
     memset(req, 0, sizeof(*req));
     req->msg_type = -1;
@@ -98,10 +99,57 @@ static int take_txid(const ASN1_STRING *tid, scep_request *req)
     return ok;
 }
 
-int scep_parse(const uint8_t *der, size_t len, int allow_sha1, scep_request *req)
+/* The outer message: fast, in the provider-less library context (no certificate's key is
+ * decoded: fastpath.h); else the ordinary way. NULL unless it is exactly len bytes of DER/BER
+ * ContentInfo. */
+static CMS_ContentInfo *parse_cms(const uint8_t *der, size_t len, int fast)
+{
+    const unsigned char *p = der;
+    CMS_ContentInfo *cms = fast
+        ? (CMS_ContentInfo *)ASN1_item_d2i_ex(NULL, &p, (long)len, ASN1_ITEM_rptr(CMS_ContentInfo),
+                                              scep_key_nodecode_libctx(), NULL)
+        : d2i_CMS_ContentInfo(NULL, &p, (long)len);
+    if (cms != NULL && p != der + len) {
+        CMS_ContentInfo_free(cms);
+        cms = NULL;
+    }
+    return cms;
+}
+
+/* The signature, and req->signer_key. Fast: the signer's key decoded once (keycache.h) and
+ * the common shape checked by scep_fast_verify (anything else is a failure here: the caller
+ * then runs the ordinary pass). Ordinary: CMS_verify with the included signer certificate;
+ * no chain building (authorisation is the caller's business). */
+static int verify_signer(scep_request *req, CMS_SignerInfo *si, int fast)
+{
+    if (fast) {
+        req->signer_key = scep_key_get1(X509_get_X509_PUBKEY(req->signer));
+        return scep_fast_verify(req->cms, si, req->signer_key, req->sig_md_nid)
+                   ? REJ_NONE : REJ_BAD_SIGNATURE;
+    }
+    STACK_OF(X509) *one = sk_X509_new_null();
+    if (one == NULL || !sk_X509_push(one, req->signer)) {
+        sk_X509_free(one);
+        return REJ_INTERNAL;
+    }
+    int ok = CMS_verify(req->cms, one, NULL, NULL, NULL,
+                        CMS_NO_SIGNER_CERT_VERIFY | CMS_NOINTERN | CMS_BINARY);
+    sk_X509_free(one);
+    if (ok != 1 || (req->signer_key = X509_get_pubkey(req->signer)) == NULL) {
+        ERR_clear_error();
+        return REJ_BAD_SIGNATURE;
+    }
+    /* The CSR inside usually carries the same key: issue_check_request takes it from here
+     * instead of decoding it again (keycache.h). */
+    scep_key_remember(X509_get_X509_PUBKEY(req->signer), req->signer_key);
+    return REJ_NONE;
+}
+
+/* One parsing pass (see scep_parse and verify_signer for fast). */
+static int parse_pass(const uint8_t *der, size_t len, int allow_sha1, scep_request *req,
+                      int fast)
 {
     const scep_oids *oids = scep_oid_get();
-    const unsigned char *p = der;
     STACK_OF(X509) *certs = NULL;
     int rc = REJ_NOT_PKIMESSAGE;
 
@@ -111,8 +159,8 @@ int scep_parse(const uint8_t *der, size_t len, int allow_sha1, scep_request *req
         goto out;
     if (len == 0 || len > (size_t)LONG_MAX)
         goto out;
-    req->cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
-    if (req->cms == NULL || p != der + len ||
+    req->cms = parse_cms(der, len, fast);
+    if (req->cms == NULL ||
         OBJ_obj2nid(CMS_get0_type(req->cms)) != NID_pkcs7_signed)
         goto out;
     STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(req->cms);
@@ -177,40 +225,33 @@ int scep_parse(const uint8_t *der, size_t len, int allow_sha1, scep_request *req
         goto out;
     }
 
-    /* Signature over the signed attributes and the content digest, with the included signer
-     * certificate; no chain building here (authorisation is the caller's business). */
-    STACK_OF(X509) *one = sk_X509_new_null();
-    if (one == NULL || !sk_X509_push(one, req->signer)) {
-        sk_X509_free(one);
-        rc = REJ_INTERNAL;
+    rc = verify_signer(req, si, fast);
+    if (rc != REJ_NONE)
         goto out;
-    }
-    int ok = CMS_verify(req->cms, one, NULL, NULL, NULL,
-                        CMS_NO_SIGNER_CERT_VERIFY | CMS_NOINTERN | CMS_BINARY);
-    sk_X509_free(one);
-    if (ok != 1) {
-        ERR_clear_error();
-        rc = REJ_BAD_SIGNATURE;
-        goto out;
-    }
-    /* The CSR inside usually carries the same key: issue_check_request takes it from here
-     * instead of decoding it again (keycache.h). */
-    scep_key_remember(X509_get_X509_PUBKEY(req->signer), X509_get0_pubkey(req->signer));
 
+    /* The envelope is read where it lies, in req->cms (no copy). */
     ASN1_OCTET_STRING **content = CMS_get0_content(req->cms);
     if (content != NULL && *content != NULL && (*content)->length > 0) {
-        req->envelope = malloc((size_t)(*content)->length);
-        if (req->envelope == NULL) {
-            rc = REJ_INTERNAL;
-            goto out;
-        }
-        memcpy(req->envelope, (*content)->data, (size_t)(*content)->length);
+        req->envelope = (*content)->data;
         req->envelope_len = (size_t)(*content)->length;
     }
     rc = REJ_NONE;
 out:
     sk_X509_pop_free(certs, X509_free);
     ERR_clear_error();
+    return rc;
+}
+
+int scep_parse(const uint8_t *der, size_t len, int allow_sha1, scep_request *req)
+{
+    /* Only a verified message is taken from the fast pass: whatever it refuses (or cannot
+     * do) is parsed again and decided by the ordinary one, so answers never depend on it. */
+    int rc = scep_key_nodecode_libctx() != NULL ? parse_pass(der, len, allow_sha1, req, 1)
+                                                : REJ_INTERNAL;
+    if (rc != REJ_NONE) {
+        scep_request_clear(req);
+        rc = parse_pass(der, len, allow_sha1, req, 0);
+    }
     return rc;
 }
 
@@ -377,12 +418,16 @@ static int encrypt_to_requester(const scep_request *req, const uint8_t *content,
 {
     BIO *in = NULL;
     CMS_ContentInfo *env = NULL;
-    STACK_OF(X509) *recips = sk_X509_new_null();
+    STACK_OF(X509) *recips = NULL;
     int rc = -1;
-    const EVP_CIPHER *cipher = scep_cipher_for_nid(req->cipher_nid);
+    int nid = scep_cipher_for_nid(req->cipher_nid) != NULL ? req->cipher_nid : NID_des_ede3_cbc;
+    const EVP_CIPHER *cipher = scep_cipher_for_nid(nid);
 
-    if (cipher == NULL)
-        cipher = scep_cipher_for_nid(NID_des_ede3_cbc);
+    /* RSA recipients (all of them in practice): written directly (fastpath.h). Others (an EC
+     * signer certificate, parsed the ordinary way) go through CMS_encrypt. */
+    if (scep_fast_envelope(req->signer, req->signer_key, nid, content, len, out, outlen) == 0)
+        return 0;
+    recips = sk_X509_new_null();
     in = BIO_new_mem_buf(content, (int)len);
     if (recips == NULL || in == NULL || req->signer == NULL || !sk_X509_push(recips, req->signer))
         goto out;
@@ -431,12 +476,13 @@ int scep_certrep_content(const scep_request *req, int status, int failinfo,
         (content == NULL || encrypt_to_requester(req, content, content_len, &envelope, &envelope_len) != 0))
         goto out;
 
-    /* Reply with the client's digest when it is a strong one; SHA-256 otherwise. */
-    const EVP_MD *md = EVP_sha256();
-    if (req->sig_md_nid == NID_sha384)
-        md = EVP_sha384();
-    else if (req->sig_md_nid == NID_sha512)
-        md = EVP_sha512();
+    /* Reply with the client's digest when it is a strong one; SHA-256 otherwise (fetched
+     * once: fastpath.h). */
+    int md_nid = req->sig_md_nid == NID_sha384 || req->sig_md_nid == NID_sha512
+                     ? req->sig_md_nid : NID_sha256;
+    const EVP_MD *md = scep_fetched_md(md_nid);
+    if (md == NULL)
+        md = EVP_get_digestbynid(md_nid);
 
     cms = CMS_sign(NULL, NULL, NULL, NULL, CMS_PARTIAL | CMS_BINARY);
     if (cms == NULL)

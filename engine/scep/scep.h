@@ -49,7 +49,9 @@ const char *scep_failinfo_name(int failinfo);
 /* A parsed request. Owns every pointer; free with scep_request_clear(). */
 typedef struct scep_request {
     CMS_ContentInfo *cms;         /* outer SignedData */
-    X509   *signer;               /* signer certificate (reference owned here) */
+    X509   *signer;               /* signer certificate (reference owned here); its key may
+                                     be left undecoded (fastpath.h): use signer_key      */
+    EVP_PKEY *signer_key;         /* the signer's public key, decoded once (owned here) */
     int     msg_type;             /* as sent, may be an unknown number */
     char    txid[SCEP_TXID_MAX + 1]; /* NUL-terminated; on REJ_BAD_TXID only what the
                                         audit log shows of it (see scep_parse)        */
@@ -59,7 +61,8 @@ typedef struct scep_request {
     uint8_t sender_nonce[SCEP_NONCE_LEN];
     int     has_nonce;
     int     sig_md_nid;           /* digest of the signer info */
-    uint8_t *envelope;            /* eContent: DER EnvelopedData (may be NULL) */
+    const uint8_t *envelope;      /* eContent: DER EnvelopedData (may be NULL; borrowed
+                                     from cms) */
     size_t   envelope_len;
     /* Filled by scep_open_envelope(): */
     int     cipher_nid;           /* content-encryption algorithm the client used */
