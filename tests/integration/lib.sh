@@ -79,6 +79,9 @@ start_scepd() {
 ok()   { PASSED=$((PASSED + 1)); log "ok   - $*"; }
 fail() { FAILED=$((FAILED + 1)); log "FAIL - $*"; }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+# check_audit WHAT CMD...: check for a read-only look at the audit log, tried again for up
+# to 10 s (audit_retry below: scepd writes the log a moment after it answered).
+check_audit() { local what=$1; shift; if audit_retry "$@"; then ok "$what"; else fail "$what"; fi; }
 
 # scepd writes its audit log from a writer thread, a moment after the answer went out (the
 # shards and workers only queue the record): a check of the log that fails is tried again for

@@ -54,7 +54,7 @@ check "after the window: the right token works again" \
   test "$(code -H "Authorization: Bearer $TOKEN" -d '{"profile":"nope"}' "$ADMIN_URL/admin/challenges")" = 400
 for _ in $(seq 1 40); do grep -q '"event":2005' "$STATE/audit.log" && break; sleep 0.1; done
 check "one audit event for the window" test "$(grep -c '"event":2005' "$STATE/audit.log")" = 1
-check "it has the count (3 failed + 2 refused), diag rate_limited, 429, the address" \
+check_audit "it has the count (3 failed + 2 refused), diag rate_limited, 429, the address" \
   sh -c "grep '\"event\":2005' '$STATE/audit.log' | grep '\"count\":5' | grep '\"diag\":\"rate_limited\"' | grep '\"http_status\":429' | grep -q '\"peer\":\"127.0.0.1\"'"
 stop_scepd
 

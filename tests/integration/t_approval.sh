@@ -17,7 +17,7 @@ V=$(ctl challenge new --profile manual --ttl 10m)
 "$REQ" enroll --url "$B" --challenge "$V" --cn manual-1 --key m1.key > m1.out 2>&1 || true
 TX=$(txid_of m1)
 check "manual profile: PKCSReq answered PENDING" grep -q "status=PENDING" m1.out
-check "audit: REQUEST_PENDING (1500)" sh -c "grep '\"event\":1500' '$STATE/audit.log' | grep -q '\"profile\":\"manual\"'"
+check_audit "audit: REQUEST_PENDING (1500)" sh -c "grep '\"event\":1500' '$STATE/audit.log' | grep -q '\"profile\":\"manual\"'"
 check "request list shows it pending" sh -c "'$BUILD/scepctl' -c '$CONF' request list | grep -F -- '$TX' | grep -q pending"
 "$REQ" enroll --url "$B" --challenge "$V" --cn manual-1 --key m1.key --txid "$TX" --poll > m1b.out 2>&1 || true
 check "repeated PKCSReq and CertPoll while pending: PENDING, PENDING" \
@@ -27,7 +27,7 @@ check "nothing issued yet" test "$(ctl cert count)" = 0
 out=$(ctl request approve "$TX")
 check "scepctl request approve" grep -q "approved serial=" <<<"$out"
 serial=$(sed -n 's/.*serial=//p' <<<"$out")
-check "audit: REQUEST_APPROVED (1501) with the serial" \
+check_audit "audit: REQUEST_APPROVED (1501) with the serial" \
   sh -c "grep '\"event\":1501' '$STATE/audit.log' | grep -q '$serial'"
 check "approving twice fails" sh -c "! '$BUILD/scepctl' -c '$CONF' request approve '$TX' 2>/dev/null"
 check "request list no longer shows it; --all does (approved)" \

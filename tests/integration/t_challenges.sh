@@ -37,7 +37,7 @@ check "audit: CHALLENGE_CREATED" audit_has '"event":1400'
 check "the challenge is not stored in clear" sh -c "! grep -qa -- '$V1' '$STATE/store/data.mdb'"
 req ok otp --challenge "$V1" --cn otp-1 --key otp-1.key --cert-out ok.pem
 check "one-time challenge: SUCCESS, certificate verifies, ISSUED" issued ok
-check "audit: CHALLENGE_CONSUMED (1401) for that transaction, then ISSUED under profile otp" \
+check_audit "audit: CHALLENGE_CONSUMED (1401) for that transaction, then ISSUED under profile otp" \
   sh -c "grep -F '\"txid\":\"$(txid_of ok)\"' '$STATE/audit.log' | grep -q '\"event\":1401' && grep -F '\"txid\":\"$(txid_of ok)\"' '$STATE/audit.log' | grep '\"event\":1000' | grep -q '\"profile\":\"otp\"'"
 req again otp --challenge "$V1" --cn otp-1 --key otp-1.key --cert-out again.pem
 check "same transaction repeated: the same certificate (no second consumption needed)" \

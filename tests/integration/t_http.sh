@@ -42,7 +42,7 @@ check "body over 256 KiB: 413" test "$(code --data-binary @"$T/big" "$B/scep?ope
 hdr=$(head -c 20000 /dev/zero | tr '\0' 'h')
 check "header block over the limit: 431" test "$(code -H "X-Big: $hdr" "$B/scep?operation=GetCACaps")" = 431
 check "audit: router rejects are recorded (400)" audit_has '"http_status":400'
-check "audit: HTTP-layer rejects are recorded (414, 413, 431)" sh -c "grep -q '\"http_status\":414' \"$STATE/audit.log\" && grep -q '\"http_status\":413' \"$STATE/audit.log\" && grep -q '\"http_status\":431' \"$STATE/audit.log\""
+check_audit "audit: HTTP-layer rejects are recorded (414, 413, 431)" sh -c "grep -q '\"http_status\":414' \"$STATE/audit.log\" && grep -q '\"http_status\":413' \"$STATE/audit.log\" && grep -q '\"http_status\":431' \"$STATE/audit.log\""
 
 # keep-alive: several requests on one connection. curl reports per transfer how many new
 # connections it opened and its local port: 1, 0, 0 and one port means the one connection.

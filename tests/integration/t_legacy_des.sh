@@ -57,7 +57,7 @@ check "single-DES request envelope is DES-CBC" \
 check "single DES on /scep (default profile): FAILURE badAlg, cipher_not_allowed" \
   expect_failure des-root 2000 cipher_not_allowed badAlg
 check "single DES on /scep: audit detail profile_des" expect_detail des-root profile_des
-check "single DES on /scep: audit names profile default" \
+check_audit "single DES on /scep: audit names profile default" \
   sh -c "grep -F '\"txid\":\"$(txid_of des-root)\"' '$STATE/audit.log' | tail -n1 | grep -q '\"profile\":\"default\"'"
 des_req des-default "$URL/default"
 check "single DES on /scep/default: FAILURE badAlg, cipher_not_allowed" \
@@ -93,7 +93,7 @@ m=$(audit_mark)
 sc sc-legacy "$URL/legacy"
 check "scepclient on /scep/legacy: certificate verifies" verify_cert "$T/sc-sc-legacy/dev.pem"
 tx=$(new_txid "$m") || true
-check "scepclient on /scep/legacy: audit ISSUED under profile legacy, DES3 reply" \
+check_audit "scepclient on /scep/legacy: audit ISSUED under profile legacy, DES3 reply" \
   sh -c "grep -F '\"txid\":\"$tx\"' '$STATE/audit.log' | grep '\"event\":1000,' | grep '\"profile\":\"legacy\"' | grep -q 'single-DES request, DES3 reply'"
 stop_scepd
 

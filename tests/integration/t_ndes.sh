@@ -62,7 +62,7 @@ m=$(audit_mark)
 sc once "$URL/ndes" "$C1"
 check "scepclient with the scraped challenge: certificate verifies" verify_cert "$T/sc-once/dev.pem"
 tx=$(new_txid "$m") || true
-check "scepclient: CHALLENGE_CONSUMED then ISSUED under profile ndes" \
+check_audit "scepclient: CHALLENGE_CONSUMED then ISSUED under profile ndes" \
   sh -c "grep -F '\"txid\":\"$tx\"' '$STATE/audit.log' | grep -q '\"event\":1401,' && grep -F '\"txid\":\"$tx\"' '$STATE/audit.log' | grep '\"event\":1000,' | grep -q '\"profile\":\"ndes\"'"
 m=$(audit_mark)
 sc reuse "$URL/ndes" "$C1"

@@ -154,7 +154,7 @@ check "Patroni promoted m2" until_ok 150 role_is m2 primary
 check "m1's Patroni is gone (no one to restart the old primary)" sh -c "! kill -0 $m1_patroni 2>/dev/null"
 check "scepd issues again through the multi-host conninfo (new primary m2)" test $ok = 1
 check "while the primary was away the client got only 503s (it retries)" test $other = 0
-check "the outage was audited STORE_UNAVAILABLE then STORE_RECOVERED" \
+check_audit "the outage was audited STORE_UNAVAILABLE then STORE_RECOVERED" \
   sh -c "grep -F -e '\"event\":3003,' -e '\"event\":3004,' '$AUDIT' | tail -n1 | grep -qF '\"event\":3004,' && grep -qF '\"event\":3003,' '$AUDIT'"
 # the node's other connections reconnect at their next use (no backoff once one is back);
 # a client still retries a 503 as it should

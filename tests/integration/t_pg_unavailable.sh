@@ -64,14 +64,14 @@ check "PKCSReq while the database is down: HTTP 503 (the transactionID cannot be
   grep -q '^http=503' down-new.out
 check "no CertRep FAILURE while the database is down" \
   sh -c "! grep -h status=FAILURE down-gc.out down-crl.out down-renew.out down-new.out"
-check "the RenewalReq's 503 audited STORE_FAILURE (renewal signer lookup)" \
+check_audit "the RenewalReq's 503 audited STORE_FAILURE (renewal signer lookup)" \
   audit_retry store_failure_for "renewal signer lookup"
-check "the PKCSReq's 503 audited STORE_FAILURE (transactionID lookup)" \
+check_audit "the PKCSReq's 503 audited STORE_FAILURE (transactionID lookup)" \
   audit_retry store_failure_for "transactionID lookup"
-check "CertPoll's 503 audited STORE_FAILURE (store_unavailable, its txid)" \
+check_audit "CertPoll's 503 audited STORE_FAILURE (store_unavailable, its txid)" \
   sh -c "grep -F '\"txid\":\"$TX\"' '$AUDIT' | grep -F '\"event\":3001,' | grep -F '\"http_status\":503' | grep -qF 'store unavailable: CertPoll '"
-check "GetCert's 503 audited STORE_FAILURE (store_unavailable)" store_failure_for GetCert
-check "GetCRL's 503 audited STORE_FAILURE (store_unavailable)" store_failure_for GetCRL
+check_audit "GetCert's 503 audited STORE_FAILURE (store_unavailable)" store_failure_for GetCert
+check_audit "GetCRL's 503 audited STORE_FAILURE (store_unavailable)" store_failure_for GetCRL
 check "no REQUEST_REJECTED audited while the database is down" \
   sh -c "! grep -F '\"event\":2000,' '$AUDIT'"
 
@@ -94,7 +94,7 @@ check "CertPoll after the database came back: HTTP 200" until_ok certpoll
 check "GetCert after the database came back: SUCCESS" until_ok getcert
 check "GetCert returns the certificate" cmp <(openssl x509 -in up-getcert.pem -outform DER) <(openssl x509 -in dev.pem -outform DER)
 check "GetCRL after the database came back: SUCCESS" until_ok getcrl
-check "GetCert audited CERT_RETURNED after the restart" sh -c "grep -F '\"event\":1003,' '$AUDIT' | grep -qF GetCert"
-check "GetCRL audited CRL_RETURNED after the restart" grep -qF '"event":1004,' "$AUDIT"
+check_audit "GetCert audited CERT_RETURNED after the restart" sh -c "grep -F '\"event\":1003,' '$AUDIT' | grep -qF GetCert"
+check_audit "GetCRL audited CRL_RETURNED after the restart" grep -qF '"event":1004,' "$AUDIT"
 node_stop a
 finish

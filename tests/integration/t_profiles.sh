@@ -75,7 +75,7 @@ check "smartcard: EKU smart card logon + clientAuth" \
   ext_is sc.pem extendedKeyUsage "Microsoft Smartcard Login, TLS Web Client Authentication"
 check "smartcard: the SAN is the UPN alone" ext_is sc.pem subjectAltName "othername: UPN::alice@corp.example"
 check "smartcard: the UPN otherName's value" test "$(upn_of sc.pem)" = alice@corp.example
-check "smartcard: audit ISSUED with profile smartcard" \
+check_audit "smartcard: audit ISSUED with profile smartcard" \
   sh -c "grep -F '\"txid\":\"$(txid_of sc)\"' '$STATE/audit.log' | grep '\"event\":1000' | grep -q '\"profile\":\"smartcard\"'"
 check "smartcard: audit ISSUED for that transaction and serial" expect_event sc 1000
 req sc-noupn smartcard --cn bob --san email:bob@corp.example
@@ -157,7 +157,7 @@ check "validity past the CA, beyond_ca = cap: SUCCESS" status_is cap SUCCESS -
 check "capped: certificate verifies against the served chain" verify_cert cap.pem
 check "capped: notAfter = the CA's notAfter" \
   test "$(date -d "$(openssl x509 -in cap.pem -noout -enddate | cut -d= -f2)" +%s)" = "$ca_end"
-check "audit: ISSUED says validity capped at CA notAfter" \
+check_audit "audit: ISSUED says validity capped at CA notAfter" \
   sh -c "grep '\"event\":1000' '$STATE/audit.log' | grep '\"profile\":\"long-cap\"' | grep -q 'validity capped at CA notAfter'"
 req refuse long-refuse --cn ref-1
 check "validity past the CA, beyond_ca = refuse: FAILURE badTime, profile_beyond_ca" \

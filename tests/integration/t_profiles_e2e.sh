@@ -101,7 +101,7 @@ req ec-enc "$B/scep" --key-usage keyEncipherment --key-type ec:P-256
 check "/scep EC key, keyEncipherment only: FAILURE badAlg, key_not_allowed (encryption profile is RSA only)" \
   expect_failure ec-enc 2000 key_not_allowed badAlg
 # The refusal's audit event names the profile the keyUsage selected.
-check "audit: key_not_allowed / profile_key_type under profile encryption" \
+check_audit "audit: key_not_allowed / profile_key_type under profile encryption" \
   sh -c "grep '\"txid\":\"$(txid_of ec-enc)\"' '$STATE/audit.log' | grep '\"diag\":\"key_not_allowed\"' | grep '\"profile\":\"encryption\"' | grep -q '\"detail\":\"profile_key_type\"'"
 # A named profile path wins over the requested keyUsage.
 req named "$B/scep/default" --key-usage keyEncipherment
@@ -161,7 +161,7 @@ sc_refused() {
 
 sc vpn-dev "$B/scep/vpn" "$C"
 check "scepclient /scep/vpn (static challenge): certificate verifies" sc_ok vpn-dev
-check "scepclient /scep/vpn: audit ISSUED under profile vpn" sc_issued_under vpn-dev vpn
+check_audit "scepclient /scep/vpn: audit ISSUED under profile vpn" sc_issued_under vpn-dev vpn
 check "scepclient /scep/vpn: EKU ipsecIKE" \
   sh -c "openssl x509 -in '$T/sc-vpn-dev/dev.pem' -noout -ext extendedKeyUsage | grep -qi 'ipsec Internet Key Exchange'"
 check "scepclient /scep/vpn: 730-day profile validity" \
@@ -176,7 +176,7 @@ check "scepclient wrong static challenge: its transaction audited bad_challenge 
 V=$("$BUILD/scepctl" -c "$CONF" challenge new --profile otp --ttl 10m)
 sc otp-1 "$B/scep/otp" "$V"
 check "scepclient /scep/otp (one-time challenge): certificate verifies" sc_ok otp-1
-check "scepclient /scep/otp: audit ISSUED under profile otp" sc_issued_under otp-1 otp
+check_audit "scepclient /scep/otp: audit ISSUED under profile otp" sc_issued_under otp-1 otp
 sc otp-2 "$B/scep/otp" "$V"
 check "scepclient reusing the one-time challenge: failInfo badRequest" \
   grep -q "failInfo: badRequest" "$T/sc-otp-2.log"

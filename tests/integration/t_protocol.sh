@@ -132,5 +132,6 @@ check "GetCert for an unknown serial: FAILURE badCertId, unknown_certificate" \
 
 # Every certificate the clients got is in the store, and nothing else.
 n=$("$BUILD/scepctl" -c "$CONF" cert count)
-check "store count matches the issuances ($n)" test "$n" -eq "$(grep -c '"event":100[01],' "$STATE/audit.log")"
+issuances_are() { test "$1" -eq "$(grep -c '"event":100[01],' "$STATE/audit.log")"; }
+check_audit "store count matches the issuances ($n)" issuances_are "$n"
 finish

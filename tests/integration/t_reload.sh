@@ -109,8 +109,8 @@ check "the moved log did not receive that event" \
   bash -c '! grep -qF -- "$(cat "$1")" "$2"' _ "$T/hup.line" "$STATE/audit.log.1"
 req g1 "$B/scep/rl" three --key-type ec:P-256
 check "after the reopen: enrollment under the reloaded challenge: SUCCESS" ok_cert g1
-check "after the reopen: its ISSUED event is in the new audit.log" expect_event g1 1000
-check "the moved log kept the earlier events" grep -q '"event":102,' "$STATE/audit.log.1"
+check_audit "after the reopen: its ISSUED event is in the new audit.log" expect_event g1 1000
+check_audit "the moved log kept the earlier events" grep -q '"event":102,' "$STATE/audit.log.1"
 
 # --- keys that need a restart: refused, nothing applied, the server unchanged ---
 cp "$CONF" "$T/scepd.conf.orig"

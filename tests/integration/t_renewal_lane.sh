@@ -41,7 +41,7 @@ check "store: the certificate is recorded under profile lane-a" \
 # --- out of its lane ---
 req into-c lane-c "${RENEW[@]}" "${ID[@]}"
 check "RenewalReq into another profile: FAILURE badRequest, renewal_profile (2000)" refused into-c renewal_profile
-check "renewal_profile: the audit event names the target profile" \
+check_audit "renewal_profile: the audit event names the target profile" \
   sh -c "grep -F '\"txid\":\"$(txid_of into-c)' '$STATE/audit.log' | tail -n1 | grep -q '\"profile\":\"lane-c\"'"
 req into-c-pkcs lane-c --pkcsreq-signed-by old.pem --renew-key old.key "${ID[@]}"
 check "PKCSReq signed by our certificate into another profile: renewal_profile" refused into-c-pkcs renewal_profile
@@ -62,7 +62,7 @@ req initial lane-c "${RENEW[@]}" --challenge "$C" --subject /CN=new-identity/O=c
 check "into another profile with its challenge: SUCCESS" status_is initial SUCCESS -
 check "... the certificate verifies" verify_cert initial.pem
 check "... audited as ISSUED (1000), not RENEWED" expect_event initial 1000
-check "... under profile lane-c, with the requested subject" \
+check_audit "... under profile lane-c, with the requested subject" \
   sh -c "grep -F '\"txid\":\"$(txid_of initial)\"' '$STATE/audit.log' | grep '\"event\":1000' | grep -q '\"profile\":\"lane-c\"' && [ \"\$(openssl x509 -in '$T/initial.pem' -noout -subject -nameopt RFC2253)\" = 'subject=O=corp,CN=new-identity' ]"
 
 # --- in its lane ---
@@ -73,7 +73,7 @@ req from lane-b "${RENEW[@]}" "${ID[@]}" --cert-out from.pem
 check "renewal into a profile whose renew_from names lane-a: SUCCESS" status_is from SUCCESS -
 check "... RENEWED (1001) under lane-b" expect_event from 1001
 req path "" "${RENEW[@]}" "${ID[@]}" --cert-out path.pem
-check "renewal on /scep: SUCCESS, under lane-a" \
+check_audit "renewal on /scep: SUCCESS, under lane-a" \
   sh -c "grep -q 'status=SUCCESS failinfo=- ' '$T/path.out' && grep -F '\"txid\":\"$(txid_of path)@' '$STATE/audit.log' | grep '\"event\":1001' | grep -q '\"profile\":\"lane-a\"'"
 req free lane-free "${RENEW[@]}" --subject /CN=renamed/O=corp --san dns:renamed.corp.example --cert-out free.pem
 check "renew_may_change = subject, san: a renamed renewal is accepted" status_is free SUCCESS -

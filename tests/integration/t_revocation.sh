@@ -120,7 +120,7 @@ curl -fsS -H 'Content-Type: application/ocsp-request' --data-binary @q.der -o r2
 check "OCSP: repeated nonce-less query answered from the cache (same bytes)" cmp r1.der r2.der
 printf 'garbage' > bad.der
 curl -fsS --data-binary @bad.der -o bad.ocsp "$B/ocsp"
-check "OCSP: garbage -> malformedRequest, audited" sh -c "openssl ocsp -respin bad.ocsp -resp_text 2>&1 | grep -qi 'malformedrequest' && grep -q '\"diag\":\"ocsp_malformed\"' '$STATE/audit.log'"
+check_audit "OCSP: garbage -> malformedRequest, audited" sh -c "openssl ocsp -respin bad.ocsp -resp_text 2>&1 | grep -qi 'malformedrequest' && grep -q '\"diag\":\"ocsp_malformed\"' '$STATE/audit.log'"
 
 # --- renewal with a revoked certificate ---
 "$REQ" enroll --url "$URL" --renew-with dev-a.pem --renew-key dev-a.key --cn dev-a --key renew.key > renew.out 2>&1 || true
@@ -134,7 +134,7 @@ check "renewal-style PKCSReq signed by a revoked certificate: FAILURE badRequest
 stop_scepd
 # The two failed tries are audited once, with their count, when the window ends (here at
 # shutdown, auth_fail_window being 60 s).
-check "audit: the 401s recorded once, with the count" \
+check_audit "audit: the 401s recorded once, with the count" \
   sh -c "grep '\"event\":2005' '$STATE/audit.log' | grep -q '\"diag\":\"unauthorized\".*\"count\":2\|\"count\":2.*\"diag\":\"unauthorized\"'"
 cp "$STATE/crl/ca.crl" before.der
 sed -i 's|^allow_sha1_messages = yes$|&\ncrl_url = http://pki.example.test/crl/ca.crl\nocsp_url = http://pki.example.test/ocsp|' "$CONF"

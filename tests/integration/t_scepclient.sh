@@ -23,7 +23,7 @@ check "PKCSReq: EKU clientAuth only" ext_is dev.pem extendedKeyUsage "TLS Web Cl
 check "PKCSReq: 16-byte serial" test ${#serial1} -eq 32
 check "PKCSReq: certificate is in the store" sh -c "'$BUILD/scepctl' -c '$CONF' cert list | grep -q '^$serial1 '"
 tx1=$(new_txid "$m") || true
-check "PKCSReq: audit ISSUED (1000) for scepclient's one transaction, with the serial" \
+check_audit "PKCSReq: audit ISSUED (1000) for scepclient's one transaction, with the serial" \
   sh -c "[ -n '$tx1' ] && grep -F '\"txid\":\"$tx1\"' '$STATE/audit.log' | grep '\"event\":1000,' | grep -q '\"serial\":\"$serial1\"'"
 
 # Renewal: scepclient signs with the certificate it already holds.
@@ -34,7 +34,7 @@ serial2=$(openssl x509 -in dev.pem -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f'
 check "renewal: a new certificate was issued" test "$serial1" != "$serial2"
 check "renewal: new certificate verifies against the served chain" verify_cert dev.pem
 check "renewal: new certificate is in the store" sh -c "'$BUILD/scepctl' -c '$CONF' cert list | grep -q '^$serial2 '"
-check "renewal: audit RENEWED (1001) with the new serial" \
+check_audit "renewal: audit RENEWED (1001) with the new serial" \
   sh -c "grep '\"event\":1001,' '$STATE/audit.log' | grep -q '\"serial\":\"$serial2\"'"
 check "store holds exactly 2 certificates" test "$("$BUILD/scepctl" -c "$CONF" cert count)" = 2
 

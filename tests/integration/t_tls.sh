@@ -115,7 +115,7 @@ try:
 except OSError:
     pass
 EOF
-check "garbage ClientHello: audited as a failed handshake" \
+check_audit "garbage ClientHello: audited as a failed handshake" \
   sh -c "tail -n +$((m + 1)) '$STATE/audit.log' | grep '\"event\":2001,' | grep -q 'tls: handshake failed'"
 check "scepd still serves HTTPS after all that" \
   sh -c "curl -fsS --cacert '$T/tls/ca.pem' '$H/scep?operation=GetCACaps' | grep -qx POSTPKIOperation"

@@ -62,7 +62,7 @@ req ok hook --challenge "device-secret-1" --cn hook-1 --san dns:hook-1.example -
 check "allowed: SUCCESS" status_is ok SUCCESS -
 check "allowed: the certificate verifies" verify_cert "$T/ok.pem"
 check "allowed: audit ISSUED" expect_event ok 1000
-check "allowed: audit MDM_ALLOWED naming the webhook" has_event ok 1600 '"detail":"webhook'
+check_audit "allowed: audit MDM_ALLOWED naming the webhook" has_event ok 1600 '"detail":"webhook'
 call=$(hook_calls hook ok)
 check "the webhook got one call for the transaction, with a valid signature" \
   python3 -c "import json,sys; c=json.loads(sys.argv[1]); sys.exit(0 if c['sig_ok'] and c['status'] == 200 else 1)" "$call"
@@ -78,12 +78,12 @@ sys.exit(0 if ok else 1)" "$call"
 
 req deny hook --challenge deny --cn hook-2
 check "denied: FAILURE badRequest, mdm_denied (2000)" expect_failure deny 2000 mdm_denied badRequest
-check "denied: the webhook's reason and code in MDM_DENIED (1601)" \
+check_audit "denied: the webhook's reason and code in MDM_DENIED (1601)" \
   has_event deny 1601 'unknown_challenge: challenge not known'
 
 req junk hook --challenge junk --cn hook-3
 check "an unreadable answer: FAILURE badRequest, mdm_unavailable" expect_failure junk 2000 mdm_unavailable badRequest
-check "an unreadable answer: MDM_DENIED diag mdm_bad_answer" has_event junk 1601 '"diag":"mdm_bad_answer"'
+check_audit "an unreadable answer: MDM_DENIED diag mdm_bad_answer" has_event junk 1601 '"diag":"mdm_bad_answer"'
 
 req st hook-or-static --challenge "$CHALLENGE_VALUE" --cn hook-4 --cert-out st.pem
 check "static, webhook: the static challenge issues" status_is st SUCCESS -
@@ -101,7 +101,7 @@ start_scepd
 B="http://127.0.0.1:$PORT/scep"
 req tls hook --challenge "device-secret-7" --cn hook-7
 check "bad webhook certificate: FAILURE badRequest, mdm_unavailable" expect_failure tls 2000 mdm_unavailable badRequest
-check "bad webhook certificate: MDM_DENIED diag mdm_tls_failed" has_event tls 1601 '"diag":"mdm_tls_failed"'
+check_audit "bad webhook certificate: MDM_DENIED diag mdm_tls_failed" has_event tls 1601 '"diag":"mdm_tls_failed"'
 check "bad webhook certificate: no request reached it" test -z "$(hook_calls rogue tls)"
 
 finish

@@ -267,7 +267,7 @@ check "no padding oracle: wrong recipient and bad CSR give byte-identical failur
 check "no padding oracle: corrupted key and bad CSR give byte-identical failure attributes" cmp dk.attrs bc.attrs
 check "no padding oracle: and the same as scep_req decoded (failInfo and failInfoText)" \
   test "$(reply_of df | cut -d'|' -f2-)" = "$(reply_of bc | cut -d'|' -f2-)"
-check "the audit diagnostics stay distinct (decrypt_failed, bad_csr)" \
+check_audit "the audit diagnostics stay distinct (decrypt_failed, bad_csr)" \
   test "$(audit_of "$(txid_of df)" | grep -o '"diag":"[a-z_]*"')" != "$(audit_of "$(txid_of bc)" | grep -o '"diag":"[a-z_]*"')"
 
 # --- pop_failed: the CSR's own signature (proof of possession) does not verify ---
