@@ -107,7 +107,11 @@ int  enroll_store_lost(int rc);
 /* HTTP 503 with Retry-After (ENROLL_STORE_RETRY_AFTER_S: the store's longest reconnect
  * backoff) and one STORE_FAILURE event (diag store_unavailable, detail: what was looked up
  * and rc): for a request the store could not be asked about. Returns JOB_DELIVER. */
-#define ENROLL_STORE_RETRY_AFTER_S 2
+#define ENROLL_STORE_RETRY_AFTER_S STORE_RETRY_AFTER_S
+/* The audit event of a "retry later" 503 (job_reply_later): the request's transactionID,
+ * profile, subject, serial if any, peer, with diag and detail. */
+void enroll_audit_503(const enroll_ctx *ctx, const job *j, const scep_request *req, int event,
+                      const char *diag, const char *detail);
 int  enroll_store_unavailable(const enroll_ctx *ctx, job *j, const scep_request *req,
                               const char *what, int rc);
 /* Authorisation of a renewal: signer is a certificate we issued, currently valid, known to

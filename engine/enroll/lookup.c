@@ -83,21 +83,8 @@ int enroll_store_unavailable(const enroll_ctx *ctx, job *j, const scep_request *
     char detail[160];
     snprintf(detail, sizeof(detail), "store unavailable: %s (%s)", what,
              rc > -4096 && rc < 0 ? strerror(-rc) : "store error");
-    audit_fields f = {
-        .diag = "store_unavailable",
-        .txid = req != NULL && req->txid_len > 0 ? req->txid : NULL,
-        .profile = j->profile,
-        .subject = j->pki.subject,
-        .serial = j->pki.serial_hex[0] != '\0' ? j->pki.serial_hex : NULL,
-        .peer = j->peer,
-        .detail = detail,
-        .failinfo = -1,
-        .http_status = 503,
-    };
-    audit_emit(ctx->audit, AUDIT_STORE_FAILURE, &f);
-    job_reply_text(j, 503, "store unavailable, retry later\n");
-    snprintf(j->headers, sizeof(j->headers), "Retry-After: %d\r\n", ENROLL_STORE_RETRY_AFTER_S);
-    j->reply.resp.extra_headers = j->headers;
+    enroll_audit_503(ctx, j, req, AUDIT_STORE_FAILURE, "store_unavailable", detail);
+    job_reply_later(j, "store unavailable, retry later\n", ENROLL_STORE_RETRY_AFTER_S);
     return JOB_DELIVER;
 }
 

@@ -156,23 +156,29 @@ int enroll_unavailable(const enroll_ctx *ctx, job *j, const scep_request *req,
                      what, hsm_last_error(), cause);
         else
             snprintf(detail, sizeof(detail), "%s: %s", what, hsm_last_error());
-        audit_fields f = {
-            .diag = cause != NULL ? cause : rv,
-            .txid = req != NULL && req->txid_len > 0 ? req->txid : NULL,
-            .profile = j->profile,
-            .subject = j->pki.subject,
-            .peer = j->peer,
-            .detail = detail,
-            .failinfo = -1,
-            .http_status = 503,
-        };
-        audit_emit(ctx->audit, AUDIT_HSM_FAILURE, &f);
+        enroll_audit_503(ctx, j, req, AUDIT_HSM_FAILURE, cause != NULL ? cause : rv, detail);
     }
-    job_reply_text(j, 503, "CA unavailable, retry later\n");
-    snprintf(j->headers, sizeof(j->headers), "Retry-After: %d\r\n", ENROLL_HSM_RETRY_AFTER_S);
-    j->reply.resp.extra_headers = j->headers;
+    job_reply_later(j, "CA unavailable, retry later\n", ENROLL_HSM_RETRY_AFTER_S);
     return JOB_DELIVER;
 }
+
+void enroll_audit_503(const enroll_ctx *ctx, const job *j, const scep_request *req, int event,
+                      const char *diag, const char *detail)
+{
+    audit_fields f = {
+        .diag = diag,
+        .txid = req != NULL && req->txid_len > 0 ? req->txid : NULL,
+        .profile = j->profile,
+        .subject = j->pki.subject,
+        .serial = j->pki.serial_hex[0] != '\0' ? j->pki.serial_hex : NULL,
+        .peer = j->peer,
+        .detail = detail,
+        .failinfo = -1,
+        .http_status = 503,
+    };
+    audit_emit(ctx->audit, event, &f);
+}
+
 
 int enroll_pending_reply(const enroll_ctx *ctx, job *j, const scep_request *req,
                          const char *detail)

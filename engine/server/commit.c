@@ -61,7 +61,7 @@ static void challenge_committed(app *a, job *j)
                       .http_status = ok ? 201 : 503};
     audit_emit(a->audit, ok ? AUDIT_CHALLENGE_CREATED : AUDIT_STORE_FAILURE, &f);
     if (!ok) {
-        job_reply_text(j, 503, "store unavailable, retry later\n");
+        job_reply_later(j, "store unavailable, retry later\n", STORE_RETRY_AFTER_S);
         return;
     }
     char *body = malloc(512);
@@ -150,7 +150,7 @@ void commit_done(store_put *batch, void *arg)
                               .detail = store_strerror(p->result), .failinfo = -1,
                               .http_status = 503};
             audit_emit(a->audit, AUDIT_STORE_FAILURE, &f);
-            job_reply_text(j, 503, "store unavailable, retry later\n");
+            job_reply_later(j, "store unavailable, retry later\n", STORE_RETRY_AFTER_S);
             mdm_wire_refused(a, j);
             j->next = out;
             out = j;

@@ -73,6 +73,13 @@ void job_reply_text(job *j, int status, const char *text)
     job_answer(&j->reply.resp, status, "text/plain", text, strlen(text));
 }
 
+void job_reply_later(job *j, const char *text, unsigned after_s)
+{
+    job_reply_text(j, 503, text);
+    snprintf(j->headers, sizeof(j->headers), "Retry-After: %u\r\n", after_s);
+    j->reply.resp.extra_headers = j->headers;
+}
+
 int job_insert_new(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,
                    size_t *nl)
 {

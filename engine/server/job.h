@@ -175,6 +175,10 @@ void job_reply(job *j, int status, const char *content_type, uint8_t *body, size
 /* j's reply with a static text/plain body. */
 void job_reply_text(job *j, int status, const char *text);
 
+/* j's "retry later" reply: HTTP 503, a static text/plain body, Retry-After: after_s (the
+ * header line kept in j->headers). Every 503 a client should retry is answered this way. */
+void job_reply_later(job *j, const char *text, unsigned after_s);
+
 /* A store_put update callback (writer thread) that writes j->msg (arg is the job) only when
  * the key is new: 1 (leave the existing record, the put reports a conflict) otherwise. */
 int job_insert_new(const uint8_t *cur, size_t cur_len, void *arg, const uint8_t **nv,

@@ -239,7 +239,7 @@ void ndes_committed(app *a, job *j)
         snprintf(j->headers, sizeof(j->headers), "Cache-Control: no-store\r\n");
         j->reply.resp.extra_headers = j->headers;
     } else {
-        job_reply_text(j, 503, "store unavailable, retry later\n");
+        job_reply_later(j, "store unavailable, retry later\n", STORE_RETRY_AFTER_S);
     }
     OPENSSL_cleanse(j->challenge.value, sizeof(j->challenge.value));
 }

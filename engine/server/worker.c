@@ -86,10 +86,8 @@ int worker_cancelled(void *arg, job *j)
     }
     if (j->deadline_ms != 0 && app_now_ms() >= j->deadline_ms) {
         admit_note(&a->admit, a->audit, ADMIT_DEADLINE, j->peer);
-        job_reply_text(j, 503, "request timed out in the queue, retry later\n");
-        snprintf(j->headers, sizeof(j->headers), "Retry-After: %u\r\n",
-                 admit_retry_after(&a->admit));
-        j->reply.resp.extra_headers = j->headers;
+        job_reply_later(j, "request timed out in the queue, retry later\n",
+                        admit_retry_after(&a->admit));
         return 1;
     }
     return 0;

@@ -29,6 +29,9 @@
 
 #define STORE_SERIAL_LEN 16
 #define STORE_HASH_LEN   32
+/* The Retry-After (seconds) of a 503 answered because the store did not answer: the longest
+ * reconnect backoff of a lost database connection (store_pg.h), so the retry finds it back. */
+#define STORE_RETRY_AFTER_S 2
 
 enum store_outcome {
     STORE_OK = 0,
