@@ -46,6 +46,7 @@ tx_full=$TXID
 pki_post full > full.code
 check "commit fails: PKIOperation answered HTTP 503 in plain text" is "$(cat full.code)" "503 text/plain"
 check "commit fails: the body says retry, no pkiMessage" grep -q "store unavailable, retry later" full.body
+check "commit fails: the 503 says when to retry (Retry-After: 2)" grep -qi '^Retry-After: 2' full.hdr
 ev=$(audit_of "$tx_full" 3001)
 check "commit fails: one STORE_FAILURE (3001) event for the transaction" is "$(grep -c . <<<"$ev")" 1
 check "commit fails: event name STORE_FAILURE" is "$(json_get "$ev" name)" STORE_FAILURE

@@ -41,9 +41,9 @@ enroll_emit() {
 }
 
 # pki_post NAME: POSTs $T/NAME.msg as a PKIOperation; prints "STATUS CONTENT_TYPE", the body
-# goes to $T/NAME.body.
+# goes to $T/NAME.body, the response head to $T/NAME.hdr.
 pki_post() {
-  curl -s -o "$T/$1.body" -w '%{http_code} %{content_type}' \
+  curl -s -D "$T/$1.hdr" -o "$T/$1.body" -w '%{http_code} %{content_type}' \
     -H 'Content-Type: application/x-pki-message' --data-binary @"$T/$1.msg" \
     "$URL?operation=PKIOperation"
 }
