@@ -75,6 +75,21 @@ check "HTTPS listener: GET /metrics -> 404" \
 check "admin listener beside the HTTPS one: GET /metrics -> 200" \
   test "$(curl -s -o /dev/null -w '%{http_code}' "$ADMIN_URL/metrics")" = 200
 
+# certmonger's scep-submit (C, libcurl) over HTTPS: -R is the CA it verifies the server with.
+SUBMIT=/usr/lib/certmonger/scep-submit
+need "certmonger's scep-submit" test -x "$SUBMIT"
+"$SUBMIT" -u "$H/scep" -R "$T/tls/ca.pem" -c > "$T/cm-caps.txt" 2>"$T/cm-caps.err" || true
+check "scep-submit over HTTPS: GetCACaps" grep -qx POSTPKIOperation "$T/cm-caps.txt"
+"$SUBMIT" -u "$H/scep" -R "$STATE/ca.pem" -c > "$T/cm-bad.txt" 2>"$T/cm-bad.err" || true
+check "scep-submit over HTTPS trusting another CA: refuses the server" \
+  sh -c "! grep -qx POSTPKIOperation '$T/cm-bad.txt'"
+"$SUBMIT" -u "$H/scep" -R "$T/tls/ca.pem" -C > "$T/cm-cacert.pem" 2>"$T/cm-cacert.err" || true
+check "scep-submit over HTTPS: GetCACert gives the RA and CA certificates" \
+  test "$(grep -c 'BEGIN CERTIFICATE' "$T/cm-cacert.pem")" -eq 2
+# Its PKIOperation is not tried over HTTPS: scep-submit 0.79 passes -R to the GetCACaps it
+# sends first but not to the PKIOperation after it (that handshake fails "unknown ca" with
+# any -R/-I/-N given), so its enrollment is tested over plain HTTP (t_certmonger.sh).
+
 # micromdm's scepclient (Go) trusts the CAs of SSL_CERT_FILE; without it the TLS CA is unknown.
 # It encrypts with single DES: where the state has the legacy profile, it enrolls there.
 SC_URL=$H/scep
