@@ -43,8 +43,11 @@ test-asan: deps
 test-mutants: deps
 	@tests/mutants/run.sh $(MUTANTS)
 
+# The whole benchmark: the closed/open-loop legs against scepd and the peer servers, the
+# network-HSM leg (bench/run.sh), then the PostgreSQL legs (bench/pg.sh). NO_PG=1 skips those.
 bench: build
 	@bench/run.sh $(if $(FULL),--full,)
+	@$(if $(NO_PG),true,bench/pg.sh $(if $(FULL),--rounds 2,))
 
 # The PostgreSQL legs (bench/pg.sh, docs/benchmarks.md "PostgreSQL"): one node on LMDB vs
 # PostgreSQL with the same keys, and two nodes behind HAProxy; CPU per enrollment by process.
