@@ -399,6 +399,9 @@ static int phase_issue(pkcsreq *t)
         goto out;
     }
     serial_to_hex(j->put.cert.serial, j->pki.serial_hex);
+    enroll_mdm_facts *mf = j->pki.mdm.facts;
+    if (j->pki.mdm.notify && mf != NULL)    /* successNotification's facts, from this X509 */
+        mf->have_cert = intune_cert_facts_of(cert, &mf->cert) == 0;
     if (t->onetime)
         enroll_onetime_guard(j);
     j->pki.audit_event = t->renewal ? AUDIT_RENEWED : AUDIT_ISSUED;

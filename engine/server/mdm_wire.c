@@ -238,7 +238,9 @@ int mdm_wire_committed(app *a, job *j)
     m->kind = 0;           /* notified either way: no failureNotification after this */
     pthread_mutex_lock(&a->mdm_mu);
     if (a->mdm != NULL)
-        rc = mdm_notify_success(a->mdm, f->txid, f->csr, f->csr_len, j->pki.cert_der,
+        rc = f->have_cert ? mdm_notify_success_facts(a->mdm, f->txid, f->csr, f->csr_len,
+                                                     &f->cert, success_notified, j)
+           : mdm_notify_success(a->mdm, f->txid, f->csr, f->csr_len, j->pki.cert_der,
                                 j->pki.cert_der_len, success_notified, j);
     pthread_mutex_unlock(&a->mdm_mu);
     if (rc != 0) {
