@@ -79,9 +79,8 @@ int enroll_kept_request(job *j, scep_request *req)
 int enroll_notify_failed(const enroll_ctx *ctx, job *j, int *next)
 {
     scep_request req;
-    if (j->pki.mdm.revoking != 2)
+    if (j->pki.mdm.revoking != 2)    /* stays 2: a run again (recover.c) answers the same */
         return 0;
-    j->pki.mdm.revoking = 0;
     /* Rare (Intune did not acknowledge): the message is parsed again rather than kept through
      * the commit and the notification; its signature verified on the first pass already. */
     int rej = scep_parse(j->msg, j->msg_len, ctx->cfg->allow_sha1_messages, &req);
