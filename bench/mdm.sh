@@ -11,11 +11,14 @@
 # waiting at once (requests parked in scepd's validation stage, holding no worker).
 #
 #   bench/mdm.sh [--concurrency C] [--duration S] [--warmup S] [--delay MS] [--rounds N]
-#                [--json FILE]
+#                [--json FILE] [--perf PROFILE]
 # Defaults: C 128, 10 s + 3 s warm-up per profile, 200 ms, 1 round. With N rounds the two
 #   profiles alternate (static, intune, static, ...) and the ratio is of the medians: on a
 #   shared machine the load of others moves between runs. Environment: BUILD (./build),
 #   LOADGEN ($BUILD/scep-loadgen).
+# --perf PROFILE (static or intune): after the rounds, one more run of PROFILE with scepd
+#   sampled by `perf record -e cpu-clock --call-graph fp` (not counted in the medians);
+#   prints the top symbols (scepd's own and its libraries').
 # The emulator accepts any challenge (it does not decrypt Intune's; t_intune.sh enrolls the
 # same way), so loadgen sends a fixed one; each request still has its own transactionID.
 set -euo pipefail
@@ -24,7 +27,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-$SRC/build}
 case "$BUILD" in /*) ;; *) BUILD="$SRC/$BUILD" ;; esac
 LOADGEN=${LOADGEN:-$BUILD/scep-loadgen}
-CONC=128 DURATION=10 WARMUP=3 DELAY=200 JSON="" ROUNDS=1
+CONC=128 DURATION=10 WARMUP=3 DELAY=200 JSON="" ROUNDS=1 PERF=""
 usage() { sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -34,11 +37,15 @@ while [ $# -gt 0 ]; do
     --delay) DELAY=${2:?}; shift ;;
     --rounds) ROUNDS=${2:?}; shift ;;
     --json) JSON=${2:?}; shift ;;
+    --perf) PERF=${2:?}; shift ;;
     -h|--help) usage ;;
     *) echo "bench/mdm: unknown argument $1" >&2; usage ;;
   esac
   shift
 done
+case $PERF in ""|static|intune) ;; *) echo "bench/mdm: --perf static|intune" >&2; exit 2 ;; esac
+[ -z "$PERF" ] || command -v perf >/dev/null ||
+  { echo "bench/mdm: perf not found (apt-get install linux-perf)" >&2; exit 2; }
 for b in "$BUILD/scepd" "$LOADGEN"; do
   [ -x "$b" ] || { echo "bench/mdm: $b missing: build first" >&2; exit 2; }
 done
@@ -126,6 +133,19 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "static $(run static "$CHALLENGE")" >>"$ROWS"
   echo "intune $(run intune "intune-bench-challenge")" >>"$ROWS"
 done
+if [ -n "$PERF" ]; then
+  perf record -q -e cpu-clock -F 2000 --call-graph fp -p "$SERVER_PID" -o "$T/perf.data" \
+    >"$T/perf.log" 2>&1 &
+  PERF_PID=$!
+  sleep 0.5
+  if [ "$PERF" = static ]; then run static "$CHALLENGE"; else run intune "intune-bench-challenge"; fi \
+    | awk '{ print "perf run (not counted): " $0 }' >&2
+  kill -INT "$PERF_PID" 2>/dev/null || true
+  wait "$PERF_PID" 2>/dev/null || true
+  printf '\nperf, %s run: top symbols of scepd (self %%)\n' "$PERF"
+  perf report -i "$T/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
+    grep -v '^#' | grep '%' | head -n 45
+fi
 # median PROFILE COLUMN: the median of that column (1 = enrollments/s) over the rounds.
 median() { awk -v p="$1" -v c="$2" '$1 == p { print $(c + 1) }' "$ROWS" | sort -g |
   awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

@@ -8,7 +8,11 @@ int enroll_process(const enroll_ctx *ctx, job *j)
 {
     scep_request req;
     int next;
-    int rej = scep_parse(j->msg, j->msg_len, ctx->cfg->allow_sha1_messages, &req);
+    if (enroll_notify_failed(ctx, j, &next))     /* Intune did not acknowledge: FAILURE */
+        return next;
+    /* The pass after MDM validation takes the request the first pass parsed (pkcsreq.c). */
+    int rej = enroll_kept_request(j, &req) ? REJ_NONE
+            : scep_parse(j->msg, j->msg_len, ctx->cfg->allow_sha1_messages, &req);
 
     j->pki.subject[0] = '\0';
     j->pki.serial_hex[0] = '\0';

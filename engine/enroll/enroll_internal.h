@@ -44,17 +44,24 @@ typedef struct enroll_state {
     uint8_t        buf[CHALLENGE_RECORD_MAX];   /* the writer's new value of the record */
     uint8_t       *reqrec;           /* encoded pending request (owned) */
     size_t         reqrec_len;
-    uint8_t       *inner;            /* the envelope's content, kept while the job waits for
-                                        the MDM: the pass after it needs no private-key
-                                        decryption (owned, cleansed on free) */
-    size_t         inner_len;
-    int            inner_cipher;     /* the envelope's cipher NID */
+    scep_request   kept;             /* the parsed request with its envelope opened, kept
+                                        while the job waits for the MDM: the pass after it
+                                        neither parses the pkiMessage nor decrypts again
+                                        (owned, scep_request_clear on free) */
+    int            have_kept;
 } enroll_state;
 
 /* pkcsreq.c */
 int  enroll_pkcsreq(const enroll_ctx *ctx, job *j, scep_request *req);
 /* j's state, created on first use; NULL when out of memory. */
 enroll_state *enroll_state_of(job *j);
+/* The pass after MDM validation: 1 with *req the request the first pass parsed and opened
+ * (moved out of j's state: the caller clears it), 0 when none is kept (parse again). */
+int  enroll_kept_request(job *j, scep_request *req);
+/* The pass after a failed successNotification (the certificate is recorded and revoked,
+ * j->pki.mdm.revoking == 2): 1 with *next = JOB_DELIVER and j's reply the CertRep FAILURE
+ * REJ_MDM_NOTIFY (HTTP 503 if it cannot be signed), audited; 0 for any other job. */
+int  enroll_notify_failed(const enroll_ctx *ctx, job *j, int *next);
 
 /* onetime.c */
 /* The challenge the CSR presents under prof, checked against the record the worker's reader

@@ -51,7 +51,8 @@ static void state_free(void *p)
     X509_NAME_free(st->subject);
     GENERAL_NAMES_free(st->san);
     free(st->reqrec);
-    OPENSSL_clear_free(st->inner, st->inner_len);
+    if (st->have_kept)
+        scep_request_clear(&st->kept);
     free(st);
 }
 
@@ -62,6 +63,35 @@ enroll_state *enroll_state_of(job *j)
         j->pki.state_free = state_free;
     }
     return j->pki.state;
+}
+
+int enroll_kept_request(job *j, scep_request *req)
+{
+    enroll_state *st = j->pki.state;
+    if (st == NULL || !st->have_kept)
+        return 0;
+    *req = st->kept;
+    memset(&st->kept, 0, sizeof(st->kept));
+    st->have_kept = 0;
+    return 1;
+}
+
+int enroll_notify_failed(const enroll_ctx *ctx, job *j, int *next)
+{
+    scep_request req;
+    if (j->pki.mdm.revoking != 2)    /* stays 2: a run again (recover.c) answers the same */
+        return 0;
+    /* Rare (Intune did not acknowledge): the message is parsed again rather than kept through
+     * the commit and the notification; its signature verified on the first pass already. */
+    int rej = scep_parse(j->msg, j->msg_len, ctx->cfg->allow_sha1_messages, &req);
+    if (rej == REJ_NONE) {
+        *next = enroll_fail(ctx, j, &req, REJ_MDM_NOTIFY, NULL);
+    } else {
+        job_reply_text(j, 503, "cannot answer, retry later\n");
+        *next = JOB_DELIVER;
+    }
+    scep_request_clear(&req);
+    return 1;
 }
 
 static void stop_with(pkcsreq *t, int next)
@@ -75,16 +105,10 @@ static void stop_with(pkcsreq *t, int next)
 static int phase_signer(pkcsreq *t)
 {
     const enroll_ctx *ctx = t->ctx;
-    enroll_state *st = t->j->pki.state;
     int rej;
-    if (t->j->pki.mdm.done && st != NULL && st->inner != NULL && t->req->inner == NULL) {
-        /* The pass after MDM validation: the first pass opened this very message (scep_parse
-         * checked its signature again) and kept the content, so the key is not used twice. */
-        t->req->inner = st->inner;
-        t->req->inner_len = st->inner_len;
-        t->req->cipher_nid = st->inner_cipher;
-        st->inner = NULL;
-        st->inner_len = 0;
+    if (t->req->inner != NULL) {
+        /* The pass after MDM validation: the request the first pass parsed, verified and
+         * opened (enroll_kept_request), so the RA key is not used twice. */
         rej = REJ_NONE;
     } else {
         rej = scep_open_envelope(t->req, ctx->ca->ra_key, ctx->ca->ra_cert,
@@ -267,16 +291,17 @@ static int phase_validate(pkcsreq *t)
     int rej = enroll_validate(t->ctx, t->j, t->req, t->prof, t->csr, t->renewal, &t->detail,
                               &next);
     if (rej == REJ_NONE && next == JOB_VALIDATE) {
-        /* Parked: keep the envelope's content for the next pass (phase_signer). Without it
-         * that pass simply decrypts again. */
+        /* Parked: the request moves into j's state for the next pass (enroll_kept_request,
+         * phase_signer): no second scep_parse, no second decryption. Nothing reads t->req
+         * after this phase (the pass ends); without a state the next pass parses again. */
         enroll_state *st = enroll_state_of(t->j);
-        uint8_t *copy = st != NULL ? malloc(t->req->inner_len) : NULL;
-        if (copy != NULL) {
-            memcpy(copy, t->req->inner, t->req->inner_len);
-            OPENSSL_clear_free(st->inner, st->inner_len);
-            st->inner = copy;
-            st->inner_len = t->req->inner_len;
-            st->inner_cipher = t->req->cipher_nid;
+        if (st != NULL) {
+            if (st->have_kept)
+                scep_request_clear(&st->kept);
+            st->kept = *t->req;
+            st->have_kept = 1;
+            memset(t->req, 0, sizeof(*t->req));
+            t->req->msg_type = -1;
         }
     }
     if (rej == REJ_NONE && next >= 0)
@@ -380,6 +405,9 @@ static int phase_issue(pkcsreq *t)
         goto out;
     }
     serial_to_hex(j->put.cert.serial, j->pki.serial_hex);
+    enroll_mdm_facts *mf = j->pki.mdm.facts;
+    if (j->pki.mdm.notify && mf != NULL)    /* successNotification's facts, from this X509 */
+        mf->have_cert = intune_cert_facts_of(cert, &mf->cert) == 0;
     if (t->onetime)
         enroll_onetime_guard(j);
     j->pki.audit_event = t->renewal ? AUDIT_RENEWED : AUDIT_ISSUED;

@@ -213,17 +213,9 @@ int enroll_validate(const enroll_ctx *ctx, job *j, const scep_request *req, cons
         *detail = m->detail[0] != '\0' ? m->detail : mdm_diag_code(m->diag);
         return enroll_mdm_reject(m->diag);
     }
-    if (kind == MDM_INTUNE && m->fail_der == NULL) {
-        /* The answer if Intune does not acknowledge the certificate, signed now: after the
-         * commit there is no worker (and no RA key) left to sign it. */
-        if (enroll_certrep(ctx, j, req, SCEP_FAILURE, REJ_MDM_NOTIFY, NULL) != 0)
-            return REJ_INTERNAL;
-        m->fail_der = j->body;
-        m->fail_len = j->body_len;
-        j->body = NULL;
-        j->body_len = 0;
-        job_answer(&j->reply.resp, 500, "text/plain", "", 0);
-    }
+    /* Intune: successNotification after the commit. Should Intune not acknowledge it, the
+     * certificate is revoked and the job comes back to a worker for its CertRep FAILURE
+     * (enroll_notify_failed): nothing is signed in advance. */
     m->notify = kind == MDM_INTUNE;
     return REJ_NONE;
 }

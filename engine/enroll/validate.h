@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "engine/enroll/enroll.h"
+#include "engine/mdm/intune.h"
 #include "engine/mdm/validate.h"
 #include "engine/policy/profile.h"
 
@@ -39,6 +40,8 @@ typedef struct enroll_mdm_facts {
     size_t      csr_len;
     char       *sans[ENROLL_MDM_SANS];
     const char *san_ptrs[ENROLL_MDM_SANS];
+    intune_cert_facts cert;              /* Intune: what successNotification reports of the */
+    int         have_cert;               /* certificate, taken when it was built (pkcsreq.c) */
 } enroll_mdm_facts;
 
 /* phase_validate (worker): REJ_NONE with *next = -1 to go on to the next phase, REJ_NONE with

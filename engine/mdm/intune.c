@@ -41,6 +41,7 @@ typedef struct iop {
     char               *csr_b64;        /* A_SUCCESS: body built on the stage thread */
     uint8_t            *cert;
     size_t              cert_len;
+    intune_cert_facts  *facts;          /* A_SUCCESS with the facts given: cert not needed */
     int                 reauth_done, rediscover_done, disc_tried;
     mdm_revocation     *revs;           /* A_DOWNLOAD's answer */
     size_t              nrevs;
@@ -88,10 +89,8 @@ void intune_description(char dst[256], const char *src)
     dst[n] = '\0';
 }
 
-int intune_cert_facts_get(const uint8_t *der, size_t len, intune_cert_facts *out)
+int intune_cert_facts_of(X509 *c, intune_cert_facts *out)
 {
-    const unsigned char *p = der;
-    X509 *c = d2i_X509(NULL, &p, (long)len);
     BIO *bio = NULL;
     BIGNUM *bn = NULL;
     char *hex = NULL;
@@ -100,7 +99,7 @@ int intune_cert_facts_get(const uint8_t *der, size_t len, intune_cert_facts *out
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     struct tm tm;
-    if (c == NULL || p != der + len || !X509_digest(c, EVP_sha1(), md, &mdlen) || mdlen != 20)
+    if (c == NULL || !X509_digest(c, EVP_sha1(), md, &mdlen) || mdlen != 20)
         goto out;
     for (unsigned i = 0; i < mdlen; i++)
         snprintf(f.thumbprint + 2 * i, 3, "%02X", md[i]);
@@ -126,6 +125,14 @@ out:
     OPENSSL_free(hex);
     BN_free(bn);
     BIO_free(bio);
+    return rc;
+}
+
+int intune_cert_facts_get(const uint8_t *der, size_t len, intune_cert_facts *out)
+{
+    const unsigned char *p = der;
+    X509 *c = d2i_X509(NULL, &p, (long)len);
+    int rc = c != NULL && p == der + len ? intune_cert_facts_of(c, out) : -1;
     X509_free(c);
     return rc;
 }
@@ -266,11 +273,14 @@ static void svc_send(iop *op)
     mdm_xfer_start(op->base.xfer);
 }
 
-/* successNotification's body needs the certificate parsed: done here, off the workers. */
+/* successNotification's body: the facts the caller took from its X509, or the certificate
+ * parsed here. */
 static int build_success(iop *op)
 {
     intune_cert_facts f;
-    if (intune_cert_facts_get(op->cert, op->cert_len, &f) != 0)
+    if (op->facts != NULL)
+        f = *op->facts;
+    else if (intune_cert_facts_get(op->cert, op->cert_len, &f) != 0)
         return -1;
     const mdm_config *c = &op->base.stage->cfg;
     json_t *j = json_pack("{s:{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}}", "notification",
@@ -340,6 +350,7 @@ static void iop_free(iop *op)
     }
     free(op->csr_b64);
     free(op->cert);
+    free(op->facts);
     free(op->revs);
     free(op);
 }
@@ -410,28 +421,49 @@ int intune_validate(mdm_stage *s, const mdm_request *f, mdm_done_fn done, void *
     return iop_submit(s, A_VALIDATE, f->txid, j, 1, done, NULL, arg);
 }
 
-int mdm_notify_success(mdm_stage *s, const char *txid, const uint8_t *csr_der, size_t csr_len,
-                       const uint8_t *cert_der, size_t cert_len, mdm_done_fn done, void *arg)
+/* An A_SUCCESS op with the CSR (and then either the certificate or its facts) copied. */
+static int notify_success_post(mdm_stage *s, const char *txid, const uint8_t *csr_der,
+                               size_t csr_len, const uint8_t *cert_der, size_t cert_len,
+                               const intune_cert_facts *facts, mdm_done_fn done, void *arg)
 {
     int rc = notify_check(s, txid, csr_der, csr_len);
-    if (rc != 0 || cert_der == NULL || cert_len == 0)
+    if (rc != 0 || (facts == NULL && (cert_der == NULL || cert_len == 0)))
         return rc != 0 ? rc : -EINVAL;
     iop *op = iop_new(A_SUCCESS, txid);
     if (op == NULL)
         return -ENOMEM;
     op->csr_b64 = mdm_base64(csr_der, csr_len);
-    op->cert = malloc(cert_len);
-    if (op->csr_b64 == NULL || op->cert == NULL) {
+    if (facts != NULL) {
+        if ((op->facts = malloc(sizeof(*op->facts))) != NULL)
+            *op->facts = *facts;
+    } else if ((op->cert = malloc(cert_len)) != NULL) {
+        memcpy(op->cert, cert_der, cert_len);
+        op->cert_len = cert_len;
+    }
+    if (op->csr_b64 == NULL || (op->facts == NULL && op->cert == NULL)) {
         iop_free(op);
         return -ENOMEM;
     }
-    memcpy(op->cert, cert_der, cert_len);
-    op->cert_len = cert_len;
     op->done = done;
     op->arg = arg;
     if ((rc = mdm_stage_post(s, &op->base, 0)) != 0)
         iop_free(op);
     return rc;
+}
+
+int mdm_notify_success(mdm_stage *s, const char *txid, const uint8_t *csr_der, size_t csr_len,
+                       const uint8_t *cert_der, size_t cert_len, mdm_done_fn done, void *arg)
+{
+    return notify_success_post(s, txid, csr_der, csr_len, cert_der, cert_len, NULL, done, arg);
+}
+
+int mdm_notify_success_facts(mdm_stage *s, const char *txid, const uint8_t *csr_der,
+                             size_t csr_len, const intune_cert_facts *facts, mdm_done_fn done,
+                             void *arg)
+{
+    if (facts == NULL)
+        return -EINVAL;
+    return notify_success_post(s, txid, csr_der, csr_len, NULL, 0, facts, done, arg);
 }
 
 int mdm_notify_failure(mdm_stage *s, const char *txid, const uint8_t *csr_der, size_t csr_len,

@@ -44,7 +44,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/x509.h>
+
 #include "engine/mdm/mdm_config.h"
+#include "engine/mdm/validate.h"
 
 /* The codes validateRequest answers (the reference library's ErrorCode list). A code not in
  * this list is still a refusal, reported as is. */
@@ -73,6 +76,16 @@ typedef struct intune_cert_facts {
     char issuer_cn[512];   /* the issuer's commonName (certificateAuthority); the DN if none */
 } intune_cert_facts;
 int intune_cert_facts_get(const uint8_t *der, size_t len, intune_cert_facts *out);
+/* The same from a certificate already parsed (or just built): no decoding. Any thread. */
+int intune_cert_facts_of(X509 *cert, intune_cert_facts *out);
+
+/* mdm_notify_success with the certificate's facts already taken (intune_cert_facts_of on the
+ * worker that built it and holds its X509): the stage thread does not parse the DER again
+ * (in OpenSSL 3 d2i_X509 decodes the public key through the provider machinery). facts is
+ * copied. Returns as mdm_notify_success. */
+int mdm_notify_success_facts(mdm_stage *s, const char *txid, const uint8_t *csr_der,
+                             size_t csr_len, const intune_cert_facts *facts, mdm_done_fn done,
+                             void *arg);
 
 /* Loads and tries the certificate credential of c ([intune] client_certificate with
  * client_key, or client_key_label with c->client_token_key set): 0 when there is none or it

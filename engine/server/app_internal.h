@@ -121,6 +121,9 @@ void app_job_release(shard_reply *r);
 /* worker.c: the crypto workers */
 /* Appends a linked list of jobs to the crypto workers' queue (one lock, one wake-up). */
 void  worker_queue_push(app *a, job *head);
+/* Appends one job unless the workers are stopping: 0, or -1 (the caller answers it). Under
+ * the queue's lock, so a job it takes is always run by a worker before they exit. */
+int   worker_queue_offer(app *a, job *j);
 /* Sends each job's reply to its shard: one shard_deliver per shard per call. */
 void  worker_deliver(app *a, job *list);
 /* A worker thread's body (arg: its worker). */
@@ -176,8 +179,9 @@ void mdm_wire_refused(app *a, job *j);
 /* Writer, j's certificate committed: 1 when Intune must acknowledge it first (the job is
  * the stage's until then), 0 to deliver now. */
 int  mdm_wire_committed(app *a, job *j);
-/* Writer: 1 when j's put was the revocation after a failed successNotification (j's reply
- * is then the FAILURE), 0 otherwise. */
+/* Writer: 1 when j's put was the revocation after a failed successNotification (j is then
+ * taken: back on a worker queue to sign its CertRep FAILURE, or answered 503 when the workers
+ * are stopping), 0 otherwise. */
 int  mdm_wire_revoked(app *a, job *j);
 
 /* intune_revoke.c: Intune's revocation requests, polled by a thread of their own when

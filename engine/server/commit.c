@@ -111,11 +111,8 @@ void commit_done(store_put *batch, void *arg)
             out = j;
             continue;
         }
-        if (mdm_wire_revoked(a, j)) {  /* Intune refused the certificate: now revoked */
-            j->next = out;
-            out = j;
-            continue;
-        }
+        if (mdm_wire_revoked(a, j))    /* Intune refused the certificate: now revoked, the */
+            continue;                  /* FAILURE signed on a worker (or 503: stopping)     */
         if (p->result == STORE_OK) {
             audit_fields f = {.txid = j->pki.txkey, .profile = j->profile,
                               .subject = j->pki.subject, .serial = j->pki.serial_hex,

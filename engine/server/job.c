@@ -27,7 +27,6 @@ void job_free(job *j)
             j->pki.state_free(j->pki.state);
         if (j->pki.mdm.facts_free != NULL)
             j->pki.mdm.facts_free(j->pki.mdm.facts);
-        free(j->pki.mdm.fail_der);
         free(j->pki.cert_der);
         break;
     case JOB_HELD:

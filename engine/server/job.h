@@ -62,12 +62,11 @@ typedef struct job_mdm {
     int           static_ok;     /* a multi-kind profile's static challenge matched */
     int           rej;           /* REJ_ of a refusal after an Intune allow (failureNotification) */
     int           notify;        /* Intune allowed and issued: successNotification after commit */
-    int           revoking;      /* the successNotification failed: the revocation is committing */
+    int           revoking;      /* the successNotification failed: 1 the revocation is
+                                    committing, 2 committed: the job is back on a worker queue
+                                    for its CertRep FAILURE (engine/enroll/pkcsreq.c) */
     void         *facts;         /* enroll's copy of the request's facts (owned: facts_free) */
     void        (*facts_free)(void *facts);
-    uint8_t      *fail_der;      /* Intune: the CertRep FAILURE (REJ_MDM_NOTIFY) signed in advance
-                                    on the worker, sent if the successNotification fails */
-    size_t        fail_len;
 } job_mdm;
 
 /* JOB_PKIOPERATION: what the worker pass keeps for the store record and the audit event,

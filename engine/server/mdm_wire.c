@@ -194,8 +194,8 @@ void mdm_wire_refused(app *a, job *j)
 }
 
 /* Stage thread: Intune's answer to the successNotification. ALLOW: the CertRep SUCCESS goes
- * out now. Otherwise the certificate is revoked (it stays recorded) and the client gets the
- * FAILURE signed in advance, once the revocation is durable (mdm_wire_revoked). */
+ * out now. Otherwise the certificate is revoked (it stays recorded) and, once the revocation
+ * is durable (mdm_wire_revoked), a worker signs the client's FAILURE. */
 static void success_notified(void *arg, const mdm_verdict *v)
 {
     job *j = arg;
@@ -238,7 +238,9 @@ int mdm_wire_committed(app *a, job *j)
     m->kind = 0;           /* notified either way: no failureNotification after this */
     pthread_mutex_lock(&a->mdm_mu);
     if (a->mdm != NULL)
-        rc = mdm_notify_success(a->mdm, f->txid, f->csr, f->csr_len, j->pki.cert_der,
+        rc = f->have_cert ? mdm_notify_success_facts(a->mdm, f->txid, f->csr, f->csr_len,
+                                                     &f->cert, success_notified, j)
+           : mdm_notify_success(a->mdm, f->txid, f->csr, f->csr_len, j->pki.cert_der,
                                 j->pki.cert_der_len, success_notified, j);
     pthread_mutex_unlock(&a->mdm_mu);
     if (rc != 0) {
@@ -255,26 +257,33 @@ int mdm_wire_committed(app *a, job *j)
 int mdm_wire_revoked(app *a, job *j)
 {
     job_mdm *m = &j->pki.mdm;
-    if (j->kind != JOB_PKIOPERATION || !m->revoking)
+    if (j->kind != JOB_PKIOPERATION || m->revoking != 1)
         return 0;
-    m->revoking = 0;
     int ok = j->put.result == STORE_OK || j->put.result == STORE_ALREADY_REVOKED;
     audit_fields f = {.diag = reject_diag(REJ_MDM_NOTIFY), .txid = j->pki.txkey,
                       .profile = j->profile, .subject = j->pki.subject,
                       .serial = j->pki.serial_hex, .peer = j->peer,
                       .detail = ok ? REVOKED_BY : store_strerror(j->put.result), .failinfo = -1};
     audit_emit(a->audit, ok ? AUDIT_REVOKED : AUDIT_REVOKE_FAILED, &f);
-    f.detail = NULL;
-    f.failinfo = reject_failinfo(REJ_MDM_NOTIFY);
-    audit_emit(a->audit, AUDIT_REQUEST_REJECTED, &f);
-    job_reply(j, 200, PKI_MESSAGE_TYPE, m->fail_der, m->fail_len);
-    m->fail_der = NULL;
-    m->fail_len = 0;
     if (ok) {
         pthread_mutex_lock(&a->pub_mu);       /* the publisher rebuilds the CRL soon */
         a->pub_wake = 1;
         pthread_cond_broadcast(&a->pub_cv);
         pthread_mutex_unlock(&a->pub_mu);
     }
+    /* The CertRep FAILURE needs the RA key: a worker signs it (enroll_notify_failed). Only
+     * when this is the rare path, so an acknowledged enrollment costs no fourth signature. */
+    memset(&j->put, 0, sizeof(j->put));
+    m->revoking = 2;
+    if (worker_queue_offer(a, j) == 0)
+        return 1;
+    /* Stopping (the workers are joined before the writer): no key to sign with any more.
+     * A clean 503 (the shards are stopped: it is released unsent). */
+    m->revoking = 0;
+    f.detail = "stopping: the CertRep FAILURE cannot be signed";
+    f.http_status = 503;
+    audit_emit(a->audit, AUDIT_REQUEST_REJECTED, &f);
+    job_reply_text(j, 503, "server stopping, retry later\n");
+    worker_deliver(a, j);
     return 1;
 }

@@ -49,6 +49,26 @@ void worker_queue_push(app *a, job *head)
     pthread_mutex_unlock(&a->q_mu);
 }
 
+int worker_queue_offer(app *a, job *j)
+{
+    int rc = -1;
+    j->next = NULL;
+    j->m_queued_ns = metrics_now_ns();
+    pthread_mutex_lock(&a->q_mu);
+    if (!a->q_stopping) {      /* the workers take every queued job before they exit */
+        if (a->q_tail != NULL)
+            a->q_tail->next = j;
+        else
+            a->q_head = j;
+        a->q_tail = j;
+        a->q_len++;
+        pthread_cond_signal(&a->q_cv);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&a->q_mu);
+    return rc;
+}
+
 /* Takes the oldest job, or NULL when stopping and empty. One job: a lock per job costs
  * microseconds against milliseconds of crypto, and an idle worker never waits behind a
  * share another one took. */

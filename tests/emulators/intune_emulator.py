@@ -28,6 +28,8 @@ by --control that is re-read on every call. Knobs:
   delay_ms:        every service call waits this long before answering (and writes its
                    path to LOG.waiting when it starts waiting)
   validate_delay_ms: the same for validateRequest only (bench/mdm.sh)
+  notify_delay_ms: the same for successNotification only (t_intune.sh: stopping scepd while
+                   one is in flight)
   token_expires_in: lifetime of new tokens (seconds, default 3599)
   revoke_tokens:   true -> every token issued so far is refused with 401 (then cleared)
   hide_service:    a service name discovery leaves out
@@ -208,6 +210,8 @@ class Handler(BaseHTTPRequestHandler):
         delay = knob("delay_ms", 0)
         if path.endswith("/ScepActions/validateRequest"):
             delay = delay or knob("validate_delay_ms", 0)
+        if path.endswith("/ScepActions/successNotification"):
+            delay = delay or knob("notify_delay_ms", 0)
         if delay:
             # A test that needs "a call is in progress" waits for this line, not for a time.
             with lock, open(args.log + ".waiting", "a") as f:

@@ -124,4 +124,26 @@ check "unacknowledged: the store holds it revoked (scepctl cert list)" \
   sh -c "'$BUILD/scepctl' -c '$CONF' cert list 2>/dev/null | grep -i '$rserial' | grep -qi revoked"
 knob '{"notify_success": "allow"}'
 
+# --- stopping while a successNotification is in flight: the stage answers it "shutdown", the
+# certificate is revoked, and the request is still answered (a worker signs the FAILURE, or a
+# clean 503 once the workers stopped); scepd exits cleanly: no hang, no leak (stop_scepd
+# counts a failure for either).
+: > "$T/intune.calls.waiting"
+knob '{"notify_delay_ms": 60000}'
+req stop intune --challenge "intune-challenge-blob-9" --cn dev-9 &
+client=$!
+for _ in $(seq 1 600); do
+  grep -q successNotification "$T/intune.calls.waiting" 2>/dev/null && break; sleep 0.05
+done
+check "stopping: the successNotification is in flight" grep -q successNotification "$T/intune.calls.waiting"
+failed_before=$FAILED
+stop_scepd
+wait $client || true
+check "stopping: scepd exited cleanly while the notification was in flight" test "$FAILED" = "$failed_before"
+check "stopping: the certificate was revoked (1100, mdm_notify_failed)" has_event stop 1100 mdm_notify_failed
+check "stopping: the request was answered, audited REQUEST_REJECTED (2000, mdm_notify_failed)" \
+  has_event stop 2000 mdm_notify_failed
+check "stopping: audit MDM_NOTIFY_FAILED (1602) naming the shutdown" has_event stop 1602 shutdown
+knob '{"notify_delay_ms": 0}'
+
 finish
