@@ -261,6 +261,12 @@ static int phase_replay(pkcsreq *t)
         memcmp(meta.subject_hash, t->subj_hash, STORE_HASH_LEN) != 0)
         goto out;
     serial_to_hex(serial, j->pki.serial_hex);
+    /* A revoked certificate is not handed out again as a success (an Intune notification
+     * that failed, an operator's revocation): the device enrolls again with a new key, which
+     * gives a new transactionID (RFC 8894 3.2.1.1). */
+    rej = REJ_REPLAY_REVOKED;
+    if (meta.status == STORE_CERT_REVOKED)
+        goto out;
     rej = REJ_INTERNAL;
     if (enroll_certrep(t->ctx, j, t->req, SCEP_SUCCESS, REJ_NONE, cert) != 0)
         goto out;

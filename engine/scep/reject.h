@@ -32,6 +32,7 @@
     X(NO_CHALLENGE_SET,   BADREQUEST,      "enrollment_disabled",  "initial enrollment needs a challenge and none is configured") \
     X(CHALLENGE,          BADREQUEST,      "bad_challenge",        "challenge password missing or wrong") \
     X(TXID_CONFLICT,      BADREQUEST,      "txid_conflict",        "transactionID already used with another request") \
+    X(REPLAY_REVOKED,     BADREQUEST,      "replay_revoked",       "the certificate issued for this transaction was revoked; enroll with a new key") \
     X(RENEW_SIGNER,       BADREQUEST,      "renewal_signer",       "renewal must be signed by a certificate this CA issued") \
     X(RENEW_UNKNOWN,      BADREQUEST,      "renewal_unknown_cert", "renewal signer certificate is not in the store") \
     X(RENEW_EXPIRED,      BADTIME,         "renewal_expired",      "renewal signer certificate has expired or is not yet valid") \

@@ -69,6 +69,14 @@ check "scepctl revoke dev-c (cessationOfOperation)" "$BUILD/scepctl" -c "$CONF" 
 check "scepctl revoke again: idempotent" sh -c "'$BUILD/scepctl' -c '$CONF' revoke '$SC' | grep -q already-revoked"
 check "scepctl revoke of an unknown serial fails" sh -c "! '$BUILD/scepctl' -c '$CONF' revoke 40000000000000000000000000000001 2>/dev/null"
 check "scepctl revoke with an unknown reason fails" sh -c "! '$BUILD/scepctl' -c '$CONF' revoke '$SB' --reason bored 2>/dev/null"
+# The same PKCSReq again (same key, same transactionID) after its certificate was revoked:
+# not the revoked certificate as a SUCCESS, a FAILURE telling the device to use a new key.
+TXA=$(sed -n 's/^txid=//p' dev-a.out | head -n1)
+"$REQ" enroll --url "$URL" --challenge "$C" --cn dev-a --key dev-a.key --txid "$TXA" \
+  --cert-out again-a.pem > again-a.out 2>&1 || true
+check "replay of a revoked certificate's transaction: FAILURE badRequest, replay_revoked" \
+  expect_failure again-a.out 2000 replay_revoked badRequest
+check "replay of a revoked certificate's transaction: no certificate written" test ! -s again-a.pem
 "$BUILD/scepctl" -c "$CONF" cert list --revoked > revoked.txt
 check "cert list --revoked: both revocations, with reason and who" \
   sh -c "grep -q '$SA.*keyCompromise.*admin-api' revoked.txt && grep -q '$SC.*cessationOfOperation.*scepctl' revoked.txt && test \$(wc -l < revoked.txt) -eq 2"
