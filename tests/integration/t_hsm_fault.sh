@@ -59,7 +59,7 @@ enroll_emit once --challenge "$CHALLENGE_VALUE" --cn once
 tx_once=$TXID
 pki_post once > once.code
 check "C_Sign fails once: PKIOperation answered HTTP 503" refused_503 once
-check "C_Sign fails once: audit HSM_FAILURE (3000) with http_status 503 and the CKR" hsm_event_ok "$tx_once"
+check_audit "C_Sign fails once: audit HSM_FAILURE (3000) with http_status 503 and the CKR" hsm_event_ok "$tx_once"
 check "C_Sign fails once: the decryption ran once" is "$(p11fault_count "$m" 'C_Decrypt CKR_OK real')" 1
 check "C_Sign fails once: one injected C_Sign failure" is "$(p11fault_count "$m" "$C_FAULT")" 1
 check "C_Sign fails once: no signature completed" is "$(p11fault_count "$m" "$C_OK")" 0
@@ -80,8 +80,8 @@ tx_down2=$TXID
 pki_post down2 > down2.code
 check "C_Sign always fails: first PKIOperation HTTP 503" refused_503 down1
 check "C_Sign always fails: second PKIOperation HTTP 503" refused_503 down2
-check "C_Sign always fails: audit 3000 for the first transaction" hsm_event_ok "$tx_down1"
-check "C_Sign always fails: audit 3000 for the second transaction" hsm_event_ok "$tx_down2"
+check_audit "C_Sign always fails: audit 3000 for the first transaction" hsm_event_ok "$tx_down1"
+check_audit "C_Sign always fails: audit 3000 for the second transaction" hsm_event_ok "$tx_down2"
 check "C_Sign always fails: GetCACaps still 200" is "$(http_get operation=GetCACaps | cut -d' ' -f1)" 200
 check "C_Sign always fails: GetCACert still 200 with the CA/RA chain" \
   is "$(http_get operation=GetCACert)" "200 application/x-x509-ca-ra-cert"
@@ -97,6 +97,7 @@ enroll down1 --cn down1
 check "fault cleared: the refused transaction enrolls (SUCCESS)" succeeded down1
 check "fault cleared: same transactionID as the refused request" is "$(sed -n 's/^txid=//p' down1.out)" "$tx_down1"
 check "fault cleared: its certificate verifies" verifies down1
+audit_wait "$tx_down1" 1000
 check "fault cleared: audit ISSUED (1000) for it" is "$(audit_of "$tx_down1" 1000 | grep -c .)" 1
 enroll after --cn after
 check "fault cleared: a new enrollment SUCCESS" succeeded after

@@ -65,6 +65,7 @@ p11fault_set "fail C_Sign 1 CKR_DEVICE_ERROR"
 post hsm otp
 p11fault_set
 check "CA signature fails: HTTP 503, no CertRep" is "$(cat hsm.code)" "503 text/plain"
+audit_wait "$tx_hsm" 3000
 check "CA signature fails: HSM_FAILURE (3000) for the transaction" is "$(events_of "$tx_hsm" 3000 | grep -c .)" 1
 check "CA signature fails: the challenge is not consumed (no 1401)" is "$(consumed "$tx_hsm")" 0
 enroll hsm otp --challenge "$V" --cn otp-hsm --txid "$tx_hsm"
@@ -89,6 +90,7 @@ prlimit --pid "$SCEPD_PID" --fsize="$limit":
 post store otp
 prlimit --pid "$SCEPD_PID" --fsize=unlimited:
 check "commit fails: HTTP 503, no CertRep" is "$(cat store.code)" "503 text/plain"
+audit_wait "$tx_store" 3001
 check "commit fails: STORE_FAILURE (3001) for the transaction" is "$(events_of "$tx_store" 3001 | grep -c .)" 1
 check "commit fails: nothing stored" is "$(count)" "$n_certs"
 enroll store otp --challenge "$V" --cn otp-store --txid "$tx_store"

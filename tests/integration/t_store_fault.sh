@@ -47,6 +47,7 @@ pki_post full > full.code
 check "commit fails: PKIOperation answered HTTP 503 in plain text" is "$(cat full.code)" "503 text/plain"
 check "commit fails: the body says retry, no pkiMessage" grep -q "store unavailable, retry later" full.body
 check "commit fails: the 503 says when to retry (Retry-After: 2)" grep -qi '^Retry-After: 2' full.hdr
+audit_wait "$tx_full" 3001
 ev=$(audit_of "$tx_full" 3001)
 check "commit fails: one STORE_FAILURE (3001) event for the transaction" is "$(grep -c . <<<"$ev")" 1
 check "commit fails: event name STORE_FAILURE" is "$(json_get "$ev" name)" STORE_FAILURE
@@ -69,6 +70,7 @@ check "store back: same transactionID" is "$(sed -n 's/^txid=//p' full.out)" "$t
 check "store back: its certificate verifies" verifies full
 check "store back: a new serial, not the one never sent" \
   test "$(openssl x509 -in full.pem -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f')" != "$lost"
+audit_wait "$tx_full" 1000
 check "store back: audit ISSUED (1000) for it" is "$(audit_of "$tx_full" 1000 | grep -c .)" 1
 enroll after --cn after
 check "store back: a new enrollment SUCCESS" succeeded after

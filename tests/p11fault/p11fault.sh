@@ -54,5 +54,11 @@ http_get() { curl -s -o /dev/null -w '%{http_code} %{content_type}' "$URL?$1"; }
 # audit_of TXID EVENT: the audit lines of that transaction with that event id.
 audit_of() { grep -F "\"txid\":\"$1\"" "$STATE/audit.log" | grep -F "\"event\":$2," || true; }
 
+# audit_wait TXID EVENT: waits (audit_retry, up to 10 s) until that transaction has that event
+# in the audit log, which scepd's writer thread adds a moment after the answer; then the
+# checks of its lines read a complete log. Never fails itself: the checks after it do.
+has_audit() { grep -F "\"txid\":\"$1\"" "$STATE/audit.log" | grep -qF "\"event\":$2,"; }
+audit_wait() { audit_retry has_audit "$1" "$2" 2>/dev/null || true; }
+
 # json_get LINE KEY: a top-level string or number of one audit line, empty when absent.
 json_get() { sed -n "s/.*\"$2\":\(\"\([^\"]*\)\"\|\(-\{0,1\}[0-9][0-9]*\)\).*/\2\3/p" <<<"$1"; }
