@@ -25,6 +25,8 @@
 
 #include "engine/pki/serial.h"
 #include "engine/policy/challenge.h"
+#include "engine/common/config.h"
+#include "engine/policy/issue.h"
 #include "engine/policy/profile.h"
 #include "engine/scep/reject.h"
 
@@ -210,13 +212,94 @@ static void token(struct in *in, char *out, size_t cap)
     out[n] = '\0';
 }
 
+/* A CA for issuer_create, made once per process. */
+static ca_set *G_ca(void)
+{
+    static ca_set ca;
+    static X509 *cert;
+    if (cert == NULL) {
+        EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+        X509_NAME *n = X509_NAME_new();
+        cert = X509_new();
+        if (key == NULL || n == NULL || cert == NULL ||
+            !X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"Fuzz CA",
+                                        -1, -1, 0) ||
+            !X509_set_subject_name(cert, n) || !X509_set_issuer_name(cert, n) ||
+            !X509_set_pubkey(cert, key) || X509_sign(cert, key, EVP_sha256()) <= 0)
+            abort();
+        X509_NAME_free(n);
+        ca.ca_key = ca.ra_key = key;
+        ca.ca_cert = ca.ra_cert = cert;
+        ca.ca_pub = X509_get0_pubkey(cert);
+        ca.ca_name = X509_get_subject_name(cert);
+        ca.ca_not_after = INT64_C(4102444800);
+    }
+    return &ca;
+}
+
+/* The static challenge of a profile that parsed (pw: its challenge_password, "" for none)
+ * under an issuer whose main challenge comes from the bytes: the presented challengePassword
+ * (each string type, none, two values) is accepted exactly when it is a string type the
+ * comparison takes and its bytes are the expected password's (the profile's, else the main
+ * one; neither: REJ_NO_CHALLENGE_SET). */
+static void check_static(struct in *in, const profile *prof, const char *pw)
+{
+    static const struct { int type, ok; } types[] = {
+        { V_ASN1_PRINTABLESTRING, 1 }, { V_ASN1_UTF8STRING, 1 }, { V_ASN1_IA5STRING, 1 },
+        { V_ASN1_T61STRING, 1 }, { V_ASN1_VISIBLESTRING, 0 }, { V_ASN1_OCTET_STRING, 0 },
+    };
+    char main_pw[32], other[32];
+    unsigned sel = take(in), t = take(in) % 6;
+    token(in, main_pw, sizeof(main_pw));
+    token(in, other, sizeof(other));
+    if (sel & 1)
+        main_pw[0] = '\0';
+    const char *want = pw[0] != '\0' ? pw : main_pw[0] != '\0' ? main_pw : NULL;
+    const char *given = (sel >> 1) % 3 == 0 ? pw : (sel >> 1) % 3 == 1 ? main_pw : other;
+    int attr = (sel & 0x40) == 0, twice = (sel & 0xc0) == 0xc0;
+
+    config cfg;
+    issuer *is = NULL;
+    profile_set *set = NULL;
+    char err[128];
+    config_defaults(&cfg);
+    if (issuer_create(&cfg, G_ca(), main_pw, &is) != 0 ||
+        profile_set_from(prof, 1, &set, err, sizeof(err)) != 0 ||
+        issuer_set_profiles(is, set, err, sizeof(err)) != 0)
+        abort();
+    const profile *p = profile_set_find(issuer_profiles(is), prof->name, strlen(prof->name));
+    X509_REQ *req = X509_REQ_new();
+    if (p == NULL || req == NULL)
+        abort();
+    if (attr) {
+        if (!X509_REQ_add1_attr_by_NID(req, NID_pkcs9_challengePassword, types[t].type,
+                                       (const unsigned char *)given, (int)strlen(given)))
+            abort();
+        if (twice) {
+            X509_ATTRIBUTE *a = X509_REQ_get_attr(req, 0);
+            if (!X509_ATTRIBUTE_set1_data(a, V_ASN1_UTF8STRING, given, (int)strlen(given)))
+                abort();
+        }
+    }
+    int expected = want == NULL ? REJ_NO_CHALLENGE_SET
+                 : attr && !twice && types[t].ok && strcmp(given, want) == 0 ? REJ_NONE
+                 : REJ_CHALLENGE;
+    if (issue_static_challenge(is, p, req) != expected ||
+        issue_check_challenge(is, p, req) !=
+            (p->challenge == PROFILE_CHALLENGE_STATIC ? expected : REJ_NONE))
+        abort();
+    X509_REQ_free(req);
+    issuer_destroy(is);
+    ERR_clear_error();
+}
+
 /* The challenge list of a profile: predicted exactly from the rules in profile.h. */
 static void check_profile_list(struct in *in)
 {
     static const char *const words[] = { "static", "onetime", "none", "intune", "webhook" };
     static const char *const seps[] = { ", ", ",", " , ", "\t,", " " };
     unsigned mask = take(in), order = take(in), sep = take(in) % 5, b = mask & 31;
-    char text[512], list[128] = "";
+    char text[512], list[128] = "", pw[32];
     size_t off = 0;
     int first = 1;
 
@@ -230,8 +313,10 @@ static void check_profile_list(struct in *in)
     }
     if (mask & 0x20)
         snprintf(list + off, sizeof(list) - off, "%sbogus", first ? "" : ", ");
-    snprintf(text, sizeof(text), "challenge = %s\n%s%s", list,
-             (mask & 0x40) ? "challenge_password = pw\n" : "",
+    token(in, pw, sizeof(pw));
+    snprintf(text, sizeof(text), "challenge = %s\n%s%s%s%s", list,
+             (mask & 0x40) ? "challenge_password = " : "", (mask & 0x40) ? pw : "",
+             (mask & 0x40) ? "\n" : "",
              (mask & 0x80) ? "subject_source = override\n" : "");
 
     const unsigned mdm = PROFILE_CHALLENGE_BIT(PROFILE_CHALLENGE_INTUNE) |
@@ -260,6 +345,8 @@ static void check_profile_list(struct in *in)
         abort();
     if (rc == 0 && ((int)p.challenge != decides || PROFILE_CHALLENGES(&p) != b))
         abort();
+    if (rc == 0)
+        check_static(in, &p, (mask & 0x40) ? pw : "");
 }
 
 /* The subject as scepctl takes it, and the same Name built here; *bad when OpenSSL refuses a

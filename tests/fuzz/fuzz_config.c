@@ -13,6 +13,9 @@
  * the parse fail; a parse that succeeds holds exactly the last value written for each typed
  * key and every integer within its table range.
  *
+ * With flag 8 (and the scratch folder as base) the same text is also loaded from a file and
+ * must give the same verdict.
+ *
  * Always: a failure leaves a NUL-terminated error text; a success leaves terminated strings.
  * Violated invariants abort(). */
 #include <stddef.h>
@@ -62,6 +65,7 @@ static const struct key MAIN[] = {
     { "issue", "validity_days", INT, C(validity_days), 1, 36500 },
     { "issue", "backdate", SEC, C(backdate_s), 0, 30 * DAY_MS },
     { "issue", "challenge", STR, C(challenge), 0, 0 },
+    { "issue", "challenge_file", PATH, C(challenge_file), 0, 0 },
     { "issue", "allow_sha1", BOOL, C(allow_sha1), 0, 0 },
     { "issue", "allow_sha1_messages", BOOL, C(allow_sha1_messages), 0, 0 },
     { "issue", "crl_url", STR, C(crl_url), 0, 0 },
@@ -283,9 +287,12 @@ static void text_value(struct in *in, const struct key *k, int mdm, const char *
         pr->num = ok;
         return;
     }
+    unsigned how = take(in) & 7;
     token(in, v, cap);
-    if ((take(in) & 7) == 0)
+    if (how == 0)
         memmove(v, "/abs/", 5), v[5] = v[5] != '\0' ? v[5] : 'x';
+    else if (how == 1 && k->kind == PATH)   /* a file that exists (challenge, token) */
+        snprintf(v, cap, "%s", SECRETS[take(in) % 6].name);
     int resolve = k->kind == PATH && base != NULL && v[0] != '\0' && v[0] != '/';
     int n = resolve ? snprintf(pr->str, sizeof(pr->str), "%s/%s", base, v)
                     : snprintf(pr->str, sizeof(pr->str), "%s", v);
@@ -373,6 +380,36 @@ static void check_values(const char *obj, const struct key *keys, size_t n,
     }
 }
 
+/* The same text as a file in the scratch folder: config_load / mdm_config_load (defaults,
+ * names against the file's folder) agree with the parse against that folder. */
+static void check_load(const char *text, size_t len, int mdm, int want)
+{
+    char path[128], err[160];
+    snprintf(path, sizeof(path), "%s/f.conf", G_dir);
+    FILE *f = fopen(path, "wb");
+    if (f == NULL || fwrite(text, 1, len, f) != len || fclose(f) != 0)
+        abort();
+    memset(err, 'x', sizeof(err));
+    int rc;
+    if (mdm) {
+        mdm_config *c = malloc(sizeof(*c));
+        if (c == NULL)
+            abort();
+        rc = mdm_config_load(c, path, err, sizeof(err));
+        if (rc == 0)
+            mdm_config_cleanse(c);
+        free(c);
+    } else {
+        config *c = malloc(sizeof(*c));
+        if (c == NULL)
+            abort();
+        rc = config_load(c, path, err, sizeof(err));
+        free(c);
+    }
+    if ((rc == 0) != (want == 0) || (rc != 0 && memchr(err, '\0', sizeof(err)) == NULL))
+        abort();
+}
+
 /* One structured file: lines for keys of the chosen table, then the parse. */
 static void structured(const uint8_t *data, size_t size)
 {
@@ -425,6 +462,8 @@ static void structured(const uint8_t *data, size_t size)
             abort();
         if (rc == 0)
             check_values((const char *)c, keys, nkeys, preds, set);
+        if (base != NULL && (data[0] & 8))
+            check_load(text, off, 1, rc);
         mdm_config_cleanse(c);
         free(c);
     } else {
@@ -444,10 +483,13 @@ static void structured(const uint8_t *data, size_t size)
             if (n < 0 || memchr(out, '\0', sizeof(out)) == NULL)
                 abort();
             int cl = config_read_challenge(cfg, buf, sizeof(buf));
-            if (cl >= 0 && ((size_t)cl != strlen(buf) || strcmp(buf, cfg->challenge) != 0))
+            if (cl >= 0 && ((size_t)cl != strlen(buf) ||
+                            (cfg->challenge_file[0] == '\0' && strcmp(buf, cfg->challenge) != 0)))
                 abort();
             (void)config_read_admin_token(cfg, buf, sizeof(buf));
         }
+        if (base != NULL && (data[0] & 8))
+            check_load(text, off, 0, rc);
         free(cfg);
         free(defaults);
     }

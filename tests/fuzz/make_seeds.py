@@ -143,11 +143,16 @@ def tok(text):
 
 
 def challenge_struct():
+    """After the list header comes the profile's password token, then (when the profile
+    parses) the static check's bytes: selector, string type, main and other password."""
     subj = bytes([2, 0]) + tok("device01") + bytes([1]) + tok("Fuzz")
     san = bytes([3, 0]) + tok("device01.example") + bytes([3, 10, 0, 0, 1]) + bytes([4]) + tok("user")
     ttl = struct.pack("<H", 3600)
     key = bytes([15]) + bytes(range(1, 17))
-    yield "struct_onetime_static_bound.bin", bytes([0x86, 0x03, 0, 0]) + subj + san + ttl + b"\x01" + key
+    stat = tok("pw") + bytes([0, 0]) + tok("main") + tok("other")
+    yield "struct_static_compare.bin", bytes([0x80, 0x41, 0, 0]) + stat + bytes([0, 0]) + struct.pack("<H", 60) + b"\x00"
+    yield "struct_static_main_utf8.bin", bytes([0x80, 0x01, 0, 0]) + tok("pw") + bytes([2, 1]) + tok("main") + tok("x") + bytes([0, 0, 1, 0, 0])
+    yield "struct_onetime_static_bound.bin", bytes([0x86, 0x03, 0, 0]) + stat + san + ttl + b"\x01" + key
     yield "struct_onetime_override.bin", bytes([0x80, 0x82, 1, 1]) + subj + bytes([0]) + ttl + b"\x02"
     yield "struct_static_password.bin", bytes([0x80, 0x41, 2, 2, 0, 0]) + ttl + b"\x00"
     yield "struct_intune_static.bin", bytes([0x80, 0x09, 3, 3, 0]) + san + ttl + b"\x00"
@@ -171,6 +176,8 @@ def config_struct():
                                           3, 0, 0, 0, 4, 0])
     yield "struct_mdm_ndes.bin", bytes([0x81, 20, 0, 1, 0, 60, 0, 0, 21, 0, 2, 23, 0, 4, 1, 2, 3,
                                         4, 0, 22, 0, 0, 0])
+    yield "struct_main_load.bin", bytes([0x8c, 1, 0, 0, 0, 5, 0, 0, 21, 0, 1, 0, 2])
+    yield "struct_mdm_load.bin", bytes([0x8d, 17, 0, 0, 0, 5, 1, 2, 3, 4, 5, 1, 18, 0, 0, 1])
     yield "struct_mdm_bad_section.bin", bytes([0x81, 0, 0x47, 0, 0, 8, 0, 0])
 
 
