@@ -15,7 +15,16 @@
  * the scepctl subject / SAN text, builds the same Name and GeneralNames itself, and checks the
  * predicted outcome of profile_parse (the list rules of profile.h), challenge_create and every
  * verdict of challenge_verify (value, server key, profile, used, expiry, subject, SAN set in
- * any order, one name more or less). */
+ * any order, one name more or less), and the static compare of engine/policy/issue.c
+ * (issue_static_challenge, issue_check_challenge) for a profile that parses.
+ *
+ * Layout (bytes past the end read as 0): flags (bit 0: ttl may be <= 0, bit 1: a server key,
+ * bit 2: the result tables); the challenge list (kinds mask with 0x20 a bogus word, 0x40 a
+ * challenge_password, 0x80 subject_source = override; order; separator); the password token;
+ * when the profile parses, the static check (selector, string type, main and other password
+ * tokens); the subject (count, then attribute and token each); the SANs (count, then kind and
+ * value each); ttl (2 bytes); day; server key (length, bytes). A token is a length byte and
+ * one byte per character. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,12 +77,12 @@ static void check_bound(challenge_record *rec, const X509_NAME *subject, const G
 }
 
 /* A fresh record for VALUE with these bindings round-trips and accepts them. */
-static void check_init(const char *profile, const X509_NAME *subject, const GENERAL_NAMES *san)
+static void check_init(const char *prof_name, const X509_NAME *subject, const GENERAL_NAMES *san)
 {
     challenge_record rec, back;
     uint8_t enc[CHALLENGE_RECORD_MAX];
 
-    if (challenge_record_init(&rec, NULL, 0, VALUE, strlen(VALUE), profile, 1700000000, 3600,
+    if (challenge_record_init(&rec, NULL, 0, VALUE, strlen(VALUE), prof_name, 1700000000, 3600,
                               subject, san) != 0)
         return;     /* a binding over the limits */
     int n = challenge_encode(&rec, enc, sizeof(enc));

@@ -13,6 +13,12 @@
  * the parse fail; a parse that succeeds holds exactly the last value written for each typed
  * key and every integer within its table range.
  *
+ * Layout: flags (bit 0: the MDM file, bit 1: CRLF, bit 2: the scratch folder as base_dir,
+ * bit 3: also load it from a file), then per line (at most 48): key index into the table
+ * below, style (0x01 blank before '=', 0x08 blank before a section, 0x10 quoted, 0x20 tab
+ * indent, 0x40 repeat the section header, 0x47 all set: a wrong section, 0x80 a comment after
+ * an unquoted value), then the value's bytes, read by the key's type.
+ *
  * With flag 8 (and the scratch folder as base) the same text is also loaded from a file and
  * must give the same verdict.
  *
