@@ -233,9 +233,8 @@ static void raw(const uint8_t *data, size_t size)
     /* The whole input as the pkcsPKIEnvelope of an already verified request. */
     memset(&req, 0, sizeof(req));
     if (size > 0) {
-        req.envelope = buf;
+        req.envelope = buf;        /* borrowed: scep_request_clear does not free it */
         req.envelope_len = size;
-        buf = NULL;
         check_opened(&req, scep_open_envelope(&req, G.ra_key, G.ra_cert, allow), allow);
     }
     scep_request_clear(&req);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of fuzz_store, fuzz_challenge, fuzz_client, the OCSP requests of
+"""Writes the seed corpora of fuzz_store, fuzz_challenge, fuzz_client, the structured inputs of fuzz_config, the OCSP requests of
 fuzz_ocsp, and the structured inputs of fuzz_pending, fuzz_scep and fuzz_ocsp
 (tests/fuzz/corpus/).
 
@@ -129,6 +129,56 @@ def challenge_seeds():
     write("fuzz_challenge", "san_ipv6.txt", b"ip:fe80::1,dns:a")
     write("fuzz_challenge", "serial_pairs.txt", b"00:8f:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88")
     write("fuzz_challenge", "serial_plain.txt", b"0a1B2c")
+    for name, data in challenge_struct():
+        write("fuzz_challenge", name, data)
+
+
+# Structured fuzz_challenge inputs (layout in the harness): flags, challenge list (kinds mask,
+# order, separator), subject entries, SAN entries, ttl, day, server key.
+TOK = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_@"
+
+
+def tok(text):
+    return bytes([len(text) - 1]) + bytes(TOK.index(c) for c in text)
+
+
+def challenge_struct():
+    """After the list header comes the profile's password token, then (when the profile
+    parses) the static check's bytes: selector, string type, main and other password."""
+    subj = bytes([2, 0]) + tok("device01") + bytes([1]) + tok("Fuzz")
+    san = bytes([3, 0]) + tok("device01.example") + bytes([3, 10, 0, 0, 1]) + bytes([4]) + tok("user")
+    ttl = struct.pack("<H", 3600)
+    key = bytes([15]) + bytes(range(1, 17))
+    stat = tok("pw") + bytes([0, 0]) + tok("main") + tok("other")
+    yield "struct_static_compare.bin", bytes([0x80, 0x41, 0, 0]) + stat + bytes([0, 0]) + struct.pack("<H", 60) + b"\x00"
+    yield "struct_static_main_utf8.bin", bytes([0x80, 0x01, 0, 0]) + tok("pw") + bytes([2, 1]) + tok("main") + tok("x") + bytes([0, 0, 1, 0, 0])
+    yield "struct_onetime_static_bound.bin", bytes([0x86, 0x03, 0, 0]) + stat + san + ttl + b"\x01" + key
+    yield "struct_onetime_override.bin", bytes([0x80, 0x82, 1, 1]) + subj + bytes([0]) + ttl + b"\x02"
+    yield "struct_static_password.bin", bytes([0x80, 0x41, 2, 2, 0, 0]) + ttl + b"\x00"
+    yield "struct_intune_static.bin", bytes([0x80, 0x09, 3, 3, 0]) + san + ttl + b"\x00"
+    yield "struct_webhook_onetime_refused.bin", bytes([0x80, 0x12, 0, 0, 0, 0]) + b"\x00\x00\x00"
+    yield "struct_none_alone.bin", bytes([0x85, 0x04, 0, 0, 1, 5]) + tok("x_y@z") + bytes([0]) + ttl + b"\x00"
+
+
+# Structured fuzz_config inputs (layout in the harness): flags (bit 0 the MDM file, bit 1
+# CRLF, bit 2 relative names against a scratch folder), then per line: key index, style, value
+# bytes (the value's meaning follows the key's type).
+def config_struct():
+    yield "struct_main_numbers.bin", bytes([0x80, 1, 0, 0, 0, 5, 0, 0, 3, 0x11, 1, 2, 0, 16, 0,
+                                            6, 0x80, 2, 2, 0x10, 0x27, 0, 19, 0, 0, 0, 3, 0, 0])
+    yield "struct_main_words.bin", bytes([0x86, 0, 0, 2, 1, 0x90, 0x10, 12, 0, 1, 21, 0x21, 0,
+                                          27, 1, 8, 29, 0, 9, 20, 0x10, 5, 1, 2, 3, 4, 5, 0])
+    yield "struct_main_paths.bin", bytes([0x84, 11, 0, 6, 1, 2, 3, 4, 5, 6, 0, 14, 0, 3, 7, 7, 7, 0,
+                                          28, 0, 4, 0, 1, 2, 3, 0])
+    yield "struct_mdm_webhook.bin", bytes([0x85, 17, 0, 0, 0, 5, 1, 2, 3, 4, 5, 1, 18, 0, 0, 1])
+    yield "struct_mdm_intune.bin", bytes([0x87, 6, 0, 5, 1, 2, 3, 4, 5, 0, 7, 0, 4, 1, 2, 3, 4, 0,
+                                          8, 0, 1, 1, 13, 0, 2, 1, 0, 0, 1, 0x10, 0, 0, 50, 0, 0,
+                                          3, 0, 0, 0, 4, 0])
+    yield "struct_mdm_ndes.bin", bytes([0x81, 20, 0, 1, 0, 60, 0, 0, 21, 0, 2, 23, 0, 4, 1, 2, 3,
+                                        4, 0, 22, 0, 0, 0])
+    yield "struct_main_load.bin", bytes([0x8c, 1, 0, 0, 0, 5, 0, 0, 21, 0, 1, 0, 2])
+    yield "struct_mdm_load.bin", bytes([0x8d, 17, 0, 0, 0, 5, 1, 2, 3, 4, 5, 1, 18, 0, 0, 1])
+    yield "struct_mdm_bad_section.bin", bytes([0x81, 0, 0x47, 0, 0, 8, 0, 0])
 
 
 # ---- fuzz_client: HTTP answers, GetCACert bodies, tool arguments ----
@@ -310,6 +360,9 @@ if wanted("fuzz_store"):
     store_seeds()
 if wanted("fuzz_challenge"):
     challenge_seeds()
+if wanted("fuzz_config"):
+    for name, data in config_struct():
+        write("fuzz_config", name, data)
 if wanted("fuzz_client"):
     client_seeds()
 if wanted("fuzz_ocsp"):
