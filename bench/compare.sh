@@ -32,6 +32,7 @@
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$SRC/bench/lib.sh"
 BASE=${BASE:-43e256a}
 BUILD_TYPE=${BUILD_TYPE:-Release}
 JOBS=${JOBS:-2}
@@ -97,13 +98,6 @@ CEILING=$CUR_BUILD/ceiling LOADGEN=$CUR_BUILD/scep-loadgen
 
 T=$(mktemp -d /tmp/scepd-compare.XXXXXX)
 SERVER_PID="" PERF_PID=""
-stop_pid() {
-  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
-  kill -"${2:-TERM}" "$1" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
-  kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM

@@ -24,6 +24,7 @@
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$SRC/bench/lib.sh"
 if [ -z "${BUILD:-}" ]; then
   BUILD=/work/main/build; [ -x "$BUILD/scepd" ] || BUILD=$SRC/build
 fi
@@ -67,13 +68,6 @@ T0=$SECONDS
 log() { printf 'crl_scale [%3ds]: %s\n' $((SECONDS - T0)) "$*" >&2; }
 die() { log "$*"; exit 1; }
 
-stop_pid() {   # stop_pid PID: TERM, up to 5 s, then KILL
-  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
-  kill -TERM "$1" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
-  kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM

@@ -20,6 +20,7 @@
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$SRC/bench/lib.sh"
 BUILD=${BUILD:-$SRC/build}
 case "$BUILD" in /*) ;; *) BUILD="$SRC/$BUILD" ;; esac
 LOADGEN=${LOADGEN:-$BUILD/scep-loadgen}
@@ -49,13 +50,6 @@ fi
 
 T=$(mktemp -d /tmp/scepd-profile.XXXXXX)
 SERVER_PID="" PERF_PID=""
-stop_pid() {
-  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
-  kill -"${2:-TERM}" "$1" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
-  kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
