@@ -134,7 +134,7 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "intune $(run intune "intune-bench-challenge")" >>"$ROWS"
 done
 if [ -n "$PERF" ]; then
-  perf record -q -e cpu-clock -F 2000 --call-graph fp -p "$SERVER_PID" -o "$T/perf.data" \
+  perf record -q -e cpu-clock -F 2000 --call-graph "${CALLGRAPH:-fp}" -p "$SERVER_PID" -o "$T/perf.data" \
     >"$T/perf.log" 2>&1 &
   PERF_PID=$!
   sleep 0.5
