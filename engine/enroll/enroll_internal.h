@@ -49,6 +49,9 @@ typedef struct enroll_state {
                                         neither parses the pkiMessage nor decrypts again
                                         (owned, scep_request_clear on free) */
     int            have_kept;
+    X509_REQ      *kept_csr;         /* its CSR as that pass parsed it, signature verified:
+                                        the next pass applies the profile rules again but
+                                        neither decodes nor verifies it (owned) */
 } enroll_state;
 
 /* pkcsreq.c */

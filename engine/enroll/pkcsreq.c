@@ -51,6 +51,7 @@ static void state_free(void *p)
     X509_NAME_free(st->subject);
     GENERAL_NAMES_free(st->san);
     free(st->reqrec);
+    X509_REQ_free(st->kept_csr);
     if (st->have_kept)
         scep_request_clear(&st->kept);
     free(st);
@@ -143,8 +144,18 @@ static int phase_profile(pkcsreq *t)
     if (want[0] == '\0' && t->renewal &&
         profile_set_find(issuer_profiles(t->ctx->issuer), old, strlen(old)) != NULL)
         want = old;
-    int rej = issue_check_request(t->ctx->issuer, t->req->inner, t->req->inner_len, want,
+    enroll_state *st = j->pki.state;
+    int rej;
+    if (st != NULL && st->kept_csr != NULL && t->req->inner != NULL) {
+        /* The pass after MDM validation (phase_validate kept it with the request). */
+        t->csr = st->kept_csr;
+        st->kept_csr = NULL;
+        rej = issue_check_parsed(t->ctx->issuer, t->csr, 1, want, !t->renewal, &t->prof,
+                                 &t->detail);
+    } else {
+        rej = issue_check_request(t->ctx->issuer, t->req->inner, t->req->inner_len, want,
                                   !t->renewal, &t->prof, &t->csr, &t->detail);
+    }
     if (t->prof != NULL)
         snprintf(j->profile, sizeof(j->profile), "%s", t->prof->name);
     int pc = t->prof != NULL ? profile_check_cipher(t->prof, t->req->cipher_nid) : PROFILE_OK;
@@ -308,6 +319,9 @@ static int phase_validate(pkcsreq *t)
             st->have_kept = 1;
             memset(t->req, 0, sizeof(*t->req));
             t->req->msg_type = -1;
+            X509_REQ_free(st->kept_csr);
+            st->kept_csr = t->csr;
+            t->csr = NULL;
         }
     }
     if (rej == REJ_NONE && next >= 0)

@@ -81,6 +81,13 @@ int issue_check_request(const issuer *is, const uint8_t *der, size_t len,
                         const char *profile_name, int need_challenge, const profile **prof_out,
                         X509_REQ **out, const char **detail_out);
 
+/* issue_check_request for a request already parsed (csr stays the caller's). pop_verified:
+ * its signature was verified on an earlier pass of the same job (it depends on the bytes
+ * only); every profile rule is applied again, under the profiles in force now. */
+int issue_check_parsed(const issuer *is, X509_REQ *csr, int pop_verified,
+                       const char *profile_name, int need_challenge, const profile **prof_out,
+                       const char **detail_out);
+
 /* The initial-enrollment challenge of prof (one of the issuer's) for a parsed request: a
  * static challenge (when it is the kind that decides) is compared here (REJ_NONE, REJ_CHALLENGE,
  * REJ_NO_CHALLENGE_SET); otherwise REJ_NONE (a one-time challenge is the store's to decide,

@@ -67,6 +67,23 @@ check "successNotification: caConfiguration and certificateAuthority (the CA's C
   test "$(field caConfiguration)/$(field certificateAuthority)" = "scepd/scepd CA"
 check "no failureNotification for an issued certificate" test -z "$(tx_calls ok failureNotification notification)"
 
+# --- a CSR whose own signature does not verify: refused before Intune is asked (the pass
+# after a validation trusts the first pass's check of it, engine/enroll/pkcsreq.c)
+"$REQ" cacert --url "$B/intune" --out "$T/cadir" > cadir.out
+"$REQ" enroll --ca-dir "$T/cadir" --challenge "intune-challenge-blob-pop" --cn pop --key "$T/pop.key" \
+  --emit "$T/pop.der" > pop.emit 2>&1
+printf '[req]\ndistinguished_name = dn\nattributes = at\nprompt = no\n[dn]\nCN = pop\n[at]\nchallengePassword = intune-challenge-blob-pop\n' > pop.cnf
+openssl req -new -key "$T/pop.key" -config pop.cnf -outform DER -out pop.csr
+python3 -c "import sys; b=bytearray(open(sys.argv[1],'rb').read()); b[-1]^=1; open(sys.argv[2],'wb').write(b)" pop.csr pop-bad.csr
+openssl cms -encrypt -binary -in pop-bad.csr -outform DER -out pop.env -aes128 "$T/cadir/ra.pem"
+python3 "$SRC/tests/tools/pkimsg.py" resign pop.der pop-bad.der pop.env pop.key sha256
+curl -s -o pop.rep -H 'Content-Type: application/x-pki-message' --data-binary @pop-bad.der \
+  "$B/intune?operation=PKIOperation" > /dev/null
+"$REQ" enroll --decode-reply pop.rep --state pop.der.state > pop.out 2>&1 || true
+check "CSR signature broken: FAILURE badMessageCheck, pop_failed" expect_failure pop 2000 pop_failed badMessageCheck
+check "CSR signature broken: Intune was not asked (no validateRequest)" \
+  sh -c "test -n \"$(txid_of pop)\" && test -z \"$(tx_calls pop validateRequest)\""
+
 # --- denied by Intune
 knob '{"validate": "ChallengeExpired"}'
 req deny intune --challenge "intune-challenge-blob-2" --cn dev-2
