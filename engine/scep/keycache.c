@@ -4,9 +4,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/core_names.h>
 #include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
+#include <openssl/params.h>
 #include <openssl/provider.h>
 
 #define KEYCACHE_ENTRIES 4     /* a request needs two at most (signer, CSR); a few for slack */
@@ -31,7 +33,10 @@ typedef struct key_decoder {
 typedef struct key_cache {
     key_entry e[KEYCACHE_ENTRIES];   /* most recently used first */
     key_decoder d[KEYCACHE_DECODERS];
+    EVP_PKEY_CTX *rsa, *ec;          /* fromdata contexts (made on first use) */
 } key_cache;
+
+#define RSA_MODULUS_MAX 1024         /* bytes (8192 bits): larger keys take the decoder */
 
 static pthread_key_t g_tls;
 static int g_tls_ok;
@@ -58,6 +63,8 @@ static void cache_free(void *p)
         OSSL_DECODER_CTX_free(c->d[i].dctx);
         EVP_PKEY_free(c->d[i].slot);
     }
+    EVP_PKEY_CTX_free(c->rsa);
+    EVP_PKEY_CTX_free(c->ec);
     free(c);
 }
 
@@ -135,10 +142,136 @@ static key_decoder *decoder_for(key_cache *c, const X509_PUBKEY *spki)
     return NULL;
 }
 
-/* der (len bytes, the encoding of spki) decoded: with this thread's decoder context for the
- * algorithm when there is one, else by d2i_PUBKEY. NULL when it does not decode. */
+/* One DER TLV at *p (end: one past the input): its tag, and its contents in *v, *vlen; *p
+ * moves past it. Definite lengths of at most 4 bytes, minimal; 0 on anything else. */
+static int der_tlv(const unsigned char **p, const unsigned char *end, int tag,
+                   const unsigned char **v, size_t *vlen)
+{
+    const unsigned char *q = *p;
+    if (end - q < 2 || q[0] != tag)
+        return 0;
+    size_t n = q[1];
+    q += 2;
+    if (n & 0x80) {
+        size_t k = n & 0x7f;
+        if (k == 0 || k > 4 || (size_t)(end - q) < k || q[0] == 0)
+            return 0;
+        for (n = 0; k > 0; k--)
+            n = (n << 8) | *q++;
+        if (n < 0x80)
+            return 0;
+    }
+    if ((size_t)(end - q) < n)
+        return 0;
+    *v = q;
+    *vlen = n;
+    *p = q + n;
+    return 1;
+}
+
+/* A positive DER INTEGER's magnitude (no leading zero byte), or 0 if it is not one. */
+static int der_uint(const unsigned char **p, const unsigned char *end,
+                    const unsigned char **v, size_t *vlen)
+{
+    if (!der_tlv(p, end, 0x02, v, vlen) || *vlen == 0 || ((*v)[0] & 0x80))
+        return 0;
+    if ((*v)[0] == 0) {
+        if (*vlen == 1 || !((*v)[1] & 0x80))
+            return 0;           /* zero, or not minimal */
+        (*v)++;
+        (*vlen)--;
+    }
+    return 1;
+}
+
+/* OSSL_PARAM integers are unsigned in the machine's byte order. */
+static void to_native(unsigned char *dst, const unsigned char *be, size_t n)
+{
+    const unsigned int one = 1;
+    if (*(const unsigned char *)&one == 1) {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = be[n - 1 - i];
+    } else {
+        memcpy(dst, be, n);
+    }
+}
+
+static EVP_PKEY *fromdata(EVP_PKEY_CTX **ctx, const char *type, OSSL_PARAM *params)
+{
+    EVP_PKEY *key = NULL;
+    if (*ctx == NULL) {
+        *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+        if (*ctx != NULL && EVP_PKEY_fromdata_init(*ctx) != 1) {
+            EVP_PKEY_CTX_free(*ctx);
+            *ctx = NULL;
+        }
+    }
+    if (*ctx != NULL && EVP_PKEY_fromdata(*ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
+        key = NULL;
+    return key;
+}
+
+/* The two common shapes built straight from their numbers (EVP_PKEY_fromdata): an RSA key
+ * (rsaEncryption, NULL parameters, a DER RSAPublicKey) and an EC key on a named curve (the
+ * point is checked on the curve by the import). Skips the decoder framework, whose own
+ * overhead is most of a decode in OpenSSL 3.0. NULL for anything else: the caller decodes
+ * the ordinary way, so the result never differs from a decode's, only its cost. */
+static EVP_PKEY *from_numbers(key_cache *c, const X509_PUBKEY *spki)
+{
+    ASN1_OBJECT *alg = NULL;
+    const unsigned char *pk = NULL;
+    int pklen = 0, ptype = V_ASN1_UNDEF;
+    const void *pval = NULL;
+    X509_ALGOR *a = NULL;
+
+    if (c == NULL || !X509_PUBKEY_get0_param(&alg, &pk, &pklen, &a, spki) || pklen <= 0)
+        return NULL;
+    X509_ALGOR_get0(NULL, &ptype, &pval, a);
+    int nid = OBJ_obj2nid(alg);
+    if (nid == NID_rsaEncryption && ptype == V_ASN1_NULL) {
+        const unsigned char *p = pk, *end = pk + pklen, *seq, *n, *e;
+        size_t seqlen, nlen, elen;
+        unsigned char nb[RSA_MODULUS_MAX], eb[8];
+        if (!der_tlv(&p, end, 0x30, &seq, &seqlen) || p != end)
+            return NULL;
+        p = seq;
+        end = seq + seqlen;
+        if (!der_uint(&p, end, &n, &nlen) || !der_uint(&p, end, &e, &elen) || p != end ||
+            nlen > sizeof(nb) || elen > sizeof(eb))
+            return NULL;
+        to_native(nb, n, nlen);
+        to_native(eb, e, elen);
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_N, nb, nlen),
+            OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_E, eb, elen),
+            OSSL_PARAM_construct_end(),
+        };
+        return fromdata(&c->rsa, "RSA", params);
+    }
+    if (nid == NID_X9_62_id_ecPublicKey && ptype == V_ASN1_OBJECT) {
+        int curve = OBJ_obj2nid(pval);
+        const char *group = curve != NID_undef ? OBJ_nid2sn(curve) : NULL;
+        if (group == NULL)
+            return NULL;
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)group, 0),
+            OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pk, (size_t)pklen),
+            OSSL_PARAM_construct_end(),
+        };
+        return fromdata(&c->ec, "EC", params);
+    }
+    return NULL;
+}
+
+/* der (len bytes, the encoding of spki) decoded: from its numbers for the common shapes,
+ * else with this thread's decoder context for the algorithm when there is one, else by
+ * d2i_PUBKEY. NULL when it does not decode. */
 static EVP_PKEY *decode(key_cache *c, const X509_PUBKEY *spki, const unsigned char *der, int len)
 {
+    EVP_PKEY *quick = from_numbers(c, spki);
+    if (quick != NULL)
+        return quick;
+    ERR_clear_error();
     key_decoder *d = decoder_for(c, spki);
     const unsigned char *p = der;
     EVP_PKEY *key = NULL;

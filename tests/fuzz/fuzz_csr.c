@@ -6,6 +6,7 @@
  * builder with fuzzed content. The re-signed request is also checked under a set of real
  * profiles (smart card logon with a required UPN, S/MIME, VPN with IP SANs, signature-only
  * with subject rules and shorter validity) and built under each profile that accepts it.
+ * The key cache's decode of the request's key is compared with OpenSSL's (check_key_decode).
  * Violated invariants abort(), so the replay driver and libFuzzer both flag them. */
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "engine/common/config.h"
 #include "engine/policy/issue.h"
 #include "engine/policy/profile.h"
+#include "engine/scep/keycache.h"
 #include "engine/scep/reject.h"
 
 #define FUZZ_CHALLENGE "fuzz-challenge"   /* the seed CSRs carry it */
@@ -237,6 +239,29 @@ static void run_profiles(const uint8_t *der, size_t len)
     }
 }
 
+/* The key cache builds the common key shapes from their numbers (engine/scep/keycache.c):
+ * whatever the SubjectPublicKeyInfo, it must give what OpenSSL's decode gives, or nothing
+ * when that gives nothing. */
+static void check_key_decode(const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+    unsigned char *enc = NULL;
+    X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)len);
+    X509_PUBKEY *spki = req != NULL ? X509_REQ_get_X509_PUBKEY(req) : NULL;
+    int n = spki != NULL ? i2d_X509_PUBKEY(spki, &enc) : 0;
+    if (n > 0) {
+        const unsigned char *q = enc;
+        EVP_PKEY *ref = d2i_PUBKEY(NULL, &q, n);
+        EVP_PKEY *ours = scep_key_get1(spki);
+        if ((ref == NULL) != (ours == NULL) || (ref != NULL && EVP_PKEY_eq(ref, ours) != 1))
+            abort();
+        EVP_PKEY_free(ref);
+        EVP_PKEY_free(ours);
+    }
+    OPENSSL_free(enc);
+    X509_REQ_free(req);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!G.ready)
@@ -251,6 +276,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     run(G.initial, buf, size, 1);
     run(G.renewal, buf, size, 0);
+    check_key_decode(buf, size);
 
     /* Re-signed with a valid key: the request's content goes through the remaining checks. */
     const unsigned char *p = buf;
