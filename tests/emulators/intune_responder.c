@@ -165,6 +165,7 @@ static void conn_serve(rsp *R, conn *c)
             } else if (r.expect && !c->continued) {
                 rsp_out(c, LIT("HTTP/1.1 100 Continue\r\n\r\n"));
                 c->continued = 1;
+                R->st.continues++;
             }
             break;
         }

@@ -59,7 +59,8 @@ typedef struct {
     char        tok_path[320], disc[1024];
     size_t      disc_len;
     struct { uint64_t requests, validations, successes, failures, tokens, discoveries,
-               downloads, uploads, bad, connections, open, waiting, max_waiting; } st;
+               downloads, uploads, bad, continues, connections, open, waiting,
+               max_waiting; } st;
 } rsp;
 
 

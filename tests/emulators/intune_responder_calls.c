@@ -136,13 +136,15 @@ static int stats(rsp *R, conn *c, int close)
         "{\"waiting\":%llu,\"max_waiting\":%llu,\"validations\":%llu,"
         "\"success_notifications\":%llu,\"failure_notifications\":%llu,\"tokens\":%llu,"
         "\"discoveries\":%llu,\"revocation_downloads\":%llu,\"revocation_uploads\":%llu,"
-        "\"requests\":%llu,\"bad_requests\":%llu,\"connections\":%llu,\"open\":%llu}",
+        "\"requests\":%llu,\"bad_requests\":%llu,\"continues\":%llu,\"connections\":%llu,"
+        "\"open\":%llu}",
         (unsigned long long)R->st.waiting, (unsigned long long)R->st.max_waiting,
         (unsigned long long)R->st.validations, (unsigned long long)R->st.successes,
         (unsigned long long)R->st.failures, (unsigned long long)R->st.tokens,
         (unsigned long long)R->st.discoveries, (unsigned long long)R->st.downloads,
         (unsigned long long)R->st.uploads, (unsigned long long)R->st.requests,
-        (unsigned long long)R->st.bad, (unsigned long long)R->st.connections,
+        (unsigned long long)R->st.bad, (unsigned long long)R->st.continues,
+        (unsigned long long)R->st.connections,
         (unsigned long long)R->st.open);
     return rsp_reply(c, 200, body, (size_t)n, close);
 }

@@ -51,7 +51,7 @@ void rsp_out(conn *c, const char *s, size_t n)
 }
 
 /* Queues one JSON answer; close: the connection ends after it (says so in the header).
- * Returns 0, so that a handler can end with `return reply(...)`. */
+ * Returns 0, so that a handler can end with `return rsp_reply(...)`. */
 int rsp_reply(conn *c, int status, const char *body, size_t len, int close)
 {
     char head[192];
