@@ -3,19 +3,27 @@
 # for Intune cost throughput? One scepd (SoftHSM keys, RSA-2048), two profiles served side by
 # side, loaded in turn with identical scep-loadgen settings:
 #   static  challenge = static (no MDM)
-#   intune  challenge = intune, against tests/emulators/intune_emulator.py answering every
-#           validateRequest after validate_delay_ms (default 200 ms); successNotification
-#           answers at once (it is on the path too: validate -> sign -> commit -> notify).
+#   intune  challenge = intune, against an Intune emulator answering every validateRequest
+#           after the delay (default 200 ms); successNotification answers at once (it is on
+#           the path too: validate -> sign -> commit -> notify).
 # Reports enrollments/s of each, the ratio intune/static (target >= 80 %), the concurrency
 # (requests in flight from the load generator) and the most validations the emulator had
 # waiting at once (requests parked in scepd's validation stage, holding no worker).
 #
 #   bench/mdm.sh [--concurrency C] [--duration S] [--warmup S] [--delay MS] [--rounds N]
-#                [--json FILE] [--perf PROFILE]
+#                [--emulator fast|python] [--json FILE] [--perf PROFILE]
 # Defaults: C 128, 10 s + 3 s warm-up per profile, 200 ms, 1 round. With N rounds the two
 #   profiles alternate (static, intune, static, ...) and the ratio is of the medians: on a
 #   shared machine the load of others moves between runs. Environment: BUILD (./build),
 #   LOADGEN ($BUILD/scep-loadgen).
+# --emulator: which Intune emulator runs beside scepd (on the same cores: a real Intune never
+#   does). fast (default): $BUILD/tests/intune-responder, a single-threaded epoll C server
+#   (tests/emulators/intune_responder.c) whose CPU per enrollment is a small fraction of the
+#   Python one's, so that the figure measures scepd. python: the contract emulator of the
+#   tests, tests/emulators/intune_emulator.py (ThreadingHTTPServer, a thread per connection;
+#   ~0.9 ms of CPU per enrollment, ~15 % of what the two cores give an enrollment). Both
+#   answer the same calls with the same JSON; the one that ran, its CPU per enrollment and its
+#   /_stats are reported.
 # --perf PROFILE (static or intune): after the rounds, one more run of PROFILE with scepd
 #   sampled by `perf record -e cpu-clock --call-graph fp` (not counted in the medians);
 #   prints the top symbols (scepd's own and its libraries').
@@ -27,7 +35,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-$SRC/build}
 case "$BUILD" in /*) ;; *) BUILD="$SRC/$BUILD" ;; esac
 LOADGEN=${LOADGEN:-$BUILD/scep-loadgen}
-CONC=128 DURATION=10 WARMUP=3 DELAY=200 JSON="" ROUNDS=1 PERF=""
+CONC=128 DURATION=10 WARMUP=3 DELAY=200 JSON="" ROUNDS=1 PERF="" EMULATOR=fast
 usage() { sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -38,6 +46,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=${2:?}; shift ;;
     --json) JSON=${2:?}; shift ;;
     --perf) PERF=${2:?}; shift ;;
+    --emulator) EMULATOR=${2:?}; shift ;;
     -h|--help) usage ;;
     *) echo "bench/mdm: unknown argument $1" >&2; usage ;;
   esac
@@ -46,7 +55,11 @@ done
 case $PERF in ""|static|intune) ;; *) echo "bench/mdm: --perf static|intune" >&2; exit 2 ;; esac
 [ -z "$PERF" ] || command -v perf >/dev/null ||
   { echo "bench/mdm: perf not found (apt-get install linux-perf)" >&2; exit 2; }
-for b in "$BUILD/scepd" "$LOADGEN"; do
+case $EMULATOR in fast|python) ;; *) echo "bench/mdm: --emulator fast|python" >&2; exit 2 ;; esac
+RESPONDER=$BUILD/tests/intune-responder
+NEED="$BUILD/scepd $LOADGEN"
+[ "$EMULATOR" = python ] || NEED="$NEED $RESPONDER"
+for b in $NEED; do
   [ -x "$b" ] || { echo "bench/mdm: $b missing: build first" >&2; exit 2; }
 done
 
@@ -66,12 +79,19 @@ LISTEN=127.0.0.1:0 AUDIT_LOG=audit.log BUILD="$BUILD" KEYS=pkcs11 CA_KEY=rsa:204
 printf 'challenge = static\n' >"$T/s/profiles/static.conf"
 printf 'challenge = intune\n' >"$T/s/profiles/intune.conf"
 
-python3 "$SRC/tests/emulators/intune_emulator.py" --log "$T/calls.jsonl" --secret bench-secret --no-record \
-  >"$T/emu.port" 2>"$T/emu.err" &
+if [ "$EMULATOR" = python ]; then
+  python3 "$SRC/tests/emulators/intune_emulator.py" --log "$T/calls.jsonl" --secret bench-secret --no-record \
+    >"$T/emu.port" 2>"$T/emu.err" &
+else
+  "$RESPONDER" --secret bench-secret --validate-delay-ms "$DELAY" --max-connections $((CONC * 4 + 64)) \
+    >"$T/emu.port" 2>"$T/emu.err" &
+fi
 EMU_PID=$!
 for _ in $(seq 1 100); do EP=$(sed -n 's/^PORT //p' "$T/emu.port"); [ -n "$EP" ] && break; sleep 0.05; done
 [ -n "${EP:-}" ] || { cat "$T/emu.err" >&2; exit 1; }
-curl -fsS -X POST -d "{\"validate_delay_ms\": $DELAY}" "http://127.0.0.1:$EP/_control" >/dev/null
+log "emulator: $EMULATOR on port $EP (validation delay $DELAY ms)"
+[ "$EMULATOR" = fast ] ||
+  curl -fsS -X POST -d "{\"validate_delay_ms\": $DELAY}" "http://127.0.0.1:$EP/_control" >/dev/null
 printf 'bench-secret\n' >"$T/s/intune.secret"
 cat >"$T/s/mdm.conf" <<CONF
 [mdm]
@@ -156,8 +176,9 @@ if [ "$ROUNDS" -gt 1 ]; then
   cat "$ROWS"
   printf '\nmedians of %s rounds:' "$ROUNDS"
 fi
-read -r WAIT VALIDATIONS < <(curl -fsS "http://127.0.0.1:$EP/_stats" |
-  python3 -c "import json,sys; d=json.load(sys.stdin); print(d['max_waiting'], d['validations'])")
+STATS=$(curl -fsS "http://127.0.0.1:$EP/_stats")
+read -r WAIT VALIDATIONS < <(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['max_waiting'], d['validations'])" "$STATS")
+if [ "$EMULATOR" = fast ]; then EMU_NAME=tests/intune-responder; else EMU_NAME=intune_emulator.py; fi
 NPROC=$(nproc)
 RATIO=$(python3 -c "import sys; s,i=float(sys.argv[1]),float(sys.argv[2]); print('%.1f' % (100*i/s if s else 0))" "$S_RATE" "$I_RATE")
 printf '\n%-8s %14s %7s %10s %17s %17s %12s\n' profile enrollments/s errors p50_ms scepd_cpu_ms/enr emu_cpu_ms/enr hsm_ops/enr
@@ -165,7 +186,8 @@ printf '%-8s %14s %7s %10s %17s %17s %12s\n' static "$S_RATE" "$S_ERR" "$S_P50" 
   intune "$I_RATE" "$I_ERR" "$I_P50" "$I_CPU" "$I_ECPU" "$I_HSM"
 printf '\nratio intune/static: %s %% (target >= 80 %%); concurrency %s; validation delay %s ms;\n' "$RATIO" "$CONC" "$DELAY"
 printf 'most validations waiting at the emulator at once: %s; validateRequest calls: %s; %s CPUs\n' "$WAIT" "$VALIDATIONS" "$NPROC"
+printf 'emulator: %s (%s); its /_stats: %s\n' "$EMULATOR" "$EMU_NAME" "$STATS"
 if [ -n "$JSON" ]; then
-  printf '{"concurrency":%s,"delay_ms":%s,"static_per_s":%s,"intune_per_s":%s,"ratio_pct":%s,"max_waiting":%s,"validations":%s,"static_errors":%s,"intune_errors":%s,"static_cpu_ms":%s,"intune_cpu_ms":%s,"emulator_cpu_ms":%s,"static_hsm_ops":%s,"intune_hsm_ops":%s,"cpus":%s}\n' \
-    "$CONC" "$DELAY" "$S_RATE" "$I_RATE" "$RATIO" "$WAIT" "$VALIDATIONS" "$S_ERR" "$I_ERR" "$S_CPU" "$I_CPU" "$I_ECPU" "$S_HSM" "$I_HSM" "$NPROC" >"$JSON"
+  printf '{"concurrency":%s,"delay_ms":%s,"static_per_s":%s,"intune_per_s":%s,"ratio_pct":%s,"max_waiting":%s,"validations":%s,"static_errors":%s,"intune_errors":%s,"static_cpu_ms":%s,"intune_cpu_ms":%s,"emulator_cpu_ms":%s,"static_hsm_ops":%s,"intune_hsm_ops":%s,"cpus":%s,"emulator":"%s"}\n' \
+    "$CONC" "$DELAY" "$S_RATE" "$I_RATE" "$RATIO" "$WAIT" "$VALIDATIONS" "$S_ERR" "$I_ERR" "$S_CPU" "$I_CPU" "$I_ECPU" "$S_HSM" "$I_HSM" "$NPROC" "$EMULATOR" >"$JSON"
 fi
