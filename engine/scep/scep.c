@@ -12,6 +12,7 @@
 
 #include "engine/scep/certrep_der.h"
 #include "engine/scep/der.h"
+#include "engine/scep/envelope_der.h"
 #include "engine/scep/fastpath.h"
 #include "engine/scep/keycache.h"
 #include "engine/scep/reject.h"
@@ -278,6 +279,12 @@ int scep_open_envelope(scep_request *req, EVP_PKEY *ra_key, X509 *ra_cert, int a
 
     if (req->envelope == NULL)
         goto out;
+    /* The common envelope read and decrypted in place (envelope_der.h); anything that reader
+     * does not take is decided by OpenSSL's CMS below, as before. */
+    rc = scep_envelope_der(req, ra_key, ra_cert);
+    if (rc != SCEP_ENVELOPE_NOT_HANDLED)
+        goto out;
+    rc = REJ_NO_ENVELOPE;
     /* The CMS API hides the content-encryption algorithm; the PKCS7 view shows it. */
     p7 = d2i_PKCS7(NULL, &p, (long)req->envelope_len);
     if (p7 == NULL || !PKCS7_type_is_enveloped(p7) || p7->d.enveloped == NULL ||
