@@ -63,8 +63,3 @@ int der_take(der_in *in, uint8_t tag, der_in *body)
     in->p += h + n;
     return 0;
 }
-
-int der_peek(const der_in *in)
-{
-    return in->p < in->end ? in->p[0] : -1;
-}

@@ -30,7 +30,4 @@ int der_header(const der_in *in, uint8_t *tag, size_t *hdr_len, size_t *len, int
  * its content, and in moves past it. 0, or -1 (in unchanged). */
 int der_take(der_in *in, uint8_t tag, der_in *body);
 
-/* The next element's tag, or -1 at the end of in. */
-int der_peek(const der_in *in);
-
 #endif
