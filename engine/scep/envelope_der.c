@@ -153,16 +153,17 @@ static int read_envelope(const scep_request *req, der_in issuer, der_in serial, 
     return 0;
 }
 
+#define MAX_RSA_BYTES 1024          /* RSA-8192; a larger RA key is left to CMS */
+
 /* The content key unwrapped with the RA key into cek (klen bytes); a random one when the
  * unwrap fails or has another length (envelope_der.h: no padding oracle). 0, or -1 when not
  * even a random key could be made. */
 static int unwrap_key(EVP_PKEY *key, der_in ek, EVP_CIPHER_CTX *cctx, uint8_t *cek, size_t klen)
 {
-    uint8_t buf[1024];
+    uint8_t buf[MAX_RSA_BYTES];
     size_t n = sizeof(buf);
     EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
-    int got = pctx != NULL && EVP_PKEY_get_size(key) <= (int)sizeof(buf) &&
-              EVP_PKEY_decrypt_init(pctx) == 1 &&
+    int got = pctx != NULL && EVP_PKEY_decrypt_init(pctx) == 1 &&
               EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1 &&
               EVP_PKEY_decrypt(pctx, buf, &n, ek.p, slice_len(ek)) == 1 && n == klen;
     int rc = 0;
@@ -214,7 +215,8 @@ int scep_envelope_der(scep_request *req, EVP_PKEY *ra_key, X509 *ra_cert)
     memset(&v, 0, sizeof(v));
     int ilen = i2d_X509_NAME(X509_get_issuer_name(ra_cert), &issuer);
     int slen = i2d_ASN1_INTEGER((ASN1_INTEGER *)X509_get0_serialNumber(ra_cert), &serial);
-    if (ilen <= 0 || slen <= 0 || ra_key == NULL || !EVP_PKEY_is_a(ra_key, "RSA"))
+    if (ilen <= 0 || slen <= 0 || ra_key == NULL || !EVP_PKEY_is_a(ra_key, "RSA") ||
+        EVP_PKEY_get_size(ra_key) <= 0 || EVP_PKEY_get_size(ra_key) > MAX_RSA_BYTES)
         goto out;
     der_in iss = { issuer, issuer + ilen }, ser = { serial, serial + slen };
     if (read_envelope(req, iss, ser, &v) != 0)

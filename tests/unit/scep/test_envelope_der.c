@@ -194,8 +194,10 @@ static uint8_t *wrap(uint8_t tag, const uint8_t *body, size_t len, size_t *outle
 static uint8_t *cat(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, size_t *n)
 {
     uint8_t *r = malloc(alen + blen);
-    memcpy(r, a, alen);
-    memcpy(r + alen, b, blen);
+    if (alen > 0)
+        memcpy(r, a, alen);
+    if (blen > 0)
+        memcpy(r + alen, b, blen);
     *n = alen + blen;
     return r;
 }
