@@ -57,7 +57,7 @@ const EVP_MD *scep_fetched_md(int nid)
     }
 }
 
-static const EVP_CIPHER *fetched_cipher(int nid)
+const EVP_CIPHER *scep_fetched_cipher(int nid)
 {
     pthread_once(&g_alg_once, alg_init);
     switch (nid) {
@@ -262,7 +262,7 @@ static int assemble(const env_parts *e, uint8_t **out, size_t *outlen)
 int scep_fast_envelope(X509 *recip, EVP_PKEY *key, int cipher_nid, const uint8_t *content,
                        size_t len, uint8_t **out, size_t *outlen)
 {
-    const EVP_CIPHER *cipher = fetched_cipher(cipher_nid);
+    const EVP_CIPHER *cipher = scep_fetched_cipher(cipher_nid);
     env_parts e;
     int rc = -1;
 

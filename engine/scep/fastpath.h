@@ -43,4 +43,7 @@ int scep_fast_envelope(X509 *recip, EVP_PKEY *key, int cipher_nid, const uint8_t
 /* The process's fetched EVP_MD for NID_sha1/256/384/512, or NULL. */
 const EVP_MD *scep_fetched_md(int nid);
 
+/* The process's fetched EVP_CIPHER for NID_aes_128/192/256_cbc and NID_des_ede3_cbc, or NULL. */
+const EVP_CIPHER *scep_fetched_cipher(int nid);
+
 #endif

@@ -10,7 +10,9 @@
 #include <openssl/pkcs7.h>
 #include <openssl/rand.h>
 
+#include "engine/scep/certrep_der.h"
 #include "engine/scep/der.h"
+#include "engine/scep/envelope_der.h"
 #include "engine/scep/fastpath.h"
 #include "engine/scep/keycache.h"
 #include "engine/scep/reject.h"
@@ -277,6 +279,12 @@ int scep_open_envelope(scep_request *req, EVP_PKEY *ra_key, X509 *ra_cert, int a
 
     if (req->envelope == NULL)
         goto out;
+    /* The common envelope read and decrypted in place (envelope_der.h); anything that reader
+     * does not take is decided by OpenSSL's CMS below, as before. */
+    rc = scep_envelope_der(req, ra_key, ra_cert);
+    if (rc != SCEP_ENVELOPE_NOT_HANDLED)
+        goto out;
+    rc = REJ_NO_ENVELOPE;
     /* The CMS API hides the content-encryption algorithm; the PKCS7 view shows it. */
     p7 = d2i_PKCS7(NULL, &p, (long)req->envelope_len);
     if (p7 == NULL || !PKCS7_type_is_enveloped(p7) || p7->d.enveloped == NULL ||
@@ -458,13 +466,14 @@ int scep_certrep(const scep_request *req, int status, int failinfo, const char *
     return rc;
 }
 
-int scep_certrep_content(const scep_request *req, int status, int failinfo,
-                         const char *failtext, const uint8_t *content, size_t content_len,
-                         EVP_PKEY *signer_key, X509 *signer_cert, uint8_t **out, size_t *outlen)
+/* The CertRep through OpenSSL's CMS: the fallback for a signer certrep_der.h does not write
+ * (a key neither RSA nor EC). envelope NULL: no eContent (FAILURE, PENDING). */
+static int certrep_cms(const scep_request *req, int status, int failinfo, const char *failtext,
+                       const uint8_t *envelope, size_t envelope_len, EVP_PKEY *signer_key,
+                       X509 *signer_cert, const EVP_MD *md, uint8_t **out, size_t *outlen)
 {
     const scep_oids *oids = scep_oid_get();
-    uint8_t *envelope = NULL, sender_nonce[SCEP_NONCE_LEN];
-    size_t envelope_len = 0;
+    uint8_t sender_nonce[SCEP_NONCE_LEN];
     CMS_ContentInfo *cms = NULL;
     BIO *in = NULL;
     int rc = -1;
@@ -472,18 +481,6 @@ int scep_certrep_content(const scep_request *req, int status, int failinfo,
 
     if (oids == NULL)
         goto out;
-    if (status == SCEP_SUCCESS &&
-        (content == NULL || encrypt_to_requester(req, content, content_len, &envelope, &envelope_len) != 0))
-        goto out;
-
-    /* Reply with the client's digest when it is a strong one; SHA-256 otherwise (fetched
-     * once: fastpath.h). */
-    int md_nid = req->sig_md_nid == NID_sha384 || req->sig_md_nid == NID_sha512
-                     ? req->sig_md_nid : NID_sha256;
-    const EVP_MD *md = scep_fetched_md(md_nid);
-    if (md == NULL)
-        md = EVP_get_digestbynid(md_nid);
-
     cms = CMS_sign(NULL, NULL, NULL, NULL, CMS_PARTIAL | CMS_BINARY);
     if (cms == NULL)
         goto out;
@@ -535,6 +532,36 @@ int scep_certrep_content(const scep_request *req, int status, int failinfo,
 out:
     CMS_ContentInfo_free(cms);
     BIO_free(in);
+    return rc;
+}
+
+int scep_certrep_content(const scep_request *req, int status, int failinfo,
+                         const char *failtext, const uint8_t *content, size_t content_len,
+                         EVP_PKEY *signer_key, X509 *signer_cert, uint8_t **out, size_t *outlen)
+{
+    uint8_t *envelope = NULL;
+    size_t envelope_len = 0;
+    int rc = -1;
+
+    if (status == SCEP_SUCCESS &&
+        (content == NULL || encrypt_to_requester(req, content, content_len, &envelope, &envelope_len) != 0))
+        goto out;
+
+    /* Reply with the client's digest when it is a strong one; SHA-256 otherwise (fetched
+     * once: fastpath.h). */
+    int md_nid = req->sig_md_nid == NID_sha384 || req->sig_md_nid == NID_sha512
+                     ? req->sig_md_nid : NID_sha256;
+    const EVP_MD *md = scep_fetched_md(md_nid);
+    if (md == NULL)
+        md = EVP_get_digestbynid(md_nid);
+
+    /* Written as DER (certrep_der.h); OpenSSL's CMS only for a signer it does not cover. */
+    rc = scep_certrep_der(req, status, failinfo, failtext, envelope, envelope_len, signer_key,
+                          signer_cert, md, out, outlen);
+    if (rc == 1)
+        rc = certrep_cms(req, status, failinfo, failtext, envelope, envelope_len, signer_key,
+                         signer_cert, md, out, outlen);
+out:
     free(envelope);
     ERR_clear_error();
     return rc;
