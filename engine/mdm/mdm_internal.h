@@ -52,10 +52,17 @@ struct mdm_xfer {
 
 typedef struct intune_state intune_state;
 
+/* The stage thread drives libcurl through its socket interface: curl says which sockets to
+ * watch (epoll_fd) and when its next timeout is (curl_due_us); the loop hands it one ready
+ * socket at a time, so a wake-up costs per event, not per parked transfer. */
 struct mdm_stage {
     mdm_config       cfg;
     audit           *audit;
     CURLM           *multi;
+    int              epoll_fd;       /* curl's sockets and wake_fd; -1 before creation */
+    int              wake_fd;        /* eventfd: the inbox has ops, or stopping is set */
+    int64_t          curl_due_us;    /* curl's one deadline (monotonic us); -1: none */
+    unsigned         timer_calls;    /* times curl moved its deadline (stage thread) */
     pthread_t        thread;
     int              thread_started;
     pthread_mutex_t  lock;           /* guards inbox and stopping */
