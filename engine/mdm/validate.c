@@ -79,7 +79,9 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *arg)
     if (x->resp_len + n + 1 > MDM_RESPONSE_MAX)
         return 0;                             /* libcurl fails the transfer: CURLE_WRITE_ERROR */
     if (x->resp_len + n + 1 > x->resp_cap) {
-        size_t cap = x->resp_cap == 0 ? 4096 : x->resp_cap;
+        /* 960: a typical answer fits below glibc's large-block size (1 KiB), whose malloc
+         * consolidates the arena's small free blocks first. */
+        size_t cap = x->resp_cap == 0 ? 960 : x->resp_cap;
         while (cap < x->resp_len + n + 1)
             cap *= 2;
         char *r = realloc(x->resp, cap);
@@ -118,16 +120,33 @@ mdm_xfer *mdm_xfer_new(mdm_stage *s, const char *url, struct curl_slist *headers
     return x;
 }
 
+/* A finished handle goes back to the idle list: curl_easy_init allocates the handle and, at
+ * its first transfer, its receive buffer (large blocks, each a malloc_consolidate of the
+ * stage thread's arena); curl_easy_reset keeps both. Connections live in the multi handle's
+ * pool either way. */
 static void xfer_detach(mdm_xfer *x)
 {
+    mdm_stage *s = x->stage;
     if (x->easy != NULL) {
-        curl_multi_remove_handle(x->stage->multi, x->easy);
-        curl_easy_cleanup(x->easy);
+        curl_multi_remove_handle(s->multi, x->easy);
+        if (s->nidle < MDM_IDLE_EASY)
+            s->idle[s->nidle++] = x->easy;
+        else
+            curl_easy_cleanup(x->easy);
         x->easy = NULL;
     }
 }
 
-/* A fresh easy handle per attempt: connection reuse comes from the multi handle's pool. */
+static CURL *easy_get(mdm_stage *s)
+{
+    if (s->nidle == 0)
+        return curl_easy_init();
+    CURL *e = s->idle[--s->nidle];
+    curl_easy_reset(e);                   /* every option back to its default */
+    return e;
+}
+
+/* Each attempt sets every option, on a new handle or a reset one. */
 void mdm_xfer_start(mdm_xfer *x)
 {
     mdm_stage *s = x->stage;
@@ -138,7 +157,7 @@ void mdm_xfer_start(mdm_xfer *x)
     if (x->resp != NULL)
         x->resp[0] = '\0';
     atomic_fetch_add(&s->http_attempts, 1);
-    CURL *e = curl_easy_init();
+    CURL *e = easy_get(s);
     if (e == NULL) {
         x->cc = CURLE_OUT_OF_MEMORY;
         x->done(x);
@@ -478,6 +497,7 @@ static void *stage_main(void *arg)
     int64_t retry_due = -1;
     for (;;) {
         int n = epoll_wait(s->epoll_fd, ev, 64, wait_ms(s, now_us(), retry_due));
+        atomic_fetch_add_explicit(&s->wakeups, 1, memory_order_relaxed);
         int wake = 0;
         for (int i = 0; i < n; i++) {
             if (ev[i].data.fd == s->wake_fd) {
@@ -534,6 +554,8 @@ void mdm_stage_destroy(mdm_stage *s)
     intune_state_free(s->intune);
     while (s->retry_list != NULL)          /* only token / discovery transfers remain */
         mdm_xfer_free(s->retry_list);
+    while (s->nidle > 0)
+        curl_easy_cleanup(s->idle[--s->nidle]);
     if (s->multi != NULL)
         curl_multi_cleanup(s->multi);      /* may still call on_socket: epoll_fd is open */
     if (s->epoll_fd >= 0)
