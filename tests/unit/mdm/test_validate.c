@@ -225,7 +225,7 @@ static void hs_answer_batch(hold_srv *h)
         int last = h->close_every > 0 && (h->answered + 1) % h->close_every == 0;
         char out[256];
         int n = snprintf(out, sizeof(out), ok, last ? "Connection: close\r\n" : "");
-        if (write(c->fd, out, (size_t)n) != n)
+        if (send(c->fd, out, (size_t)n, MSG_NOSIGNAL) != n)
             last = 1;
         c->waiting = 0;
         h->waiting--;
