@@ -12,6 +12,7 @@
 #include "engine/mdm/validate.h"
 
 #define MDM_RESPONSE_MAX (1u << 20)   /* an answer larger than this is refused */
+#define MDM_IDLE_EASY    32           /* finished easy handles the stage keeps for reuse */
 
 typedef struct mdm_op   mdm_op;
 typedef struct mdm_xfer mdm_xfer;
@@ -52,10 +53,19 @@ struct mdm_xfer {
 
 typedef struct intune_state intune_state;
 
+/* The stage thread drives libcurl through its socket interface: curl says which sockets to
+ * watch (epoll_fd) and when its next timeout is (curl_due_us); the loop hands it one ready
+ * socket at a time, so a wake-up costs per event, not per parked transfer. */
 struct mdm_stage {
     mdm_config       cfg;
     audit           *audit;
     CURLM           *multi;
+    int              epoll_fd;       /* curl's sockets and wake_fd; -1 before creation */
+    int              wake_fd;        /* eventfd: the inbox has ops, or stopping is set */
+    int64_t          curl_due_us;    /* curl's one deadline (monotonic us); -1: none */
+    unsigned         timer_calls;    /* times curl moved its deadline (stage thread) */
+    CURL            *idle[MDM_IDLE_EASY];   /* easy handles kept for the next attempts */
+    int              nidle;
     pthread_t        thread;
     int              thread_started;
     pthread_mutex_t  lock;           /* guards inbox and stopping */
@@ -65,6 +75,7 @@ struct mdm_stage {
     mdm_xfer        *retry_list;     /* transfers waiting for their next attempt */
     intune_state    *intune;         /* NULL when [intune] is not configured */
     atomic_long      in_flight, http_attempts, token_fetches, discoveries, connects;
+    atomic_long      wakeups;        /* epoll_wait returns (tests: an idle stage sleeps) */
 };
 
 int64_t mdm_now_ms(void);

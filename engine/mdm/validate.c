@@ -7,7 +7,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -76,7 +79,9 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *arg)
     if (x->resp_len + n + 1 > MDM_RESPONSE_MAX)
         return 0;                             /* libcurl fails the transfer: CURLE_WRITE_ERROR */
     if (x->resp_len + n + 1 > x->resp_cap) {
-        size_t cap = x->resp_cap == 0 ? 4096 : x->resp_cap;
+        /* 960: a typical answer fits below glibc's large-block size (1 KiB), whose malloc
+         * consolidates the arena's small free blocks first. */
+        size_t cap = x->resp_cap == 0 ? 960 : x->resp_cap;
         while (cap < x->resp_len + n + 1)
             cap *= 2;
         char *r = realloc(x->resp, cap);
@@ -115,16 +120,33 @@ mdm_xfer *mdm_xfer_new(mdm_stage *s, const char *url, struct curl_slist *headers
     return x;
 }
 
+/* A finished handle goes back to the idle list: curl_easy_init allocates the handle and, at
+ * its first transfer, its receive buffer (large blocks, each a malloc_consolidate of the
+ * stage thread's arena); curl_easy_reset keeps both. Connections live in the multi handle's
+ * pool either way. */
 static void xfer_detach(mdm_xfer *x)
 {
+    mdm_stage *s = x->stage;
     if (x->easy != NULL) {
-        curl_multi_remove_handle(x->stage->multi, x->easy);
-        curl_easy_cleanup(x->easy);
+        curl_multi_remove_handle(s->multi, x->easy);
+        if (s->nidle < MDM_IDLE_EASY)
+            s->idle[s->nidle++] = x->easy;
+        else
+            curl_easy_cleanup(x->easy);
         x->easy = NULL;
     }
 }
 
-/* A fresh easy handle per attempt: connection reuse comes from the multi handle's pool. */
+static CURL *easy_get(mdm_stage *s)
+{
+    if (s->nidle == 0)
+        return curl_easy_init();
+    CURL *e = s->idle[--s->nidle];
+    curl_easy_reset(e);                   /* every option back to its default */
+    return e;
+}
+
+/* Each attempt sets every option, on a new handle or a reset one. */
 void mdm_xfer_start(mdm_xfer *x)
 {
     mdm_stage *s = x->stage;
@@ -135,7 +157,7 @@ void mdm_xfer_start(mdm_xfer *x)
     if (x->resp != NULL)
         x->resp[0] = '\0';
     atomic_fetch_add(&s->http_attempts, 1);
-    CURL *e = curl_easy_init();
+    CURL *e = easy_get(s);
     if (e == NULL) {
         x->cc = CURLE_OUT_OF_MEMORY;
         x->done(x);
@@ -272,6 +294,15 @@ static void xfer_finished(mdm_xfer *x, CURLcode cc)
 
 /* ---- ops and the stage thread ------------------------------------------------------------- */
 
+/* Any thread. The stage reads wake_fd before it takes the inbox under the lock, so a push
+ * that finds the inbox non-empty is covered by the wake-up of the push that filled it. */
+static void stage_wake(mdm_stage *s)
+{
+    uint64_t one = 1;
+    while (write(s->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+}
+
 int mdm_stage_post(mdm_stage *s, mdm_op *op, int counted)
 {
     if (counted && atomic_fetch_add(&s->in_flight, 1) >= s->cfg.max_in_flight) {
@@ -282,7 +313,7 @@ int mdm_stage_post(mdm_stage *s, mdm_op *op, int counted)
     op->counted = counted;
     op->next = NULL;
     pthread_mutex_lock(&s->lock);
-    int stopping = s->stopping;
+    int stopping = s->stopping, was_empty = s->inbox_head == NULL;
     if (!stopping) {
         if (s->inbox_tail != NULL)
             s->inbox_tail->next = op;
@@ -296,7 +327,8 @@ int mdm_stage_post(mdm_stage *s, mdm_op *op, int counted)
             atomic_fetch_sub(&s->in_flight, 1);
         return -ESHUTDOWN;
     }
-    curl_multi_wakeup(s->multi);
+    if (was_empty)          /* else the push that filled it woke the stage, not yet served */
+        stage_wake(s);
     return 0;
 }
 
@@ -316,73 +348,176 @@ void mdm_op_complete(mdm_op *op, const mdm_verdict *v)
     op->finish(op, v);                      /* frees op */
 }
 
-static void run_retries(mdm_stage *s, int64_t now, long *wait_ms)
+/* Starts the retries that are due; returns the next due time of the rest (-1: none). */
+static int64_t run_retries(mdm_stage *s, int64_t now_ms)
 {
+    int64_t next = -1;
     mdm_xfer **pp = &s->retry_list;
     while (*pp != NULL) {
         mdm_xfer *x = *pp;
-        if (x->due_ms <= now) {
+        if (x->due_ms <= now_ms) {
             *pp = x->wait_next;
             x->retry_wait = 0;
             x->wait_next = NULL;
             mdm_xfer_start(x);
             continue;
         }
-        if (x->due_ms - now < *wait_ms)
-            *wait_ms = (long)(x->due_ms - now);
+        if (next < 0 || x->due_ms < next)
+            next = x->due_ms;
         pp = &x->wait_next;
     }
+    return next;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: curl says what to watch on a socket. socketp (curl_multi_assign)
+ * marks a socket registered in the epoll set. A socket curl already closed is gone from the
+ * set (EBADF / ENOENT on DEL); a reused descriptor number is re-added (EEXIST / ENOENT). */
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    mdm_stage *s = userp;
+    (void)e;
+    if (what == CURL_POLL_REMOVE) {
+        if (socketp != NULL) {
+            epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, fd, NULL);   /* EBADF, ENOENT: already gone */
+            curl_multi_assign(s->multi, fd, NULL);
+        }
+        return 0;
+    }
+    struct epoll_event ev = { .events = 0, .data.fd = fd };
+    if (what & CURL_POLL_IN)
+        ev.events |= EPOLLIN;
+    if (what & CURL_POLL_OUT)
+        ev.events |= EPOLLOUT;
+    int op = socketp != NULL ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int rc = epoll_ctl(s->epoll_fd, op, fd, &ev);
+    if (rc != 0 && (errno == EEXIST || errno == ENOENT))
+        rc = epoll_ctl(s->epoll_fd, errno == EEXIST ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+    if (rc != 0)
+        return -1;                         /* curl fails the transfers on this socket */
+    if (socketp == NULL)
+        curl_multi_assign(s->multi, fd, s);
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: curl's one deadline. Called from inside curl (add_handle too):
+ * only recorded here; the loop runs the timeout action. */
+static int on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+    mdm_stage *s = userp;
+    (void)m;
+    s->timer_calls++;
+    s->curl_due_us = timeout_ms < 0 ? -1 : now_us() + (int64_t)timeout_ms * 1000;
+    return 0;
+}
+
+/* Delivers the finished transfers. Their done callbacks may start or free transfers: they
+ * run here, never inside a curl callback. */
+static void read_done(mdm_stage *s)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(s->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        mdm_xfer *x = NULL;
+        CURLcode cc = m->data.result;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        xfer_finished(x, cc);
+    }
+}
+
+/* Runs curl's timeout action when its deadline has passed. A deadline reached a little
+ * early (rounding) leaves curl's timer unchanged, and curl does not call on_timer again for
+ * an unchanged timer: then its deadline is asked for. */
+static void run_curl_timer(mdm_stage *s, int64_t now)
+{
+    int running;
+    if (s->curl_due_us < 0 || s->curl_due_us > now)
+        return;
+    unsigned calls = s->timer_calls;
+    s->curl_due_us = -1;
+    curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    if (s->timer_calls == calls) {
+        long ms = -1;
+        if (curl_multi_timeout(s->multi, &ms) == CURLM_OK && ms >= 0)
+            s->curl_due_us = now_us() + (int64_t)ms * 1000;
+    }
+}
+
+/* Takes the inbox and starts its ops. Returns 1 when the stage is stopping: the batch is put
+ * back so destroy fails it with the rest. */
+static int take_inbox(mdm_stage *s)
+{
+    uint64_t n;
+    while (read(s->wake_fd, &n, sizeof(n)) < 0 && errno == EINTR)
+        ;
+    pthread_mutex_lock(&s->lock);
+    int stop = s->stopping;
+    mdm_op *in = stop ? NULL : s->inbox_head;
+    if (!stop)
+        s->inbox_head = s->inbox_tail = NULL;
+    pthread_mutex_unlock(&s->lock);
+    while (in != NULL) {
+        mdm_op *op = in;
+        in = in->next;
+        op->next = s->live.next;           /* link first: start may complete it */
+        op->prev = &s->live;
+        s->live.next->prev = op;
+        s->live.next = op;
+        op->start(op);
+    }
+    return stop;
+}
+
+/* How long epoll_wait may sleep: until curl's deadline or the next retry, rounded up. */
+static int wait_ms(const mdm_stage *s, int64_t now, int64_t retry_due_ms)
+{
+    int64_t due = s->curl_due_us;
+    if (retry_due_ms >= 0 && (due < 0 || retry_due_ms * 1000 < due))
+        due = retry_due_ms * 1000;
+    if (due < 0)
+        return -1;
+    if (due <= now)
+        return 0;
+    int64_t ms = (due - now + 999) / 1000;
+    return ms > 60000 ? 60000 : (int)ms;
 }
 
 static void *stage_main(void *arg)
 {
     mdm_stage *s = arg;
+    struct epoll_event ev[64];
+    int64_t retry_due = -1;
     for (;;) {
-        pthread_mutex_lock(&s->lock);
-        int stop = s->stopping;
-        mdm_op *in = s->inbox_head;
-        s->inbox_head = s->inbox_tail = NULL;
-        pthread_mutex_unlock(&s->lock);
-        if (stop) {
-            /* Put the batch back so destroy fails it with the rest. */
-            pthread_mutex_lock(&s->lock);
-            if (in != NULL) {
-                mdm_op *t = in;
-                while (t->next != NULL)
-                    t = t->next;
-                t->next = s->inbox_head;
-                s->inbox_head = in;
-                if (s->inbox_tail == NULL)
-                    s->inbox_tail = t;
-            }
-            pthread_mutex_unlock(&s->lock);
-            break;
-        }
-        while (in != NULL) {
-            mdm_op *op = in;
-            in = in->next;
-            op->next = s->live.next;           /* link first: start may complete it */
-            op->prev = &s->live;
-            s->live.next->prev = op;
-            s->live.next = op;
-            op->start(op);
-        }
-        long wait_ms = 1000;
-        run_retries(s, mdm_now_ms(), &wait_ms);
-        int running = 0;
-        curl_multi_perform(s->multi, &running);
-        CURLMsg *m;
-        int left;
-        while ((m = curl_multi_info_read(s->multi, &left)) != NULL) {
-            if (m->msg != CURLMSG_DONE)
+        int n = epoll_wait(s->epoll_fd, ev, 64, wait_ms(s, now_us(), retry_due));
+        atomic_fetch_add_explicit(&s->wakeups, 1, memory_order_relaxed);
+        int wake = 0;
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.fd == s->wake_fd) {
+                wake = 1;
                 continue;
-            mdm_xfer *x = NULL;
-            CURLcode cc = m->data.result;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-            xfer_finished(x, cc);
+            }
+            int bits = 0, running;
+            if (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                bits |= CURL_CSELECT_IN;
+            if (ev[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+                bits |= CURL_CSELECT_OUT;
+            curl_multi_socket_action(s->multi, ev[i].data.fd, bits, &running);
         }
-        run_retries(s, mdm_now_ms(), &wait_ms);
-        curl_multi_poll(s->multi, NULL, 0, (int)(wait_ms > 0 ? wait_ms : 0), NULL);
+        if (wake && take_inbox(s))
+            break;
+        int64_t now = now_us();
+        run_retries(s, now / 1000);
+        run_curl_timer(s, now);
+        read_done(s);
+        retry_due = run_retries(s, now / 1000);    /* the list is short: retries only */
     }
     return NULL;
 }
@@ -401,7 +536,7 @@ void mdm_stage_destroy(mdm_stage *s)
         pthread_mutex_lock(&s->lock);
         s->stopping = 1;
         pthread_mutex_unlock(&s->lock);
-        curl_multi_wakeup(s->multi);
+        stage_wake(s);
         pthread_join(s->thread, NULL);
     }
     mdm_verdict v;
@@ -419,8 +554,14 @@ void mdm_stage_destroy(mdm_stage *s)
     intune_state_free(s->intune);
     while (s->retry_list != NULL)          /* only token / discovery transfers remain */
         mdm_xfer_free(s->retry_list);
+    while (s->nidle > 0)
+        curl_easy_cleanup(s->idle[--s->nidle]);
     if (s->multi != NULL)
-        curl_multi_cleanup(s->multi);
+        curl_multi_cleanup(s->multi);      /* may still call on_socket: epoll_fd is open */
+    if (s->epoll_fd >= 0)
+        close(s->epoll_fd);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
     pthread_mutex_destroy(&s->lock);
     mdm_config_cleanse(&s->cfg);
     OPENSSL_cleanse(s, sizeof(*s));
@@ -443,17 +584,31 @@ int mdm_stage_create(const mdm_config *cfg, audit *a, mdm_stage **out)
     s->cfg = *cfg;
     s->audit = a;
     s->live.next = s->live.prev = &s->live;
+    s->curl_due_us = -1;
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     pthread_mutex_init(&s->lock, NULL);
     pthread_once(&once, init_curl);
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = s->wake_fd };
+    if (s->wake_fd < 0 || s->epoll_fd < 0 ||
+        epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, s->wake_fd, &ev) != 0) {
+        rc = -errno;
+        goto out;
+    }
     s->multi = curl_multi_init();
     if (s->multi == NULL)
         goto out;
     curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_connections);
+    curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
+    curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
     if (mdm_config_intune_enabled(cfg) && (rc = intune_state_create(s, &s->intune)) != 0)
         goto out;
     if ((rc = -pthread_create(&s->thread, NULL, stage_main, s)) != 0)
         goto out;
     s->thread_started = 1;
+    pthread_setname_np(s->thread, "scepd-mdm");      /* top -H, perf --sort comm */
     rc = 0;
 out:
     if (rc == 0)
