@@ -12,7 +12,10 @@
 #
 #   bench/mdm.sh [--concurrency C] [--duration S] [--warmup S] [--delay MS] [--rounds N]
 #                [--emulator fast|python] [--json FILE] [--perf PROFILE]
-# Defaults: C 128, 10 s + 3 s warm-up per profile, 200 ms, 1 round. With N rounds the two
+# Defaults: C 256, 10 s + 3 s warm-up per profile, 200 ms, 1 round. Why 256: an Intune run
+#   keeps rate x delay requests at the MDM (Little's law: about 400/s x 0.2 s = 80 here) on
+#   top of those queued for the workers; at 256 more than 128 are left for the workers
+#   whatever the rate, as many as the static run has at 128. With N rounds the two
 #   profiles alternate (static, intune, static, ...) and the ratio is of the medians: on a
 #   shared machine the load of others moves between runs. Environment: BUILD (./build),
 #   LOADGEN ($BUILD/scep-loadgen).
@@ -25,7 +28,8 @@
 #   answer the same calls with the same JSON; the one that ran, its CPU per enrollment and its
 #   /_stats are reported.
 # --perf PROFILE (static or intune): after the rounds, one more run of PROFILE with scepd
-#   sampled by `perf record -e cpu-clock --call-graph fp` (not counted in the medians);
+#   sampled by `perf record -e cpu-clock --call-graph fp` (CALLGRAPH=dwarf,16384 to see inside
+#   libcrypto; not counted in the medians);
 #   prints the top symbols (scepd's own and its libraries').
 # The emulator accepts any challenge (it does not decrypt Intune's; t_intune.sh enrolls the
 # same way), so loadgen sends a fixed one; each request still has its own transactionID.
@@ -35,7 +39,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-$SRC/build}
 case "$BUILD" in /*) ;; *) BUILD="$SRC/$BUILD" ;; esac
 LOADGEN=${LOADGEN:-$BUILD/scep-loadgen}
-CONC=128 DURATION=10 WARMUP=3 DELAY=200 JSON="" ROUNDS=1 PERF="" EMULATOR=fast
+CONC=256 DURATION=10 WARMUP=3 DELAY=200 JSON="" ROUNDS=1 PERF="" EMULATOR=fast
 usage() { sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
