@@ -21,9 +21,12 @@
  * Failures (out of memory) are silent: the next lookup decodes. */
 void scep_key_remember(const X509_PUBKEY *spki, EVP_PKEY *key);
 
-/* The decoded key of spki: from this thread's cache, else decoded (default library context,
- * with a decoder context this thread keeps per key algorithm: making one is the costly part
- * of a decode in OpenSSL 3.0) and remembered. Returns a new reference (caller frees), or NULL
+/* The decoded key of spki: from this thread's cache, else made and remembered: an RSA key
+ * (rsaEncryption, NULL parameters) or an EC key on a named curve from its numbers
+ * (EVP_PKEY_fromdata: no decoder framework at all), any other shape decoded in the default
+ * library context with a decoder context this thread keeps per key algorithm (making one is
+ * the costly part of a decode in OpenSSL 3.0). The answer is d2i_PUBKEY's, the same key or
+ * none (test_keycache, fuzz_csr). Returns a new reference (caller frees), or NULL
  * when it does not decode. */
 EVP_PKEY *scep_key_get1(const X509_PUBKEY *spki);
 
