@@ -146,7 +146,7 @@ static int phase_profile(pkcsreq *t)
         want = old;
     enroll_state *st = j->pki.state;
     int rej;
-    if (st != NULL && st->kept_csr != NULL && t->req->inner != NULL) {
+    if (st != NULL && st->kept_csr != NULL) {
         /* The pass after MDM validation (phase_validate kept it with the request). */
         t->csr = st->kept_csr;
         st->kept_csr = NULL;

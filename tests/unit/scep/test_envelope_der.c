@@ -22,6 +22,7 @@
 #include "engine/scep/reject.h"
 #include "engine/scep/scep.h"
 #include "client/scep_client.h"
+#include "tests/unit/scep/scep_test_certs.h"
 
 static struct fixture {
     scepc_ctx *ctx;
@@ -32,12 +33,7 @@ static struct fixture {
 
 static X509 *self_signed(EVP_PKEY *key, const char *name)
 {
-    X509_NAME *subj = NULL;
-    X509 *x = NULL;
-    assert_int_equal(scepc_name_parse(name, &subj), SCEPC_OK);
-    assert_int_equal(scepc_self_signed(F.ctx, key, subj, SCEPC_MD_SHA256, &x), SCEPC_OK);
-    X509_NAME_free(subj);
-    return x;
+    return test_self_signed(F.ctx, key, name);
 }
 
 static int setup(void **state)
