@@ -148,11 +148,18 @@ floor_of() {
 # leg SIDE KEYS CONC TAG: one fresh scepd under load; sets R to "cpu_ms eps errors p50 p99".
 leg() {
   local side=$1 k=$2 c=$3 tag=$4 st=$T/$1-$2
-  rm -f "$T/port"
-  "$(side_build "$side")/scepd" -c "$st/scepd.conf" --port-file "$T/port" >"$T/scepd-$side.log" 2>&1 &
+  rm -f "$T/port" "$T/aport"
+  local bin ap=()
+  bin="$(side_build "$side")/scepd"
+  # A side that writes its admin port (and so may have the private-key CPU counters).
+  case "$("$bin" 2>&1 || true)" in *--admin-port-file*) ap=(--admin-port-file "$T/aport") ;; esac
+  "$bin" -c "$st/scepd.conf" --port-file "$T/port" "${ap[@]}" >"$T/scepd-$side.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 200); do [ -s "$T/port" ] && break; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
   [ -s "$T/port" ] || { log "scepd ($side) did not start"; tail -n 20 "$T/scepd-$side.log" >&2; exit 1; }
+  # The private-key CPU counters (keyclock.h): a side without them reports "-".
+  local mu=""
+  [ -s "$T/aport" ] && mu="http://127.0.0.1:$(cat "$T/aport")/metrics"
   if [ "$tag" = perf ]; then
     perf record -q -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$SERVER_PID" -o "$T/perf-$side.data" \
       >"$T/perf-$side.log" 2>&1 &
@@ -161,12 +168,13 @@ leg() {
   "$LOADGEN" --url "http://127.0.0.1:$(cat "$T/port")/scep" --challenge "$CHALLENGE" \
     --concurrency "$c" --duration "$DURATION" --warmup "$WARMUP" --method post --cipher aes128 \
     --md sha256 --key-type rsa:2048 --quiet --key-cache "$KEY_CACHE" --server-pid "$SERVER_PID" \
-    --json "$T/lg.json" >"$T/lg.out" 2>&1 || true
+    ${mu:+--metrics-url "$mu"} --json "$T/lg.json" >"$T/lg.out" 2>&1 || true
   if [ -n "$PERF_PID" ]; then stop_pid "$PERF_PID" INT; PERF_PID=""; fi
   stop_pid "$SERVER_PID"; SERVER_PID=""
   [ -s "$T/lg.json" ] || { log "scep-loadgen failed ($side $k c=$c):"; tail -n 20 "$T/lg.out" >&2; exit 1; }
   R="$(jnum server_cpu_ms_per_enrollment "$T/lg.json") $(jnum enrollments_per_s "$T/lg.json")"
   R="$R $(jnum errors "$T/lg.json") $(jnum p50_ms "$T/lg.json") $(jnum p99_ms "$T/lg.json")"
+  INSITU=$(jnum server_cpu_over_keyop "$T/lg.json"); INSITU=${INSITU:--}
   rm -f "$T/lg.json"
 }
 
@@ -186,10 +194,10 @@ for p in $(seq 1 "$PAIRS"); do
         # left out of the table.
         case $r in [0-9]*) ;; *) log "pair $p $k c=$c $side: no timed phase, not counted:"
                                  sed -n '3p;7,9p' "$T/lg.out" >&2; continue ;; esac
-        echo "$p $k $c $side $r ${FLOOR[$side]}" >>"$T/legs"
-        awk -v p="$p" -v k="$k" -v c="$c" -v s="$side" -v r="$r ${FLOOR[$side]}" 'BEGIN {
-          split(r, v, " "); printf "pair %d %-6s c=%-3d %s: %.3f ms CPU/enr, floor %.3f, ratio %.2f, %.1f enr/s, errors %d\n",
-            p, k, c, s, v[1], v[6], v[1] / v[6], v[2], v[3] }' >&2
+        echo "$p $k $c $side $r ${FLOOR[$side]} $INSITU" >>"$T/legs"
+        awk -v p="$p" -v k="$k" -v c="$c" -v s="$side" -v r="$r ${FLOOR[$side]}" -v i="$INSITU" 'BEGIN {
+          split(r, v, " "); printf "pair %d %-6s c=%-3d %s: %.3f ms CPU/enr, floor %.3f, ratio %.2f, in-situ %s, %.1f enr/s, errors %d\n",
+            p, k, c, s, v[1], v[6], v[1] / v[6], i, v[2], v[3] }' >&2
       done
     done
   done
@@ -198,8 +206,9 @@ done
 echo "A = $BASE_SHA, B = current tree; host $(hostname), $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ); medians of $PAIRS pairs"
 echo "CPU ms/enr: server user+system CPU per verified enrollment (the robust figure on a shared machine)"
 echo "B/A: median of the per-pair ratios of CPU ms/enr; ratio: CPU ms/enr / floor (same leg's state)"
+echo "in-situ: the side's CPU / the CPU its workers spent inside the private-key operations (same seconds)"
 echo
-# fields of $T/legs: pair keys conc side cpu eps errors p50 p99 floor ceiling
+# fields of $T/legs: pair keys conc side cpu eps errors p50 p99 floor ceiling insitu
 awk '
   function med(s,   n, a, i, j, t) { n = split(s, a, " ")
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -207,20 +216,22 @@ awk '
   { key = $2 " " $3; if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
     cpu[key, $4] = cpu[key, $4] " " $5; eps[key, $4] = eps[key, $4] " " $6
     rat[key, $4] = rat[key, $4] " " ($5 / $10); pct[key, $4] = pct[key, $4] " " (100 * $6 / $11)
+    if ($12 != "-") ins[key, $4] = ins[key, $4] " " $12
     err[key, $4] += $7; p99[key, $4] = p99[key, $4] " " $9; c1[key, $1, $4] = $5; pairs[key] = pairs[key] " " $1 }
   END {
-    printf "%-7s %5s | %9s %9s %7s | %8s %8s | %6s %6s | %7s %7s | %7s %7s | %s\n", "keys", "conc",
-      "CPU A", "CPU B", "B/A", "enr/s A", "enr/s B", "rat A", "rat B", "%ceil A", "%ceil B", "p99 A", "p99 B", "errors A/B"
+    printf "%-7s %5s | %9s %9s %7s | %8s %8s | %6s %6s | %7s %7s | %7s %7s | %s | %s\n", "keys", "conc",
+      "CPU A", "CPU B", "B/A", "enr/s A", "enr/s B", "rat A", "rat B", "%ceil A", "%ceil B", "p99 A", "p99 B", "errors A/B", "in-situ A/B"
     for (i = 1; i <= nk; i++) { key = order[i]; split(key, kc, " "); d = ""
       n = split(pairs[key], pp, " "); delete done
       for (j = 1; j <= n; j++) if (!(pp[j] in done)) { done[pp[j]] = 1
         if ((key SUBSEP pp[j] SUBSEP "A") in c1 && (key SUBSEP pp[j] SUBSEP "B") in c1)
           d = d " " (c1[key, pp[j], "B"] / c1[key, pp[j], "A"]) }
-      printf "%-7s %5d | %9.3f %9.3f %6.1f%% | %8.1f %8.1f | %6.2f %6.2f | %6.1f%% %6.1f%% | %7.1f %7.1f | %d/%d\n",
+      printf "%-7s %5d | %9.3f %9.3f %6.1f%% | %8.1f %8.1f | %6.2f %6.2f | %6.1f%% %6.1f%% | %7.1f %7.1f | %d/%d | %s\n",
         kc[1], kc[2], med(cpu[key, "A"]), med(cpu[key, "B"]), 100 * (med(d) - 1),
         med(eps[key, "A"]), med(eps[key, "B"]), med(rat[key, "A"]), med(rat[key, "B"]),
         med(pct[key, "A"]), med(pct[key, "B"]), med(p99[key, "A"]), med(p99[key, "B"]),
-        err[key, "A"], err[key, "B"] } }' "$T/legs"
+        err[key, "A"], err[key, "B"],
+        (((key, "A") in ins) ? sprintf("%.3f", med(ins[key, "A"])) : "-") "/" (((key, "B") in ins) ? sprintf("%.3f", med(ins[key, "B"])) : "-") } }' "$T/legs"
 
 # reduce_perf FILE: shares by shared object, then the top symbols (self time); addresses
 # without a name (libcrypto's internal functions: Debian strips them) are summed per object.

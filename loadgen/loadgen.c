@@ -24,6 +24,7 @@
 
 typedef struct opts {
     const char *url, *challenge, *method, *cipher, *md, *key_type, *key_cache, *json, *label;
+    const char *metrics_url;
     int concurrency, concurrency_set, server_pid, legacy, quiet, threads;
     int duration_set, count_set;   /* given on the command line */
     double duration, warmup, rate, renewal_share, timeout;
@@ -49,7 +50,7 @@ static void usage(FILE *f)
             "         [--key-type rsa:2048|rsa:3072|ec:P-256|ec:P-384] [--renewal-share F]\n"
             "         [--key-cache DIR] [--pool N] [--max-requests N] [--timeout SEC]\n"
             "         [--json FILE] [--server-pid PID] [--legacy] [--quiet] [--label NAME]\n"
-            "         [--threads N]\n"
+            "         [--threads N] [--metrics-url URL]\n"
             "Closed loop over C keep-alive connections, or open loop at R requests/s (latency\n"
             "from the intended send time). Exit 0: no errors; 1: a request failed or a reply\n"
             "failed validation; 2: usage or setup error.\n");
@@ -75,7 +76,7 @@ static int whole(const char *s, double lo, double hi, double *out)
 /* getopt_long codes; O_URL + i names long_opts[i]. */
 enum { O_URL = 256, O_CHAL, O_CONC, O_DUR, O_COUNT, O_WARM, O_RATE, O_METHOD, O_CIPHER, O_MD,
        O_KEYTYPE, O_RENEW, O_CACHE, O_POOL, O_JSON, O_PID, O_LEGACY, O_QUIET, O_LABEL,
-       O_MAXREQ, O_TIMEOUT, O_THREADS, O_HELP };
+       O_MAXREQ, O_TIMEOUT, O_THREADS, O_METRICS, O_HELP };
 static const struct option long_opts[] = {
     { "url", 1, NULL, O_URL }, { "challenge", 1, NULL, O_CHAL },
     { "concurrency", 1, NULL, O_CONC }, { "duration", 1, NULL, O_DUR },
@@ -87,7 +88,7 @@ static const struct option long_opts[] = {
     { "legacy", 0, NULL, O_LEGACY }, { "quiet", 0, NULL, O_QUIET },
     { "label", 1, NULL, O_LABEL }, { "max-requests", 1, NULL, O_MAXREQ },
     { "timeout", 1, NULL, O_TIMEOUT }, { "threads", 1, NULL, O_THREADS },
-    { "help", 0, NULL, O_HELP }, { NULL, 0, NULL, 0 },
+    { "metrics-url", 1, NULL, O_METRICS }, { "help", 0, NULL, O_HELP }, { NULL, 0, NULL, 0 },
 };
 
 /* Stores option c with argument a. Returns 0, -1 for a bad value, 1 for an unknown option. */
@@ -140,6 +141,7 @@ static int set_opt(opts *o, int c, const char *a)
     case O_LEGACY: o->legacy = 1; break;
     case O_QUIET: o->quiet = 1; break;
     case O_LABEL: o->label = a; break;
+    case O_METRICS: o->metrics_url = a; break;
     case O_MAXREQ:
         if ((rc = whole(a, 1, 1e7, &v)) == 0)
             o->max_requests = (size_t)v;
@@ -510,6 +512,7 @@ int main(int argc, char **argv)
         lg_run_cfg rc_ = { .url = &s.url, .concurrency = o.concurrency, .rate = o.rate,
                            .warmup_s = o.warmup, .duration_s = o.duration, .count = o.count,
                            .timeout_s = o.timeout, .server_pid = o.server_pid,
+                           .metrics_url = o.metrics_url,
                            .progress = !o.quiet && isatty(STDOUT_FILENO), .stop = &g_stop };
         struct sigaction sa = { .sa_handler = on_sigint };
         sigemptyset(&sa.sa_mask);
@@ -530,6 +533,7 @@ int main(int argc, char **argv)
                             .cipher = o.cipher, .md = o.md, .method = o.method,
                             .concurrency = o.concurrency, .rate = o.rate,
                             .renewal_share = o.renewal_share, .server_pid = o.server_pid,
+                            .metrics_url = o.metrics_url,
                             .setup_enrollments = s.setup_enrollments };
         rc = lg_report(&in, &st, reqs, total, o.json);
     }

@@ -87,6 +87,7 @@ typedef struct lg_run_cfg {
     size_t count;                  /* count mode: measured requests to send */
     double timeout_s;
     int server_pid;                /* 0: none */
+    const char *metrics_url;       /* scepd's /metrics (admin listener); NULL: none */
     int progress;                  /* live line on stdout (a TTY) */
     volatile sig_atomic_t *stop;   /* set by SIGINT: stop sending, finish what is in flight */
 } lg_run_cfg;
@@ -98,6 +99,9 @@ typedef struct lg_run_stats {
     int interrupted;
     int cpu_ok;
     double server_cpu_s;           /* utime+stime of --server-pid over the timed phase */
+    int keyop_ok;
+    double keyop_cpu_s, keyop_ops; /* --metrics-url: scepd's CPU inside private-key operations
+                                    * and their number, over the timed phase */
 } lg_run_stats;
 
 /* Sends reqs in order over cfg->concurrency keep-alive connections from one epoll loop and
@@ -106,6 +110,9 @@ typedef struct lg_run_stats {
 int lg_run(const lg_run_cfg *cfg, lg_req *reqs, size_t nreq, lg_run_stats *st);
 /* utime+stime of pid in seconds; -1 when unreadable. */
 double lg_proc_cpu_s(int pid);
+/* From scepd's /metrics at url: scepd_private_key_cpu_seconds_total and
+ * scepd_private_key_timed_operations_total. 0, or -1 when not fetched or not found. */
+int lg_scrape_keyop(const char *url, double *cpu_s, double *ops);
 
 /* ---- loadgen_pool.c ---- */
 /* n keys of type spec, read from dir/<spec>/ or generated there (threads in parallel).
@@ -162,6 +169,7 @@ typedef struct lg_report_in {
     double rate;                   /* 0: closed loop */
     double renewal_share;
     int server_pid;
+    const char *metrics_url;       /* NULL: no private-key CPU figures */
     size_t setup_enrollments;      /* untimed: calibration and renewal certificates */
 } lg_report_in;
 /* Prints the report to stdout, writes json_path (may be NULL). Returns the exit code:

@@ -100,3 +100,43 @@ int lg_http_get(const lg_url *u, const char *op, int *status, char *ctype, size_
     return 0;
 }
 
+
+/* A counter's value from Prometheus text: the line "name value" (no labels). */
+static int metric_value(const char *text, size_t len, const char *name, double *v)
+{
+    size_t n = strlen(name);
+    for (const char *p = text, *end = text + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl != NULL ? nl : end;
+        if ((size_t)(eol - p) > n + 1 && memcmp(p, name, n) == 0 && p[n] == ' ') {
+            char num[64];
+            size_t k = (size_t)(eol - p) - n - 1;
+            if (k >= sizeof(num))
+                return -1;
+            memcpy(num, p + n + 1, k);
+            num[k] = '\0';
+            char *e;
+            *v = strtod(num, &e);
+            return e != num ? 0 : -1;
+        }
+        p = eol + 1;
+    }
+    return -1;
+}
+
+int lg_scrape_keyop(const char *url, double *cpu_s, double *ops)
+{
+    scepc_url u;
+    scepc_http_reply r = {0};
+    int rc = -1;
+    if (scepc_url_parse(url, &u) != SCEPC_OK ||
+        scepc_http_exchange(&u, "GET", NULL, NULL, NULL, 0, "scep-loadgen", SETUP_TIMEOUT_MS,
+                            SETUP_MAX_BODY, &r) != SCEPC_OK)
+        return -1;
+    if (r.status == 200 && r.body != NULL &&
+        metric_value((const char *)r.body, r.len, "scepd_private_key_cpu_seconds_total", cpu_s) == 0 &&
+        metric_value((const char *)r.body, r.len, "scepd_private_key_timed_operations_total", ops) == 0)
+        rc = 0;
+    scepc_http_reply_free(&r);
+    return rc;
+}

@@ -315,6 +315,8 @@ typedef struct sched {
     int64_t last_prog_t, next_prog;
     size_t last_prog_done;
     double cpu0;                   /* server CPU seconds when measuring began, or -1 */
+    int key0_ok;                   /* --metrics-url read when measuring began */
+    double key0_cpu, key0_ops;
     lg_run_stats s;
 } sched;
 
@@ -381,6 +383,8 @@ static void sched_tick(sched *S, int64_t now)
         S->measuring = 1;
         if (cfg->server_pid > 0)
             S->cpu0 = lg_proc_cpu_s(cfg->server_pid);
+        if (cfg->metrics_url != NULL)
+            S->key0_ok = lg_scrape_keyop(cfg->metrics_url, &S->key0_cpu, &S->key0_ops) == 0;
     }
     if (cfg->stop && *cfg->stop && !S->sending_done) {
         S->sending_done = 1;
@@ -496,6 +500,12 @@ static void sched_finish(sched *S)
             S->s.cpu_ok = 1;
             S->s.server_cpu_s = cpu1 - S->cpu0;
         }
+    }
+    double kc, ko;
+    if (cfg->metrics_url != NULL && S->key0_ok && lg_scrape_keyop(cfg->metrics_url, &kc, &ko) == 0) {
+        S->s.keyop_ok = 1;
+        S->s.keyop_cpu_s = kc - S->key0_cpu;
+        S->s.keyop_ops = ko - S->key0_ops;
     }
     if (cfg->progress) {
         printf("\r\033[K");

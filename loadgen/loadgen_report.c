@@ -136,6 +136,15 @@ static int write_json(const char *path, const lg_report_in *in, const lg_run_sta
         fprintf(f, "%.4f", st->server_cpu_s * 1000.0 / (double)s->completed);
     else
         fputs("null", f);
+    if (st->keyop_ok && s->completed > 0 && st->keyop_cpu_s > 0)
+        fprintf(f, ",\"server_keyop_cpu_s\":%.4f,\"server_keyop_cpu_ms_per_enrollment\":%.4f"
+                   ",\"server_keyop_ops_per_enrollment\":%.3f,\"server_cpu_over_keyop\":%.4f",
+                st->keyop_cpu_s, st->keyop_cpu_s * 1000.0 / (double)s->completed,
+                st->keyop_ops / (double)s->completed,
+                st->cpu_ok ? st->server_cpu_s / st->keyop_cpu_s : 0.0);
+    else
+        fputs(",\"server_keyop_cpu_s\":null,\"server_keyop_cpu_ms_per_enrollment\":null"
+              ",\"server_keyop_ops_per_enrollment\":null,\"server_cpu_over_keyop\":null", f);
     fputs(",\"key_type\":", f);
     json_str(f, in->key_type);
     fputs(",\"cipher\":", f);
@@ -183,6 +192,18 @@ int lg_report(const lg_report_in *in, const lg_run_stats *st, const lg_req *reqs
                    st->server_cpu_s * 1000.0 / (double)s->completed, in->server_pid);
         else
             printf("  server CPU      unavailable (pid %d)\n", in->server_pid);
+    }
+    if (in->metrics_url != NULL) {
+        if (st->keyop_ok && s->completed > 0 && st->keyop_cpu_s > 0) {
+            printf("  private-key CPU %.3f ms per enrollment (%.2f operations)",
+                   st->keyop_cpu_s * 1000.0 / (double)s->completed,
+                   st->keyop_ops / (double)s->completed);
+            if (st->cpu_ok)
+                printf(", server CPU / private-key CPU %.3f", st->server_cpu_s / st->keyop_cpu_s);
+            printf("\n");
+        } else {
+            printf("  private-key CPU unavailable (%s)\n", in->metrics_url);
+        }
     }
     if (s->nkinds) {
         printf("  errors by kind ");

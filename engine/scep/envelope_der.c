@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 
+#include "engine/common/keyclock.h"
 #include "engine/scep/der.h"
 #include "engine/scep/fastpath.h"
 #include "engine/scep/reject.h"
@@ -164,8 +165,12 @@ static int unwrap_key(EVP_PKEY *key, der_in ek, EVP_CIPHER_CTX *cctx, uint8_t *c
     size_t n = sizeof(buf);
     EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
     int got = pctx != NULL && EVP_PKEY_decrypt_init(pctx) == 1 &&
-              EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1 &&
-              EVP_PKEY_decrypt(pctx, buf, &n, ek.p, slice_len(ek)) == 1 && n == klen;
+              EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1;
+    if (got) {
+        uint64_t t0 = keyclock_begin();
+        got = EVP_PKEY_decrypt(pctx, buf, &n, ek.p, slice_len(ek)) == 1 && n == klen;
+        keyclock_end(t0);
+    }
     int rc = 0;
     if (got)
         memcpy(cek, buf, klen);

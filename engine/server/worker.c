@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/common/keyclock.h"
 #include "engine/enroll/enroll.h"
 #include "engine/scep/reject.h"
 #include "engine/server/recover.h"
@@ -355,11 +356,14 @@ void *worker_main(void *arg)
     while ((j = queue_take(a)) != NULL) {
         uint64_t t0 = app_now_ms();
         uint64_t ops0 = a->ca->token != NULL ? hsm_thread_ops() : 0;
+        uint64_t kns0 = keyclock_thread_ns(), kops0 = keyclock_thread_ops();
         if (j->m_queued_ns != 0)
             m_observe(&w->m->queue_wait, metrics_now_ns() - j->m_queued_ns);
         if (a->ca->token != NULL)
             hsm_fault_clear();
         int next = recover_run(&rec, j, run_job, &wr);
+        m_add(&w->m->keyop_cpu_ns, keyclock_thread_ns() - kns0);
+        m_add(&w->m->keyop_timed, keyclock_thread_ops() - kops0);
         if (next < 0)
             continue;                      /* went back to the publisher */
         if (wr.sample)
