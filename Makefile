@@ -49,6 +49,12 @@ bench: build
 	@bench/run.sh $(if $(FULL),--full,)
 	@$(if $(NO_PG),true,bench/pg.sh $(if $(FULL),--rounds 2,))
 
+# Before/after of the performance work (bench/compare.sh, docs/benchmarks.md "Performance"):
+# BASE (default 43e256a) against this tree in one run, ABBA pairs; FULL=1: c = 1 4 16 64 256.
+.PHONY: bench-compare
+bench-compare: build
+	@bench/compare.sh $(if $(FULL),--full,)
+
 # The PostgreSQL legs (bench/pg.sh, docs/benchmarks.md "PostgreSQL"): one node on LMDB vs
 # PostgreSQL with the same keys, and two nodes behind HAProxy; CPU per enrollment by process.
 .PHONY: bench-pg

@@ -33,6 +33,8 @@ function fmt(v, f) { return v < 0 ? "-" : sprintf(f, v) }
 END {
     sw = num(jget(ceil, "sw_ceiling_enrollments_per_s"))
     hw = num(jget(ceil, "hsm_ceiling_enrollments_per_s"))
+    swf = num(jget(ceil, "sw_floor_cpu_ms_per_enrollment"))
+    hwf = num(jget(ceil, "hsm_floor_cpu_ms_per_enrollment"))
     # the peer at each concurrency
     for (i = 1; i <= NR; i++) {
         lg = jget(row[i], "leg")
@@ -47,8 +49,9 @@ END {
         num(jget(ceil, "sw_sign_per_s")), num(jget(ceil, "sw_decrypt_per_s")), sw, \
         num(jget(ceil, "hsm_sign_per_s")), num(jget(ceil, "hsm_decrypt_per_s")), hw
     printf "host %s, %s CPUs shared by client and server; each enrollment = RA decrypt + CA sign + RA sign\n\n", host, ncpu
-    hdr = sprintf("%-9s %-8s %7s %5s %10s %8s %8s %11s %9s %8s %7s", "server", "keys", "store", \
-        "conc", "enroll/s", "p50 ms", "p99 ms", "CPU ms/enr", "%ceiling", "vs peer", "errors")
+    hdr = sprintf("%-9s %-8s %7s %5s %10s %8s %8s %11s %9s %8s %7s %7s %7s", "server", "keys", "store", \
+        "conc", "enroll/s", "p50 ms", "p99 ms", "CPU ms/enr", "%ceiling", "vs peer", "errors", \
+        "xfloor", "in-situ")
     nclosed = 0
     for (i = 1; i <= NR; i++) if (leg[i] == "closed") nclosed++
     if (nclosed > 0) { print hdr; gsub(/./, "-", hdr); print hdr }
@@ -67,11 +70,15 @@ END {
         pct = (c > 0 && eps >= 0) ? 100 * eps / c : -1
         ratio = (conc in peer && peer[conc] > 0) ? eps / peer[conc] : -1
         store = certs >= 1000000 ? sprintf("%gM", certs / 1000000) : (certs >= 1000 ? sprintf("%gk", certs / 1000) : certs)
+        cpu = num(jget(r, "server_cpu_ms_per_enrollment"))
+        fl = (keys == "softhsm") ? hwf : (keys == "software" ? swf : -1)
+        xfl = (fl > 0 && cpu > 0) ? cpu / fl : -1
         if (leg[i] == "closed")
-        printf "%-9s %-8s %7s %5s %10s %8s %8s %11s %9s %8s %7s\n", server, keys, store, conc, \
+        printf "%-9s %-8s %7s %5s %10s %8s %8s %11s %9s %8s %7s %7s %7s\n", server, keys, store, conc, \
             fmt(eps, "%.1f"), fmt(num(jget(r, "p50_ms")), "%.1f"), fmt(num(jget(r, "p99_ms")), "%.1f"), \
-            fmt(num(jget(r, "server_cpu_ms_per_enrollment")), "%.2f"), fmt(pct, "%.1f%%"), \
-            fmt(ratio, "%.2fx"), errs < 0 ? "FAILED" : errs
+            fmt(cpu, "%.2f"), fmt(pct, "%.1f%%"), \
+            fmt(ratio, "%.2fx"), errs < 0 ? "FAILED" : errs, fmt(xfl, "%.2f"), \
+            fmt(num(jget(r, "server_cpu_over_keyop")), "%.2f")
 
         sub(/}[ \t]*$/, "", r)
         printf "  %s,\"ceiling_enrollments_per_s\":%.1f,\"ceiling_kind\":\"%s\",\"pct_of_ceiling\":%s,\"ratio_to_peer\":%s,\"host\":\"%s\",\"date\":\"%s\",\"cpus\":%d,\"ceiling\":%s}%s\n", \

@@ -85,7 +85,7 @@ if [ -n "$NH_WORKERS" ] && [ ! -f "$P11FAULT_SO" ]; then
 fi
 
 T=$(mktemp -d /tmp/scepd-bench.XXXXXX)
-SERVER_PID="" LG_PID=""
+SERVER_PID="" LG_PID="" METRICS_URL=""
 T0=$SECONDS
 log() { printf 'bench [%3ds]: %s\n' $((SECONDS - T0)) "$*" >&2; }
 
@@ -141,12 +141,15 @@ init_scepd() {
 
 # start_scepd NAME: sets SERVER_PID and URL.
 start_scepd() {
-  rm -f "$T/$1.port"
-  "$BUILD/scepd" -c "$T/$1/scepd.conf" --port-file "$T/$1.port" >"$T/$1.log" 2>&1 &
+  rm -f "$T/$1.port" "$T/$1.aport"
+  "$BUILD/scepd" -c "$T/$1/scepd.conf" --port-file "$T/$1.port" --admin-port-file "$T/$1.aport" \
+    >"$T/$1.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 200); do [ -s "$T/$1.port" ] && break; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
   [ -s "$T/$1.port" ] || { log "scepd ($1) did not start"; tail -n 20 "$T/$1.log" >&2; return 1; }
   URL="http://127.0.0.1:$(cat "$T/$1.port")/scep"
+  # the private-key CPU counters (docs/benchmarks.md: "in-situ")
+  METRICS_URL="http://127.0.0.1:$(cat "$T/$1.aport")/metrics"
   wait_http "$URL?operation=GetCACaps" "$SERVER_PID" "$T/$1.log"
 }
 
@@ -161,7 +164,7 @@ start_micromdm() {
   (cd "$T/micromdm" && exec "$SCEPSERVER" -depot depot -port "$port" -challenge "$CHALLENGE") \
     >"$T/micromdm.log" 2>&1 &
   SERVER_PID=$!
-  URL="http://127.0.0.1:$port/scep"
+  URL="http://127.0.0.1:$port/scep" METRICS_URL=""
   wait_http "$URL?operation=GetCACaps" "$SERVER_PID" "$T/micromdm.log"
 }
 
@@ -182,7 +185,8 @@ measure() {
   # in the background so that a signal interrupts `wait` at once and cleanup stops it
   timeout --kill-after=5 $((DURATION + WARMUP + 300)) "$LOADGEN" --url "$URL" \
     --challenge "$CHALLENGE" --concurrency "$conc" --duration "$DURATION" --warmup "$WARMUP" \
-    --server-pid "$SERVER_PID" --json "$j" --label "$label" "${LG_COMMON[@]}" "$@" \
+    --server-pid "$SERVER_PID" ${METRICS_URL:+--metrics-url "$METRICS_URL"} \
+    --json "$j" --label "$label" "${LG_COMMON[@]}" "$@" \
     >"$T/lg-$label-s$certs.out" 2>&1 &
   LG_PID=$!
   wait "$LG_PID" || rc=$?
