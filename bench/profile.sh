@@ -9,7 +9,8 @@
 #   only, 2 s warm-up) and the server's user+system CPU time from /proc/PID/stat over the
 #   timed phase. Prints one line per run and the medians: server CPU ms per enrollment, the
 #   floor (CPU ms of one RA decrypt + two RSA signs, measured by bench/ceiling in thread CPU
-#   time) and their ratio.
+#   time) and their ratio, and "in-situ": the server CPU / the CPU its workers spent inside
+#   the private-key operations over the same seconds (scepd_private_key_cpu_seconds_total).
 # --perf: one more run with scepd sampled by `perf record -e cpu-clock --call-graph fp`
 #   (Debian package linux-perf); prints the split by shared object and the top symbols
 #   (self time). Perf's own overhead makes that run's CPU figure unusable: it is not counted.
@@ -66,6 +67,8 @@ CHALLENGE=$(openssl rand -hex 12)
 LISTEN=127.0.0.1:0 AUDIT_LOG=audit.log BUILD="$BUILD" KEYS=$KEYS CA_KEY=rsa:2048 \
   CHALLENGE=$CHALLENGE "$SRC/scripts/init-state.sh" "$T/state" >"$T/init.log" 2>&1 ||
   { cat "$T/init.log" >&2; exit 1; }
+# Room for every request in flight (queue_max: 503 queue_full beyond; not what is measured).
+sed -i "s/^\[server\]\$/[server]\nqueue_max = 4096/" "$T/state/scepd.conf"
 mkdir -p "$T/keys"
 FLOOR_FIELD=sw_floor_cpu_ms_per_enrollment
 [ "$KEYS" = pkcs11 ] && FLOOR_FIELD=hsm_floor_cpu_ms_per_enrollment
@@ -73,13 +76,14 @@ FLOOR_FIELD=sw_floor_cpu_ms_per_enrollment
 jnum() { grep -o "\"$1\":[0-9.eE+-]*" "$2" | head -n1 | cut -d: -f2; }
 
 start_scepd() {
-  rm -f "$T/port"
+  rm -f "$T/port" "$T/aport"
   LD_PRELOAD=${SCEPD_PRELOAD:-} "$BUILD/scepd" -c "$T/state/scepd.conf" --port-file "$T/port" \
-    >"$T/scepd.log" 2>&1 &
+    --admin-port-file "$T/aport" >"$T/scepd.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 200); do [ -s "$T/port" ] && break; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
   [ -s "$T/port" ] || { echo "profile: scepd did not start" >&2; tail -n 20 "$T/scepd.log" >&2; exit 1; }
   URL="http://127.0.0.1:$(cat "$T/port")/scep"
+  MURL="http://127.0.0.1:$(cat "$T/aport")/metrics"
 }
 
 # one_run N: ceiling, then a fresh scepd under load; appends "cpu floor ratio enr/s" to $T/runs.
@@ -93,31 +97,33 @@ one_run() {
   fi
   "$LOADGEN" --url "$URL" --challenge "$CHALLENGE" --concurrency "$CONC" --duration "$DURATION" \
     --warmup 2 --method post --cipher aes128 --md sha256 --key-type rsa:2048 --quiet \
-    --key-cache "$T/keys" --server-pid "$SERVER_PID" --json "$T/lg$1.json" >"$T/lg$1.out" 2>&1 ||
+    --key-cache "$T/keys" --server-pid "$SERVER_PID" --metrics-url "$MURL" --json "$T/lg$1.json" \
+    >"$T/lg$1.out" 2>&1 ||
     { echo "profile: scep-loadgen failed:" >&2; tail -n 20 "$T/lg$1.out" >&2; exit 1; }
   if [ -n "$PERF_PID" ]; then stop_pid "$PERF_PID" INT; PERF_PID=""; fi
   stop_pid "$SERVER_PID"; SERVER_PID=""
-  local cpu floor eps
+  local cpu floor eps ins
   cpu=$(jnum server_cpu_ms_per_enrollment "$T/lg$1.json")
+  ins=$(jnum server_cpu_over_keyop "$T/lg$1.json"); ins=${ins:-0}
   floor=$(jnum "$FLOOR_FIELD" "$T/ceil$1.json")
   eps=$(jnum enrollments_per_s "$T/lg$1.json")
-  awk -v c="$cpu" -v f="$floor" -v e="$eps" -v n="$1" -v tag="$2" 'BEGIN {
-    printf "run %s%s: server %.3f ms CPU/enrollment, floor %.3f ms, ratio %.2f, %.1f enrollments/s\n",
-      n, tag == "perf" ? " (under perf, not counted)" : "", c, f, c / f, e }' >&2
-  [ "$2" = perf ] || echo "$cpu $floor $eps" >>"$T/runs"
+  awk -v c="$cpu" -v f="$floor" -v e="$eps" -v n="$1" -v tag="$2" -v i="$ins" 'BEGIN {
+    printf "run %s%s: server %.3f ms CPU/enrollment, floor %.3f ms, ratio %.2f, in-situ %.3f, %.1f enrollments/s\n",
+      n, tag == "perf" ? " (under perf, not counted)" : "", c, f, c / f, i, e }' >&2
+  [ "$2" = perf ] || echo "$cpu $floor $eps $ins" >>"$T/runs"
 }
 
 : >"$T/runs"
 echo "profile: keys=$KEYS concurrency=$CONC duration=${DURATION}s runs=$RUNS preload=${SCEPD_PRELOAD:-none} load=$(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for i in $(seq 1 "$RUNS"); do one_run "$i" plain; done
-sort -n -k1 "$T/runs" | awk '{ c[NR] = $1; f[NR] = $2; r[NR] = $1 / $2; e[NR] = $3 }
+sort -n -k1 "$T/runs" | awk '{ c[NR] = $1; f[NR] = $2; r[NR] = $1 / $2; e[NR] = $3; s[NR] = $4 }
   function med(a, n,   i, j, t) {
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
   END { n = NR; lo = r[1]; hi = r[1]
     for (i = 1; i <= n; i++) { if (r[i] < lo) lo = r[i]; if (r[i] > hi) hi = r[i] }
-    printf "median of %d: server %.3f ms CPU/enrollment, floor %.3f ms, ratio %.2f (range %.2f-%.2f), %.1f enrollments/s\n",
-      n, med(c, n), med(f, n), med(r, n), lo, hi, med(e, n) }'
+    printf "median of %d: server %.3f ms CPU/enrollment, floor %.3f ms, ratio %.2f (range %.2f-%.2f), in-situ %.3f, %.1f enrollments/s\n",
+      n, med(c, n), med(f, n), med(r, n), lo, hi, med(s, n), med(e, n) }'
 
 if [ $PERF = 1 ]; then
   one_run perf perf
