@@ -14,6 +14,7 @@ PKGS=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libssl-dev openssl liblmdb-dev lmdb-utils liburing-dev libp11-kit-dev p11-kit
   softhsm2 libcmocka-dev
+  libgoogle-perftools-dev               # tcmalloc-minimal: scepd's malloc (SCEPD_ALLOCATOR)
   libcurl4-openssl-dev libjansson-dev   # engine/mdm (outbound HTTPS, JSON)
   libpq-dev postgresql-15               # engine/store/pg, and the t_pg_* tests' own server
   haproxy                               # t_pg_haproxy, bench/pg.sh: two nodes behind HAProxy
