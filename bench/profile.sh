@@ -10,7 +10,7 @@
 #   timed phase. Prints one line per run and the medians: server CPU ms per enrollment, the
 #   floor (CPU ms of one RA decrypt + two RSA signs, measured by bench/ceiling in thread CPU
 #   time) and their ratio, and "in-situ": the server CPU / the CPU its workers spent inside
-#   the private-key operations over the same seconds (scepd_private_key_cpu_seconds_total).
+#   the private-key operations over the same seconds (scepd_private_key_* counters).
 # --perf: one more run with scepd sampled by `perf record -e cpu-clock --call-graph fp`
 #   (Debian package linux-perf); prints the split by shared object and the top symbols
 #   (self time). Perf's own overhead makes that run's CPU figure unusable: it is not counted.

@@ -100,8 +100,9 @@ typedef struct lg_run_stats {
     int cpu_ok;
     double server_cpu_s;           /* utime+stime of --server-pid over the timed phase */
     int keyop_ok;
-    double keyop_cpu_s, keyop_ops; /* --metrics-url: scepd's CPU inside private-key operations
-                                    * and their number, over the timed phase */
+    double keyop_cpu_s, keyop_ops; /* --metrics-url, over the timed phase: scepd's CPU inside
+                                    * private-key operations (CPU per sampled operation x
+                                    * operations) and their number */
 } lg_run_stats;
 
 /* Sends reqs in order over cfg->concurrency keep-alive connections from one epoll loop and
@@ -110,9 +111,12 @@ typedef struct lg_run_stats {
 int lg_run(const lg_run_cfg *cfg, lg_req *reqs, size_t nreq, lg_run_stats *st);
 /* utime+stime of pid in seconds; -1 when unreadable. */
 double lg_proc_cpu_s(int pid);
-/* From scepd's /metrics at url: scepd_private_key_cpu_seconds_total and
- * scepd_private_key_timed_operations_total. 0, or -1 when not fetched or not found. */
-int lg_scrape_keyop(const char *url, double *cpu_s, double *ops);
+/* scepd's private-key counters (engine/common/keyclock.h) from its /metrics at url. */
+typedef struct lg_keyop {
+    double ops, sampled, sampled_s;
+} lg_keyop;
+/* 0, or -1 when not fetched or not found. */
+int lg_scrape_keyop(const char *url, lg_keyop *k);
 
 /* ---- loadgen_pool.c ---- */
 /* n keys of type spec, read from dir/<spec>/ or generated there (threads in parallel).

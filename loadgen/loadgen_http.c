@@ -124,7 +124,7 @@ static int metric_value(const char *text, size_t len, const char *name, double *
     return -1;
 }
 
-int lg_scrape_keyop(const char *url, double *cpu_s, double *ops)
+int lg_scrape_keyop(const char *url, lg_keyop *k)
 {
     scepc_url u;
     scepc_http_reply r = {0};
@@ -133,9 +133,11 @@ int lg_scrape_keyop(const char *url, double *cpu_s, double *ops)
         scepc_http_exchange(&u, "GET", NULL, NULL, NULL, 0, "scep-loadgen", SETUP_TIMEOUT_MS,
                             SETUP_MAX_BODY, &r) != SCEPC_OK)
         return -1;
-    if (r.status == 200 && r.body != NULL &&
-        metric_value((const char *)r.body, r.len, "scepd_private_key_cpu_seconds_total", cpu_s) == 0 &&
-        metric_value((const char *)r.body, r.len, "scepd_private_key_timed_operations_total", ops) == 0)
+    const char *t = (const char *)r.body;
+    if (r.status == 200 && t != NULL &&
+        metric_value(t, r.len, "scepd_private_key_operations_total", &k->ops) == 0 &&
+        metric_value(t, r.len, "scepd_private_key_sampled_operations_total", &k->sampled) == 0 &&
+        metric_value(t, r.len, "scepd_private_key_sampled_cpu_seconds_total", &k->sampled_s) == 0)
         rc = 0;
     scepc_http_reply_free(&r);
     return rc;

@@ -316,7 +316,7 @@ typedef struct sched {
     size_t last_prog_done;
     double cpu0;                   /* server CPU seconds when measuring began, or -1 */
     int key0_ok;                   /* --metrics-url read when measuring began */
-    double key0_cpu, key0_ops;
+    lg_keyop key0;
     lg_run_stats s;
 } sched;
 
@@ -384,7 +384,7 @@ static void sched_tick(sched *S, int64_t now)
         if (cfg->server_pid > 0)
             S->cpu0 = lg_proc_cpu_s(cfg->server_pid);
         if (cfg->metrics_url != NULL)
-            S->key0_ok = lg_scrape_keyop(cfg->metrics_url, &S->key0_cpu, &S->key0_ops) == 0;
+            S->key0_ok = lg_scrape_keyop(cfg->metrics_url, &S->key0) == 0;
     }
     if (cfg->stop && *cfg->stop && !S->sending_done) {
         S->sending_done = 1;
@@ -501,11 +501,14 @@ static void sched_finish(sched *S)
             S->s.server_cpu_s = cpu1 - S->cpu0;
         }
     }
-    double kc, ko;
-    if (cfg->metrics_url != NULL && S->key0_ok && lg_scrape_keyop(cfg->metrics_url, &kc, &ko) == 0) {
+    lg_keyop k1;
+    if (cfg->metrics_url != NULL && S->key0_ok && lg_scrape_keyop(cfg->metrics_url, &k1) == 0 &&
+        k1.sampled > S->key0.sampled) {
+        /* the CPU of the operations timed, scaled to all of them (keyclock.h: sampling) */
         S->s.keyop_ok = 1;
-        S->s.keyop_cpu_s = kc - S->key0_cpu;
-        S->s.keyop_ops = ko - S->key0_ops;
+        S->s.keyop_ops = k1.ops - S->key0.ops;
+        S->s.keyop_cpu_s = (k1.sampled_s - S->key0.sampled_s) / (k1.sampled - S->key0.sampled) *
+                           S->s.keyop_ops;
     }
     if (cfg->progress) {
         printf("\r\033[K");

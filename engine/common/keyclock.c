@@ -1,9 +1,11 @@
 /* keyclock: per-thread CPU time inside private-key operations (keyclock.h). */
 #include "engine/common/keyclock.h"
 
+#include <stdint.h>
 #include <time.h>
 
-static _Thread_local uint64_t t_ns, t_ops;
+static _Thread_local keyclock_totals t_tot;
+static _Thread_local uint32_t t_rng;        /* xorshift32 state; 0 until first used */
 
 static uint64_t thread_cpu_ns(void)
 {
@@ -13,25 +15,38 @@ static uint64_t thread_cpu_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Whether to time this operation: a thread's first, then one in KEYCLOCK_EVERY at random (a
+ * statistical sample, not a secret: no cryptographic generator needed). */
+static int sample_this(void)
+{
+    if (t_rng == 0) {
+        t_rng = (uint32_t)(uintptr_t)&t_rng | 1u;   /* differs per thread */
+        return 1;
+    }
+    t_rng ^= t_rng << 13;
+    t_rng ^= t_rng >> 17;
+    t_rng ^= t_rng << 5;
+    return (t_rng & (KEYCLOCK_EVERY - 1)) == 0;
+}
+
 uint64_t keyclock_begin(void)
 {
-    return thread_cpu_ns();
+    return sample_this() ? thread_cpu_ns() : 0;
 }
 
 void keyclock_end(uint64_t t0)
 {
+    t_tot.ops++;
+    if (t0 == 0)                       /* not sampled (or the clock could not be read) */
+        return;
     uint64_t now = thread_cpu_ns();
-    if (t0 != 0 && now >= t0)          /* a failed clock read counts the operation, not time */
-        t_ns += now - t0;
-    t_ops++;
+    if (now >= t0) {
+        t_tot.sampled++;
+        t_tot.sampled_ns += now - t0;
+    }
 }
 
-uint64_t keyclock_thread_ns(void)
+keyclock_totals keyclock_thread(void)
 {
-    return t_ns;
-}
-
-uint64_t keyclock_thread_ops(void)
-{
-    return t_ops;
+    return t_tot;
 }

@@ -380,14 +380,19 @@ static void render_workers(out *o, const metrics *m)
     head(o, "scepd_hsm_operations_total", "counter",
          "Private-key operations the token completed (C_Sign, C_Decrypt).");
     put(o, "scepd_hsm_operations_total %llu\n", (unsigned long long)SUM(m, hsm_ops));
-    head(o, "scepd_private_key_cpu_seconds_total", "counter",
-         "CPU time the crypto workers spent inside the enrollments' private-key operations (RA "
-         "decryption, CA and CertRep signatures; with SoftHSM keys, the token's work too).");
-    put(o, "scepd_private_key_cpu_seconds_total %.6f\n", (double)SUM(m, keyop_cpu_ns) / 1e9);
-    head(o, "scepd_private_key_timed_operations_total", "counter",
-         "Private-key operations counted in scepd_private_key_cpu_seconds_total.");
-    put(o, "scepd_private_key_timed_operations_total %llu\n",
-        (unsigned long long)SUM(m, keyop_timed));
+    head(o, "scepd_private_key_operations_total", "counter",
+         "The enrollments' private-key operations the crypto workers made (RA decryption, CA "
+         "and CertRep signatures), software or token keys.");
+    put(o, "scepd_private_key_operations_total %llu\n", (unsigned long long)SUM(m, keyop_ops));
+    head(o, "scepd_private_key_sampled_operations_total", "counter",
+         "Those of them timed on the worker's CPU clock (one in 8).");
+    put(o, "scepd_private_key_sampled_operations_total %llu\n",
+        (unsigned long long)SUM(m, keyop_sampled));
+    head(o, "scepd_private_key_sampled_cpu_seconds_total", "counter",
+         "CPU time of the timed operations (with SoftHSM keys, the token's work in the worker "
+         "too).");
+    put(o, "scepd_private_key_sampled_cpu_seconds_total %.6f\n",
+        (double)SUM(m, keyop_sampled_ns) / 1e9);
     if (m->key_ops != NULL) {
         head(o, "scepd_tls_key_operations_total", "counter",
              "TLS handshake signatures the token's key threads completed ([tls] key_label).");

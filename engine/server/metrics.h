@@ -79,7 +79,7 @@ typedef struct metrics_slot {
     m_hist       queue_wait;
     m_hist       phase[M_PHASE_COUNT];
     m_counter    hsm_ops;
-    m_counter    keyop_cpu_ns, keyop_timed;   /* keyclock.h: CPU inside private-key operations */
+    m_counter    keyop_ops, keyop_sampled, keyop_sampled_ns;   /* keyclock.h */
     m_ckr        hsm_err[M_CKR_MAX];
     m_counter    hsm_err_other;
     _Atomic int  hsm_nerr;               /* names in use in hsm_err */

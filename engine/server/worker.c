@@ -356,14 +356,16 @@ void *worker_main(void *arg)
     while ((j = queue_take(a)) != NULL) {
         uint64_t t0 = app_now_ms();
         uint64_t ops0 = a->ca->token != NULL ? hsm_thread_ops() : 0;
-        uint64_t kns0 = keyclock_thread_ns(), kops0 = keyclock_thread_ops();
+        keyclock_totals k0 = keyclock_thread();
         if (j->m_queued_ns != 0)
             m_observe(&w->m->queue_wait, metrics_now_ns() - j->m_queued_ns);
         if (a->ca->token != NULL)
             hsm_fault_clear();
         int next = recover_run(&rec, j, run_job, &wr);
-        m_add(&w->m->keyop_cpu_ns, keyclock_thread_ns() - kns0);
-        m_add(&w->m->keyop_timed, keyclock_thread_ops() - kops0);
+        keyclock_totals k1 = keyclock_thread();
+        m_add(&w->m->keyop_ops, k1.ops - k0.ops);
+        m_add(&w->m->keyop_sampled, k1.sampled - k0.sampled);
+        m_add(&w->m->keyop_sampled_ns, k1.sampled_ns - k0.sampled_ns);
         if (next < 0)
             continue;                      /* went back to the publisher */
         if (wr.sample)
