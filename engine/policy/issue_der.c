@@ -168,27 +168,50 @@ void issue_der_exts_clear(issue_der_exts *e)
     memset(e, 0, sizeof(*e));
 }
 
+/* Year, month, day of a day count since 1970-01-01 (proleptic Gregorian; the civil-from-days
+ * algorithm). gmtime_r would do, but takes glibc's time zone lock on every call. */
+static void civil(int64_t days, int64_t *y, unsigned *m, unsigned *d)
+{
+    days += 719468;
+    int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+    unsigned doe = (unsigned)(days - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static uint8_t *digits(uint8_t *w, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        w[i] = (uint8_t)('0' + v % 10);
+    return w + n;
+}
+
 /* UTCTime for the years 1950-2049, GeneralizedTime otherwise (RFC 5280 4.1.2.5, and what
  * ASN1_TIME_set writes); at most 17 bytes at w. 0 or -1 (out of 0000-9999). */
 static int put_time(uint8_t *w, int64_t t, size_t *len)
 {
-    struct tm tm;
-    time_t tt = (time_t)t;
-    char buf[20];
+    int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400), year;
+    unsigned secs = (unsigned)(t - days * 86400), mon, mday;
 
-    if (gmtime_r(&tt, &tm) == NULL || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
+    civil(days, &year, &mon, &mday);
+    if (year < 0 || year > 9999)
         return -1;
-    int utc = tm.tm_year >= 50 && tm.tm_year < 150;
-    int n = utc ? snprintf(buf, sizeof(buf), "%02d%02d%02d%02d%02d%02dZ", tm.tm_year % 100,
-                           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
-                : snprintf(buf, sizeof(buf), "%04d%02d%02d%02d%02d%02dZ", tm.tm_year + 1900,
-                           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    if (n != (utc ? 13 : 15))
-        return -1;
+    int utc = year >= 1950 && year < 2050;
+    uint8_t *p = w + 2;
+    p = utc ? digits(p, (unsigned)(year % 100), 2) : digits(p, (unsigned)year, 4);
+    p = digits(p, mon, 2);
+    p = digits(p, mday, 2);
+    p = digits(p, secs / 3600, 2);
+    p = digits(p, secs / 60 % 60, 2);
+    p = digits(p, secs % 60, 2);
+    *p++ = 'Z';
     w[0] = utc ? 0x17 : 0x18;
-    w[1] = (uint8_t)n;
-    memcpy(w + 2, buf, (size_t)n);
-    *len = 2 + (size_t)n;
+    w[1] = (uint8_t)(p - w - 2);
+    *len = (size_t)(p - w);
     return 0;
 }
 
