@@ -147,6 +147,9 @@ int  enroll_return_cert(const enroll_ctx *ctx, job *j, const scep_request *req,
 /* j's reply: CertRep SUCCESS whose envelope carries content (a degenerate SignedData). */
 int  enroll_certrep_content(const enroll_ctx *ctx, job *j, const scep_request *req,
                             const uint8_t *content, size_t content_len);
+/* enroll_certrep SUCCESS for a certificate given as DER (cert is copied, not parsed). 0/-1. */
+int  enroll_certrep_der(const enroll_ctx *ctx, job *j, const scep_request *req,
+                        const uint8_t *cert, size_t cert_len);
 /* HTTP 503 (retry later) and one HSM_FAILURE event naming what failed and the token's error:
  * for a private-key operation that failed on a request that was fine. Returns JOB_DELIVER. */
 int  enroll_unavailable(const enroll_ctx *ctx, job *j, const scep_request *req,

@@ -377,32 +377,21 @@ static int phase_hold(pkcsreq *t)
     return rej;
 }
 
-/* j->pki.cert_der: a copy of cert's DER. 0 or -1. */
-static int keep_der(job *j, X509 *cert)
-{
-    unsigned char *der = NULL;
-    int dlen = i2d_X509(cert, &der);
-    if (dlen <= 0)
-        return -1;
-    free(j->pki.cert_der);
-    j->pki.cert_der = malloc((size_t)dlen);
-    if (j->pki.cert_der != NULL) {
-        memcpy(j->pki.cert_der, der, (size_t)dlen);
-        j->pki.cert_der_len = (size_t)dlen;
-    }
-    OPENSSL_free(der);
-    return j->pki.cert_der != NULL ? 0 : -1;
-}
+_Static_assert(sizeof(((issue_cert *)0)->serial) == STORE_SERIAL_LEN,
+               "the issued serial is the store's key as is");
 
 /* Issue (CA key), answer SUCCESS (RA key), and prepare the record: the certificate leaves
- * the server only once the writer has committed it. */
+ * the server only once the writer has committed it. The certificate is handled as the DER
+ * issued (issue_build_der): the record and the CertRep take those bytes, nothing re-encodes. */
 static int phase_issue(pkcsreq *t)
 {
     job *j = t->j;
-    X509 *cert = NULL;
+    issue_cert ic;
     int capped = 0;
-    int rej = issue_build_profile(t->ctx->issuer, t->csr, t->prof, t->bound_subject,
-                                  t->bound_san, &cert, &capped);
+
+    memset(&ic, 0, sizeof(ic));
+    int rej = issue_build_der(t->ctx->issuer, t->csr, t->prof, t->bound_subject, t->bound_san,
+                              &ic, &capped);
     if (rej == REJ_INTERNAL) {
         stop_with(t, enroll_unavailable(t->ctx, j, t->req, "CA signature failed"));
         rej = REJ_NONE;
@@ -410,24 +399,28 @@ static int phase_issue(pkcsreq *t)
     }
     if (rej != REJ_NONE)
         goto out;
-    if (t->bound_subject != NULL)
-        enroll_name_text(X509_get_subject_name(cert), j->pki.subject, sizeof(j->pki.subject));
+    if (t->bound_subject != NULL)     /* the subject issued: the binding's */
+        enroll_name_text(t->bound_subject, j->pki.subject, sizeof(j->pki.subject));
     rej = REJ_INTERNAL;
     enroll_record m = {t->key_hash, t->subj_hash, j->pki.subject, j->pki.txkey, j->profile,
                        (int64_t)time(NULL)};
     memset(&j->put, 0, sizeof(j->put));
-    if (keep_der(j, cert) != 0 ||
-        enroll_record_fill(&j->put.cert, cert, j->pki.cert_der, j->pki.cert_der_len, &m) != 0)
-        goto out;
-    if (enroll_certrep(t->ctx, j, t->req, SCEP_SUCCESS, REJ_NONE, cert) != 0) {
+    free(j->pki.cert_der);
+    j->pki.cert_der = ic.der;
+    j->pki.cert_der_len = ic.der_len;
+    ic.der = NULL;
+    enroll_record_fill_der(&j->put.cert, ic.serial, ic.not_before, ic.not_after,
+                           j->pki.cert_der, j->pki.cert_der_len, &m);
+    if (enroll_certrep_der(t->ctx, j, t->req, j->pki.cert_der, j->pki.cert_der_len) != 0) {
         stop_with(t, enroll_unavailable(t->ctx, j, t->req, "cannot sign CertRep"));
         rej = REJ_NONE;
         goto out;
     }
     serial_to_hex(j->put.cert.serial, j->pki.serial_hex);
     enroll_mdm_facts *mf = j->pki.mdm.facts;
-    if (j->pki.mdm.notify && mf != NULL)    /* successNotification's facts, from this X509 */
-        mf->have_cert = intune_cert_facts_of(cert, &mf->cert) == 0;
+    if (j->pki.mdm.notify && mf != NULL)    /* successNotification's facts, from the DER */
+        mf->have_cert = intune_cert_facts_get(j->pki.cert_der, j->pki.cert_der_len,
+                                              &mf->cert) == 0;
     if (t->onetime)
         enroll_onetime_guard(j);
     j->pki.audit_event = t->renewal ? AUDIT_RENEWED : AUDIT_ISSUED;
@@ -439,7 +432,7 @@ static int phase_issue(pkcsreq *t)
     stop_with(t, JOB_COMMIT);
     rej = REJ_NONE;
 out:
-    X509_free(cert);
+    free(ic.der);
     return rej;
 }
 

@@ -27,5 +27,10 @@ typedef struct enroll_record {
  * STORE_SERIAL_LEN bytes (c untouched). */
 int enroll_record_fill(store_cert *c, X509 *cert, const uint8_t *der, size_t der_len,
                        const enroll_record *m);
+/* The same from the fields themselves (issue_build_der's issue_cert, no X509 object): serial
+ * in store form (STORE_SERIAL_LEN bytes, big endian), validity in seconds since the epoch. */
+void enroll_record_fill_der(store_cert *c, const uint8_t serial[STORE_SERIAL_LEN],
+                            int64_t not_before, int64_t not_after, const uint8_t *der,
+                            size_t der_len, const enroll_record *m);
 
 #endif

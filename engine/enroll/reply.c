@@ -93,6 +93,17 @@ int enroll_certrep_content(const enroll_ctx *ctx, job *j, const scep_request *re
     return 0;
 }
 
+int enroll_certrep_der(const enroll_ctx *ctx, job *j, const scep_request *req,
+                       const uint8_t *cert, size_t cert_len)
+{
+    uint8_t *deg = NULL;
+    size_t len = 0;
+    int rc = scep_degenerate_der(cert, cert_len, &deg, &len) == 0
+                 ? enroll_certrep_content(ctx, j, req, deg, len) : -1;
+    free(deg);
+    return rc;
+}
+
 /* The Retry-After of a 503 for a failed private-key operation: the longest backoff between a
  * worker's recovery attempts (RECOVER_BACKOFF_MAX_MS in engine/server/recover.h, which runs
  * the attempt when a request comes), so a client coming back finds the next attempt made. */

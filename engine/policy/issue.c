@@ -1,5 +1,6 @@
 /* Request checks and certificate construction. See issue.h. */
 #include "engine/policy/issue.h"
+#include "engine/policy/issue_internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -19,21 +20,12 @@
 #include "engine/scep/keycache.h"
 #include "engine/scep/reject.h"
 
-struct issuer {
-    atomic_int refs;
-    const ca_set *ca;
-    int validity_days;
-    int backdate_s;
-    int allow_sha1;
-    uint8_t challenge_hash[32];     /* [issue] challenge: profiles without their own */
-    int has_challenge;
-    const EVP_MD *sign_md;
-    profile_set *profiles;
-    size_t nprofiles;
-    uint8_t (*prof_hash)[32];       /* per profile (same order as the set): its static challenge */
-    int *prof_has;
-    X509_EXTENSION *cdp, *aia;     /* [issue] crl_url / ocsp_url; NULL when not set */
-};
+static void free_exts(issue_der_exts *e, size_t n)
+{
+    for (size_t i = 0; e != NULL && i < n; i++)
+        issue_der_exts_clear(&e[i]);
+    free(e);
+}
 
 issuer *issuer_ref(issuer *is)
 {
@@ -47,6 +39,8 @@ void issuer_destroy(issuer *is)
         return;
     X509_EXTENSION_free(is->cdp);
     X509_EXTENSION_free(is->aia);
+    issue_der_destroy(is->der);
+    free_exts(is->prof_exts, is->nprofiles);
     OPENSSL_cleanse(is->challenge_hash, sizeof(is->challenge_hash));
     if (is->prof_hash != NULL)
         OPENSSL_cleanse(is->prof_hash, is->nprofiles * sizeof(*is->prof_hash));
@@ -70,10 +64,11 @@ static int install_profiles(issuer *is, profile_set *set, char *err, size_t errl
     const profile *items = profile_set_items(set, &n);
     uint8_t (*hashes)[32] = calloc(n > 0 ? n : 1, sizeof(*hashes));
     int *has = calloc(n > 0 ? n : 1, sizeof(*has));
+    issue_der_exts *exts = is->der != NULL ? calloc(n > 0 ? n : 1, sizeof(*exts)) : NULL;
     char buf[256];
     int rc = -1;
 
-    if (hashes == NULL || has == NULL) {
+    if (hashes == NULL || has == NULL || (is->der != NULL && exts == NULL)) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
@@ -88,23 +83,29 @@ static int install_profiles(issuer *is, profile_set *set, char *err, size_t errl
                 goto out;
             has[i] = 1;
         }
+        if (exts != NULL)
+            issue_der_exts_make(&items[i], &exts[i]);
     }
     if (is->prof_hash != NULL)
         OPENSSL_cleanse(is->prof_hash, is->nprofiles * sizeof(*is->prof_hash));
     free(is->prof_hash);
     free(is->prof_has);
+    free_exts(is->prof_exts, is->nprofiles);
     profile_set_destroy(is->profiles);
     is->profiles = set;
     is->nprofiles = n;
     is->prof_hash = hashes;
     is->prof_has = has;
+    is->prof_exts = exts;
     hashes = NULL;
     has = NULL;
+    exts = NULL;
     rc = 0;
 out:
     OPENSSL_cleanse(buf, sizeof(buf));
     free(hashes);
     free(has);
+    free_exts(exts, n);
     return rc;
 }
 
@@ -148,16 +149,6 @@ int issuer_create(const config *cfg, const ca_set *ca, const char *challenge, is
     if (EVP_PKEY_get_bits(ca->ca_key) == 384 && EVP_PKEY_get_base_id(ca->ca_key) == EVP_PKEY_EC)
         is->sign_md = EVP_sha384();
 
-    /* The built-in profile: what scepd issued before profiles existed. */
-    profile builtin;
-    profile_defaults(&builtin, "default");
-    builtin.validity_days = cfg->validity_days;
-    builtin.renewal_threshold_percent = 100;
-    if (profile_set_from(&builtin, 1, &set, err, sizeof(err)) != 0 ||
-        install_profiles(is, set, err, sizeof(err)) != 0)
-        goto out;
-    set = NULL;
-
     X509V3_set_ctx(&ctx, ca->ca_cert, NULL, NULL, NULL, 0);
     /* Where relying parties find revocation status (RFC 5280 4.2.1.13, 4.2.2.1). */
     char v[600];
@@ -171,6 +162,19 @@ int issuer_create(const config *cfg, const ca_set *ca, const char *challenge, is
         if ((is->aia = conf_ext(&ctx, NID_info_access, v)) == NULL)
             goto out;
     }
+    /* NULL (a CA key of another type): every certificate on the X509 path. Made before the
+     * profiles are installed: they encode their extensions only for a DER path. */
+    is->der = issue_der_create(ca, EVP_MD_get0_name(is->sign_md), is->cdp, is->aia);
+
+    /* The built-in profile: what scepd issued before profiles existed. */
+    profile builtin;
+    profile_defaults(&builtin, "default");
+    builtin.validity_days = cfg->validity_days;
+    builtin.renewal_threshold_percent = 100;
+    if (profile_set_from(&builtin, 1, &set, err, sizeof(err)) != 0 ||
+        install_profiles(is, set, err, sizeof(err)) != 0)
+        goto out;
+    set = NULL;
     rc = 0;
 out:
     profile_set_destroy(set);
@@ -442,157 +446,6 @@ int issue_check_csr(const issuer *is, const uint8_t *der, size_t len, int need_c
                     X509_REQ **out)
 {
     return issue_check_request(is, der, len, NULL, need_challenge, NULL, out, NULL);
-}
-
-/* 16 random bytes, positive, with the top byte never zero so the DER INTEGER stays 16 bytes
- * long: 126 bits of entropy. */
-static ASN1_INTEGER *random_serial(void)
-{
-    uint8_t b[16];
-    BIGNUM *bn = NULL;
-    ASN1_INTEGER *ai = NULL;
-
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        return NULL;
-    b[0] = (uint8_t)((b[0] & 0x3f) | 0x40);
-    bn = BN_bin2bn(b, sizeof(b), NULL);
-    if (bn != NULL)
-        ai = BN_to_ASN1_INTEGER(bn, NULL);
-    BN_free(bn);
-    return ai;
-}
-
-/* Puts the CSR's SubjectPublicKeyInfo into the certificate as it was encoded (algorithm,
- * parameters and key bits copied; -2 when that cannot be exact: parameters of a type no key
- * has, a key bit string with unused bits), instead of X509_set_pubkey: that one re-encodes and
- * re-decodes the key through OpenSSL 3's encoder/decoder framework, whose lookups (global
- * read locks, name compares) cost more per enrollment than the rest of issue_build. */
-static int copy_spki(X509 *x, X509_REQ *csr)
-{
-    ASN1_OBJECT *alg_obj = NULL;
-    const unsigned char *bits = NULL;
-    int nbits = 0, ptype = V_ASN1_UNDEF;
-    X509_ALGOR *alg = NULL;
-    const void *pval = NULL;
-    const ASN1_OBJECT *pobj = NULL;
-    X509_PUBKEY *src = X509_REQ_get_X509_PUBKEY(csr);
-    void *param = NULL;
-    unsigned char *enc = NULL;
-
-    if (src == NULL || X509_PUBKEY_get0_param(&alg_obj, &bits, &nbits, &alg, src) != 1 ||
-        nbits <= 0)
-        return -1;
-    X509_ALGOR_get0(&pobj, &ptype, &pval, alg);
-    if (ptype == V_ASN1_OBJECT)
-        param = OBJ_dup(pval);
-    else if (ptype == V_ASN1_SEQUENCE)
-        param = ASN1_STRING_dup(pval);
-    else if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF)
-        return -2;      /* parameters no key type has (RFC 3279, 5480, 8410): they could not
-                           be copied as sent, and the certificate would name another SPKI */
-    ASN1_OBJECT *obj = OBJ_dup(alg_obj);
-    enc = OPENSSL_memdup(bits, (size_t)nbits);
-    if (obj == NULL || enc == NULL || ((ptype == V_ASN1_OBJECT || ptype == V_ASN1_SEQUENCE) && param == NULL) ||
-        X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), obj, ptype, param, enc, nbits) != 1) {
-        ASN1_OBJECT_free(obj);
-        if (ptype == V_ASN1_OBJECT)
-            ASN1_OBJECT_free(param);
-        else if (ptype == V_ASN1_SEQUENCE)
-            ASN1_STRING_free(param);
-        OPENSSL_free(enc);
-        return -1;
-    }
-    /* What set0 cannot carry (a bit string's unused-bits count) must not silently change the
-     * key the certificate names: compare the two encodings (plain DER, no key decoding). */
-    unsigned char *want = NULL, *got = NULL;
-    int nw = i2d_X509_PUBKEY(src, &want), ng = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &got);
-    int same = nw > 0 && nw == ng && memcmp(want, got, (size_t)nw) == 0;
-    OPENSSL_free(want);
-    OPENSSL_free(got);
-    return same ? 0 : -2;
-}
-
-int issue_build_profile(const issuer *is, X509_REQ *csr, const profile *prof,
-                        const X509_NAME *subject, const GENERAL_NAMES *san, X509 **out,
-                        int *capped_out)
-{
-    X509 *x = X509_new();
-    ASN1_INTEGER *serial = NULL;
-    GENERAL_NAMES *req_san = NULL;
-    int rc = REJ_INTERNAL, capped = 0, pr;
-    time_t now = time(NULL);
-    int64_t wanted = 0, not_after = 0;
-    EVP_PKEY *pub = issue_csr_key(csr);
-
-    if (x == NULL || pub == NULL)
-        goto out;
-    rc = REJ_VALIDITY_REQUEST;
-    if (profile_requested_not_after(csr, &wanted) != 0)
-        goto out;
-    pr = profile_validity(prof, now, is->ca->ca_not_after, wanted, &not_after, &capped);
-    if (pr != PROFILE_OK) {
-        rc = issue_profile_reject(pr);
-        goto out;
-    }
-    rc = REJ_INTERNAL;
-    if (san == NULL)
-        san = req_san = issue_requested_san(csr);
-    /* Under "override" issue_check_request skipped the subject rules: they apply to the
-     * subject issued (the challenge's binding, or the CSR's when it bound none). */
-    if (prof->subject_source == PROFILE_SOURCE_OVERRIDE &&
-        (pr = profile_check_subject(prof, subject != NULL ? subject
-                                                          : X509_REQ_get_subject_name(csr),
-                                    san)) != PROFILE_OK) {
-        rc = issue_profile_reject(pr);
-        goto out;
-    }
-    serial = random_serial();
-    if (serial == NULL || !X509_set_version(x, X509_VERSION_3) ||
-        !X509_set_serialNumber(x, serial) ||
-        !X509_set_issuer_name(x, is->ca->ca_name) ||
-        !X509_set_subject_name(x, subject != NULL ? subject : X509_REQ_get_subject_name(csr)) ||
-        X509_time_adj_ex(X509_getm_notBefore(x), 0, -(long)is->backdate_s, &now) == NULL ||
-        ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after) == NULL)
-        goto out;
-    if ((pr = copy_spki(x, csr)) != 0) {
-        rc = pr == -2 ? REJ_KEY_TYPE : REJ_INTERNAL;
-        goto out;
-    }
-    pr = profile_add_extensions(prof, x, is->ca->ca_cert, pub, san);
-    if (pr != PROFILE_OK) {
-        rc = issue_profile_reject(pr);
-        goto out;
-    }
-    if ((is->cdp != NULL && !X509_add_ext(x, is->cdp, -1)) ||
-        (is->aia != NULL && !X509_add_ext(x, is->aia, -1)))
-        goto out;
-    uint64_t t0 = keyclock_begin();    /* with the TBS encoding and digest (keyclock.h) */
-    int signed_ok = X509_sign(x, is->ca->ca_key, is->sign_md) > 0;
-    keyclock_end(t0);
-    if (!signed_ok)
-        goto out;
-    rc = REJ_NONE;
-out:
-    if (rc == REJ_NONE) {
-        *out = x;
-        x = NULL;
-        if (capped_out != NULL)
-            *capped_out = capped;
-    }
-    X509_free(x);
-    EVP_PKEY_free(pub);
-    ASN1_INTEGER_free(serial);
-    GENERAL_NAMES_free(req_san);
-    ERR_clear_error();
-    return rc;
-}
-
-int issue_build(const issuer *is, X509_REQ *csr, X509 **out)
-{
-    const profile *prof = select_profile(is, csr, NULL);
-    if (prof == NULL)
-        return REJ_NO_PROFILE;
-    return issue_build_profile(is, csr, prof, NULL, NULL, out, NULL);
 }
 
 int issue_spki_hash(const X509_PUBKEY *spki, uint8_t out[32])

@@ -118,10 +118,31 @@ int issue_check_csr(const issuer *is, const uint8_t *der, size_t len, int need_c
  * The certificate's SubjectPublicKeyInfo is the request's, copied as encoded: *out is meant to
  * be encoded (i2d_X509, CMS), and X509_get0_pubkey(*out) returns NULL because the key was
  * never decoded (doing so, or X509_set_pubkey, costs a third of an enrollment's CPU in OpenSSL
- * 3.0's encoder/decoder lookups). Compare keys with X509_PUBKEY_eq / the encoded form. */
+ * 3.0's encoder/decoder lookups). Compare keys with X509_PUBKEY_eq / the encoded form.
+ * On the DER path *out is issue_build_der's DER parsed back (that parse costs more than the
+ * building: the enrollment path takes the DER instead). */
 int issue_build_profile(const issuer *is, X509_REQ *csr, const profile *prof,
                         const X509_NAME *subject, const GENERAL_NAMES *san, X509 **out,
                         int *capped_out);
+
+/* A certificate issue_build_der made: its DER (what is issued, byte for byte) and the fields
+ * its store record takes, read from the values encoded (no X509 object). */
+typedef struct issue_cert {
+    uint8_t *der;              /* malloc()ed: the caller frees (free()) */
+    size_t   der_len;
+    uint8_t  serial[16];       /* the serialNumber's content bytes, big endian, positive */
+    int64_t  not_before;       /* seconds since the epoch */
+    int64_t  not_after;
+} issue_cert;
+
+/* issue_build_profile without the X509: the same checks, answers and certificate, and in
+ * *out the DER and the record's fields (out untouched unless REJ_NONE). The enrollment path
+ * uses this: an RSA or EC CA key signs a TBSCertificate written as DER (issue_der.c; nothing
+ * is encoded twice and nothing is fetched per certificate), other keys go through X509_sign.
+ * Only the CA's signature is timed by keyclock. */
+int issue_build_der(const issuer *is, X509_REQ *csr, const profile *prof,
+                    const X509_NAME *subject, const GENERAL_NAMES *san, issue_cert *out,
+                    int *capped_out);
 
 /* issue_build_profile under the profile chosen by keyUsage, nothing replaced. */
 int issue_build(const issuer *is, X509_REQ *csr, X509 **out);

@@ -271,4 +271,16 @@ const profile *profile_select_for_key_usage(const profile *profiles, size_t n,
 int profile_add_extensions(const profile *p, X509 *cert, X509 *ca, EVP_PKEY *subject_key,
                            const GENERAL_NAMES *san);
 
+/* The keyUsage bits (PROFILE_KU_*) issued for a subject key: rsa_key = 1 for RSA (no
+ * keyAgreement), 0 for any other type (no encipherment bits). */
+unsigned profile_key_usage_for(const profile *p, int rsa_key);
+
+/* What profile_add_extensions adds that depends on nothing of the request, encoded once so a
+ * certificate can be written as DER around it (engine/policy/issue_der.c): the first four
+ * extensions (basicConstraints .. certificatePolicies) for a subject key of that type, and
+ * the authorityKeyIdentifier for ca; each a whole DER Extension, back to back, the same bytes
+ * profile_add_extensions puts in a certificate. *out malloc()ed (caller frees). 0 or -1. */
+int profile_fixed_extensions_der(const profile *p, int rsa_key, uint8_t **out, size_t *outlen);
+int profile_aki_extension_der(X509 *ca, uint8_t **out, size_t *outlen);
+
 #endif

@@ -7,6 +7,7 @@
 #include "engine/policy/challenge.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -15,8 +16,13 @@
 
 static unsigned effective_ku(const profile *p, EVP_PKEY *key)
 {
+    return profile_key_usage_for(p, EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA);
+}
+
+unsigned profile_key_usage_for(const profile *p, int rsa_key)
+{
     unsigned ku = p->key_usage;
-    if (EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA)
+    if (rsa_key)
         ku &= ~(unsigned)PROFILE_KU_KEY_AGREEMENT;
     else
         ku &= ~(unsigned)(PROFILE_KU_KEY_ENCIPHERMENT | PROFILE_KU_DATA_ENCIPHERMENT);
@@ -315,24 +321,18 @@ static int add_nid(X509 *x, int nid, int crit, void *value)
     return X509_add1_ext_i2d(x, nid, value, crit, X509V3_ADD_REPLACE) == 1;
 }
 
-int profile_add_extensions(const profile *p, X509 *cert, X509 *ca, EVP_PKEY *subject_key,
-                           const GENERAL_NAMES *san)
+/* basicConstraints (critical CA:FALSE), keyUsage (critical), extendedKeyUsage and
+ * certificatePolicies: the extensions the profile and the key's type alone decide (the DER
+ * path of issue_der.c encodes them once per profile: profile_fixed_extensions_der). 1 or 0. */
+static int add_fixed(const profile *p, X509 *cert, int rsa_key)
 {
     BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
     ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
     EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
     CERTIFICATEPOLICIES *pol = sk_POLICYINFO_new_null();
-    AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
-    ASN1_OCTET_STRING *ski = ASN1_OCTET_STRING_new();
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    int rc;
+    int ok = 0;
 
-    rc = profile_check_san(p, san);
-    if (rc != PROFILE_OK)
-        goto out;
-    rc = PROFILE_INTERNAL;
-    if (bc == NULL || ku == NULL || eku == NULL || pol == NULL || akid == NULL || ski == NULL)
+    if (bc == NULL || ku == NULL || eku == NULL || pol == NULL)
         goto out;
     bc->ca = 0;
 #ifdef SCEPD_MUTANT_CA_TRUE   /* test-only breakage, docs/testing-mutants.md */
@@ -341,7 +341,7 @@ int profile_add_extensions(const profile *p, X509 *cert, X509 *ca, EVP_PKEY *sub
     if (!add_nid(cert, NID_basic_constraints, 1, bc))
         goto out;
 
-    unsigned bits = effective_ku(p, subject_key);
+    unsigned bits = profile_key_usage_for(p, rsa_key);
     if (bits != 0) {
         static const unsigned map[] = { PROFILE_KU_DIGITAL_SIGNATURE, PROFILE_KU_NON_REPUDIATION,
                                         PROFILE_KU_KEY_ENCIPHERMENT, PROFILE_KU_DATA_ENCIPHERMENT,
@@ -374,27 +374,55 @@ int profile_add_extensions(const profile *p, X509 *cert, X509 *ca, EVP_PKEY *sub
     }
     if (p->policy_count > 0 && !add_nid(cert, NID_certificate_policies, 0, pol))
         goto out;
+    ok = 1;
+out:
+    BASIC_CONSTRAINTS_free(bc);
+    ASN1_BIT_STRING_free(ku);
+    sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
+    sk_POLICYINFO_pop_free(pol, POLICYINFO_free);
+    return ok;
+}
 
-    /* SKI: SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2 method 1), taken from the
-     * certificate when it has them already (no re-encoding of subject_key). */
+/* SKI: SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2 method 1), taken from the
+ * certificate when it has them already (no re-encoding of subject_key). 1 or 0. */
+static int add_ski(X509 *cert, EVP_PKEY *subject_key)
+{
+    ASN1_OCTET_STRING *ski = ASN1_OCTET_STRING_new();
     const ASN1_BIT_STRING *kbits = X509_get0_pubkey_bitstr(cert);
     X509_PUBKEY *xpk = NULL;
     const unsigned char *pk = NULL;
-    int pklen = 0;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int pklen = 0, ok = 0;
+
+    if (ski == NULL)
+        goto out;
     if (kbits != NULL && kbits->length > 0) {
         pk = kbits->data;
         pklen = kbits->length;
     } else if (!X509_PUBKEY_set(&xpk, subject_key) ||
                X509_PUBKEY_get0_param(NULL, &pk, &pklen, NULL, xpk) != 1) {
-        X509_PUBKEY_free(xpk);
         goto out;
     }
-    int got = EVP_Digest(pk, (size_t)pklen, md, &mdlen, EVP_sha1(), NULL) == 1;
+    ok = EVP_Digest(pk, (size_t)pklen, md, &mdlen, EVP_sha1(), NULL) == 1 &&
+         ASN1_OCTET_STRING_set(ski, md, (int)mdlen) &&
+         add_nid(cert, NID_subject_key_identifier, 0, ski);
+out:
     X509_PUBKEY_free(xpk);
-    if (!got || !ASN1_OCTET_STRING_set(ski, md, (int)mdlen) ||
-        !add_nid(cert, NID_subject_key_identifier, 0, ski))
-        goto out;
+    ASN1_OCTET_STRING_free(ski);
+    return ok;
+}
 
+/* AKI: keyIdentifier only, the CA's SKI, else the SHA-1 of its key. 1 or 0. */
+static int add_aki(X509 *cert, X509 *ca)
+{
+    AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int ok = 0;
+
+    if (akid == NULL)
+        goto out;
     const ASN1_OCTET_STRING *ca_ski = X509_get0_subject_key_id(ca);
     if (ca_ski != NULL) {
         akid->keyid = ASN1_OCTET_STRING_dup(ca_ski);
@@ -403,9 +431,22 @@ int profile_add_extensions(const profile *p, X509 *cert, X509 *ca, EVP_PKEY *sub
         if (akid->keyid != NULL && !ASN1_OCTET_STRING_set(akid->keyid, md, (int)mdlen))
             goto out;
     }
-    if (akid->keyid == NULL || !add_nid(cert, NID_authority_key_identifier, 0, akid))
-        goto out;
+    ok = akid->keyid != NULL && add_nid(cert, NID_authority_key_identifier, 0, akid);
+out:
+    AUTHORITY_KEYID_free(akid);
+    return ok;
+}
 
+int profile_add_extensions(const profile *p, X509 *cert, X509 *ca, EVP_PKEY *subject_key,
+                           const GENERAL_NAMES *san)
+{
+    int rc = profile_check_san(p, san);
+    if (rc != PROFILE_OK)
+        goto out;
+    rc = PROFILE_INTERNAL;
+    if (!add_fixed(p, cert, EVP_PKEY_get_base_id(subject_key) == EVP_PKEY_RSA) ||
+        !add_ski(cert, subject_key) || !add_aki(cert, ca))
+        goto out;
     if (sk_GENERAL_NAME_num(san) > 0) {
         int crit = X509_NAME_entry_count(X509_get_subject_name(cert)) == 0;
         if (!add_nid(cert, NID_subject_alt_name, crit, (void *)san))
@@ -413,12 +454,49 @@ int profile_add_extensions(const profile *p, X509 *cert, X509 *ca, EVP_PKEY *sub
     }
     rc = PROFILE_OK;
 out:
-    BASIC_CONSTRAINTS_free(bc);
-    ASN1_BIT_STRING_free(ku);
-    sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
-    sk_POLICYINFO_pop_free(pol, POLICYINFO_free);
-    AUTHORITY_KEYID_free(akid);
-    ASN1_OCTET_STRING_free(ski);
+    ERR_clear_error();
+    return rc;
+}
+
+/* The extensions of x, each a whole DER Extension, back to back in a malloc()ed buffer. */
+static int extensions_der(const X509 *x, uint8_t **out, size_t *outlen)
+{
+    const STACK_OF(X509_EXTENSION) *exts = X509_get0_extensions(x);
+    size_t total = 0;
+    for (int i = 0; i < sk_X509_EXTENSION_num(exts); i++) {
+        int n = i2d_X509_EXTENSION(sk_X509_EXTENSION_value(exts, i), NULL);
+        if (n <= 0)
+            return -1;
+        total += (size_t)n;
+    }
+    uint8_t *b = malloc(total > 0 ? total : 1), *w = b;
+    if (b == NULL)
+        return -1;
+    for (int i = 0; i < sk_X509_EXTENSION_num(exts); i++) {
+        if (i2d_X509_EXTENSION(sk_X509_EXTENSION_value(exts, i), &w) <= 0) {
+            free(b);
+            return -1;
+        }
+    }
+    *out = b;
+    *outlen = total;
+    return 0;
+}
+
+int profile_fixed_extensions_der(const profile *p, int rsa_key, uint8_t **out, size_t *outlen)
+{
+    X509 *x = X509_new();
+    int rc = x != NULL && add_fixed(p, x, rsa_key) ? extensions_der(x, out, outlen) : -1;
+    X509_free(x);
+    ERR_clear_error();
+    return rc;
+}
+
+int profile_aki_extension_der(X509 *ca, uint8_t **out, size_t *outlen)
+{
+    X509 *x = X509_new();
+    int rc = x != NULL && add_aki(x, ca) ? extensions_der(x, out, outlen) : -1;
+    X509_free(x);
     ERR_clear_error();
     return rc;
 }

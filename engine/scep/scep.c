@@ -396,6 +396,11 @@ int scep_degenerate_crl(const uint8_t *crl, size_t crl_len, uint8_t **out, size_
     return degenerate(0xa1, crl, crl_len, out, outlen);
 }
 
+int scep_degenerate_der(const uint8_t *certs, size_t len, uint8_t **out, size_t *outlen)
+{
+    return degenerate(0xa0, certs, len, out, outlen);
+}
+
 /* DER of a CMS ContentInfo into a malloc'd buffer. */
 static int cms_der(CMS_ContentInfo *cms, uint8_t **out, size_t *outlen)
 {

@@ -117,4 +117,8 @@ int scep_degenerate(STACK_OF(X509) *certs, uint8_t **out, size_t *outlen);
  * parsed), for the GetCRL CertRep (scep_certrep_content). *out malloc()ed. Returns 0 or -1. */
 int scep_degenerate_crl(const uint8_t *crl, size_t crl_len, uint8_t **out, size_t *outlen);
 
+/* scep_degenerate for certificates already encoded: certs is the DER of one or more
+ * certificates back to back (copied as is, not parsed). *out malloc()ed. Returns 0 or -1. */
+int scep_degenerate_der(const uint8_t *certs, size_t len, uint8_t **out, size_t *outlen);
+
 #endif
