@@ -418,8 +418,12 @@ int shard_run(shard *s)
     arm_event(s);
     arm_tick(s);
     while (!s->stopping) {
-        /* Replies delivered while the loop was awake are taken here, without an eventfd
-         * round trip; only when there are none does the loop sleep (shard_deliver). */
+        /* The eventfd read and the tick stay armed even if a full submission queue once
+         * kept them from being re-armed (both are no-ops when armed). Replies delivered
+         * while the loop was awake are taken here, without an eventfd round trip; only
+         * when there are none does the loop sleep (shard_deliver). */
+        arm_event(s);
+        arm_tick(s);
         shard_reply *list = take_or_mark_waiting(s, 1);
         int r;
         if (list != NULL) {
