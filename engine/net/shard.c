@@ -200,6 +200,30 @@ static void deliver_one(shard *s, shard_reply *r)
         shard_ensure_recv(s, c);
 }
 
+static void deliver_list(shard *s, shard_reply *list)
+{
+    while (list != NULL) {
+        shard_reply *next = list->next;
+        list->next = NULL;
+        deliver_one(s, list);
+        list = next;
+    }
+}
+
+/* Takes the delivered replies. None: marks the loop as about to sleep (s->waiting), in the
+ * same critical section that saw the list empty, so a deliverer that comes after it sees
+ * the mark and writes the eventfd (shard_deliver). */
+static shard_reply *take_or_mark_waiting(shard *s, int mark)
+{
+    pthread_mutex_lock(&s->mu);
+    shard_reply *list = s->pend_head;
+    s->pend_head = s->pend_tail = NULL;
+    if (list == NULL && mark)
+        atomic_store_explicit(&s->waiting, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&s->mu);
+    return list;
+}
+
 static void on_event(shard *s)
 {
     s->ev_armed = 0;
@@ -207,16 +231,7 @@ static void on_event(shard *s)
         s->stopping = 1;
         return;     /* pending replies are released by shard_destroy */
     }
-    pthread_mutex_lock(&s->mu);
-    shard_reply *list = s->pend_head;
-    s->pend_head = s->pend_tail = NULL;
-    pthread_mutex_unlock(&s->mu);
-    while (list != NULL) {
-        shard_reply *next = list->next;
-        list->next = NULL;
-        deliver_one(s, list);
-        list = next;
-    }
+    deliver_list(s, take_or_mark_waiting(s, 0));
     arm_event(s);
 }
 
@@ -309,6 +324,7 @@ int shard_create(const config *cfg, uint32_t index, shard_handler_fn fn, void *c
     s->tick_ms = shortest / 4 < TICK_MIN_MS ? TICK_MIN_MS : shortest / 4;
     s->max = (uint32_t)cfg->max_conns;
     atomic_init(&s->nused, 0);
+    atomic_init(&s->waiting, 0);
     atomic_init(&s->stop_req, 0);
 
     s->conns = calloc(s->max, sizeof(*s->conns));
@@ -394,13 +410,29 @@ void shard_set_expire(shard *s, shard_expire_fn fn)
 int shard_run(shard *s)
 {
     int rc = 0;
+    if (gettid() != getpid())          /* top -H, perf --sort comm; not the main thread */
+        pthread_setname_np(pthread_self(), "scepd-shard");
     s->now = mono_ms();
     update_date(s);
     shard_arm_accept(s);
     arm_event(s);
     arm_tick(s);
     while (!s->stopping) {
-        int r = io_uring_submit_and_wait(&s->ring, 1);
+        /* The eventfd read and the tick stay armed even if a full submission queue once
+         * kept them from being re-armed (both are no-ops when armed). Replies delivered
+         * while the loop was awake are taken here, without an eventfd round trip; only
+         * when there are none does the loop sleep (shard_deliver). */
+        arm_event(s);
+        arm_tick(s);
+        shard_reply *list = take_or_mark_waiting(s, 1);
+        int r;
+        if (list != NULL) {
+            deliver_list(s, list);
+            r = io_uring_submit(&s->ring);
+        } else {
+            r = io_uring_submit_and_wait(&s->ring, 1);
+            atomic_store_explicit(&s->waiting, 0, memory_order_relaxed);
+        }
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
             rc = r;
             break;
@@ -435,6 +467,26 @@ void shard_stop(shard *s)
     }
 }
 
+/* Appends the list to the shard's pending replies and writes the eventfd only when this
+ * call made the list non-empty while the loop is marked waiting (about to sleep, or asleep
+ * in io_uring_enter). No reply is stranded, because the loop never sleeps on a non-empty
+ * list without a wake-up on its way:
+ * - The loop takes the list, and when it is empty sets waiting = 1, under mu
+ *   (take_or_mark_waiting) before each io_uring_submit_and_wait; it clears waiting only
+ *   after the wait returned. A deliverer reads waiting under mu too. So a deliverer that
+ *   locks mu after the loop's check sees waiting = 1 and writes; one that locked it before
+ *   had its replies taken by that check, and the loop does not sleep that round.
+ * - A deliverer that finds the list non-empty does not write: whoever made it non-empty
+ *   came after the loop's last take (a take empties the list), so either it saw waiting = 1
+ *   and wrote, or it saw 0, meaning the loop had not yet checked, and the loop's next check
+ *   takes both lists before any sleep.
+ * - The written eventfd completes the read the loop keeps armed (arm_event; a write before
+ *   the read is armed leaves the counter non-zero, so the read completes at once), and
+ *   on_event takes the whole list. A wake-up that finds the list already taken (a check
+ *   took it first) costs one empty pass, nothing else.
+ * - A waiting that reads 1 after the loop woke (it is cleared without mu) only adds a
+ *   spurious write. shard_stop writes unconditionally; pending replies left when the loop
+ *   stops are released by shard_destroy. */
 void shard_deliver(shard *s, shard_reply *list)
 {
     uint64_t one = 1;
@@ -444,13 +496,15 @@ void shard_deliver(shard *s, shard_reply *list)
     while (tail->next != NULL)
         tail = tail->next;
     pthread_mutex_lock(&s->mu);
+    int wake = s->pend_head == NULL &&
+               atomic_load_explicit(&s->waiting, memory_order_relaxed) != 0;
     if (s->pend_tail != NULL)
         s->pend_tail->next = list;
     else
         s->pend_head = list;
     s->pend_tail = tail;
     pthread_mutex_unlock(&s->mu);
-    if (write(s->efd, &one, sizeof(one)) < 0) {
+    if (wake && write(s->efd, &one, sizeof(one)) < 0) {
         /* Counter saturated: a wake-up is already pending. */
     }
 }

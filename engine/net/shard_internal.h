@@ -110,9 +110,15 @@ struct shard {
     uint32_t          nfree;
     atomic_size_t     nused;
 
+    /* Delivered replies (shard_deliver, any thread) wait in pend_head..pend_tail under mu.
+     * waiting is 1 from the moment the loop, holding mu, found the list empty and is about
+     * to sleep in the kernel, until it is back (set under mu, cleared without it): a
+     * deliverer writes the eventfd only when it makes the list non-empty while waiting is
+     * 1. The reasoning that no reply is stranded is in shard.c (shard_deliver). */
     pthread_mutex_t   mu;
     int               mu_ok;
     shard_reply      *pend_head, *pend_tail;
+    atomic_int        waiting;
     atomic_int        stop_req;
 
     uint64_t          now;               /* monotonic ms, refreshed once per batch */

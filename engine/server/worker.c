@@ -338,6 +338,7 @@ void *worker_main(void *arg)
     app *a = w->app;
     store_reader *reader = NULL;
 
+    pthread_setname_np(pthread_self(), "scepd-worker");   /* top -H, perf --sort comm */
     if (a->ca->token != NULL && hsm_thread_attach(a->ca->token) != 0) {
         fprintf(stderr, "scepd: worker cannot open a PKCS#11 session: %s\n", hsm_last_error());
         audit_fields f = {.detail = "worker cannot open a PKCS#11 session", .failinfo = -1};

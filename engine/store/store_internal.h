@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "engine/store/store.h"
 #include "engine/store/pg/store_pg.h"
@@ -49,6 +50,10 @@ struct store {
     MDB_dbi certs, txid, subject, revoked, meta;
     MDB_dbi aux[STORE_DB__COUNT];
     unsigned max_key;
+    /* The writing thread only (store_put.c, zero_ahead: the writer, or store_put_sync's
+     * caller while there is none): how far the data file is known to be written, so that
+     * commits overwrite instead of growing it (0: not known yet). */
+    off_t zeroed_end;
 
     /* Resize gate: every transaction of this process (read or write) is "active" between
      * store_gate_enter and store_gate_leave; mdb_env_set_mapsize runs only with none active. */

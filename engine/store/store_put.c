@@ -10,6 +10,11 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* How far ahead of LMDB's last page the data file is kept written (zeros). */
+#define STORE_ZERO_AHEAD ((off_t)1 << 20)
 
 /* Applies one put inside txn. Both conflicts are checked before anything is written, so a
  * put that is refused leaves no trace; a failing mdb_put poisons the whole transaction and
@@ -222,6 +227,53 @@ static int put_one(store *s, MDB_txn *txn, store_put *p, bool *fatal)
     return rc;
 }
 
+/* Keeps the data file written with zeros up to STORE_ZERO_AHEAD past LMDB's last page, so
+ * that a commit overwrites allocated blocks instead of growing the file. On ext4 (here
+ * without a journal) a commit that grows the file makes its fdatasync also write the inode
+ * and wait for it: one more synchronous write for most commits (measured on commits of two
+ * certificates: inode writes per commit 0.85 -> 0.51, the rest are timestamp updates; the
+ * writer's CPU per commit -6 % in the median of 12 pairs, 10 of them lower, on a shared
+ * machine; MDB_WRITEMAP instead costs +20 %, so LMDB keeps writing with pwrite). Zeros, not fallocate: writing into an
+ * unwritten extent is a metadata change again.
+ *
+ * Safe because it runs inside a write transaction before any put: LMDB's writer lock is
+ * held, so no commit of any process runs meanwhile; it writes only past the file's current
+ * end, which no committed page reaches (a committed page was written); LMDB never reads a
+ * page past its last committed one, and its own writes later overwrite these zeros. Nothing
+ * here needs a sync: the extension is not referenced by any meta page, and the first commit
+ * that writes into it has its fdatasync carry the file's new size along. A failure only
+ * leaves the file shorter (the commit then grows it as before). Capped at the map size. */
+static void zero_ahead(store *s)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    int fd = -1;
+    if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0 ||
+        mdb_env_get_fd(s->env, &fd) != 0)
+        return;
+    off_t used = (off_t)(info.me_last_pgno + 1) * (off_t)st.ms_psize;
+    off_t want = used + STORE_ZERO_AHEAD;
+    if (want > (off_t)info.me_mapsize)
+        want = (off_t)info.me_mapsize;
+    if (s->zeroed_end >= used + STORE_ZERO_AHEAD / 2 || s->zeroed_end >= want)
+        return;                  /* the common case: far enough ahead, no system call */
+    struct stat fst;
+    if (fstat(fd, &fst) != 0)
+        return;
+    static const uint8_t zeros[64 * 1024];
+    off_t at = fst.st_size;
+    while (at < want) {
+        size_t n = want - at < (off_t)sizeof(zeros) ? (size_t)(want - at) : sizeof(zeros);
+        ssize_t w = pwrite(fd, zeros, n, at);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        at += w;
+    }
+    s->zeroed_end = at;
+}
+
 /* Writes a list in one transaction on the calling thread; grows the map and retries the whole
  * list on MDB_MAP_FULL. Returns 0 or the batch error (also stored in every ->result). */
 int store_write_batch(store *s, store_put *list)
@@ -236,6 +288,7 @@ int store_write_batch(store *s, store_put *list)
         if (rc != 0)
             break;
         size_t seen = store_map_size(s);   /* stable: no resize while we hold a gate share */
+        zero_ahead(s);
         for (store_put *p = list; p != NULL && !fatal; p = p->next) {
             int r = put_one(s, txn, p, &fatal);
             if (fatal)

@@ -11,6 +11,7 @@
 static void *writer_main(void *arg)
 {
     store *s = arg;
+    pthread_setname_np(pthread_self(), "scepd-writer");   /* top -H, perf --sort comm */
     for (;;) {
         pthread_mutex_lock(&s->q_mu);
         while (s->q_head == NULL && !s->q_stop)
