@@ -93,7 +93,10 @@ else
 fi
 log "building the current tree in $CUR_BUILD"
 mkdir -p "$CUR_BUILD"
-build "$CUR_BUILD" "$SRC" "${CUR_CMAKE_ARGS:-}" scepd scepctl ceiling scep-loadgen
+# The tree's own malloc unless CUR_CMAKE_ARGS names one (a build directory keeps the value it
+# was first configured with: glibc in one made before tcmalloc became the default).
+case "${CUR_CMAKE_ARGS:-}" in *SCEPD_ALLOCATOR*) CUR_ALLOC="" ;; *) CUR_ALLOC="-DSCEPD_ALLOCATOR=default" ;; esac
+build "$CUR_BUILD" "$SRC" "${CUR_CMAKE_ARGS:-} $CUR_ALLOC" scepd scepctl ceiling scep-loadgen
 CEILING=$CUR_BUILD/ceiling LOADGEN=$CUR_BUILD/scep-loadgen
 
 T=$(mktemp -d /tmp/scepd-compare.XXXXXX)
