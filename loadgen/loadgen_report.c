@@ -136,13 +136,16 @@ static int write_json(const char *path, const lg_report_in *in, const lg_run_sta
         fprintf(f, "%.4f", st->server_cpu_s * 1000.0 / (double)s->completed);
     else
         fputs("null", f);
-    if (st->keyop_ok && s->completed > 0 && st->keyop_cpu_s > 0)
+    if (st->keyop_ok && s->completed > 0 && st->keyop_cpu_s > 0) {
         fprintf(f, ",\"server_keyop_cpu_s\":%.4f,\"server_keyop_cpu_ms_per_enrollment\":%.4f"
-                   ",\"server_keyop_ops_per_enrollment\":%.3f,\"server_cpu_over_keyop\":%.4f",
+                   ",\"server_keyop_ops_per_enrollment\":%.3f,\"server_cpu_over_keyop\":",
                 st->keyop_cpu_s, st->keyop_cpu_s * 1000.0 / (double)s->completed,
-                st->keyop_ops / (double)s->completed,
-                st->cpu_ok ? st->server_cpu_s / st->keyop_cpu_s : 0.0);
-    else
+                st->keyop_ops / (double)s->completed);
+        if (st->cpu_ok)             /* the ratio needs --server-pid too */
+            fprintf(f, "%.4f", st->server_cpu_s / st->keyop_cpu_s);
+        else
+            fputs("null", f);
+    } else
         fputs(",\"server_keyop_cpu_s\":null,\"server_keyop_cpu_ms_per_enrollment\":null"
               ",\"server_keyop_ops_per_enrollment\":null,\"server_cpu_over_keyop\":null", f);
     fputs(",\"key_type\":", f);

@@ -37,7 +37,8 @@ all_fields() {
 issued_by() { echo $(( $(jf "$1" completed) + $(jf "$1" setup_enrollments) + $(jf "$1" sent) - $(jf "$1" measured_sent) - $(jf "$1" warmup_errors) )); }
 
 # --- scepd ---
-lg closed --url "$URL" --challenge "$C" --count 300 --concurrency 8 --server-pid "$SCEPD_PID"
+lg closed --url "$URL" --challenge "$C" --count 300 --concurrency 8 --server-pid "$SCEPD_PID" \
+  --metrics-url "$ADMIN_URL/metrics"
 check "closed loop 300 x 8: exit 0" rc_is 0 closed
 check "closed loop: completed == 300" test "$(jf closed completed)" = 300
 check "closed loop: zero errors" test "$(jf closed errors)" = 0
@@ -46,6 +47,13 @@ check "closed loop: every JSON field present, valid JSON" all_fields closed
 check "closed loop: mode closed, rate null, label" sh -c "[ '$(jf closed mode)' = closed ] && [ '$(jf closed rate)' = null ] && [ '$(jf closed label)' = closed ]"
 check "closed loop: server CPU measured with --server-pid" sh -c "[ '$(jf closed server_cpu_s)' != null ] && [ '$(jf closed server_cpu_ms_per_enrollment)' != null ]"
 check "closed loop: percentiles ordered" awk -v a="$(jf closed p50_ms)" -v b="$(jf closed p99_ms)" -v c="$(jf closed max_ms)" 'BEGIN { exit !(a > 0 && a <= b && b <= c) }'
+# --metrics-url: scepd's private-key counters over the same phase (keyclock.h): three
+# operations per enrollment, and the server's CPU above what they took.
+check "closed loop: 3 private-key operations per enrollment" \
+  awk -v n="$(jf closed server_keyop_ops_per_enrollment)" 'BEGIN { exit !(n >= 2.9 && n <= 3.1) }'
+check "closed loop: server CPU / private-key CPU between 1 and 10" \
+  awk -v r="$(jf closed server_cpu_over_keyop)" 'BEGIN { exit !(r > 1 && r < 10) }'
+check "closed loop: private-key CPU on stdout" grep -q "server CPU / private-key CPU" "$T/closed.out"
 check "report on stdout: enrollments/s and latency" sh -c "grep -q 'enrollments/s' '$T/closed.out' && grep -q 'p99.9' '$T/closed.out'"
 check "key pool generated and cached" test "$(ls "$KEYS"/rsa-2048/*.pem | wc -l)" = 16
 total=$(issued_by closed)
@@ -62,14 +70,20 @@ check "renewal share 0.3: 30 RenewalReqs, 30 setup enrollments" sh -c "[ '$(jf r
 check "renewals: zero validation errors" no_validation_errors renew
 total=$((total + $(issued_by renew)))
 
-lg open --url "$URL" --challenge "$C" --rate 100 --duration 2
+lg open --url "$URL" --challenge "$C" --rate 100 --duration 2 --metrics-url "$ADMIN_URL/metrics"
 check "open loop 100/s for 2 s: exit 0" rc_is 0 open
 check "open loop: the 200 scheduled requests enrolled" test "$(jf open completed)" = 200
 check "open loop: mode open, rate 100, not exhausted" sh -c "[ '$(jf open mode)' = open ] && [ '$(jf open rate)' = 100 ] && [ '$(jf open exhausted)' = false ]"
 check "open loop: no server CPU without --server-pid" test "$(jf open server_cpu_s)" = null
+check "open loop: private-key CPU measured, no ratio without --server-pid" \
+  sh -c "[ '$(jf open server_keyop_cpu_s)' != null ] && [ '$(jf open server_cpu_over_keyop)' = null ]"
 total=$((total + $(issued_by open)))
 
-lg timed --url "$URL" --challenge "$C" --duration 1 --warmup 0.5 --concurrency 4 --key-type ec:P-256
+# --metrics-url where nothing answers: reported as unavailable, not an error of the run.
+lg timed --url "$URL" --challenge "$C" --duration 1 --warmup 0.5 --concurrency 4 --key-type ec:P-256 \
+  --metrics-url "http://127.0.0.1:1/metrics"
+check "unreachable --metrics-url: reported unavailable, fields null" \
+  sh -c "grep -q 'private-key CPU unavailable' '$T/timed.out' && [ '$(jf timed server_keyop_cpu_s)' = null ]"
 check "duration 1 s + warm-up, EC P-256: exit 0, zero errors" sh -c "[ $RC -eq 0 ] && [ '$(jf timed errors)' = 0 ] && [ '$(jf timed completed)' -gt 0 ]"
 # Whether the calibrated prebuild ran out depends on how fast the machine is at that moment
 # (it is reported, not an error): only its presence is checked.
