@@ -296,26 +296,30 @@ static int random_serial(uint8_t b[ISSUE_SERIAL_LEN])
     return 0;
 }
 
-int issue_build_der(const issuer *is, X509_REQ *csr, const profile *prof,
-                    const X509_NAME *subject, const GENERAL_NAMES *san, issue_cert *out,
-                    int *capped_out)
+/* build with a fresh serial, now: the certificate as an X509 (x) or as DER (der). */
+static int build_now(const issuer *is, X509_REQ *csr, const profile *prof,
+                     const X509_NAME *subject, const GENERAL_NAMES *san, X509 **x,
+                     issue_cert *der, int *capped_out)
 {
     uint8_t serial[ISSUE_SERIAL_LEN];
     if (random_serial(serial) != 0)
         return REJ_INTERNAL;
-    return build(is, csr, prof, subject, san, serial, time(NULL), ISSUE_PATH_AUTO, NULL, out,
+    return build(is, csr, prof, subject, san, serial, time(NULL), ISSUE_PATH_AUTO, x, der,
                  capped_out);
+}
+
+int issue_build_der(const issuer *is, X509_REQ *csr, const profile *prof,
+                    const X509_NAME *subject, const GENERAL_NAMES *san, issue_cert *out,
+                    int *capped_out)
+{
+    return build_now(is, csr, prof, subject, san, NULL, out, capped_out);
 }
 
 int issue_build_profile(const issuer *is, X509_REQ *csr, const profile *prof,
                         const X509_NAME *subject, const GENERAL_NAMES *san, X509 **out,
                         int *capped_out)
 {
-    uint8_t serial[ISSUE_SERIAL_LEN];
-    if (random_serial(serial) != 0)
-        return REJ_INTERNAL;
-    return build(is, csr, prof, subject, san, serial, time(NULL), ISSUE_PATH_AUTO, out, NULL,
-                 capped_out);
+    return build_now(is, csr, prof, subject, san, out, NULL, capped_out);
 }
 
 int issue_build(const issuer *is, X509_REQ *csr, X509 **out)

@@ -19,6 +19,7 @@
 
 #include "engine/common/config.h"
 #include "engine/policy/issue.h"
+#include "tests/unit/policy/policy_test_ca.h"
 #include "engine/scep/reject.h"
 #include "client/scep_client.h"
 
@@ -44,13 +45,6 @@ static struct fixture {
     EVP_PKEY *rsa, *ec, *ec384, *other;
     X509_NAME *subject;
 } F;
-
-static int64_t asn1_epoch(const ASN1_TIME *t)
-{
-    struct tm tm;
-    assert_int_equal(ASN1_TIME_to_tm(t, &tm), 1);
-    return (int64_t)timegm(&tm);
-}
 
 static void make_ca(test_ca *ca, const char *keyspec, const char *cn, long nb_off, long na_off,
                     int with_ski)
@@ -91,15 +85,7 @@ static void make_ca(test_ca *ca, const char *keyspec, const char *cn, long nb_of
     assert_true(X509_sign(ca->cert, ca->key, EVP_sha256()) > 0);
     X509_NAME_free(n);
 
-    /* What ca_load fills in file mode, for the fields the issuer uses. */
-    memset(&ca->set, 0, sizeof(ca->set));
-    ca->set.ca_key = ca->key;
-    ca->set.ca_cert = ca->cert;
-    ca->set.ra_key = ca->key;
-    ca->set.ra_cert = ca->cert;
-    ca->set.ca_pub = X509_get0_pubkey(ca->cert);
-    ca->set.ca_name = X509_get_subject_name(ca->cert);
-    ca->set.ca_not_after = asn1_epoch(X509_get0_notAfter(ca->cert));
+    test_ca_set_fill(&ca->set, ca->key, ca->cert);
 }
 
 static void free_ca(test_ca *ca)

@@ -38,6 +38,7 @@
 #include "engine/scep/keycache.h"
 #include "engine/scep/reject.h"
 #include "client/scep_client.h"
+#include "tests/unit/policy/policy_test_ca.h"
 
 #define NPROF_MAX 24
 #define NCSR_MAX 8
@@ -71,13 +72,6 @@ static struct fixture {
     X509_NAME *bound_subject;
     GENERAL_NAMES *bound_san;
 } F;
-
-static int64_t asn1_epoch(const ASN1_TIME *t)
-{
-    struct tm tm;
-    assert_int_equal(ASN1_TIME_to_tm(t, &tm), 1);
-    return (int64_t)timegm(&tm);
-}
 
 static void add_ext(X509 *cert, X509 *signer, int nid, const char *value)
 {
@@ -119,14 +113,7 @@ static void make_ca(test_ca *ca, const char *what, const char *keyspec, const ch
     assert_true(X509_sign(ca->cert, ca->key, EVP_sha256()) > 0);
     X509_NAME_free(n);
 
-    memset(&ca->set, 0, sizeof(ca->set));
-    ca->set.ca_key = ca->key;
-    ca->set.ca_cert = ca->cert;
-    ca->set.ra_key = ca->key;
-    ca->set.ra_cert = ca->cert;
-    ca->set.ca_pub = X509_get0_pubkey(ca->cert);
-    ca->set.ca_name = X509_get_subject_name(ca->cert);
-    ca->set.ca_not_after = asn1_epoch(X509_get0_notAfter(ca->cert));
+    test_ca_set_fill(&ca->set, ca->key, ca->cert);
 
     config_defaults(&cfg);
     cfg.validity_days = 365;
