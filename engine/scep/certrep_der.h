@@ -14,10 +14,11 @@
  * transactionID, recipientNonce, senderNonce (random), contentType (id-data), signingTime
  * (now) and messageDigest. digestAlgorithm has absent parameters; signatureAlgorithm is
  * rsaEncryption with NULL parameters for an RSA key, ecdsa-with-SHAxxx (absent parameters)
- * for an EC key, as OpenSSL's CMS writes them. The signature is EVP_DigestSign over the DER
- * SET OF, so it runs in the key's own provider (a token key signs in hsm/).
+ * for an EC key, as OpenSSL's CMS writes them. The signature is the digest of the DER SET
+ * OF signed by EVP_PKEY_sign in the key's own provider (a token key signs in hsm/), on a copy
+ * of a context each thread prepares once per (key, digest).
  *
- * Thread-safe: no state. */
+ * Thread-safe: the only state is that per-thread context (freed when the thread exits). */
 #ifndef SCEPD_SCEP_CERTREP_DER_H
 #define SCEPD_SCEP_CERTREP_DER_H
 
