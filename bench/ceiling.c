@@ -19,6 +19,12 @@
  * one enrollment take (thread CPU time / operations, summed over decrypt + CA sign + RA sign),
  * the figure a server's CPU per enrollment is compared with. It moves less than the rates when
  * other processes share the machine. (SoftHSM runs in the calling thread, so the same holds.)
+ *
+ * And the public-key operations no SCEP server can skip either, with a device key of
+ * --device-key (default rsa:2048, scep-loadgen's default): two verifications (the request's
+ * signature, the CSR's proof of possession) and one encryption (the reply's content key to
+ * the device), in software, as public_cpu_ms_per_enrollment. The private floor plus that is
+ * the floor of any SCEP server with these keys (docs/benchmarks.md, "How far the floor is").
  */
 #include <errno.h>
 #include <getopt.h>
@@ -45,7 +51,7 @@
 #define SW_CHUNK  16
 #define MAX_THREADS 256
 
-enum op { OP_SIGN, OP_DECRYPT };
+enum op { OP_SIGN, OP_DECRYPT, OP_VERIFY, OP_ENCRYPT };
 
 /* One measurement: what every thread runs and what it reports back. */
 typedef struct probe {
@@ -80,6 +86,38 @@ static double thread_cpu_s(void)
 
 /* A ready EVP_PKEY_CTX for PKCS#1 v1.5 / ECDSA over SHA-256 (sign) or PKCS#1 v1.5 decrypt,
  * plus the input it works on: a SHA-256 digest, or a ciphertext made with the public half. */
+/* OP_VERIFY: in = a SHA-256 digest then its PKCS#1 v1.5 signature, ctx verify-initialised;
+ * OP_ENCRYPT: in = a 32-byte content key, ctx encrypt-initialised (RSA keys only). */
+static int public_setup(const probe *p, EVP_PKEY_CTX *ctx, unsigned char *in, size_t *inlen)
+{
+    bool rsa = EVP_PKEY_is_a(p->key, "RSA");
+    unsigned int n = 32;
+    size_t siglen = 1024 - 32;
+    EVP_PKEY_CTX *sctx = NULL;
+    int rc = -1;
+
+    if (p->op == OP_ENCRYPT) {
+        memset(in, 0x5a, 32);
+        *inlen = 32;
+        return rsa && EVP_PKEY_encrypt_init(ctx) > 0 &&
+               EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) > 0 ? 0 : -1;
+    }
+    if ((sctx = EVP_PKEY_CTX_new_from_pkey(NULL, p->key, NULL)) == NULL ||
+        !EVP_Digest("scepd ceiling", 13, in, &n, EVP_sha256(), NULL) ||
+        EVP_PKEY_sign_init(sctx) <= 0 || EVP_PKEY_verify_init(ctx) <= 0 ||
+        (rsa && (EVP_PKEY_CTX_set_rsa_padding(sctx, RSA_PKCS1_PADDING) <= 0 ||
+                 EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0)) ||
+        EVP_PKEY_CTX_set_signature_md(sctx, EVP_sha256()) <= 0 ||
+        EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) <= 0 ||
+        EVP_PKEY_sign(sctx, in + 32, &siglen, in, 32) <= 0)
+        goto out;
+    *inlen = 32 + siglen;
+    rc = 0;
+out:
+    EVP_PKEY_CTX_free(sctx);
+    return rc;
+}
+
 static int sw_setup(const probe *p, EVP_PKEY_CTX **out, unsigned char *in, size_t *inlen)
 {
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, p->key, NULL);
@@ -89,6 +127,10 @@ static int sw_setup(const probe *p, EVP_PKEY_CTX **out, unsigned char *in, size_
 
     if (ctx == NULL)
         goto out;
+    if (p->op == OP_VERIFY || p->op == OP_ENCRYPT) {
+        rc = public_setup(p, ctx, in, inlen);
+        goto out;
+    }
     if (p->op == OP_SIGN) {
         unsigned int n = 32;
         if (EVP_PKEY_sign_init(ctx) <= 0 ||
@@ -124,8 +166,13 @@ static int sw_chunk(const probe *p, EVP_PKEY_CTX *ctx, const unsigned char *in, 
     unsigned char buf[1024];
     for (int i = 0; i < SW_CHUNK; i++) {
         size_t outlen = sizeof(buf);
-        int ok = p->op == OP_SIGN ? EVP_PKEY_sign(ctx, buf, &outlen, in, inlen)
-                                  : EVP_PKEY_decrypt(ctx, buf, &outlen, in, inlen);
+        int ok;
+        switch (p->op) {
+        case OP_SIGN: ok = EVP_PKEY_sign(ctx, buf, &outlen, in, inlen); break;
+        case OP_DECRYPT: ok = EVP_PKEY_decrypt(ctx, buf, &outlen, in, inlen); break;
+        case OP_VERIFY: ok = EVP_PKEY_verify(ctx, in + 32, inlen - 32, in, 32); break;
+        default: ok = EVP_PKEY_encrypt(ctx, buf, &outlen, in, inlen); break;
+        }
         if (ok <= 0)
             return -1;
     }
@@ -301,9 +348,11 @@ static double ceiling_of(double dec, double ca_sign, double ra_sign)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ceiling -c scepd.conf [--threads N] [--seconds S] [--json FILE]\n"
+               "               [--device-key rsa:BITS|ec:CURVE]\n"
                "  Measures private-key operations/s (OpenSSL software and, in pkcs11 mode,\n"
                "  the token) with the state's key types and crypto_workers threads; prints\n"
-               "  JSON with the ceiling in enrollments/s (1 decrypt + 2 signs each).\n");
+               "  JSON with the ceiling in enrollments/s (1 decrypt + 2 signs each), and the\n"
+               "  CPU of the public-key operations with a device key (2 verifies + 1 encrypt).\n");
 }
 
 int main(int argc, char **argv)
@@ -313,15 +362,17 @@ int main(int argc, char **argv)
         { "threads", required_argument, NULL, 't' },
         { "seconds", required_argument, NULL, 's' },
         { "json", required_argument, NULL, 'j' },
+        { "device-key", required_argument, NULL, 'd' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *conf = NULL, *json = NULL;
+    const char *conf = NULL, *json = NULL, *dev_spec = "rsa:2048";
     int threads = 0, rc = 1, c;
     double seconds = 2.0;
     config cfg;
     char err[256], pin[256], ca_spec[80], ra_spec[80];
-    EVP_PKEY *ca_pub = NULL, *ra_pub = NULL, *ca_sw = NULL, *ra_sw = NULL;
+    EVP_PKEY *ca_pub = NULL, *ra_pub = NULL, *ca_sw = NULL, *ra_sw = NULL, *dev = NULL;
+    double sw_verify = 0, sw_encrypt = 0, sc_verify = 0, sc_encrypt = 0;
     hsm_token *tok = NULL;
     bool have_ra;
     double sw_ca_sign = 0, sw_ra_sign = 0, sw_dec = 0, hw_ca_sign = 0, hw_ra_sign = 0, hw_dec = 0;
@@ -329,12 +380,13 @@ int main(int argc, char **argv)
     double sc_ca = 0, sc_ra = 0, sc_dec = 0, hc_ca = 0, hc_ra = 0, hc_dec = 0;
     FILE *out = NULL;
 
-    while ((c = getopt_long(argc, argv, "c:t:s:j:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:t:s:j:d:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': conf = optarg; break;
         case 't': threads = atoi(optarg); break;
         case 's': seconds = atof(optarg); break;
         case 'j': json = optarg; break;
+        case 'd': dev_spec = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -392,6 +444,19 @@ int main(int argc, char **argv)
     if (EVP_PKEY_is_a(ra_sw, "RSA") && run_probe(&p, threads, &sw_dec, &sc_dec) != 0)
         goto crypto_fail;
 
+    /* the device's public-key operations (software on every server) */
+    if ((dev = gen_key(dev_spec)) == NULL) {
+        fprintf(stderr, "ceiling: cannot generate a device key %s\n", dev_spec);
+        goto out;
+    }
+    p.key = dev;
+    p.op = OP_VERIFY;
+    if (run_probe(&p, threads, &sw_verify, &sc_verify) != 0)
+        goto crypto_fail;
+    p.op = OP_ENCRYPT;
+    if (EVP_PKEY_is_a(dev, "RSA") && run_probe(&p, threads, &sw_encrypt, &sc_encrypt) != 0)
+        goto crypto_fail;
+
     /* (b) token: the state's own CA and RA keys, one session per thread */
     if (cfg.key_mode == CONFIG_KEYS_PKCS11) {
         const char *ra_label = have_ra ? cfg.ra_key_label : cfg.ca_key_label;
@@ -433,11 +498,14 @@ int main(int argc, char **argv)
             "\"sw_sign_per_s\":%.1f,\"sw_ra_sign_per_s\":%.1f,\"sw_decrypt_per_s\":%.1f,"
             "\"hsm_sign_per_s\":%.1f,\"hsm_ra_sign_per_s\":%.1f,\"hsm_decrypt_per_s\":%.1f,"
             "\"sw_ceiling_enrollments_per_s\":%.1f,\"hsm_ceiling_enrollments_per_s\":%.1f,"
-            "\"sw_floor_cpu_ms_per_enrollment\":%.3f,\"hsm_floor_cpu_ms_per_enrollment\":%.3f}\n",
+            "\"sw_floor_cpu_ms_per_enrollment\":%.3f,\"hsm_floor_cpu_ms_per_enrollment\":%.3f,"
+            "\"device_key\":\"%s\",\"sw_verify_per_s\":%.1f,\"sw_encrypt_per_s\":%.1f,"
+            "\"public_cpu_ms_per_enrollment\":%.3f}\n",
             threads, seconds, cfg.key_mode == CONFIG_KEYS_PKCS11 ? "pkcs11" : "file", ca_spec,
             ra_spec, sw_ca_sign, sw_ra_sign, sw_dec, hw_ca_sign, hw_ra_sign, hw_dec,
             ceiling_of(sw_dec, sw_ca_sign, sw_ra_sign), ceiling_of(hw_dec, hw_ca_sign, hw_ra_sign),
-            sc_dec + sc_ca + sc_ra, hc_dec + hc_ca + hc_ra);
+            sc_dec + sc_ca + sc_ra, hc_dec + hc_ca + hc_ra, dev_spec, sw_verify, sw_encrypt,
+            2 * sc_verify + sc_encrypt);
     rc = fflush(out) == 0 ? 0 : 1;
     goto out;
 
@@ -454,6 +522,7 @@ out:
     EVP_PKEY_free(ra_pub);
     EVP_PKEY_free(ca_sw);
     EVP_PKEY_free(ra_sw);
+    EVP_PKEY_free(dev);
     hsm_token_close(tok);
     return rc;
 }

@@ -3,14 +3,20 @@
 # CPU profile of scepd (issue 13; docs/benchmarks.md "Performance: toward the crypto floor").
 #
 #   bench/profile.sh [--keys file|pkcs11] [--runs N] [--duration S] [--concurrency C]
-#                    [--perf] [--keep]
+#                    [--perf] [--threads] [--keep]
 # For each of N runs (default 3): bench/ceiling on the state (1 s per operation), then a fresh
 #   scepd, scep-loadgen (closed loop, POST, AES-128, SHA-256, RSA-2048 device keys, PKCSReq
 #   only, 2 s warm-up) and the server's user+system CPU time from /proc/PID/stat over the
 #   timed phase. Prints one line per run and the medians: server CPU ms per enrollment, the
 #   floor (CPU ms of one RA decrypt + two RSA signs, measured by bench/ceiling in thread CPU
 #   time) and their ratio, and "in-situ": the server CPU / the CPU its workers spent inside
-#   the private-key operations over the same seconds (scepd_private_key_* counters).
+#   the private-key operations over the same seconds (scepd_private_key_* counters). The line
+#   also gives "public": bench/ceiling's CPU for the public-key operations every SCEP server
+#   makes with the device key (2 verifies + 1 encrypt), and "over floor+public", the server's
+#   CPU over the private floor plus that.
+# --threads: per run, scepd's CPU and context switches by thread kind (/proc/PID/task) per
+#   certificate issued (scepd_enrollments_total), over the whole scep-loadgen run (its
+#   calibration and warm-up included, so the sum is a little above the timed phase's figure).
 # --perf: one more run with scepd sampled by `perf record -e cpu-clock --call-graph fp`
 #   (Debian package linux-perf); prints the split by shared object and the top symbols
 #   (self time). Perf's own overhead makes that run's CPU figure unusable: it is not counted.
@@ -25,7 +31,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-$SRC/build}
 case "$BUILD" in /*) ;; *) BUILD="$SRC/$BUILD" ;; esac
 LOADGEN=${LOADGEN:-$BUILD/scep-loadgen}
-KEYS=file RUNS=3 DURATION=6 CONC=16 PERF=0 KEEP=0
+KEYS=file RUNS=3 DURATION=6 CONC=16 PERF=0 KEEP=0 THREADS=0
 usage() { sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -34,6 +40,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=${2:?}; shift ;;
     --concurrency) CONC=${2:?}; shift ;;
     --perf) PERF=1 ;;
+    --threads) THREADS=1 ;;
     --keep) KEEP=1 ;;
     -h|--help) usage ;;
     *) echo "profile: unknown argument $1" >&2; usage ;;
@@ -75,6 +82,31 @@ FLOOR_FIELD=sw_floor_cpu_ms_per_enrollment
 
 jnum() { grep -o "\"$1\":[0-9.eE+-]*" "$2" | head -n1 | cut -d: -f2; }
 
+# task_snap FILE: "name utime stime voluntary nonvoluntary" per thread of scepd (clock ticks),
+# then "issued N" (certificates issued so far, from the metrics).
+task_snap() {
+  local t
+  for t in /proc/"$SERVER_PID"/task/*; do
+    printf '%s %s %s %s\n' "$(cat "$t/comm")" "$(sed 's/.*) //' "$t/stat" | cut -d' ' -f12,13)" \
+      "$(awk '/^voluntary_ctxt/ {print $2}' "$t/status")" "$(awk '/^nonvoluntary_ctxt/ {print $2}' "$t/status")"
+  done 2>/dev/null >"$1"
+  curl -s "$MURL" | awk '/^scepd_enrollments_total\{.*outcome="issued"/ { n += $2 } END { print "issued", n + 0 }' >>"$1"
+}
+
+# task_report BEFORE AFTER: by thread name, CPU ms, voluntary and involuntary switches per issued
+# certificate (threads that exited in between are not counted).
+task_report() {
+  awk -v tck="$(getconf CLK_TCK)" 'FNR == 1 { f++ }
+    $1 == "issued" { iss[f] = $2; next }
+    { k = $1; c[f, k] += $2 + $3; v[f, k] += $4; nv[f, k] += $5; names[k] = 1 }
+    END { n = iss[2] - iss[1]; if (n <= 0) { print "threads: nothing issued"; exit }
+      printf "--- by thread, per certificate issued (%d issued)\n", n
+      for (k in names) { cpu = (c[2, k] - c[1, k]) * 1000 / tck / n; tc += cpu
+        printf "  %-14s CPU %.3f ms  voluntary switches %.2f  involuntary %.2f\n", k, cpu,
+          (v[2, k] - v[1, k]) / n, (nv[2, k] - nv[1, k]) / n }
+      printf "  %-14s CPU %.3f ms\n", "all", tc }' "$1" "$2"
+}
+
 start_scepd() {
   rm -f "$T/port" "$T/aport"
   LD_PRELOAD=${SCEPD_PRELOAD:-} "$BUILD/scepd" -c "$T/state/scepd.conf" --port-file "$T/port" \
@@ -95,35 +127,41 @@ one_run() {
       >"$T/perf.log" 2>&1 &
     PERF_PID=$!
   fi
+  [ $THREADS = 1 ] && [ "$2" = plain ] && task_snap "$T/tasks0"
   "$LOADGEN" --url "$URL" --challenge "$CHALLENGE" --concurrency "$CONC" --duration "$DURATION" \
     --warmup 2 --method post --cipher aes128 --md sha256 --key-type rsa:2048 --quiet \
     --key-cache "$T/keys" --server-pid "$SERVER_PID" --metrics-url "$MURL" --json "$T/lg$1.json" \
     >"$T/lg$1.out" 2>&1 ||
     { echo "profile: scep-loadgen failed:" >&2; tail -n 20 "$T/lg$1.out" >&2; exit 1; }
+  if [ $THREADS = 1 ] && [ "$2" = plain ]; then
+    task_snap "$T/tasks1"
+    task_report "$T/tasks0" "$T/tasks1" >&2
+  fi
   if [ -n "$PERF_PID" ]; then stop_pid "$PERF_PID" INT; PERF_PID=""; fi
   stop_pid "$SERVER_PID"; SERVER_PID=""
-  local cpu floor eps ins
+  local cpu floor eps ins pub
   cpu=$(jnum server_cpu_ms_per_enrollment "$T/lg$1.json")
   ins=$(jnum server_cpu_over_keyop "$T/lg$1.json"); ins=${ins:-0}
   floor=$(jnum "$FLOOR_FIELD" "$T/ceil$1.json")
   eps=$(jnum enrollments_per_s "$T/lg$1.json")
-  awk -v c="$cpu" -v f="$floor" -v e="$eps" -v n="$1" -v tag="$2" -v i="$ins" 'BEGIN {
-    printf "run %s%s: server %.3f ms CPU/enrollment, floor %.3f ms, ratio %.2f, in-situ %.3f, %.1f enrollments/s\n",
-      n, tag == "perf" ? " (under perf, not counted)" : "", c, f, c / f, i, e }' >&2
-  [ "$2" = perf ] || echo "$cpu $floor $eps $ins" >>"$T/runs"
+  pub=$(jnum public_cpu_ms_per_enrollment "$T/ceil$1.json"); pub=${pub:-0}
+  awk -v c="$cpu" -v f="$floor" -v e="$eps" -v n="$1" -v tag="$2" -v i="$ins" -v p="$pub" 'BEGIN {
+    printf "run %s%s: server %.3f ms CPU/enrollment, floor %.3f ms, ratio %.2f, in-situ %.3f, public %.3f ms, over floor+public %.2f, %.1f enrollments/s\n",
+      n, tag == "perf" ? " (under perf, not counted)" : "", c, f, c / f, i, p, c / (f + p), e }' >&2
+  [ "$2" = perf ] || echo "$cpu $floor $eps $ins $pub" >>"$T/runs"
 }
 
 : >"$T/runs"
 echo "profile: keys=$KEYS concurrency=$CONC duration=${DURATION}s runs=$RUNS preload=${SCEPD_PRELOAD:-none} load=$(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for i in $(seq 1 "$RUNS"); do one_run "$i" plain; done
-sort -n -k1 "$T/runs" | awk '{ c[NR] = $1; f[NR] = $2; r[NR] = $1 / $2; e[NR] = $3; s[NR] = $4 }
+sort -n -k1 "$T/runs" | awk '{ c[NR] = $1; f[NR] = $2; r[NR] = $1 / $2; e[NR] = $3; s[NR] = $4; p[NR] = $5; q[NR] = $1 / ($2 + $5) }
   function med(a, n,   i, j, t) {
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
   END { n = NR; lo = r[1]; hi = r[1]
     for (i = 1; i <= n; i++) { if (r[i] < lo) lo = r[i]; if (r[i] > hi) hi = r[i] }
-    printf "median of %d: server %.3f ms CPU/enrollment, floor %.3f ms, ratio %.2f (range %.2f-%.2f), in-situ %.3f, %.1f enrollments/s\n",
-      n, med(c, n), med(f, n), med(r, n), lo, hi, med(s, n), med(e, n) }'
+    printf "median of %d: server %.3f ms CPU/enrollment, floor %.3f ms, ratio %.2f (range %.2f-%.2f), in-situ %.3f, public %.3f ms, over floor+public %.2f, %.1f enrollments/s\n",
+      n, med(c, n), med(f, n), med(r, n), lo, hi, med(s, n), med(p, n), med(q, n), med(e, n) }'
 
 if [ $PERF = 1 ]; then
   one_run perf perf

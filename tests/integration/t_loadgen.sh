@@ -141,4 +141,18 @@ check "server down (GetCACaps fails): exit 2" test "$RC" = 2
   fi
   stop_mdm
 }
+# --- bench/ceiling: the JSON bench/profile.sh reads (private floor, the device's public ops) ---
+CEIL=$BUILD/ceiling
+cj() { grep -o "\"$2\":[^,}]*" "$T/$1.json" | head -n1 | cut -d: -f2- | tr -d '"'; }
+gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 > b + 0) }'; }
+RC=0; "$CEIL" -c "$STATE/scepd.conf" --seconds 0.2 --json "$T/ceil.json" 2>"$T/ceil.err" || RC=$?
+check "ceiling: exit 0" rc_is 0 ceil
+check "ceiling: a software and a token floor" sh -c "$(declare -f gt); gt '$(cj ceil sw_floor_cpu_ms_per_enrollment)' 0 && gt '$(cj ceil hsm_floor_cpu_ms_per_enrollment)' 0"
+check "ceiling: device key rsa:2048 by default, verify and encrypt measured" sh -c "[ '$(cj ceil device_key)' = rsa:2048 ] && $(declare -f gt); gt '$(cj ceil sw_verify_per_s)' 0 && gt '$(cj ceil sw_encrypt_per_s)' 0"
+check "ceiling: a public operation is faster than a private one" sh -c "$(declare -f gt); gt '$(cj ceil sw_verify_per_s)' '$(cj ceil sw_sign_per_s)'"
+check "ceiling: public CPU per enrollment above 0 and below the private floor" sh -c "$(declare -f gt); gt '$(cj ceil public_cpu_ms_per_enrollment)' 0 && gt '$(cj ceil sw_floor_cpu_ms_per_enrollment)' '$(cj ceil public_cpu_ms_per_enrollment)'"
+RC=0; "$CEIL" -c "$STATE/scepd.conf" --seconds 0.2 --device-key ec:P-256 --json "$T/ceilec.json" 2>"$T/ceilec.err" || RC=$?
+check "ceiling --device-key ec:P-256: exit 0, verifies only (no key transport to an EC key)" sh -c "[ $RC -eq 0 ] && [ '$(cj ceilec device_key)' = ec:P-256 ] && [ '$(cj ceilec sw_encrypt_per_s)' = 0.0 ] && $(declare -f gt); gt '$(cj ceilec public_cpu_ms_per_enrollment)' 0"
+RC=0; "$CEIL" -c "$STATE/scepd.conf" --seconds 0.2 --device-key dsa:1024 --json "$T/ceilbad.json" 2>"$T/ceilbad.err" || RC=$?
+check "ceiling --device-key dsa:1024: exit 1, said why" sh -c "[ $RC -eq 1 ] && grep -q 'cannot generate a device key dsa:1024' '$T/ceilbad.err'"
 finish
