@@ -81,6 +81,38 @@ start_scepd() {
   log "scepd did not become healthy within 60 s"; cat "$T/scepd.log" >&2; return 1
 }
 
+# free_port: a loopback TCP port, free when picked, for a listener whose port must be written
+# into a configuration beforehand (scepd's [tls] listen, haproxy, Patroni, etcd). Not from
+# bind(port 0): such a port is in the kernel's ephemeral range (ip_local_port_range), so
+# between the pick and the listener's bind the kernel could hand it to another test's
+# listener or outgoing connection (and scepd's SO_REUSEPORT would share it with another
+# scepd). Random outside that range, never twice in one test ($T/ports).
+free_port() {
+  python3 - "$T/ports" <<'PY'
+import random, socket, sys
+lo, hi = (int(x) for x in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+try:
+    taken = {int(l) for l in open(sys.argv[1])}
+except OSError:
+    taken = set()
+pool = [p for p in list(range(10000, lo)) + list(range(hi + 1, 65536)) if p not in taken]
+random.shuffle(pool)
+for p in pool:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    with open(sys.argv[1], "a") as f:
+        f.write("%d\n" % p)
+    print(p)
+    sys.exit(0)
+sys.exit("free_port: no free port outside %d-%d" % (lo, hi))
+PY
+}
+
 ok()   { PASSED=$((PASSED + 1)); log "ok   - $*"; }
 fail() { FAILED=$((FAILED + 1)); log "FAIL - $*"; }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
