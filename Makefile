@@ -23,7 +23,18 @@ run: build
 
 # A test that fails is run once more, alone, and reported as FLAKY when it then passes: the
 # run stays green but the log names it (docs/testing.md, "Flaky tests"). A second failure fails.
-RERUN = { echo "== FLAKY? rerunning the failed tests once, alone =="; ctest --rerun-failed --output-on-failure --timeout 900 && echo "== FLAKY: the tests above failed once and passed alone: fix them =="; }
+# The rerun rewrites Testing/Temporary/LastTest.log: first it is kept as LastTest-first.log,
+# and the whole first-run output of each failed test (its section of that log, named in
+# LastTestsFailed.log as "N:name") is printed, so that the CI log says why it failed.
+RERUN = { cp Testing/Temporary/LastTest.log Testing/Temporary/LastTest-first.log; \
+  echo "== FAILED: the first run's output of the failed tests (Testing/Temporary/LastTest-first.log) =="; \
+  awk 'NR == FNR { sub(/^[0-9]*:/, ""); failed[$$0] = 1; next }; \
+    /^[0-9]+\/[0-9]+ Testing: / { t = $$0; sub(/^[0-9]+\/[0-9]+ Testing: /, "", t); p = (t in failed) }; \
+    p { print }; /^"[^"]*" time elapsed: / { p = 0 }' \
+    Testing/Temporary/LastTestsFailed.log Testing/Temporary/LastTest-first.log; \
+  echo "== FLAKY? rerunning the failed tests once, alone =="; \
+  ctest --rerun-failed --output-on-failure --timeout 900 && \
+  echo "== FLAKY: the tests above failed once and passed alone: fix them =="; }
 
 test: build
 	@cd $(BUILD) && { ctest --output-on-failure -j 2 --timeout 600 || $(RERUN); }

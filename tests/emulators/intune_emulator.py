@@ -129,11 +129,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def answer(self, status, obj, record):
         data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        # The call is counted and logged before the answer goes out: a test reads the log as
+        # soon as scepd has answered its client, which can be before this thread runs again.
         if record is not None and record["path"].endswith("/validateRequest"):
             with lock:
                 stats["validations"] += 1
@@ -146,6 +143,11 @@ class Handler(BaseHTTPRequestHandler):
                 calls.append(record)
                 with open(args.log, "a") as f:
                     f.write(json.dumps(record) + "\n")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def read_body(self):
         n = int(self.headers.get("Content-Length") or 0)

@@ -44,14 +44,16 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def reply(self, status, data, rec):
+        # Logged before the answer goes out: a test reads the log as soon as scepd has
+        # answered its client, which can be before this thread runs again.
+        rec["status"] = status
+        with open(args.log, "a") as f:
+            f.write(json.dumps(rec) + "\n")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        rec["status"] = status
-        with open(args.log, "a") as f:
-            f.write(json.dumps(rec) + "\n")
 
     def do_POST(self):
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -19,7 +19,9 @@ stop_scepd() {
   [ -n "$pid" ] || return 0
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    # Up to 60 s: an ASan build's exit (the leak check) on two loaded cores is slow.
+    local end=$((SECONDS + 60))
+    while [ "$SECONDS" -lt "$end" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || rc=$?
@@ -57,23 +59,58 @@ init_state() {
 
 # start_scepd: scepd in the background; PORT/URL: the SCEP listener, ADMIN_PORT/ADMIN_URL
 # (http://127.0.0.1:P, no trailing slash): the admin listener (/admin/..., /metrics).
+# Healthy within 60 s (an ASan scepd opening its token on two loaded cores); scepd writes
+# the admin port file before the SCEP one, each with one write of "n\n".
 start_scepd() {
+  local end=$((SECONDS + 60))
   rm -f "$T/port" "$T/admin-port"
   "$BUILD/scepd" -c "$CONF" --port-file "$T/port" --admin-port-file "$T/admin-port" \
     >"$T/scepd.log" 2>&1 &
   SCEPD_PID=$!
-  for _ in $(seq 1 200); do
+  while [ "$SECONDS" -lt "$end" ]; do
     if [ -s "$T/port" ]; then
       PORT=$(cat "$T/port")
       URL="http://127.0.0.1:$PORT/scep"
       ADMIN_PORT=$(cat "$T/admin-port" 2>/dev/null || echo 0)
       ADMIN_URL="http://127.0.0.1:$ADMIN_PORT"
-      if curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then return 0; fi
+      if curl -fsS --max-time 10 "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then return 0; fi
     fi
     kill -0 "$SCEPD_PID" 2>/dev/null || { cat "$T/scepd.log" >&2; return 1; }
     sleep 0.05
   done
-  log "scepd did not become healthy"; return 1
+  log "scepd did not become healthy within 60 s"; cat "$T/scepd.log" >&2; return 1
+}
+
+# free_port: a loopback TCP port, free when picked, for a listener whose port must be written
+# into a configuration beforehand (scepd's [tls] listen, haproxy, Patroni, etcd). Not from
+# bind(port 0): such a port is in the kernel's ephemeral range (ip_local_port_range), so
+# between the pick and the listener's bind the kernel could hand it to another test's
+# listener or outgoing connection (and scepd's SO_REUSEPORT would share it with another
+# scepd). Random outside that range, never twice in one test ($T/ports).
+free_port() {
+  python3 - "$T/ports" <<'PY'
+import random, socket, sys
+lo, hi = (int(x) for x in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+try:
+    taken = {int(l) for l in open(sys.argv[1])}
+except OSError:
+    taken = set()
+pool = [p for p in list(range(10000, lo)) + list(range(hi + 1, 65536)) if p not in taken]
+random.shuffle(pool)
+for p in pool:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    with open(sys.argv[1], "a") as f:
+        f.write("%d\n" % p)
+    print(p)
+    sys.exit(0)
+sys.exit("free_port: no free port outside %d-%d" % (lo, hi))
+PY
 }
 
 ok()   { PASSED=$((PASSED + 1)); log "ok   - $*"; }

@@ -4,21 +4,39 @@
 EMU_PIDS=""
 
 # start_emulator NAME SCRIPT ARGS...: runs python3 tests/emulators/SCRIPT ARGS... (its calls
-# in $T/NAME.calls), waits for its "PORT n" line; sets EMU_PORT.
+# in $T/NAME.calls), waits for its "PORT n" line (wait_port); sets EMU_PORT.
 start_emulator() {
-  local name=$1 script=$2 pid
+  local name=$1 script=$2
   shift 2
   : > "$T/$name.calls"
-  python3 "$SRC/tests/emulators/$script" --log "$T/$name.calls" "$@" > "$T/$name.port" 2>"$T/$name.err" &
-  pid=$!
-  EMU_PIDS="$EMU_PIDS $pid"
-  for _ in $(seq 1 100); do
-    EMU_PORT=$(sed -n 's/^PORT //p' "$T/$name.port")
-    [ -n "$EMU_PORT" ] && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$T/$name.err" >&2; return 1; }
+  # The port file exists before the child does: the child's own "> file" runs only once the
+  # child is scheduled, and on a loaded machine the first read below came before it (sed on
+  # a missing file: set -e ended the test at once, with no message of its own).
+  : > "$T/$name.port"
+  python3 "$SRC/tests/emulators/$script" --log "$T/$name.calls" "$@" >> "$T/$name.port" 2>"$T/$name.err" &
+  EMU_PIDS="$EMU_PIDS $!"
+  wait_port "$name" $! "emulator $script"
+}
+
+# wait_port NAME PID WHAT: waits (up to 60 s: Python's start on two loaded cores under an
+# ASan suite) for the child PID, whose stdout is $T/NAME.port (created before the child
+# started), to print its "PORT n" line; sets EMU_PORT. Only a whole line counts: read fails
+# on a line whose newline is not there yet. A child that died fails with its stderr.
+wait_port() {
+  local name=$1 pid=$2 what=$3 line end=$((SECONDS + 60))
+  EMU_PORT=""
+  while [ "$SECONDS" -lt "$end" ]; do
+    line=""
+    if IFS= read -r line 2>/dev/null < "$T/$name.port"; then
+      case $line in
+        "PORT "*[!0-9]*|"PORT ") ;;
+        "PORT "*) EMU_PORT=${line#PORT }; return 0 ;;
+      esac
+    fi
+    kill -0 "$pid" 2>/dev/null || { log "$what exited before printing its port:"; cat "$T/$name.err" >&2; return 1; }
     sleep 0.05
   done
-  log "emulator $script did not start"; return 1
+  log "$what did not print its port within 60 s"; cat "$T/$name.err" >&2; return 1
 }
 stop_emulators() { local p; for p in $EMU_PIDS; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; EMU_PIDS=""; }
 trap 'rc=$?; set +e; stop_emulators; (exit $rc); cleanup' EXIT

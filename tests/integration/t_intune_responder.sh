@@ -13,20 +13,15 @@ LG=$BUILD/scep-loadgen
 need_cmd curl python3
 for b in "$RSP" "$REQ" "$LG"; do [ -x "$b" ] || { log "FAIL - $b not built"; exit 1; }; done
 
-# start_responder NAME ARGS...: the responder as a child; sets RSP_PORT once it printed it.
+# start_responder NAME ARGS...: the responder as a child; sets RSP_PORT once it printed it
+# (mdm_lib.sh's wait_port: the port file is created before the child runs).
 start_responder() {
-  local name=$1 pid
+  local name=$1
   shift
-  "$RSP" "$@" > "$T/$name.port" 2>"$T/$name.err" &
-  pid=$!
-  EMU_PIDS="$EMU_PIDS $pid"
-  for _ in $(seq 1 200); do
-    RSP_PORT=$(sed -n 's/^PORT //p' "$T/$name.port")
-    [ -n "$RSP_PORT" ] && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$T/$name.err" >&2; return 1; }
-    sleep 0.05
-  done
-  log "intune-responder did not start"; return 1
+  : > "$T/$name.port"
+  "$RSP" "$@" >> "$T/$name.port" 2>"$T/$name.err" &
+  EMU_PIDS="$EMU_PIDS $!"
+  wait_port "$name" $! intune-responder && RSP_PORT=$EMU_PORT
 }
 
 # raw PORT CHUNK...: sends the chunks (printf escapes) on one connection, 0.1 s apart, and

@@ -25,7 +25,6 @@ node_start b "$STATE/node-b.conf"
 cd "$T"
 mkdir -p got
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 HP=$(free_port); SP=$(free_port)
 cat > haproxy.cfg <<CFG
 global

@@ -21,7 +21,6 @@ need_cmd curl openssl python3 psql
 init_state
 cd "$T"
 mkdir -p got
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 D=$(mktemp -d /tmp/scepd-patroni.XXXXXX)
 RUN=()
 if [ "$(id -u)" = 0 ]; then

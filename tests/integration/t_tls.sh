@@ -27,8 +27,9 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key
   -subj "/CN=other" 2>/dev/null
 cd "$T"
 
-# A port for the TLS listener (the plain one is the kernel's choice, via --port-file).
-TLS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# A port for the TLS listener (lib.sh free_port; the plain one is the kernel's choice, via
+# --port-file).
+TLS_PORT=$(free_port)
 cp "$CONF" "$T/base.conf"
 tls_conf() {  # tls_conf KEY [MIN_VERSION]: the configuration with a [tls] section
   cp "$T/base.conf" "$CONF"

@@ -34,10 +34,12 @@ start_emulator hook webhook_server.py --secret-file "$STATE/webhook.secret" --ce
 HOOK=$EMU_PORT
 start_emulator rogue webhook_server.py --secret-file "$STATE/webhook.secret" --cert rogue.pem --key rogue.key
 ROGUE=$EMU_PORT
+# timeout: generous, no check here is about it (an ASan scepd and the Python server share two
+# loaded cores in CI); test_intune (test_slow_answer_times_out) covers the timeout itself.
 mdm_conf() {
   cat > "$STATE/mdm.conf" <<CONF
 [mdm]
-timeout = 2s
+timeout = 10s
 retries = 1
 retry_backoff = 50ms
 [webhook]
