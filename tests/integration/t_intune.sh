@@ -20,7 +20,7 @@ EP=$EMU_PORT
 CTL="http://127.0.0.1:$EP/_control"
 printf 'emulator-secret\n' > "$STATE/intune.secret"
 intune_conf "$EP" "max_in_flight = 1
-timeout = 2s
+timeout = 4s
 connect_timeout = 1s
 retries = 1
 retry_backoff = 50ms" "client_secret_file = intune.secret"
@@ -98,8 +98,8 @@ check "5xx: FAILURE badRequest, mdm_unavailable (2000)" expect_failure down 2000
 check "5xx: audit MDM_DENIED (1601) diag mdm_unavailable" has_event down 1601 '"diag":"mdm_unavailable"'
 check "5xx: validateRequest tried twice (retries = 1)" test "$(tx_calls down validateRequest | wc -l)" = 2
 
-# --- the service is slow (per-attempt timeout 2s)
-knob '{"validate": "allow", "delay_ms": 2500}'
+# --- the service is slow (per-attempt timeout 4s)
+knob '{"validate": "allow", "delay_ms": 5000}'
 req slow intune --challenge "intune-challenge-blob-4" --cn dev-4
 check "timeout: FAILURE badRequest, mdm_timeout (2000)" expect_failure slow 2000 mdm_timeout badRequest
 check "timeout: audit MDM_DENIED (1601) diag mdm_timeout" has_event slow 1601 '"diag":"mdm_timeout"'
@@ -118,7 +118,7 @@ code=$(curl -s -o /dev/null -D "$T/busy.hdr" -w '%{http_code}' --data-binary @"$
 wait $first
 check "a full validation stage: HTTP 503" test "$code" = 503
 check "a full validation stage: Retry-After" grep -qi '^Retry-After: [0-9]' "$T/busy.hdr"
-check "the request in flight meanwhile was issued (delay 1.8 s < timeout 2 s)" status_is first SUCCESS -
+check "the request in flight meanwhile was issued (delay 1.8 s < timeout 4 s)" status_is first SUCCESS -
 
 # --- a refusal after validation: failureNotification with an HRESULT
 knob '{"delay_ms": 0}'
