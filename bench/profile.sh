@@ -23,7 +23,8 @@
 # Environment: BUILD (default ./build), LOADGEN (default $BUILD/scep-loadgen), SCEPD_PRELOAD
 #   (a shared object to preload into scepd only, e.g. an allocator:
 #   /usr/lib/x86_64-linux-gnu/libjemalloc.so.2), CALLGRAPH (perf's --call-graph, default fp;
-#   dwarf,16384 attributes time inside libcrypto, which has no frame pointers).
+#   dwarf,16384 attributes time inside libcrypto, which has no frame pointers), SERVER_CONF
+#   (lines added to scepd.conf's [server] section, e.g. "yield_to_workers = no").
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -76,6 +77,10 @@ LISTEN=127.0.0.1:0 AUDIT_LOG=audit.log BUILD="$BUILD" KEYS=$KEYS CA_KEY=rsa:2048
   { cat "$T/init.log" >&2; exit 1; }
 # Room for every request in flight (queue_max: 503 queue_full beyond; not what is measured).
 sed -i "s/^\[server\]\$/[server]\nqueue_max = 4096/" "$T/state/scepd.conf"
+if [ -n "${SERVER_CONF:-}" ]; then
+  printf '%s\n' "$SERVER_CONF" >"$T/server.conf"
+  sed -i "/^\[server\]\$/r $T/server.conf" "$T/state/scepd.conf"
+fi
 mkdir -p "$T/keys"
 FLOOR_FIELD=sw_floor_cpu_ms_per_enrollment
 [ "$KEYS" = pkcs11 ] && FLOOR_FIELD=hsm_floor_cpu_ms_per_enrollment
@@ -139,15 +144,16 @@ one_run() {
   fi
   if [ -n "$PERF_PID" ]; then stop_pid "$PERF_PID" INT; PERF_PID=""; fi
   stop_pid "$SERVER_PID"; SERVER_PID=""
-  local cpu floor eps ins pub
+  local cpu floor eps ins pub p99
   cpu=$(jnum server_cpu_ms_per_enrollment "$T/lg$1.json")
   ins=$(jnum server_cpu_over_keyop "$T/lg$1.json"); ins=${ins:-0}
   floor=$(jnum "$FLOOR_FIELD" "$T/ceil$1.json")
   eps=$(jnum enrollments_per_s "$T/lg$1.json")
   pub=$(jnum public_cpu_ms_per_enrollment "$T/ceil$1.json"); pub=${pub:-0}
-  awk -v c="$cpu" -v f="$floor" -v e="$eps" -v n="$1" -v tag="$2" -v i="$ins" -v p="$pub" 'BEGIN {
-    printf "run %s%s: server %.3f ms CPU/enrollment, floor %.3f ms, ratio %.2f, in-situ %.3f, public %.3f ms, over floor+public %.2f, %.1f enrollments/s\n",
-      n, tag == "perf" ? " (under perf, not counted)" : "", c, f, c / f, i, p, c / (f + p), e }' >&2
+  p99=$(jnum p99_ms "$T/lg$1.json")
+  awk -v c="$cpu" -v f="$floor" -v e="$eps" -v n="$1" -v tag="$2" -v i="$ins" -v p="$pub" -v q="$p99" 'BEGIN {
+    printf "run %s%s: server %.3f ms CPU/enrollment, floor %.3f ms, ratio %.2f, in-situ %.3f, public %.3f ms, over floor+public %.2f, %.1f enrollments/s, p99 %.1f ms\n",
+      n, tag == "perf" ? " (under perf, not counted)" : "", c, f, c / f, i, p, c / (f + p), e, q }' >&2
   [ "$2" = perf ] || echo "$cpu $floor $eps $ins $pub" >>"$T/runs"
 }
 

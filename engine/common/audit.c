@@ -3,10 +3,15 @@
  * Asynchronous mode: each ring is a byte ring of records (4-byte length, then the line,
  * both possibly wrapping) under its own mutex. The writer thread sleeps on an eventfd that
  * a producer writes only when it is the first to queue since the writer last looked
- * (wake_pending), so a burst costs one wake-up. Before each write the writer polls the
- * target for POLLOUT with a short timeout and writes at most PIPE_BUF bytes, whole lines:
- * a pipe nobody reads holds the writer in poll (where it still sees audit_stop), never in
- * write(2). */
+ * (wake_pending), so a burst costs one wake-up. Once woken, the writer lingers AUDIT_LINGER_MS
+ * before it takes the rings, so that at a high event rate one wake-up carries many lines: about
+ * 3 events per enrollment at 900 enrollments/s made 0.8 wake-ups per enrollment, each a context
+ * switch that preempts a crypto worker; lingering bounds them to 1000 / AUDIT_LINGER_MS per
+ * second, and a line reaches the target that much later (it was never synchronous). Before
+ * each write to a pipe or socket the writer polls it for POLLOUT with a short timeout and
+ * writes at most PIPE_BUF bytes, whole lines: a pipe nobody reads holds the writer in poll
+ * (where it still sees audit_stop), never in write(2). A regular file is always writable:
+ * it is not polled. */
 #include "engine/common/audit.h"
 
 #include <errno.h>
@@ -20,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +33,7 @@
 #define AUDIT_LINE_MAX  4096            /* one line, "}\n" included */
 #define AUDIT_CHUNK     PIPE_BUF        /* one write(2): whole lines, atomic on a pipe */
 #define AUDIT_POLL_MS   200             /* how often a blocked writer checks for stop */
+#define AUDIT_LINGER_MS 4               /* after a wake-up, before the rings are taken */
 
 typedef struct ring {
     pthread_mutex_t mu;
@@ -38,6 +45,7 @@ typedef struct ring {
 struct audit {
     int fd;
     int owns_fd;
+    int fd_regular;                     /* the target is a regular file (writer's) */
     char *path;                         /* owns_fd: what audit_reopen opens again */
     /* audit_reopen after audit_start: asked by any thread, done by the writer. */
     pthread_mutex_t reopen_mu;
@@ -125,6 +133,12 @@ static int reopen_target(audit *a)
     return rc;
 }
 
+static int is_regular(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 /* The writer's side of audit_reopen. */
 static void writer_reopen(audit *a)
 {
@@ -134,6 +148,7 @@ static void writer_reopen(audit *a)
     unsigned asked = a->reopen_asked;
     pthread_mutex_unlock(&a->reopen_mu);
     int rc = reopen_target(a);
+    a->fd_regular = is_regular(a->fd);
     pthread_mutex_lock(&a->reopen_mu);
     a->reopen_done = asked;
     a->reopen_rc = rc;
@@ -271,7 +286,7 @@ static int write_lines(audit *a, const char *buf, size_t len, int64_t *deadline_
             n += line;
         }
         struct pollfd p = {.fd = a->fd, .events = POLLOUT};
-        int pr = poll(&p, 1, AUDIT_POLL_MS);
+        int pr = a->fd_regular ? 1 : poll(&p, 1, AUDIT_POLL_MS);
         if (pr == 0 || (pr < 0 && errno == EINTR)) {
             if (atomic_load(&a->stopping)) {
                 struct timespec ts;
@@ -341,6 +356,12 @@ static void *writer_main(void *arg)
                 /* EAGAIN after a spurious wake-up: look again anyway */
             }
         }
+        /* wake_pending is still set: producers do not write the eventfd meanwhile. Not when
+         * stopping (audit_stop waits for the drain). EINTR ends the linger early: harmless. */
+        if (!atomic_load(&a->stopping)) {
+            struct timespec linger = {0, AUDIT_LINGER_MS * 1000000L};
+            nanosleep(&linger, NULL);
+        }
     }
     /* Lines the writer could not place at stop: counted as dropped. */
     for (unsigned i = 0; i < a->nrings; i++) {
@@ -378,6 +399,7 @@ int audit_start(audit *a, unsigned nrings, size_t ring_bytes)
         rc = -errno;
         goto out;
     }
+    a->fd_regular = is_regular(a->fd);
     if ((rc = -pthread_create(&a->thread, NULL, writer_main, a)) != 0)
         goto out;
     a->started = 1;

@@ -39,6 +39,7 @@ void config_defaults(config *cfg)
     cfg->idle_timeout_ms = 60000;
     cfg->max_conns = 4096;
     cfg->request_timeout_ms = 10000;
+    cfg->yield_to_workers = 1;
     set_str(cfg->state_dir, sizeof(cfg->state_dir), ".");
     set_str(cfg->audit_log, sizeof(cfg->audit_log), "-");
     cfg->key_mode = CONFIG_KEYS_PKCS11;

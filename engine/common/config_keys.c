@@ -53,6 +53,7 @@ static const struct cfg_key cfg_keys[] = {
     { "server", "max_connections", T_INT,  F(max_conns), 1, 1000000 },
     { "server", "queue_max",       T_INT,  F(queue_max), 0, 1000000 },
     { "server", "request_timeout", T_MS,   F(request_timeout_ms), 1, CFG_DAY_MS },
+    { "server", "yield_to_workers", T_BOOL, F(yield_to_workers), 0, 0 },
     { "server", "state_dir",       T_PATH, F(state_dir), 0, 0 },
     { "server", "audit_log",       T_LOG,  F(audit_log), 0, 0 },
     { "server", "mdm_config",      T_PATH, F(mdm_config), 0, 0 },

@@ -339,6 +339,10 @@ void *worker_main(void *arg)
     store_reader *reader = NULL;
 
     pthread_setname_np(pthread_self(), "scepd-worker");   /* top -H, perf --sort comm */
+    if (a->cfg.yield_to_workers) {      /* back from the SCHED_BATCH main.c gave everyone */
+        struct sched_param sp = {.sched_priority = 0};
+        pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
+    }
     if (a->ca->token != NULL && hsm_thread_attach(a->ca->token) != 0) {
         fprintf(stderr, "scepd: worker cannot open a PKCS#11 session: %s\n", hsm_last_error());
         audit_fields f = {.detail = "worker cannot open a PKCS#11 session", .failinfo = -1};

@@ -7,6 +7,8 @@
 # - subject_source = override: a configuration error unless challenge = onetime (scepd does
 #   not start); and the profile's subject rules apply to the subject issued (the challenge's
 #   binding), not to the CSR's that it replaces.
+# And yield_to_workers: by default every thread but the crypto workers runs SCHED_BATCH (their
+# wake-ups do not preempt a private-key operation); = no leaves every thread SCHED_OTHER.
 . "$(dirname "$0")/lib.sh"
 REQ=$BUILD/tests/scep_req
 need_cmd python3 curl openssl
@@ -93,4 +95,27 @@ check "override under challenge = none: scepd refuses to start, same message" \
 rm "$P/ov-static.conf"
 start_scepd
 check "without that profile scepd starts again" curl -fsS "http://127.0.0.1:$PORT/healthz" -o /dev/null
+
+# --- yield_to_workers: the scheduling policy of each thread kind (chrt, util-linux)
+need_cmd chrt
+# policies: "name policy" for each thread of the running scepd, sorted and counted.
+policies() {
+  local t
+  for t in /proc/"$SCEPD_PID"/task/*; do
+    printf '%s %s\n' "$(cat "$t/comm")" "$(chrt -p "${t##*/}" | sed -n 's/.*scheduling policy: //p')"
+  done | sort | uniq -c | awk '{ print $2, $3, $1 }'
+}
+policies > pol-default.txt
+check "yield_to_workers (default): the crypto workers SCHED_OTHER" \
+  sh -c "grep -q '^scepd-worker SCHED_OTHER ' pol-default.txt && ! grep -q '^scepd-worker SCHED_BATCH' pol-default.txt"
+check "yield_to_workers (default): shards, store writer and the rest SCHED_BATCH" \
+  sh -c "grep -q '^scepd-shard SCHED_BATCH ' pol-default.txt && grep -q '^scepd-writer SCHED_BATCH ' pol-default.txt && ! grep -v '^scepd-worker ' pol-default.txt | grep -qv ' SCHED_BATCH '"
+check "yield_to_workers: an enrollment still succeeds" \
+  sh -c "'$REQ' enroll --url '$URL' --challenge '$C' --cn yield-1 --cert-out yield-1.pem >yield-1.out 2>&1 && openssl x509 -in yield-1.pem -noout -subject | grep -q yield-1"
+stop_scepd
+sed -i 's/^\[server\]$/[server]\nyield_to_workers = no/' "$CONF"
+start_scepd
+policies > pol-no.txt
+check "yield_to_workers = no: every thread SCHED_OTHER" \
+  sh -c "grep -q '^scepd-worker SCHED_OTHER ' pol-no.txt && grep -q '^scepd-shard SCHED_OTHER ' pol-no.txt && ! grep -qv ' SCHED_OTHER ' pol-no.txt"
 finish

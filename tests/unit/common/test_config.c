@@ -59,6 +59,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.header_timeout_ms, 10000);
     assert_int_equal(c.idle_timeout_ms, 60000);
     assert_int_equal(c.max_conns, 4096);
+    assert_int_equal(c.yield_to_workers, 1);
     assert_string_equal(c.state_dir, ".");
     assert_string_equal(c.audit_log, "-");
     assert_int_equal(c.key_mode, CONFIG_KEYS_PKCS11);
@@ -168,6 +169,9 @@ static void test_every_key(void **state)
     assert_int_equal(c.key_mode, CONFIG_KEYS_PKCS11);
     assert_string_equal(c.challenge, "s3cret");
     assert_int_equal(c.backdate_s, 0);
+    expect_ok("[server]\nyield_to_workers = no\n", &c);
+    assert_int_equal(c.yield_to_workers, 0);
+    expect_err("[server]\nyield_to_workers = sometimes\n", "yield_to_workers");
     expect_ok("[server]\naudit_log = -\nstate_dir = /var/lib/scepd\n", &c);
     assert_string_equal(c.audit_log, "-");
     assert_string_equal(c.state_dir, "/var/lib/scepd");
