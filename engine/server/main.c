@@ -72,9 +72,10 @@ int main(int argc, char **argv)
         return 1;
     }
     /* yield_to_workers: this thread, alone so far, takes SCHED_BATCH and every thread created
-     * from now on inherits it; the crypto workers take SCHED_OTHER back (worker_main). A
+     * from now on inherits it; the crypto workers take SCHED_OTHER back (worker_main), and so
+     * does the audit writer (engine/common/audit.c: its lines follow the answers). A
      * woken SCHED_BATCH thread does not preempt the running one: the shards, the store
-     * writer (about a dozen I/O wake-ups per synced commit), the audit writer and the rest
+     * writer (about a dozen I/O wake-ups per synced commit) and the rest
      * wait for a worker's time slice to end, or for an idle CPU, instead of cutting a
      * private-key operation in two. Measured on two cores at 16-64 requests in flight: 6-8
      * preemptions of the workers per enrollment fell to 0.3-0.4 and the server's CPU per

@@ -7,8 +7,9 @@
 # - subject_source = override: a configuration error unless challenge = onetime (scepd does
 #   not start); and the profile's subject rules apply to the subject issued (the challenge's
 #   binding), not to the CSR's that it replaces.
-# And yield_to_workers: by default every thread but the crypto workers runs SCHED_BATCH (their
-# wake-ups do not preempt a private-key operation); = no leaves every thread SCHED_OTHER.
+# And yield_to_workers: by default every thread but the crypto workers and the audit writer
+# runs SCHED_BATCH (their wake-ups do not preempt a private-key operation); = no leaves every
+# thread SCHED_OTHER.
 . "$(dirname "$0")/lib.sh"
 REQ=$BUILD/tests/scep_req
 need_cmd python3 curl openssl
@@ -106,10 +107,10 @@ policies() {
   done | sort | uniq -c | awk '{ print $2, $3, $1 }'
 }
 policies > pol-default.txt
-check "yield_to_workers (default): the crypto workers SCHED_OTHER" \
-  sh -c "grep -q '^scepd-worker SCHED_OTHER ' pol-default.txt && ! grep -q '^scepd-worker SCHED_BATCH' pol-default.txt"
+check "yield_to_workers (default): the crypto workers and the audit writer SCHED_OTHER" \
+  sh -c "grep -q '^scepd-worker SCHED_OTHER ' pol-default.txt && grep -q '^scepd-audit SCHED_OTHER ' pol-default.txt && ! grep -qE '^scepd-(worker|audit) SCHED_BATCH' pol-default.txt"
 check "yield_to_workers (default): shards, store writer and the rest SCHED_BATCH" \
-  sh -c "grep -q '^scepd-shard SCHED_BATCH ' pol-default.txt && grep -q '^scepd-writer SCHED_BATCH ' pol-default.txt && ! grep -v '^scepd-worker ' pol-default.txt | grep -qv ' SCHED_BATCH '"
+  sh -c "grep -q '^scepd-shard SCHED_BATCH ' pol-default.txt && grep -q '^scepd-writer SCHED_BATCH ' pol-default.txt && ! grep -vE '^scepd-(worker|audit) ' pol-default.txt | grep -qv ' SCHED_BATCH '"
 check "yield_to_workers: an enrollment still succeeds" \
   sh -c "'$REQ' enroll --url '$URL' --challenge '$C' --cn yield-1 --cert-out yield-1.pem >yield-1.out 2>&1 && openssl x509 -in yield-1.pem -noout -subject | grep -q yield-1"
 stop_scepd

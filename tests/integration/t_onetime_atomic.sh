@@ -53,6 +53,17 @@ at_once() {
 decode() { "$REQ" enroll --decode-reply "$T/$1${2:-}.body" --emit "$T/$1.msg" > "$T/$1${2:-}.out" 2>&1 || true; }
 serial_of() { sed -n 's/.*status=SUCCESS failinfo=- serial=\([0-9A-Fa-f]*\).*/\1/p' "$T/$1.out" | tr 'A-F' 'a-f'; }
 consumed() { events_of "$1" 1401 | grep -c . || true; }
+# issued_consumed_once TXID: one ISSUED (1000) event of TXID and its challenge consumed once;
+# read from the audit log, so checked with check_audit / audit_retry (written a moment after
+# the answer).
+issued_consumed_once() {
+  [ "$(grep -F "\"txid\":\"$1\"" "$STATE/audit.log" | grep -c '"event":1000,')" = 1 ] &&
+    [ "$(consumed "$1")" = 1 ]
+}
+# pending_consumed_once TXID: one pending request of TXID, its challenge consumed once.
+pending_consumed_once() {
+  [ "$("$BUILD/scepctl" -c "$CONF" request list | grep -cF -- "$1")" = 1 ] && [ "$(consumed "$1")" = 1 ]
+}
 # enroll NAME PROFILE ARGS...: a full enrollment with scep_req (same key as NAME.msg).
 enroll() { local n=$1 p=$2; shift 2; "$REQ" enroll --url "$B/$p" --key "$T/$n.key" --cert-out "$T/$n.pem" "$@" > "$T/$n.out" 2> "$T/$n.err" || true; }
 succeeded() { grep -q '^status=SUCCESS failinfo=- ' "$T/$1.out" || { echo "  got: $(cat "$T/$1.out" "$T/$1.err")" >&2; return 1; }; }
@@ -72,7 +83,7 @@ enroll hsm otp --challenge "$V" --cn otp-hsm --txid "$tx_hsm"
 check "the retry with the same challenge: SUCCESS" succeeded hsm
 check "... the certificate verifies" verify_cert hsm.pem
 check_audit "... ISSUED (1000) and CHALLENGE_CONSUMED (1401) once" \
-  sh -c "[ \"\$(grep -F '\"txid\":\"$tx_hsm\"' '$STATE/audit.log' | grep -c '\"event\":1000,')\" = 1 ] && [ $(consumed "$tx_hsm") = 1 ]"
+  issued_consumed_once "$tx_hsm"
 enroll hsm-again otp --challenge "$V" --cn otp-hsm-2
 check "and then it is used: challenge_used (2002)" expect_failure hsm-again 2002 challenge_used badRequest
 
@@ -96,7 +107,7 @@ check "commit fails: nothing stored" is "$(count)" "$n_certs"
 enroll store otp --challenge "$V" --cn otp-store --txid "$tx_store"
 check "the retry with the same challenge: SUCCESS" succeeded store
 check_audit "... ISSUED once, the challenge consumed once" \
-  sh -c "[ \"\$(grep -F '\"txid\":\"$tx_store\"' '$STATE/audit.log' | grep -c '\"event\":1000,')\" = 1 ] && [ $(consumed "$tx_store") = 1 ]"
+  issued_consumed_once "$tx_store"
 
 # --- concurrent duplicates: both get the one certificate ---
 dup_ok=0
@@ -110,8 +121,7 @@ for i in 1 2 3 4 5; do
   decode "dup$i" b
   sa=$(serial_of "dup${i}a"); sb=$(serial_of "dup${i}b")
   if [ -n "$sa" ] && [ "$sa" = "$sb" ] && [ "$(count)" = $((before + 1)) ] &&
-     [ "$(grep -F "\"txid\":\"$tx\"" "$STATE/audit.log" | grep -c '"event":1000,')" = 1 ] &&
-     [ "$(consumed "$tx")" = 1 ]; then
+     audit_retry issued_consumed_once "$tx"; then
     dup_ok=$((dup_ok + 1))
   else
     log "  pair $i: a=$(grep status= "$T/dup${i}a.out" | head -n1) b=$(grep status= "$T/dup${i}b.out" | head -n1)"
@@ -132,8 +142,8 @@ check "same transactionID, another key, at once: one PENDING, one FAILURE badReq
   is "$got" "status=FAILURE failinfo=badRequest status=PENDING failinfo=- "
 loser=m1; grep -q status=PENDING "$T/m1.out" && loser=m2
 check "the other one: txid_conflict, as CertRep and audit event (2000)" expect_failure "$loser" 2000 txid_conflict badRequest
-check "one pending request, the challenge consumed once" \
-  sh -c "[ \"\$('$BUILD/scepctl' -c '$CONF' request list | grep -cF -- '$tx_m')\" = 1 ] && [ $(consumed "$tx_m") = 1 ]"
+check_audit "one pending request, the challenge consumed once" \
+  pending_consumed_once "$tx_m"
 winner=m1; [ "$loser" = m1 ] && winner=m2
 enroll "$winner" manual-otp --challenge "$V" --cn otp-manual --txid "$tx_m" --poll
 check "the winner's repeated request and CertPoll: PENDING, PENDING" \

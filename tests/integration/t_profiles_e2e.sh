@@ -67,7 +67,7 @@ for path in scep cgi-bin/pkiclient.exe; do
   u="$B/$path"; t=${path//\//_}; t=${t//./_}
   req "$t-sig" "$u" --key-usage digitalSignature
   check "/$path keyUsage digitalSignature only: SUCCESS, certificate verifies" ok_cert "$t-sig"
-  check "/$path signature-only CSR: audit ISSUED under profile signature" issued_under "$t-sig" signature
+  check_audit "/$path signature-only CSR: audit ISSUED under profile signature" issued_under "$t-sig" signature
   check "/$path signature-only CSR: keyUsage of the signature profile" \
     ku_is "$t-sig" "Digital Signature, Non Repudiation"
   check "/$path signature-only CSR: EKU emailProtection of the signature profile" \
@@ -75,26 +75,26 @@ for path in scep cgi-bin/pkiclient.exe; do
 
   req "$t-enc" "$u" --key-usage keyEncipherment
   check "/$path keyUsage keyEncipherment only: SUCCESS, certificate verifies" ok_cert "$t-enc"
-  check "/$path encryption-only CSR: audit ISSUED under profile encryption" issued_under "$t-enc" encryption
+  check_audit "/$path encryption-only CSR: audit ISSUED under profile encryption" issued_under "$t-enc" encryption
   check "/$path encryption-only CSR: keyUsage of the encryption profile" \
     ku_is "$t-enc" "Key Encipherment, Data Encipherment"
 
   req "$t-both" "$u" --key-usage digitalSignature,keyEncipherment
   check "/$path keyUsage signature + encryption: SUCCESS, certificate verifies" ok_cert "$t-both"
-  check "/$path both: audit ISSUED under profile default" issued_under "$t-both" default
+  check_audit "/$path both: audit ISSUED under profile default" issued_under "$t-both" default
   check "/$path both: keyUsage of the default profile" \
     ku_is "$t-both" "Digital Signature, Key Encipherment"
   check "/$path both: EKU clientAuth only" ext_is "$T/$t-both.pem" extendedKeyUsage "TLS Web Client Authentication"
   check "/$path both: basicConstraints critical CA:FALSE" ext_is "$T/$t-both.pem" basicConstraints "CA:FALSE" critical
 done
 req nonrep "$B/scep" --key-usage nonRepudiation
-check "/scep keyUsage nonRepudiation only: under profile signature" issued_under nonrep signature
+check_audit "/scep keyUsage nonRepudiation only: under profile signature" issued_under nonrep signature
 check "/scep keyUsage nonRepudiation only: certificate verifies" ok_cert nonrep
 req dataenc "$B/scep" --key-usage dataEncipherment
-check "/scep keyUsage dataEncipherment only: under profile encryption" issued_under dataenc encryption
+check_audit "/scep keyUsage dataEncipherment only: under profile encryption" issued_under dataenc encryption
 check "/scep keyUsage dataEncipherment only: certificate verifies" ok_cert dataenc
 req noku "$B/scep"
-check "/scep no keyUsage: under profile default" issued_under noku default
+check_audit "/scep no keyUsage: under profile default" issued_under noku default
 check "/scep no keyUsage: certificate verifies" ok_cert noku
 # The encryption profile is RSA only: an EC key asking for encryption alone is refused there.
 req ec-enc "$B/scep" --key-usage keyEncipherment --key-type ec:P-256
@@ -105,7 +105,7 @@ check_audit "audit: key_not_allowed / profile_key_type under profile encryption"
   sh -c "grep '\"txid\":\"$(txid_of ec-enc)\"' '$STATE/audit.log' | grep '\"diag\":\"key_not_allowed\"' | grep '\"profile\":\"encryption\"' | grep -q '\"detail\":\"profile_key_type\"'"
 # A named profile path wins over the requested keyUsage.
 req named "$B/scep/default" --key-usage keyEncipherment
-check "/scep/default with keyEncipherment only: stays under profile default" issued_under named default
+check_audit "/scep/default with keyEncipherment only: stays under profile default" issued_under named default
 check "/scep/default with keyEncipherment only: certificate verifies" ok_cert named
 check "/scep/default: keyUsage of the default profile, not the CSR's" \
   ku_is named "Digital Signature, Key Encipherment"
@@ -126,7 +126,7 @@ check "asking for more: no privateKeyUsagePeriod in the certificate" no_pup long
 req past "$B/scep/default" --valid-days -1
 check "allow_shorter, end in the past: FAILURE badTime, profile_validity_request" \
   expect_failure past 2000 profile_validity_request badTime
-check "audit: the refusal names profile default" in_profile "$(txid_of past)" default
+check_audit "audit: the refusal names profile default" in_profile "$(txid_of past)" default
 req fixed "$B/scep/fixed" --valid-days 30
 check "allow_shorter = no: --valid-days 30 ignored, SUCCESS, certificate verifies" ok_cert fixed
 check "allow_shorter = no: notAfter = the profile's 365 days" days_about fixed 365
