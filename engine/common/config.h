@@ -36,8 +36,8 @@ typedef struct config {
                                      operation                                        */
     int      yield_to_workers;    /* yield_to_workers = yes: every thread but the crypto
                                      workers and the audit writer runs SCHED_BATCH, so
-                                     its wake-ups do not
-                                     preempt a private-key operation (main.c)          */
+                                     its wake-ups do not preempt a private-key operation
+                                     (main.c)                                          */
     char     state_dir[CONFIG_PATH_MAX];   /* state_dir = .                           */
     char     audit_log[CONFIG_PATH_MAX];   /* audit_log = "-" (stdout) or a path      */
     char     mdm_config[CONFIG_PATH_MAX];  /* mdm_config = mdm.conf: the MDM validation

@@ -196,7 +196,8 @@ static void signer_init(void)
 }
 
 /* This thread's template for key and md, made when the last one was for another pair;
- * NULL on failure (the caller signs without it). */
+ * NULL when it cannot be made (the CertRep then fails, as a failing EVP_DigestSignInit_ex
+ * made it fail before). */
 static EVP_PKEY_CTX *signer_get(EVP_PKEY *key, const EVP_MD *md)
 {
     pthread_once(&g_signer_once, signer_init);
