@@ -75,8 +75,7 @@ CHALLENGE=$(openssl rand -hex 12)
 LISTEN=127.0.0.1:0 AUDIT_LOG=audit.log BUILD="$BUILD" KEYS=$KEYS CA_KEY=rsa:2048 \
   CHALLENGE=$CHALLENGE "$SRC/scripts/init-state.sh" "$T/state" >"$T/init.log" 2>&1 ||
   { cat "$T/init.log" >&2; exit 1; }
-# Room for every request in flight (queue_max: 503 queue_full beyond; not what is measured).
-sed -i "s/^\[server\]\$/[server]\nqueue_max = 4096/" "$T/state/scepd.conf"
+room_for_all "$T/state/scepd.conf"
 if [ -n "${SERVER_CONF:-}" ]; then
   printf '%s\n' "$SERVER_CONF" >"$T/server.conf"
   sed -i "/^\[server\]\$/r $T/server.conf" "$T/state/scepd.conf"

@@ -56,9 +56,13 @@ END {
     for (i = 1; i <= NR; i++) if (leg[i] == "closed") nclosed++
     if (nclosed > 0) { print hdr; gsub(/./, "-", hdr); print hdr }
 
-    # latency percentiles per server at one concurrency: 16 when measured, else the first
-    ref = jget(row[1], "concurrency")
-    for (i = 1; i <= NR; i++) if (jget(row[i], "concurrency") == "16") ref = "16"
+    # latency percentiles per server at one concurrency of the closed-loop sweep: 16 when
+    # measured, else the first (the open-loop and network-HSM legs have concurrencies too)
+    ref = ""
+    for (i = 1; i <= NR; i++) if (leg[i] == "closed") {
+        if (ref == "") ref = jget(row[i], "concurrency")
+        if (jget(row[i], "concurrency") == "16") ref = "16"
+    }
 
     printf "[\n" > out
     for (i = 1; i <= NR; i++) {

@@ -28,6 +28,7 @@
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$SRC/bench/lib.sh"
 BUILD=${BUILD:-$SRC/build}
 case "$BUILD" in /*) ;; *) BUILD="$SRC/$BUILD" ;; esac
 LOADGEN=${LOADGEN:-$BUILD/scep-loadgen}
@@ -137,11 +138,7 @@ init_scepd() {
   LISTEN=127.0.0.1:0 AUDIT_LOG=audit.log BUILD="$BUILD" KEYS=$2 CA_KEY=rsa:2048 \
     CHALLENGE=$CHALLENGE "$SRC/scripts/init-state.sh" "$T/$1" >"$T/$1-init.log" 2>&1 ||
     { log "init-state ($1) failed:"; cat "$T/$1-init.log" >&2; return 1; }
-  # Room for every request in flight. The default bound (queue_max = 100 per crypto worker)
-  # answers the rest 503 queue_full at once; a closed-loop client above it (the full sweep's
-  # c = 256 on 2 workers) then spends its prebuilt requests on 503s in the warm-up and has no
-  # timed phase. The bound is the resilience issue's (t_overload), not what is measured here.
-  sed -i "s/^\[server\]\$/[server]\nqueue_max = 4096/" "$T/$1/scepd.conf"
+  room_for_all "$T/$1/scepd.conf"   # the full sweep's c = 256 is above the default bound
 }
 
 # start_scepd NAME: sets SERVER_PID and URL.
